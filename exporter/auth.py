@@ -1,0 +1,151 @@
+"""Tenant credentials → MSAL confidential client apps → app-only access tokens.
+
+One ``msal.ConfidentialClientApplication`` per tenant, built on first use in a worker thread
+(building it performs OpenID discovery over the network) and then reused, so MSAL's in-memory
+token cache answers every poll until the token is close to expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msal
+
+from exporter.config import (
+    CertificateCredential,
+    ClientSecretCredential,
+    TenantConfig,
+    WorkloadIdentityCredential,
+)
+from exporter.failures import PollFailure, classify_oauth_error, classify_transport_error
+from exporter.transport import MsalHttpAdapter, Transport
+
+log = logging.getLogger("exporter.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A bearer token for Graph; ``repr`` hides the value."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "AccessToken('********')"
+
+
+class TokenError(Exception):
+    """A token could not be acquired; ``failure`` says why, without secrets."""
+
+    def __init__(self, failure: PollFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def read_federated_token(token_file: str) -> str:
+    """Read the projected service-account token; called for every token request."""
+    return Path(token_file).read_text(encoding="utf-8").strip()
+
+
+def msal_client_credential(tenant: TenantConfig) -> str | dict[str, Any]:
+    """The ``client_credential`` argument MSAL wants for this tenant's credential."""
+    credential = tenant.credential
+    if isinstance(credential, ClientSecretCredential):
+        return credential.secret.reveal()
+    if isinstance(credential, CertificateCredential):
+        # public_certificate makes MSAL (1.35+) sign with the certificate's SHA-256 thumbprint.
+        value: dict[str, Any] = {
+            "private_key": credential.private_key_pem.reveal(),
+            "public_certificate": credential.certificate_pem,
+        }
+        if credential.passphrase is not None:
+            value["passphrase"] = credential.passphrase.reveal()
+        return value
+    if isinstance(credential, WorkloadIdentityCredential):
+        token_file = credential.token_file
+        return {"client_assertion": lambda: read_federated_token(token_file)}
+    raise TypeError(f"unknown credential type {type(credential).__name__}")
+
+
+class TenantTokenSource:
+    """Access tokens for one tenant, from one lazily built MSAL app."""
+
+    def __init__(self, tenant: TenantConfig, transport: Transport, executor: Executor) -> None:
+        self.tenant = tenant
+        self._executor = executor
+        self._http = MsalHttpAdapter(transport, timeout=tenant.timeout)
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._build_lock = threading.Lock()
+
+    @property
+    def token_requests(self) -> int:
+        """Requests sent to the token endpoint so far (cache hits send none)."""
+        return self._http.token_requests
+
+    def _build_app(self) -> msal.ConfidentialClientApplication:
+        with self._build_lock:
+            if self._app is None:
+                self._app = msal.ConfidentialClientApplication(
+                    self.tenant.client_id,
+                    client_credential=msal_client_credential(self.tenant),
+                    authority=self.tenant.authority,
+                    http_client=self._http,
+                    # Known clouds need no instance discovery; a custom host cannot have it.
+                    instance_discovery=False if self.tenant.cloud == "custom" else None,
+                )
+            return self._app
+
+    def _acquire(self) -> dict[str, Any]:
+        app = self._build_app()
+        result: dict[str, Any] = app.acquire_token_for_client(scopes=[self.tenant.graph_scope])
+        return result
+
+    async def get_token(self) -> AccessToken:
+        """A valid access token, from MSAL's cache when it has one; raise :class:`TokenError`."""
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self._executor, self._acquire)
+        except (ValueError, KeyError) as err:
+            # MSAL raises ValueError when OpenID discovery is refused (e.g. unknown tenant).
+            raise TokenError(
+                PollFailure("auth_error", f"identity provider discovery failed: {_short(err)}")
+            ) from None
+        except Exception as err:  # noqa: BLE001 - transport errors arrive wrapped by MSAL's thread
+            raise TokenError(
+                PollFailure(
+                    classify_transport_error(err),
+                    f"token request failed: {type(err).__name__}",
+                )
+            ) from None
+        if "access_token" in result:
+            return AccessToken(result["access_token"])
+        error = result.get("error")
+        description = str(result.get("error_description") or "").splitlines()
+        raise TokenError(
+            PollFailure(
+                classify_oauth_error(error),
+                f"token request refused: {description[0] if description else error}",
+                error_code=error,
+                request_id=result.get("correlation_id"),
+            )
+        )
+
+    def forget_tokens(self) -> None:
+        """Drop cached access tokens (Graph refused one), so the next poll fetches a new one."""
+        app = self._app
+        if app is None:
+            return
+        cache = app.token_cache
+        for item in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):  # type: ignore[no-untyped-call]
+            cache.remove_at(item)  # type: ignore[no-untyped-call]
+
+
+def _short(error: BaseException) -> str:
+    """First line of an exception message, cut short (MSAL quotes whole response bodies)."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:200]

@@ -1,0 +1,291 @@
+"""Command line: flags → settings; starts the scheduler and the HTTP server; signals.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter import __version__
+from exporter.config import Config, ConfigError, describe_config, load_config
+from exporter.failures import SUCCESS
+from exporter.logs import FORMATS, LEVELS, REDACTOR, configure_logging
+from exporter.metrics import MetricsStore
+from exporter.scheduler import PollScheduler
+from exporter.server import ServerHooks, make_server, parse_listen_address, serve_in_thread
+from exporter.transport import Transport, build_ssl_context
+
+log = logging.getLogger("exporter")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+HEARTBEAT_MAX_AGE_SECONDS = 30.0
+RELOAD_WAIT_SECONDS = 30.0
+DEMO_TENANTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The command line, parsed."""
+
+    config_file: str
+    listen_address: str
+    telemetry_path: str
+    web_config_file: str | None
+    log_level: str
+    log_format: str
+    check_config: bool
+    once: bool
+    demo: bool
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The exporter's flags, named as Prometheus exporters name theirs."""
+    parser = _Parser(
+        prog="entra-registration-exporter",
+        description="Prometheus exporter for Microsoft Entra ID SSPR and MFA registration counts.",
+    )
+    parser.add_argument("--config.file", dest="config_file", default="config.yaml", metavar="PATH")
+    parser.add_argument(
+        "--web.listen-address", dest="listen_address", default=":9836", metavar="HOST:PORT"
+    )
+    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics")
+    parser.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH")
+    parser.add_argument("--log.level", dest="log_level", default="info", choices=LEVELS)
+    parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=FORMATS)
+    parser.add_argument(
+        "--check-config", action="store_true", help="validate the config, print a summary, exit"
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="poll every tenant once, print the exposition, exit"
+    )
+    parser.add_argument(
+        "--demo", action="store_true", help="run against an embedded simulator (no config needed)"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def parse_settings(argv: list[str] | None) -> Settings:
+    """Parse and check the command line (exit 2 on a usage error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        parse_listen_address(args.listen_address)
+    except ValueError as err:
+        build_parser().error(f"--web.listen-address: {err}")
+    if not args.telemetry_path.startswith("/") or args.telemetry_path in (
+        "/",
+        "/healthz",
+        "/readyz",
+    ):
+        build_parser().error(
+            "--web.telemetry-path must start with / and not be /, /healthz or /readyz"
+        )
+    return Settings(**vars(args))
+
+
+def print_config_errors(problems: list[str]) -> None:
+    """One line per problem on stderr."""
+    for line in problems:
+        print(line, file=sys.stderr)
+
+
+class ExporterRuntime:
+    """The running exporter: transport, scheduler, metrics, HTTP server and reloads."""
+
+    def __init__(self, settings: Settings, config: Config) -> None:
+        self.settings = settings
+        self.config = config
+        self.store = MetricsStore()
+        self.transport = Transport(build_ssl_context(config.tls_ca_file), config.concurrency)
+        self.scheduler = PollScheduler(self.store, self.transport, config.concurrency)
+        self._reload_lock = asyncio.Lock()
+        self._loop = asyncio.get_running_loop()
+        self._background: set[asyncio.Task[tuple[bool, str]]] = set()
+
+    def is_alive(self) -> bool:
+        """True while the scheduler's heartbeat job keeps running."""
+        return time.monotonic() - self.scheduler.heartbeat < HEARTBEAT_MAX_AGE_SECONDS
+
+    async def reload(self) -> tuple[bool, str]:
+        """Re-read the config file and its secret files; keep the running config if invalid."""
+        async with self._reload_lock:
+            try:
+                config = load_config(self.settings.config_file)
+            except ConfigError as err:
+                for line in err.problems:
+                    log.error(f"config reload refused: {line}")
+                self.store.record_reload(False)
+                return False, "config reload refused:\n" + "\n".join(err.problems)
+            for warning in config.warnings:
+                log.warning(warning)
+            kept = [
+                name
+                for name in ("tls_ca_file", "concurrency")
+                if getattr(config, name) != getattr(self.config, name)
+            ]
+            if kept:
+                log.warning(f"{', '.join(kept)} changed: takes effect after a restart")
+            REDACTOR.set_secrets(config.secrets())
+            self.scheduler.apply(config)
+            self.config = config
+            self.store.record_reload(True)
+            log.info("config reloaded", extra={"tenants": len(config.tenants)})
+            return True, f"config reloaded: {len(config.tenants)} tenant(s)"
+
+    def reload_from_thread(self) -> tuple[bool, str]:
+        """Run :meth:`reload` on the event loop and wait for it (HTTP server threads)."""
+        future = asyncio.run_coroutine_threadsafe(self.reload(), self._loop)
+        return future.result(RELOAD_WAIT_SECONDS)
+
+    async def run(self) -> int:
+        """Serve until SIGTERM / SIGINT."""
+        hooks = ServerHooks(
+            store=self.store,
+            is_alive=self.is_alive,
+            reload=self.reload_from_thread,
+            telemetry_path=self.settings.telemetry_path,
+        )
+        try:
+            server = make_server(self.settings.listen_address, hooks)
+        except OSError as err:
+            log.error(
+                f"cannot listen on {self.settings.listen_address}: {err.strerror or err}",
+            )
+            await self.transport.aclose()
+            return EXIT_FAILURE
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, stop.set)
+        self._loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
+        self.scheduler.start()
+        self.scheduler.apply(self.config)
+        serve_in_thread(server)
+        host, port = server.server_address[:2]
+        log.info(
+            "exporter started",
+            extra={
+                "version": __version__,
+                "address": f"{host or '0.0.0.0'}:{port}",  # noqa: S104 - only reporting it
+                "tenants": len(self.config.tenants),
+            },
+        )
+        await stop.wait()
+        log.info("shutting down")
+        self.scheduler.shutdown()
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()
+        await self.transport.aclose()
+        log.info("stopped")
+        return EXIT_OK
+
+    def _reload_in_background(self) -> None:
+        task = self._loop.create_task(self.reload())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+async def run_once(config: Config) -> int:
+    """Poll every tenant once and print the exposition; 0 if every poll succeeded."""
+    store = MetricsStore()
+    transport = Transport(build_ssl_context(config.tls_ca_file), config.concurrency)
+    scheduler = PollScheduler(store, transport, config.concurrency)
+    try:
+        scheduler.apply(config)
+        results = await scheduler.poll_all()
+    finally:
+        scheduler.shutdown()
+        await transport.aclose()
+    sys.stdout.buffer.write(store.render())
+    sys.stdout.flush()
+    return EXIT_OK if all(r is not None and r.result == SUCCESS for r in results) else EXIT_FAILURE
+
+
+async def serve_forever(settings: Settings, config: Config) -> int:
+    """Run the exporter until SIGTERM / SIGINT."""
+    return await ExporterRuntime(settings, config).run()
+
+
+def run_demo(settings: Settings) -> int:
+    """Start the embedded simulator with a few tenants and run the exporter against it."""
+    from exporter.simulator import Simulator  # the simulator is only needed here
+
+    simulator = Simulator(tenants=DEMO_TENANTS, seed=20261124)
+    # One demo tenant fails now and then, to show what failures look like.
+    flaky = list(simulator.tenants.values())[-1]
+    flaky.fault_rate = 0.3
+    url = simulator.start("127.0.0.1:0")
+    with tempfile.TemporaryDirectory(prefix="entra-demo-") as workdir:
+        ca_file = str(Path(workdir) / "simulator-ca.pem")
+        config_file = str(Path(workdir) / "config.yaml")
+        simulator.write_ca(ca_file)
+        simulator.write_config(config_file, ca_file, interval=15.0, jitter=2.0, timeout=5.0)
+        host, port = parse_listen_address(settings.listen_address)
+        log.info(
+            f"demo: simulator at {url} with {DEMO_TENANTS} tenants ({flaky.name} fails now and "
+            f"then); metrics at http://{host or 'localhost'}:{port}{settings.telemetry_path}",
+        )
+        demo_settings = Settings(**{**_settings_dict(settings), "config_file": config_file})
+        try:
+            return _serve(demo_settings)
+        finally:
+            simulator.stop()
+
+
+def _settings_dict(settings: Settings) -> dict[str, object]:
+    return {name: getattr(settings, name) for name in Settings.__slots__}
+
+
+def _serve(settings: Settings) -> int:
+    try:
+        config = load_config(settings.config_file)
+    except ConfigError as err:
+        print_config_errors(err.problems)
+        return EXIT_USAGE
+    REDACTOR.set_secrets(config.secrets())
+    for warning in config.warnings:
+        log.warning(warning)
+    if settings.once:
+        return asyncio.run(run_once(config))
+    return asyncio.run(serve_forever(settings, config))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``entra-registration-exporter``."""
+    settings = parse_settings(argv)
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.web_config_file is not None:
+        print(
+            "--web.config.file: TLS and basic auth are not available in this version yet",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if settings.demo:
+        return run_demo(settings)
+    if settings.check_config:
+        try:
+            config = load_config(settings.config_file)
+        except ConfigError as err:
+            print_config_errors(err.problems)
+            return EXIT_USAGE
+        for warning in config.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print("\n".join(describe_config(config)))
+        return EXIT_OK
+    return _serve(settings)

@@ -1,0 +1,73 @@
+"""The one place where a failed poll is mapped to a ``result`` class of the contract.
+
+Result classes: success, auth_error, throttled, http_error, timeout, network_error, parse_error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+SUCCESS = "success"
+AUTH_ERROR = "auth_error"
+THROTTLED = "throttled"
+HTTP_ERROR = "http_error"
+TIMEOUT = "timeout"
+NETWORK_ERROR = "network_error"
+PARSE_ERROR = "parse_error"
+RESULTS = (SUCCESS, AUTH_ERROR, THROTTLED, HTTP_ERROR, TIMEOUT, NETWORK_ERROR, PARSE_ERROR)
+
+# OAuth error codes from the token endpoint that mean "the identity provider is busy",
+# not "your credentials are wrong".
+_TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+
+
+@dataclass(frozen=True, slots=True)
+class PollFailure:
+    """Why a poll failed: its result class and what a person needs to act on it."""
+
+    result: str
+    message: str
+    http_status: int | None = None
+    error_code: str | None = None
+    request_id: str | None = None
+
+    def log_fields(self) -> dict[str, object]:
+        """Fields for the poll's log line (only those that are known)."""
+        fields: dict[str, object] = {"result": self.result}
+        if self.http_status is not None:
+            fields["http_status"] = self.http_status
+        if self.error_code:
+            fields["error_code"] = self.error_code
+        if self.request_id:
+            fields["request_id"] = self.request_id
+        return fields
+
+
+def classify_http_status(status: int) -> str:
+    """Result class of a final (no longer retried) non-2xx Graph answer."""
+    if status in (401, 403):
+        return AUTH_ERROR
+    if status == 429:
+        return THROTTLED
+    return HTTP_ERROR
+
+
+def classify_transport_error(error: BaseException) -> str:
+    """Result class of an exception raised while talking HTTP."""
+    if isinstance(error, httpx.TimeoutException | TimeoutError):
+        return TIMEOUT
+    return NETWORK_ERROR
+
+
+def classify_oauth_error(error: str | None) -> str:
+    """Result class of an OAuth error answer from the token endpoint."""
+    if error in _TRANSIENT_OAUTH_ERRORS:
+        return NETWORK_ERROR
+    return AUTH_ERROR
+
+
+def is_retryable_status(status: int) -> bool:
+    """True for answers worth retrying inside the same poll."""
+    return status == 429 or 500 <= status <= 599

@@ -1,0 +1,211 @@
+"""Async Microsoft Graph client: retries, Retry-After, deadlines and result classes.
+
+429 and 503 answers honour ``Retry-After`` (seconds or an HTTP date) and are retried while the
+poll's deadline allows; other 5xx answers and connection errors are retried with exponential
+backoff and full jitter, at most :data:`MAX_ATTEMPTS` attempts. Each outcome that is not a
+report becomes a :class:`~exporter.failures.PollFailure`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from exporter.auth import AccessToken
+from exporter.failures import (
+    PARSE_ERROR,
+    TIMEOUT,
+    PollFailure,
+    classify_http_status,
+    classify_transport_error,
+    is_retryable_status,
+)
+from exporter.report import RegistrationReport, ReportParseError, parse_registration_report
+from exporter.transport import HttpResponse, ResponseBodyError, Transport
+
+log = logging.getLogger("exporter.graph")
+
+REPORT_PATH = "/beta/reports/getCredentialUserRegistrationCount()"
+MAX_ATTEMPTS = 3
+MAX_THROTTLED_ATTEMPTS = 6
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+
+
+class GraphError(Exception):
+    """A Graph call failed for good; ``failure`` says why."""
+
+    def __init__(self, failure: PollFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or None."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.now(UTC).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> float:
+    """Full-jitter exponential backoff before retry number ``attempt`` (1-based)."""
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+    return rng() * ceiling
+
+
+def graph_error_details(response: HttpResponse) -> tuple[str | None, str | None, str]:
+    """Graph's error code, request id and message from an error answer (any of them may lack)."""
+    request_id = response.headers.get("request-id") or response.headers.get("client-request-id")
+    code: str | None = None
+    message = f"HTTP {response.status_code}"
+    try:
+        document: Any = json.loads(response.body)
+    except ValueError:
+        return code, request_id, message
+    error = document.get("error") if isinstance(document, dict) else None
+    if isinstance(error, dict):
+        code = error.get("code") if isinstance(error.get("code"), str) else None
+        text = error.get("message")
+        if isinstance(text, str) and text:
+            message = f"HTTP {response.status_code}: {text.splitlines()[0][:200]}"
+        inner = error.get("innerError") or error.get("innererror")
+        if isinstance(inner, dict) and not request_id:
+            inner_id = inner.get("request-id")
+            request_id = inner_id if isinstance(inner_id, str) else None
+    return code, request_id, message
+
+
+class GraphClient:
+    """Calls Graph's registration report over the shared :class:`Transport`."""
+
+    def __init__(self, transport: Transport, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        self._transport = transport
+        self._sleep = sleep
+
+    async def fetch_registration_report(
+        self,
+        graph_host: str,
+        token: AccessToken,
+        timeout: float,
+        deadline: float,
+        tenant: str = "",
+    ) -> RegistrationReport:
+        """GET the report, retrying within ``deadline`` (a ``time.monotonic()`` value)."""
+        url = f"{graph_host}{REPORT_PATH}"
+        failures = 0
+        throttled = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GraphError(PollFailure(TIMEOUT, "poll deadline passed before Graph answered"))
+            client_request_id = str(uuid.uuid4())
+            headers = {
+                "Authorization": f"Bearer {token.value}",
+                "Accept": "application/json",
+                "client-request-id": client_request_id,
+            }
+            try:
+                response = await self._transport.request(
+                    "GET", url, timeout=min(timeout, remaining), headers=headers
+                )
+            except ResponseBodyError as err:
+                raise GraphError(
+                    PollFailure(PARSE_ERROR, str(err), request_id=client_request_id)
+                ) from None
+            except (httpx.HTTPError, OSError, TimeoutError) as err:
+                result = classify_transport_error(err)
+                failures += 1
+                failure = PollFailure(
+                    result,
+                    f"Graph request failed: {_describe_transport_error(err)}",
+                    request_id=client_request_id,
+                )
+                if result == TIMEOUT or failures >= MAX_ATTEMPTS:
+                    raise GraphError(failure) from None
+                await self._wait(backoff_delay(failures), deadline, failure, tenant)
+                continue
+
+            if response.status_code == 200:
+                return _parse_report(response, client_request_id)
+
+            code, request_id, message = graph_error_details(response)
+            failure = PollFailure(
+                classify_http_status(response.status_code),
+                message,
+                http_status=response.status_code,
+                error_code=code,
+                request_id=request_id or client_request_id,
+            )
+            if not is_retryable_status(response.status_code):
+                raise GraphError(failure)
+            if response.status_code in (429, 503):
+                throttled += 1
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                if throttled >= MAX_THROTTLED_ATTEMPTS:
+                    raise GraphError(failure)
+                delay = retry_after if retry_after is not None else backoff_delay(throttled)
+            else:
+                failures += 1
+                if failures >= MAX_ATTEMPTS:
+                    raise GraphError(failure)
+                delay = backoff_delay(failures)
+            await self._wait(delay, deadline, failure, tenant)
+
+    async def _wait(self, delay: float, deadline: float, failure: PollFailure, tenant: str) -> None:
+        """Sleep before a retry, or give up with ``failure`` if the deadline comes first."""
+        if time.monotonic() + delay >= deadline:
+            raise GraphError(failure)
+        log.debug(
+            "retrying Graph request",
+            extra={"tenant": tenant, "delay_seconds": round(delay, 3), **failure.log_fields()},
+        )
+        await self._sleep(delay)
+
+
+def _parse_report(response: HttpResponse, client_request_id: str) -> RegistrationReport:
+    request_id = response.headers.get("request-id") or client_request_id
+    try:
+        document = json.loads(response.body)
+    except ValueError:
+        content_type = response.headers.get("content-type", "unknown")
+        raise GraphError(
+            PollFailure(
+                PARSE_ERROR,
+                f"Graph answered 200 with a body that is not JSON (content-type {content_type})",
+                http_status=200,
+                request_id=request_id,
+            )
+        ) from None
+    try:
+        return parse_registration_report(document)
+    except ReportParseError as err:
+        raise GraphError(
+            PollFailure(
+                PARSE_ERROR, f"unusable report: {err}", http_status=200, request_id=request_id
+            )
+        ) from None
+
+
+def _describe_transport_error(error: BaseException) -> str:
+    text = str(error).splitlines()[0][:160] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,125 @@
+"""The one logging setup: logfmt or JSON lines on stderr, secrets redacted.
+
+Structured fields travel in ``extra={...}``; every line about a tenant carries ``tenant=``.
+Third-party loggers (MSAL, httpx, APScheduler) stay at WARNING whatever ``--log.level`` says:
+their debug output may quote request bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("logfmt", "json")
+_QUIET_LOGGERS = ("msal", "httpx", "httpcore", "apscheduler", "urllib3", "asyncio")
+_STANDARD_ATTRS = frozenset(
+    vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
+    | {"message", "asctime", "taskName"}
+)
+REDACTED = "[REDACTED]"
+
+
+class SecretRedactor(logging.Filter):
+    """Replaces every known secret value in a record's rendered message and fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: tuple[str, ...] = ()
+        self._lock = threading.Lock()
+
+    def set_secrets(self, secrets: Iterable[str]) -> None:
+        """Replace the set of values to redact (called at start-up and at every reload)."""
+        with self._lock:
+            self._secrets = tuple(
+                sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+            )
+
+    def redact(self, text: str) -> str:
+        """``text`` with every known secret replaced."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._secrets:
+            record.msg = self.redact(record.getMessage())
+            record.args = None
+            for key, value in list(vars(record).items()):
+                if key not in _STANDARD_ATTRS and isinstance(value, str):
+                    setattr(record, key, self.redact(value))
+        return True
+
+
+def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{seconds}.{int(record.msecs):03d}Z"
+
+
+def _logfmt_value(value: Any) -> str:
+    text = str(value)
+    if text and not any(c in text for c in ' ="\\\n\t'):
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``ts=... level=info msg="..." tenant=contoso result=throttled``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields.update(_extra_fields(record))
+        if record.exc_info and record.exc_info[1] is not None:
+            fields["error"] = type(record.exc_info[1]).__name__
+        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields.update(_extra_fields(record))
+        if record.exc_info and record.exc_info[1] is not None:
+            fields["error"] = type(record.exc_info[1]).__name__
+        return json.dumps(fields, default=str)
+
+
+REDACTOR = SecretRedactor()
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "logfmt", stream: TextIO | None = None
+) -> None:
+    """Send every log line to ``stream`` (stderr) in ``fmt``, at ``level``, secrets redacted."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    handler.addFilter(REDACTOR)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

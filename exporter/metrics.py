@@ -1,0 +1,391 @@
+"""Tenant snapshots → Prometheus exposition, pre-rendered per tenant.
+
+Each poll builds a new immutable :class:`TenantSnapshot` and renders the tenant's sample lines
+once, per metric family; the pair replaces the tenant's old entry in one assignment, so a scrape
+sees a tenant either before or after a poll, never half of one. A scrape joins the pre-rendered
+lines under each family's HELP/TYPE header, and the joined text (plain and gzip) is cached
+until a tenant changes or a report turns stale. Example output::
+
+    # HELP entra_credential_registration_users Users per credential registration status, ...
+    # TYPE entra_credential_registration_users gauge
+    entra_credential_registration_users{tenant="contoso",registrationStatus="registered"} 23423
+    entra_credential_registration_users{tenant="contoso",registrationStatus="mfaRegistered"} 33
+    # HELP entra_tenant_users Users in the tenant (Graph totalUserCount), as of the last ...
+    # TYPE entra_tenant_users gauge
+    entra_tenant_users{tenant="contoso"} 23123
+    ...
+    # TYPE entra_exporter_polls_total counter
+    entra_exporter_polls_total{tenant="contoso",result="success"} 12
+"""
+
+from __future__ import annotations
+
+import gzip
+import platform
+import threading
+import time
+from dataclasses import dataclass, replace
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import exposition as text_exposition
+from prometheus_client.openmetrics import exposition as om_exposition
+from prometheus_client.utils import floatToGoString
+
+from exporter import __version__
+from exporter.config import TenantConfig
+from exporter.failures import RESULTS, SUCCESS
+from exporter.poll import PollResult
+from exporter.report import RegistrationReport
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A metric family: its exposition name, type and HELP text."""
+
+    name: str
+    kind: str
+    help: str
+
+    def header(self, openmetrics: bool) -> str:
+        name = self.name
+        if openmetrics and self.kind == "counter" and name.endswith("_total"):
+            name = name[: -len("_total")]
+        return f"# HELP {name} {self.help}\n# TYPE {name} {self.kind}\n"
+
+
+REGISTRATION_USERS = Family(
+    "entra_credential_registration_users",
+    "gauge",
+    "Users per credential registration status, from Graph getCredentialUserRegistrationCount, "
+    "as of the last successful poll.",
+)
+TENANT_USERS = Family(
+    "entra_tenant_users",
+    "gauge",
+    "Users in the tenant (Graph totalUserCount), as of the last successful poll.",
+)
+TENANT_INFO = Family(
+    "entra_tenant_info",
+    "gauge",
+    "Configured tenant: its ID, cloud and report source (always 1), from the config file.",
+)
+TENANT_UP = Family(
+    "entra_exporter_tenant_up", "gauge", "1 if the last poll of the tenant succeeded, else 0."
+)
+LAST_SUCCESS = Family(
+    "entra_exporter_last_success_timestamp_seconds",
+    "gauge",
+    "Unix time of the tenant's last successful poll.",
+)
+LAST_DURATION = Family(
+    "entra_exporter_last_poll_duration_seconds",
+    "gauge",
+    "Wall time of the tenant's last poll (token and Graph request).",
+)
+POLLS = Family("entra_exporter_polls_total", "counter", "Polls of the tenant by result class.")
+TOKEN_REQUESTS = Family(
+    "entra_exporter_token_requests_total",
+    "counter",
+    "Token requests sent to the identity provider for the tenant (cache hits not counted).",
+)
+# Families with one or more lines per tenant, in exposition order; the first two are the
+# report's and disappear when the report turns stale.
+TENANT_FAMILIES = (
+    REGISTRATION_USERS,
+    TENANT_USERS,
+    TENANT_INFO,
+    TENANT_UP,
+    LAST_SUCCESS,
+    LAST_DURATION,
+    POLLS,
+    TOKEN_REQUESTS,
+)
+REPORT_FAMILY_COUNT = 2
+
+RELOAD_OK = Family(
+    "entra_exporter_config_last_reload_successful",
+    "gauge",
+    "1 if the last configuration load succeeded, else 0.",
+)
+RELOAD_TIME = Family(
+    "entra_exporter_config_last_reload_success_timestamp_seconds",
+    "gauge",
+    "Unix time of the last successful configuration load.",
+)
+BUILD_INFO = Family(
+    "entra_exporter_build_info", "gauge", "Exporter version and Python version (always 1)."
+)
+SCHEDULER_EVENTS = Family(
+    "entra_exporter_scheduler_events_total",
+    "counter",
+    "Scheduler events by kind: missed (a run started too late and was skipped), "
+    "max_instances (a poll was still running), error (a job raised).",
+)
+SCHEDULER_EVENT_KINDS = ("missed", "max_instances", "error")
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a label value for the text exposition formats."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def format_value(value: float) -> str:
+    """Integers as integers, other numbers the way Go formats floats."""
+    if isinstance(value, int):
+        return str(value)
+    return floatToGoString(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSnapshot:
+    """Everything the exposition shows about one tenant, as of one moment."""
+
+    name: str
+    tenant_id: str
+    cloud: str
+    source: str
+    report: RegistrationReport | None = None
+    report_expires_at: float = 0.0
+    up: bool = False
+    polled: bool = False
+    last_result: str | None = None
+    last_success: float | None = None
+    last_poll_duration: float | None = None
+    polls: tuple[int, ...] = (0,) * len(RESULTS)
+    token_requests: int = 0
+
+    @classmethod
+    def for_tenant(cls, tenant: TenantConfig) -> TenantSnapshot:
+        """The snapshot of a tenant that has not been polled yet."""
+        return cls(tenant.name, tenant.tenant_id, tenant.cloud, tenant.source)
+
+    def with_config(self, tenant: TenantConfig) -> TenantSnapshot:
+        """The same history under a (possibly changed) configuration."""
+        return replace(self, tenant_id=tenant.tenant_id, cloud=tenant.cloud, source=tenant.source)
+
+    def after_poll(
+        self, result: PollResult, token_requests: int, stale_after: float
+    ) -> TenantSnapshot:
+        """The snapshot after ``result``: a success replaces the report, a failure keeps it."""
+        polls = tuple(
+            count + (1 if name == result.result else 0)
+            for name, count in zip(RESULTS, self.polls, strict=True)
+        )
+        succeeded = result.result == SUCCESS and result.report is not None
+        return replace(
+            self,
+            report=result.report if succeeded else self.report,
+            report_expires_at=(
+                result.finished_at + stale_after if succeeded else self.report_expires_at
+            ),
+            up=succeeded,
+            polled=True,
+            last_result=result.result,
+            last_success=result.finished_at if succeeded else self.last_success,
+            last_poll_duration=result.duration,
+            polls=polls,
+            token_requests=token_requests,
+        )
+
+
+def render_tenant_block(snapshot: TenantSnapshot) -> tuple[str, ...]:
+    """The tenant's sample lines, one string per family of :data:`TENANT_FAMILIES`."""
+    tenant = f'tenant="{escape_label_value(snapshot.name)}"'
+    registration = ""
+    users = ""
+    if snapshot.report is not None:
+        registration = "".join(
+            f'{REGISTRATION_USERS.name}{{{tenant},registrationStatus="{escape_label_value(status)}"}}'
+            f" {count}\n"
+            for status, count in snapshot.report.users_by_status
+        )
+        users = f"{TENANT_USERS.name}{{{tenant}}} {snapshot.report.total_users}\n"
+    info = (
+        f'{TENANT_INFO.name}{{{tenant},tenant_id="{escape_label_value(snapshot.tenant_id)}",'
+        f'cloud="{escape_label_value(snapshot.cloud)}",'
+        f'source="{escape_label_value(snapshot.source)}"}} 1\n'
+    )
+    up = f"{TENANT_UP.name}{{{tenant}}} {1 if snapshot.up else 0}\n"
+    last_success = (
+        f"{LAST_SUCCESS.name}{{{tenant}}} {format_value(snapshot.last_success)}\n"
+        if snapshot.last_success is not None
+        else ""
+    )
+    duration = (
+        f"{LAST_DURATION.name}{{{tenant}}} {format_value(snapshot.last_poll_duration)}\n"
+        if snapshot.last_poll_duration is not None
+        else ""
+    )
+    polls = "".join(
+        f'{POLLS.name}{{{tenant},result="{name}"}} {count}\n'
+        for name, count in zip(RESULTS, snapshot.polls, strict=True)
+    )
+    tokens = f"{TOKEN_REQUESTS.name}{{{tenant}}} {snapshot.token_requests}\n"
+    return (registration, users, info, up, last_success, duration, polls, tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    snapshot: TenantSnapshot
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Rendered:
+    generation: int
+    valid_until: float
+    text: bytes
+    gzipped: bytes
+
+
+def _process_registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class MetricsStore:
+    """Holds every tenant's latest snapshot and renders the exposition."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._cache: dict[bool, _Rendered] = {}
+        self._reload_ok = 1
+        self._reload_time = time.time()
+        self._scheduler_events = dict.fromkeys(SCHEDULER_EVENT_KINDS, 0)
+        self._process = _process_registry()
+        self._build_info = (
+            f'{BUILD_INFO.name}{{version="{escape_label_value(__version__)}",'
+            f'python_version="{platform.python_version()}"}} 1\n'
+        )
+
+    # ------------------------------------------------------------------ writers
+
+    def _store(self, snapshot: TenantSnapshot) -> None:
+        entry = _Entry(snapshot, render_tenant_block(snapshot))
+        with self._lock:
+            self._entries[snapshot.name] = entry
+            self._generation += 1
+
+    def set_tenants(self, tenants: tuple[TenantConfig, ...]) -> None:
+        """Track exactly these tenants: keep history of the kept ones, drop the removed ones."""
+        wanted = {t.name: t for t in tenants}
+        with self._lock:
+            current = dict(self._entries)
+        for name in current.keys() - wanted.keys():
+            with self._lock:
+                self._entries.pop(name, None)
+                self._generation += 1
+        for name, tenant in wanted.items():
+            old = current.get(name)
+            snapshot = (
+                old.snapshot.with_config(tenant) if old else TenantSnapshot.for_tenant(tenant)
+            )
+            if old is None or snapshot != old.snapshot:
+                self._store(snapshot)
+
+    def record_poll(
+        self, tenant: TenantConfig, result: PollResult, token_requests: int
+    ) -> TenantSnapshot | None:
+        """Apply a poll's result; ignored if the tenant was removed meanwhile."""
+        entry = self._entries.get(tenant.name)
+        if entry is None:
+            return None
+        snapshot = entry.snapshot.after_poll(result, token_requests, tenant.stale_after)
+        self._store(snapshot)
+        return snapshot
+
+    def record_reload(self, ok: bool) -> None:
+        """Set the config-reload gauges."""
+        with self._lock:
+            self._reload_ok = 1 if ok else 0
+            if ok:
+                self._reload_time = time.time()
+            self._generation += 1
+
+    def record_scheduler_event(self, kind: str) -> None:
+        """Count a scheduler event (missed, max_instances, error)."""
+        with self._lock:
+            self._scheduler_events[kind] += 1
+            self._generation += 1
+
+    # ------------------------------------------------------------------ readers
+
+    def snapshot(self, name: str) -> TenantSnapshot | None:
+        """One tenant's current snapshot, or None if it is not tracked."""
+        entry = self._entries.get(name)
+        return entry.snapshot if entry else None
+
+    def snapshots(self) -> list[TenantSnapshot]:
+        """Every tenant's current snapshot, in config order."""
+        return [entry.snapshot for entry in list(self._entries.values())]
+
+    def all_polled(self) -> bool:
+        """True once every tenant has been polled at least once."""
+        return all(entry.snapshot.polled for entry in list(self._entries.values()))
+
+    def _render_tenants(self, openmetrics: bool, now: float) -> _Rendered:
+        with self._lock:
+            generation = self._generation
+            entries = list(self._entries.values())
+            reload_ok, reload_time = self._reload_ok, self._reload_time
+            events = dict(self._scheduler_events)
+        valid_until = float("inf")
+        fresh: list[_Entry] = []
+        for entry in entries:
+            expires = entry.snapshot.report_expires_at
+            if entry.snapshot.report is not None and expires > now:
+                fresh.append(entry)
+                valid_until = min(valid_until, expires)
+        parts: list[str] = []
+        for index, family in enumerate(TENANT_FAMILIES):
+            source = fresh if index < REPORT_FAMILY_COUNT else entries
+            parts.append(family.header(openmetrics))
+            parts.extend(entry.lines[index] for entry in source)
+        parts.append(RELOAD_OK.header(openmetrics))
+        parts.append(f"{RELOAD_OK.name} {reload_ok}\n")
+        parts.append(RELOAD_TIME.header(openmetrics))
+        parts.append(f"{RELOAD_TIME.name} {format_value(reload_time)}\n")
+        parts.append(BUILD_INFO.header(openmetrics))
+        parts.append(self._build_info)
+        parts.append(SCHEDULER_EVENTS.header(openmetrics))
+        parts.extend(
+            f'{SCHEDULER_EVENTS.name}{{event="{kind}"}} {count}\n' for kind, count in events.items()
+        )
+        text = "".join(parts).encode()
+        return _Rendered(generation, valid_until, text, gzip.compress(text, compresslevel=1))
+
+    def _tenant_part(self, openmetrics: bool) -> _Rendered:
+        now = time.time()
+        cached = self._cache.get(openmetrics)
+        if (
+            cached is not None
+            and cached.generation == self._generation
+            and now < cached.valid_until
+        ):
+            return cached
+        rendered = self._render_tenants(openmetrics, now)
+        self._cache[openmetrics] = rendered
+        return rendered
+
+    def render(self, openmetrics: bool = False, gzipped: bool = False) -> bytes:
+        """The whole exposition (OpenMetrics or text format), optionally gzip-compressed.
+
+        A gzip answer is two gzip members, the cached tenant part and the small process part;
+        a gzip stream may hold several members, and every gzip reader joins them.
+        """
+        tenants = self._tenant_part(openmetrics)
+        if openmetrics:
+            process = om_exposition.generate_latest(self._process)
+        else:
+            process = text_exposition.generate_latest(self._process)
+        if not gzipped:
+            return tenants.text + process
+        return tenants.gzipped + gzip.compress(process, compresslevel=1)

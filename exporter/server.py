@@ -1,0 +1,226 @@
+"""HTTP: ``/metrics``, ``/healthz``, ``/readyz``, ``/`` and ``POST /-/reload``.
+
+A thread per connection, so a slow or silent client never holds up another scrape; every
+handler only reads snapshots that the polls left behind and never waits on Graph.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from exporter import __version__
+from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, MetricsStore
+
+log = logging.getLogger("exporter.server")
+
+MAX_REQUEST_BODY = 64 * 1024
+# A connection that sends nothing for this long is closed (slow or silent clients).
+CONNECTION_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHooks:
+    """What the HTTP server may ask of the running exporter."""
+
+    store: MetricsStore
+    is_alive: Callable[[], bool]
+    reload: Callable[[], tuple[bool, str]]
+    telemetry_path: str = "/metrics"
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """``:9836`` → ("", 9836); ``127.0.0.1:0``; ``[::1]:9836``."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{address!r} is not HOST:PORT (e.g. :9836 or 127.0.0.1:9836)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """True when the Accept header asks for OpenMetrics."""
+    return "application/openmetrics-text" in accept
+
+
+def wants_gzip(accept_encoding: str) -> bool:
+    """True when the Accept-Encoding header allows gzip."""
+    return any(
+        part.split(";")[0].strip().lower() == "gzip" and "q=0" not in part.replace(" ", "")
+        for part in accept_encoding.split(",")
+    )
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    age = max(0.0, time.time() - seconds)
+    return f"{age:.0f}s ago"
+
+
+def render_landing_page(store: MetricsStore, telemetry_path: str) -> bytes:
+    """A small HTML page: version, link to the metrics, one row per tenant (never secrets)."""
+    rows = []
+    for snap in store.snapshots():
+        result = snap.last_result or "not polled yet"
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(snap.name)}</td><td>{html.escape(snap.tenant_id)}</td>"
+            f"<td>{html.escape(snap.cloud)}</td><td>{html.escape(result)}</td>"
+            f"<td>{_age(snap.last_success)}</td>"
+            "</tr>"
+        )
+    path = html.escape(telemetry_path)
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        "<title>Entra registration exporter</title></head><body>"
+        f"<h1>Entra registration exporter</h1><p>Version {html.escape(__version__)}. "
+        f"<a href='{path}'>Metrics</a> · <a href='/healthz'>healthz</a> · "
+        "<a href='/readyz'>readyz</a></p>"
+        "<table border='1' cellpadding='4'><tr><th>tenant</th><th>tenant ID</th><th>cloud</th>"
+        "<th>last poll result</th><th>last success</th></tr>"
+        + "".join(rows)
+        + "</table></body></html>"
+    )
+    return page.encode()
+
+
+class ExporterRequestHandler(BaseHTTPRequestHandler):
+    """Routes the exporter's few paths."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = f"entra-registration-exporter/{__version__}"
+    timeout = CONNECTION_TIMEOUT_SECONDS
+    hooks: ServerHooks  # set on the subclass built by make_server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format % args, extra={"client": self.client_address[0]})
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "text/plain; charset=utf-8",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _path(self) -> str:
+        return self.path.split("?", 1)[0]
+
+    def _discard_body(self) -> bool:
+        """Read and drop a request body; False (and 413 sent) when it is too large."""
+        length_text = self.headers.get("Content-Length", "0")
+        try:
+            length = int(length_text)
+        except ValueError:
+            self._send(400, b"bad Content-Length\n")
+            return False
+        if length > MAX_REQUEST_BODY or length < 0:
+            self.close_connection = True
+            self._send(413, b"request body too large\n")
+            return False
+        if length:
+            self.rfile.read(length)
+        return True
+
+    def do_GET(self) -> None:
+        hooks = self.hooks
+        path = self._path()
+        if path == hooks.telemetry_path:
+            openmetrics = wants_openmetrics(self.headers.get("Accept", ""))
+            gzipped = wants_gzip(self.headers.get("Accept-Encoding", ""))
+            body = hooks.store.render(openmetrics=openmetrics, gzipped=gzipped)
+            headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzipped else {}
+            content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+            self._send(200, body, content_type, headers)
+        elif path == "/healthz":
+            if hooks.is_alive():
+                self._send(200, b"ok\n")
+            else:
+                self._send(503, b"event loop or scheduler stalled\n")
+        elif path == "/readyz":
+            if hooks.store.all_polled():
+                self._send(200, b"ready\n")
+            else:
+                self._send(503, b"not every tenant has been polled yet\n")
+        elif path == "/":
+            self._send(200, render_landing_page(hooks.store, hooks.telemetry_path), "text/html")
+        elif path == "/-/reload":
+            self._send(405, b"use POST\n", headers={"Allow": "POST"})
+        else:
+            self._send(404, b"not found\n")
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        if not self._discard_body():
+            return
+        if self._path() != "/-/reload":
+            known = {self.hooks.telemetry_path, "/healthz", "/readyz", "/"}
+            if self._path() in known:
+                self._send(405, b"method not allowed\n", headers={"Allow": "GET, HEAD"})
+            else:
+                self._send(404, b"not found\n")
+            return
+        ok, message = self.hooks.reload()
+        self._send(200 if ok else 500, f"{message}\n".encode())
+
+    def _not_allowed(self) -> None:
+        self._send(405, b"method not allowed\n", headers={"Allow": "GET, HEAD, POST"})
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+
+class ExporterHTTPServer(ThreadingHTTPServer):
+    """Threaded server; binds IPv6 when the host is an IPv6 address."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that breaks its connection is not worth a traceback."""
+        error = sys.exc_info()[1]
+        log.debug(
+            "connection error",
+            extra={"client": str(client_address[0]), "error": type(error).__name__},
+        )
+
+
+def make_server(address: str, hooks: ServerHooks) -> ExporterHTTPServer:
+    """Bind the HTTP server (not yet serving)."""
+    handler = type("BoundRequestHandler", (ExporterRequestHandler,), {"hooks": hooks})
+    return ExporterHTTPServer(parse_listen_address(address), handler)
+
+
+def serve_in_thread(server: ExporterHTTPServer) -> threading.Thread:
+    """Serve until ``server.shutdown()``."""
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    return thread

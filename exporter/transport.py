@@ -1,0 +1,202 @@
+"""The exporter's one HTTP client, shared by Graph calls and MSAL's token requests.
+
+One ``httpx.AsyncClient`` (one TLS setup, one connection pool) serves everything. A semaphore
+no larger than the pool keeps requests from queueing inside httpcore's pool, whose bookkeeping
+grows with the queue, and caps requests in flight at ``concurrency`` for all tenants together.
+MSAL is synchronous: :class:`MsalHttpAdapter` gives it the ``get``/``post`` interface it wants
+and runs each request on the event loop, so ``tls_ca_file`` applies to MSAL as well and
+``REQUESTS_CA_BUNDLE`` (which ``requests`` would honour) plays no part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import urllib.parse
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from exporter import __version__
+
+MAX_BODY_BYTES = 1024 * 1024
+USER_AGENT = f"entra-registration-exporter/{__version__}"
+
+
+class ResponseBodyError(Exception):
+    """The response body was over the size cap or could not be decoded."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A fully read response."""
+
+    status_code: int
+    headers: httpx.Headers
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+def build_ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """The system trust store, plus ``ca_file`` when given."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+class Transport:
+    """Shared async HTTP client with a global in-flight cap and a body-size cap."""
+
+    def __init__(
+        self, ssl_context: ssl.SSLContext, concurrency: int, max_body_bytes: int = MAX_BODY_BYTES
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            verify=ssl_context,
+            trust_env=False,
+            limits=httpx.Limits(
+                max_connections=concurrency,
+                max_keepalive_connections=concurrency,
+                keepalive_expiry=60.0,
+            ),
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"},
+            follow_redirects=False,
+        )
+        self._in_flight = asyncio.Semaphore(concurrency)
+        self._max_body_bytes = max_body_bytes
+        self.loop = asyncio.get_running_loop()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+    ) -> HttpResponse:
+        """Send one request and read the whole body (at most the cap) within ``timeout``."""
+        async with self._in_flight:
+            request = self._client.build_request(
+                method, url, headers=headers, content=content, timeout=timeout
+            )
+            # The read timeout covers each socket read; the overall bound covers a server that
+            # trickles bytes forever.
+            async with asyncio.timeout(timeout):
+                response = await self._client.send(request, stream=True)
+                try:
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_raw():
+                        size += len(chunk)
+                        if size > self._max_body_bytes:
+                            raise ResponseBodyError(
+                                f"response body larger than {self._max_body_bytes} bytes"
+                            )
+                        chunks.append(chunk)
+                finally:
+                    await response.aclose()
+        body = b"".join(chunks)
+        encoding = response.headers.get("content-encoding", "").lower()
+        if encoding and encoding != "identity":
+            body = _decode_body(body, encoding, self._max_body_bytes)
+        return HttpResponse(response.status_code, response.headers, body)
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        await self._client.aclose()
+
+
+def _decode_body(body: bytes, encoding: str, limit: int) -> bytes:
+    """Decompress a gzip body (the only encoding we ask for) without exceeding ``limit``."""
+    if encoding != "gzip":
+        raise ResponseBodyError(f"unexpected content encoding {encoding!r}")
+    wbits = 16 + zlib.MAX_WBITS
+    decompressor = zlib.decompressobj(wbits)
+    decoded = decompressor.decompress(body, limit + 1)
+    if len(decoded) > limit:
+        raise ResponseBodyError(f"decoded response body larger than {limit} bytes")
+    return decoded
+
+
+class MsalResponse:
+    """The response shape MSAL's ``http_client`` contract asks for."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        self.status_code = response.status_code
+        self.text = response.text
+        self.headers = {k.lower(): v for k, v in response.headers.items()}
+
+    def raise_for_status(self) -> None:
+        if self.status_code >= 400:
+            raise httpx.HTTPStatusError(
+                f"identity provider answered HTTP {self.status_code}",
+                request=None,  # type: ignore[arg-type]
+                response=None,  # type: ignore[arg-type]
+            )
+
+
+class MsalHttpAdapter:
+    """A synchronous ``http_client`` for MSAL that sends through :class:`Transport`.
+
+    MSAL runs in a worker thread; each call hands the request to the event loop and waits.
+    ``token_requests`` counts POSTs to the token endpoint (cache hits send none).
+    """
+
+    def __init__(self, transport: Transport, timeout: float) -> None:
+        self._transport = transport
+        self.timeout = timeout
+        self.token_requests = 0
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        data: Any,
+        headers: Mapping[str, str] | None,
+    ) -> MsalResponse:
+        if params:
+            url = f"{url}{'&' if '?' in url else '?'}{urllib.parse.urlencode(params)}"
+        content: bytes | None = None
+        send_headers = dict(headers or {})
+        if isinstance(data, dict):
+            content = urllib.parse.urlencode(data).encode()
+            send_headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        elif isinstance(data, str):
+            content = data.encode()
+        elif isinstance(data, bytes):
+            content = data
+        coroutine = self._transport.request(
+            method, url, timeout=self.timeout, headers=send_headers, content=content
+        )
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._transport.loop)
+        return MsalResponse(future.result())
+
+    def post(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        **_: Any,
+    ) -> MsalResponse:
+        """HTTP POST, as MSAL calls it (token requests)."""
+        self.token_requests += 1
+        return self._send("POST", url, params, data, headers)
+
+    def get(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **_: Any,
+    ) -> MsalResponse:
+        """HTTP GET, as MSAL calls it (OpenID discovery)."""
+        return self._send("GET", url, params, None, headers)
