@@ -1,0 +1,177 @@
+"""Shared fixtures: the simulator (in-process or as a subprocess) and the exporter CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.simulator import Simulator
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except (OSError, ValueError, KeyError, AssertionError) as err:
+            last_error = err
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last error: {last_error!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    """GET without raising on error statuses."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def sim_request(sim_url: str, ca_file: str, path: str, body: Any = None) -> Any:
+    """Call the simulator's control API (/_sim/...)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"{sim_url}{path}", data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, context=context, timeout=5) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+@dataclass
+class SimEnv:
+    """A running simulator with its CA file and an exporter config written for it."""
+
+    sim: Simulator
+    url: str
+    ca_file: str
+    config_file: Path
+
+    def config(self) -> dict[str, Any]:
+        return yaml.safe_load(self.config_file.read_text())
+
+    def write_config(self, document: dict[str, Any]) -> None:
+        self.config_file.write_text(yaml.safe_dump(document, sort_keys=False))
+        self.config_file.chmod(0o600)
+
+
+@pytest.fixture
+def sim_env(tmp_path: Path) -> Iterator[SimEnv]:
+    """An in-process simulator with three tenants and a 1 s-interval exporter config."""
+    sim = Simulator(tenants=3, seed=7, hang_seconds=30)
+    url = sim.start()
+    ca_file = str(tmp_path / "ca.pem")
+    sim.write_ca(ca_file)
+    config_file = tmp_path / "config.yaml"
+    sim.write_config(config_file, ca_file, interval=1.0, jitter=0.0, timeout=2.0)
+    try:
+        yield SimEnv(sim, url, ca_file, config_file)
+    finally:
+        sim.stop()
+
+
+class ExporterProcess:
+    """The real exporter CLI as a subprocess."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"exporter-{self.port}.log"
+        self._log = self.log_path.open("w+b")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                *args,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=REPO,
+        )
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        return http_get(f"{self.url}{path}", headers)
+
+    def metrics(self) -> str:
+        status, _, body = self.get("/metrics")
+        assert status == 200
+        return body.decode()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        wait_until(lambda: self.get("/readyz")[0] == 200, timeout)
+
+    def log_text(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        if not self._log.closed:
+            self._log.close()
+
+
+@pytest.fixture
+def start_exporter() -> Iterator[Callable[..., ExporterProcess]]:
+    """Start exporter subprocesses; every one is stopped at the end of the test."""
+    started: list[ExporterProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> ExporterProcess:
+        process = ExporterProcess(list(args), env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the exporter CLI to completion."""
+    return subprocess.run(  # noqa: PLW1510
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )

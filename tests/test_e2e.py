@@ -1,0 +1,221 @@
+"""End to end: the real CLI and the simulator as subprocesses, real MSAL and httpx over TLS."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import REPO, ExporterProcess, run_cli, sim_request, wait_until
+
+
+@dataclass
+class SimProcess:
+    proc: subprocess.Popen[str]
+    url: str
+    ca_file: str
+    config_file: Path
+
+    def stats(self) -> dict:
+        return sim_request(self.url, self.ca_file, "/_sim/stats")
+
+
+@pytest.fixture
+def sim_process(tmp_path: Path) -> Iterator[SimProcess]:
+    """``entra-registration-simulator`` as a subprocess, writing its CA and exporter config."""
+    config_file = tmp_path / "config.yaml"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporter.simulator",
+            "--tenants",
+            "3",
+            "--seed",
+            "11",
+            "--interval",
+            "1s",
+            "--jitter",
+            "0s",
+            "--timeout",
+            "3s",
+            "--config-out",
+            str(config_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("simulator listening on "), line
+    url = line.split()[-1]
+    try:
+        yield SimProcess(proc, url, str(tmp_path / "simulator-ca.pem"), config_file)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition, keyed by name and sorted labels."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def assert_report_matches(metrics_text: str, tenant: str, truth: dict) -> None:
+    values = samples(metrics_text)
+    assert values[("entra_tenant_users", (("tenant", tenant),))] == truth["totalUserCount"]
+    for status, count in truth["userRegistrationCounts"].items():
+        key = (
+            "entra_credential_registration_users",
+            (("registrationStatus", status), ("tenant", tenant)),
+        )
+        assert values[key] == count, (tenant, status)
+
+
+def test_gauges_equal_the_simulators_numbers_and_the_token_is_reused(
+    sim_process: SimProcess, start_exporter: Callable[..., ExporterProcess]
+) -> None:
+    exporter = start_exporter(f"--config.file={sim_process.config_file}")
+    exporter.wait_ready()
+    # Wait for three report calls per tenant (interval 1s), then freeze the comparison.
+    wait_until(
+        lambda: all(t["graph_requests"] >= 3 for t in sim_process.stats()["tenants"].values())
+    )
+    stats = sim_process.stats()["tenants"]
+    # One token per tenant: MSAL's cache served every later poll.
+    assert {name: t["token_requests"] for name, t in stats.items()} == dict.fromkeys(stats, 1)
+
+    def matches() -> bool:
+        text = exporter.metrics()
+        current = sim_process.stats()["tenants"]
+        for name, tenant in current.items():
+            assert_report_matches(text, name, tenant["last_report"])
+        return True
+
+    wait_until(matches, timeout=10)
+    text = exporter.metrics()
+    values = samples(text)
+    for name in stats:
+        assert values[("entra_exporter_tenant_up", (("tenant", name),))] == 1
+        assert values[("entra_exporter_token_requests_total", (("tenant", name),))] == 1
+        assert values[("entra_exporter_polls_total", (("result", "success"), ("tenant", name)))] >= 3
+    # The simulator reports a status beyond the documented four for some tenants.
+    assert any(key[1][0] == ("registrationStatus", "mfaCapable") for key in values)
+    assert exporter.stop() == 0
+
+
+def test_once_prints_the_exposition_and_exits_zero(sim_process: SimProcess) -> None:
+    result = run_cli(f"--config.file={sim_process.config_file}", "--once")
+    assert result.returncode == 0, result.stderr
+    stats = sim_process.stats()["tenants"]
+    for name, tenant in stats.items():
+        assert_report_matches(result.stdout, name, tenant["last_report"])
+    assert "Traceback" not in result.stderr
+
+
+def test_once_exits_one_when_a_tenant_fails(sim_process: SimProcess) -> None:
+    sim_request(
+        sim_process.url, sim_process.ca_file, "/_sim/faults", {"tenant": "tenant-0001", "fault": "invalid_client", "count": 0}
+    )
+    result = run_cli(f"--config.file={sim_process.config_file}", "--once")
+    assert result.returncode == 1
+    values = samples(result.stdout)
+    assert values[("entra_exporter_tenant_up", (("tenant", "tenant-0001"),))] == 0
+    assert values[("entra_exporter_tenant_up", (("tenant", "tenant-0000"),))] == 1
+    assert values[("entra_exporter_polls_total", (("result", "auth_error"), ("tenant", "tenant-0001")))] == 1
+    assert "tenant=tenant-0001" in result.stderr and "result=auth_error" in result.stderr
+
+
+def test_check_config_summarises_without_secrets(sim_process: SimProcess) -> None:
+    result = run_cli(f"--config.file={sim_process.config_file}", "--check-config")
+    assert result.returncode == 0, result.stderr
+    assert "3 tenant(s)" in result.stdout
+    assert "credential=client_secret" in result.stdout and "cloud=custom" in result.stdout
+    config = yaml.safe_load(sim_process.config_file.read_text())
+    for tenant in config["tenants"]:
+        assert tenant["client_secret"] not in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_notes_only_the_deliberate_camel_case_label(sim_process: SimProcess) -> None:
+    result = run_cli(f"--config.file={sim_process.config_file}", "--once")
+    assert result.returncode == 0
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=result.stdout, capture_output=True, text=True, check=False
+    )
+    notes = {line for line in (check.stdout + check.stderr).splitlines() if line.strip()}
+    assert notes == {
+        "entra_credential_registration_users label names should be written in 'snake_case' not 'camelCase'"
+    }
+
+
+def test_sighup_reload_drops_removed_tenants_and_refuses_a_broken_config(
+    sim_process: SimProcess, start_exporter: Callable[..., ExporterProcess]
+) -> None:
+    exporter = start_exporter(f"--config.file={sim_process.config_file}")
+    exporter.wait_ready()
+    assert 'tenant="tenant-0002"' in exporter.metrics()
+    config = yaml.safe_load(sim_process.config_file.read_text())
+    config["tenants"] = config["tenants"][:2]
+    sim_process.config_file.write_text(yaml.safe_dump(config))
+    exporter.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: 'tenant="tenant-0002"' not in exporter.metrics())
+    assert "entra_exporter_config_last_reload_successful 1" in exporter.metrics()
+
+    sim_process.config_file.write_text("tenants: [ {name: x")
+    status, _, body = exporter.get("/-/reload")
+    assert status == 405
+    import urllib.request
+
+    request = urllib.request.Request(f"{exporter.url}/-/reload", data=b"", method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310
+        raise AssertionError("reload of a broken config must fail")
+    except urllib.error.HTTPError as err:
+        assert err.code == 500
+        assert b"YAML syntax error" in err.read()
+    text = exporter.metrics()
+    assert "entra_exporter_config_last_reload_successful 0" in text
+    # The running config keeps working.
+    before = samples(text)[("entra_exporter_polls_total", (("result", "success"), ("tenant", "tenant-0000")))]
+    wait_until(
+        lambda: samples(exporter.metrics())[
+            ("entra_exporter_polls_total", (("result", "success"), ("tenant", "tenant-0000")))
+        ]
+        > before
+    )
+    assert exporter.stop() == 0
+
+
+def test_sigterm_stops_within_five_seconds_and_releases_the_port(
+    sim_process: SimProcess, start_exporter: Callable[..., ExporterProcess]
+) -> None:
+    exporter = start_exporter(f"--config.file={sim_process.config_file}")
+    exporter.wait_ready()
+    started = time.monotonic()
+    assert exporter.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 5
+    log = exporter.log_text()
+    assert "Traceback" not in log
+    import socket
+
+    with socket.socket() as sock:
+        # As a restarted exporter would: SO_REUSEADDR passes TIME_WAIT, not a live listener.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", exporter.port))
+        sock.listen()
