@@ -293,10 +293,10 @@ def _expand_env(node: Any, path: str, environ: Mapping[str, str], problems: _Pro
         name = match.group(1)
         if not _VAR_NAME_RE.match(name):
             problems.add(path, f"${{{name}}} is not a valid environment variable reference")
-            return ""
+            return match.group(0)  # left as written: one problem is reported, not two
         if name not in environ:
             problems.add(path, f"environment variable {name} is not set")
-            return ""
+            return match.group(0)
         return environ[name]
 
     return _VAR_RE.sub(substitute, node)
@@ -610,7 +610,15 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         for index, node in enumerate(tenants_node):
             path = f"tenants[{index}]"
             tenant = _parse_tenant(
-                node, path, defaults, default_paths, custom_endpoints, environ, problems
+                node,
+                path,
+                defaults,
+                default_paths,
+                custom_endpoints,
+                environ,
+                problems,
+                # An invalid 'endpoints' was already reported; don't report it missing too.
+                endpoints_invalid=document.get("endpoints") is not None,
             )
             if tenant is None:
                 continue
@@ -642,6 +650,8 @@ def _parse_tenant(
     custom_endpoints: CloudEndpoints | None,
     environ: Mapping[str, str],
     problems: _Problems,
+    *,
+    endpoints_invalid: bool = False,
 ) -> TenantConfig | None:
     if not isinstance(node, dict):
         problems.add(path, "must be a mapping")
@@ -672,7 +682,7 @@ def _parse_tenant(
     if settings is not None:
         cloud = settings[3]
         if cloud == "custom":
-            if custom_endpoints is None:
+            if custom_endpoints is None and not endpoints_invalid:
                 problems.add(paths["cloud"], "cloud: custom needs a top-level 'endpoints' mapping")
             endpoints = custom_endpoints
         else:

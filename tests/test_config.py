@@ -1,0 +1,274 @@
+"""Configuration: every broken file is refused with one line per problem naming its path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trustme
+
+from exporter.config import (
+    CLOUDS,
+    CertificateCredential,
+    ClientSecretCredential,
+    ConfigError,
+    Secret,
+    WorkloadIdentityCredential,
+    describe_config,
+    format_duration,
+    load_config,
+    parse_config,
+    parse_duration,
+    parse_rate_limit,
+)
+from tests.conftest import run_cli
+
+CONFFILES = Path(__file__).parent / "conffiles"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "00000000-0000-0000-0000-000000000001"
+
+
+def expected_lines(path: Path) -> list[str]:
+    return [
+        line.removeprefix("# expect: ").strip()
+        for line in path.read_text().splitlines()
+        if line.startswith("# expect: ")
+    ]
+
+
+BAD_CONFIGS = sorted(CONFFILES.glob("*.yaml"))
+
+
+def test_the_corpus_is_large_enough() -> None:
+    assert len(BAD_CONFIGS) >= 25
+
+
+@pytest.mark.parametrize("path", BAD_CONFIGS, ids=lambda p: p.stem)
+def test_bad_config_is_refused_with_each_problem_and_its_path(path: Path) -> None:
+    expected = expected_lines(path)
+    assert expected, f"{path.name} has no '# expect:' line"
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    problems = caught.value.problems
+    for line in expected:
+        assert any(line in problem for problem in problems), (line, problems)
+    assert len(problems) == len(expected), problems
+
+
+@pytest.mark.parametrize(
+    "path", [CONFFILES / "syntax_error.yaml", CONFFILES / "several_problems.yaml", CONFFILES / "missing_env_var.yaml"]
+)
+def test_cli_exits_2_with_one_line_per_problem_and_no_traceback(path: Path) -> None:
+    result = run_cli(f"--config.file={path}", "--check-config")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == len(expected_lines(path))
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_exits_2() -> None:
+    result = run_cli("--config.file=/nonexistent/config.yaml", "--check-config")
+    assert result.returncode == 2
+    assert "cannot read config file" in result.stderr
+
+
+def minimal(**tenant: object) -> dict[str, object]:
+    return {"tenants": [{"tenant_id": TENANT, "client_id": CLIENT, "client_secret": "s3cret-value", **tenant}]}
+
+
+def test_defaults_and_overrides_apply() -> None:
+    config = parse_config(
+        {
+            "defaults": {"interval": "5m", "jitter": "10s", "stale_after": "2x"},
+            "tenants": [
+                {"name": "a", "tenant_id": TENANT, "client_id": CLIENT, "client_secret": "s3cret-value"},
+                {
+                    "name": "b",
+                    "tenant_id": "fabrikam.onmicrosoft.com",
+                    "client_id": CLIENT,
+                    "client_secret": "s3cret-value",
+                    "interval": "1h30m",
+                    "stale_after": "4h",
+                    "cloud": "usgovdod",
+                },
+            ],
+        },
+        environ={},
+    )
+    a, b = config.tenants
+    assert (a.interval, a.jitter, a.timeout, a.stale_after, a.cloud) == (300, 10, 30, 600, "global")
+    assert (b.interval, b.stale_after, b.cloud) == (5400, 4 * 3600, "usgovdod")
+    assert b.authority == "https://login.microsoftonline.us/fabrikam.onmicrosoft.com"
+    assert b.graph_scope == "https://dod-graph.microsoft.us/.default"
+    assert config.concurrency == 32
+    assert str(config.per_app_per_tenant) == "5/10s" and str(config.per_app) == "122/10s"
+
+
+def test_name_defaults_to_tenant_id() -> None:
+    assert parse_config(minimal(), environ={}).tenants[0].name == TENANT
+
+
+def test_env_references_are_resolved_and_dollar_dollar_is_literal() -> None:
+    config = parse_config(minimal(client_secret="${MY_SECRET}$$x"), environ={"MY_SECRET": "from-env"})
+    credential = config.tenants[0].credential
+    assert isinstance(credential, ClientSecretCredential)
+    assert credential.secret.reveal() == "from-env$x"
+
+
+def test_secrets_never_show_in_repr() -> None:
+    config = parse_config(minimal(client_secret="very-secret-value"), environ={})
+    assert "very-secret-value" not in repr(config)
+    assert "very-secret-value" not in str(Secret("very-secret-value"))
+    assert config.secrets() == ("very-secret-value",)
+    assert "very-secret-value" not in "\n".join(describe_config(config))
+
+
+def test_secret_file_is_read_and_stripped(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("file-secret\n")
+    config = parse_config(minimal(client_secret=None, client_secret_file=str(secret_file)), environ={})
+    credential = config.tenants[0].credential
+    assert isinstance(credential, ClientSecretCredential)
+    assert credential.secret.reveal() == "file-secret"
+    assert credential.kind == "client_secret_file"
+
+
+def test_empty_secret_file_is_an_error(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("\n")
+    with pytest.raises(ConfigError, match="problem") as caught:
+        parse_config(minimal(client_secret=None, client_secret_file=str(secret_file)), environ={})
+    assert caught.value.problems == [f"tenants[0].client_secret_file: {secret_file} is empty"]
+
+
+def test_certificate_credential_is_checked(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("app.example")
+    key_file, cert_file = tmp_path / "app.key", tmp_path / "app.crt"
+    cert.private_key_pem.write_to_path(str(key_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    config = parse_config(
+        minimal(client_secret=None, certificate={"private_key_file": str(key_file), "certificate_file": str(cert_file)}),
+        environ={},
+    )
+    assert isinstance(config.tenants[0].credential, CertificateCredential)
+    assert "PRIVATE KEY" not in repr(config)
+
+    other = ca.issue_cert("other.example")
+    other_cert = tmp_path / "other.crt"
+    other.cert_chain_pems[0].write_to_path(str(other_cert))
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            minimal(client_secret=None, certificate={"private_key_file": str(key_file), "certificate_file": str(other_cert)}),
+            environ={},
+        )
+    assert caught.value.problems == [f"tenants[0].certificate: {key_file} does not belong to the certificate in {other_cert}"]
+
+    not_a_key = tmp_path / "not.key"
+    not_a_key.write_text("hello")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            minimal(client_secret=None, certificate={"private_key_file": str(not_a_key), "certificate_file": str(cert_file)}),
+            environ={},
+        )
+    assert caught.value.problems == [
+        f"tenants[0].certificate.private_key_file: {not_a_key} is not a PEM private key (or the passphrase is wrong)"
+    ]
+
+
+def test_workload_identity_needs_the_token_file(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("federated")
+    config = parse_config(
+        minimal(client_secret=None, workload_identity=True), environ={"AZURE_FEDERATED_TOKEN_FILE": str(token)}
+    )
+    assert config.tenants[0].credential == WorkloadIdentityCredential(str(token))
+    with pytest.raises(ConfigError) as caught:
+        parse_config(minimal(client_secret=None, workload_identity=True), environ={})
+    assert caught.value.problems == ["tenants[0].workload_identity: environment variable AZURE_FEDERATED_TOKEN_FILE is not set"]
+
+
+def test_world_readable_config_warns(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"tenants: [{{tenant_id: {TENANT}, client_id: {CLIENT}, client_secret: s3cret-value}}]\n")
+    path.chmod(0o644)
+    assert any("readable by every user" in w for w in load_config(path, environ={}).warnings)
+    path.chmod(0o600)
+    assert load_config(path, environ={}).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("250ms", 0.25), ("1m30s", 90), ("2h0m5s", 7205)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "m", "1d", "-5s", "1.5h", "5 m", "1s1h", "ms"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_format_duration_round_trips() -> None:
+    for seconds in (0.25, 1, 59, 60, 90, 3600, 5400, 86400):
+        assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_rate_limits() -> None:
+    limit = parse_rate_limit("5/10s")
+    assert (limit.requests, limit.per_seconds) == (5, 10)
+    with pytest.raises(ValueError, match="not a rate"):
+        parse_rate_limit("5 per 10s")
+    with pytest.raises(ValueError, match="positive"):
+        parse_rate_limit("0/10s")
+
+
+def test_cloud_endpoints() -> None:
+    assert CLOUDS["global"].authority_host == "https://login.microsoftonline.com"
+    assert CLOUDS["global"].graph_host == "https://graph.microsoft.com"
+    assert CLOUDS["usgov"].graph_host == "https://graph.microsoft.us"
+    assert CLOUDS["usgovdod"].authority_host == "https://login.microsoftonline.us"
+    assert CLOUDS["usgovdod"].graph_host == "https://dod-graph.microsoft.us"
+    assert CLOUDS["china"].authority_host == "https://login.partner.microsoftonline.cn"
+    assert CLOUDS["china"].graph_host == "https://microsoftgraph.chinacloudapi.cn"
+    config = parse_config(
+        {
+            "endpoints": {"authority_host": "https://127.0.0.1:8443/", "graph_host": "https://127.0.0.1:9443"},
+            **minimal(cloud="custom"),
+        },
+        environ={},
+    )
+    tenant = config.tenants[0]
+    assert tenant.authority == f"https://127.0.0.1:8443/{TENANT}"
+    assert tenant.graph_scope == "https://127.0.0.1:9443/.default"
+
+
+def test_example_config_validates(tmp_path: Path) -> None:
+    example = Path(__file__).parent.parent / "config.example.yaml"
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("x" * 10)
+    ca = trustme.CA()
+    cert = ca.issue_cert("app.example")
+    cert.private_key_pem.write_to_path(str(tmp_path / "app.key"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "app.crt"))
+    text = (
+        example.read_text()
+        .replace("/var/run/secrets/fabrikam/client-secret", str(secret_file))
+        .replace("/etc/exporter/northwind.key", str(tmp_path / "app.key"))
+        .replace("/etc/exporter/northwind.crt", str(tmp_path / "app.crt"))
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    token = tmp_path / "token"
+    token.write_text("t")
+    config = load_config(path, environ={"CONTOSO_SECRET": "s3cret-value", "AZURE_FEDERATED_TOKEN_FILE": str(token)})
+    assert [t.credential.kind for t in config.tenants] == [
+        "client_secret",
+        "client_secret_file",
+        "certificate",
+        "workload_identity",
+    ]
+    assert os.environ.get("CONTOSO_SECRET") is None
