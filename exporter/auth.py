@@ -141,7 +141,8 @@ class TenantTokenSource:
         if app is None:
             return
         cache = app.token_cache
-        for item in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):  # type: ignore[no-untyped-call]
+        tokens = list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN))  # type: ignore[no-untyped-call]
+        for item in tokens:
             cache.remove_at(item)  # type: ignore[no-untyped-call]
 
 

@@ -458,7 +458,7 @@ def _check_certificate_assertion(assertion: str, tenant: SimTenant, token_url: s
         header = jwt.get_unverified_header(assertion)
     except jwt.PyJWTError:
         return "AADSTS50027: JWT token is invalid or malformed."
-    if header.get("x5t#S256") != thumbprint:
+    if str(header.get("x5t#S256", "")).rstrip("=") != thumbprint:  # MSAL keeps the padding
         return "AADSTS700027: The certificate with thumbprint was not registered on the app."
     try:
         jwt.decode(

@@ -1,0 +1,227 @@
+"""Graph client edge cases with respx (the end-to-end path is covered against the simulator)."""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import json
+import time
+
+import httpx
+import pytest
+import respx
+
+from exporter.auth import AccessToken
+from exporter.failures import (
+    AUTH_ERROR,
+    HTTP_ERROR,
+    NETWORK_ERROR,
+    PARSE_ERROR,
+    THROTTLED,
+    TIMEOUT,
+    classify_http_status,
+    classify_oauth_error,
+    classify_transport_error,
+)
+from exporter.graph import REPORT_PATH, GraphClient, GraphError, backoff_delay, parse_retry_after
+from exporter.transport import Transport, build_ssl_context
+
+HOST = "https://graph.example"
+URL = f"{HOST}{REPORT_PATH}"
+REPORT = {"value": [{"totalUserCount": 10, "userRegistrationCounts": [{"userRegistrationStatus": "registered", "userRegistrationCount": 4}]}]}
+TOKEN = AccessToken("test-token-value")
+
+
+class Sleeps:
+    """Records the delays the client asks for instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+async def fetch(sleeps: Sleeps, budget: float = 30.0, timeout: float = 5.0) -> object:
+    transport = Transport(build_ssl_context(None), concurrency=4)
+    try:
+        client = GraphClient(transport, sleep=sleeps)
+        return await client.fetch_registration_report(HOST, TOKEN, timeout, time.monotonic() + budget)
+    finally:
+        await transport.aclose()
+
+
+def graph_error(status: int, code: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    body = {"error": {"code": code, "message": "nope", "innerError": {"request-id": "rid-1"}}}
+    return httpx.Response(status, json=body, headers=headers)
+
+
+@respx.mock
+async def test_429_honours_retry_after_seconds_then_succeeds() -> None:
+    route = respx.get(URL).mock(
+        side_effect=[graph_error(429, "TooManyRequests", {"Retry-After": "7"}), httpx.Response(200, json=REPORT)]
+    )
+    sleeps = Sleeps()
+    report = await fetch(sleeps)
+    assert report.total_users == 10  # type: ignore[attr-defined]
+    assert sleeps.delays == [7.0]
+    assert route.call_count == 2
+    assert route.calls[0].request.headers["Authorization"] == "Bearer test-token-value"
+
+
+@respx.mock
+async def test_429_honours_retry_after_as_http_date() -> None:
+    when = email.utils.formatdate(time.time() + 20, usegmt=True)
+    respx.get(URL).mock(side_effect=[graph_error(429, "TooManyRequests", {"Retry-After": when}), httpx.Response(200, json=REPORT)])
+    sleeps = Sleeps()
+    await fetch(sleeps)
+    assert len(sleeps.delays) == 1
+    assert 17 <= sleeps.delays[0] <= 20
+
+
+@respx.mock
+async def test_retry_after_past_the_deadline_gives_up_as_throttled_without_waiting() -> None:
+    route = respx.get(URL).mock(return_value=graph_error(429, "TooManyRequests", {"Retry-After": "120"}))
+    sleeps = Sleeps()
+    with pytest.raises(GraphError) as caught:
+        await fetch(sleeps, budget=10)
+    failure = caught.value.failure
+    assert (failure.result, failure.http_status, failure.error_code, failure.request_id) == (THROTTLED, 429, "TooManyRequests", "rid-1")
+    assert sleeps.delays == []
+    assert route.call_count == 1
+
+
+@respx.mock
+async def test_503_retries_after_retry_after_then_succeeds() -> None:
+    respx.get(URL).mock(side_effect=[graph_error(503, "ServiceUnavailable", {"Retry-After": "2"}), httpx.Response(200, json=REPORT)])
+    sleeps = Sleeps()
+    await fetch(sleeps)
+    assert sleeps.delays == [2.0]
+
+
+@respx.mock
+async def test_500_is_retried_at_most_three_attempts_with_backoff() -> None:
+    route = respx.get(URL).mock(return_value=graph_error(500, "InternalServerError"))
+    sleeps = Sleeps()
+    with pytest.raises(GraphError) as caught:
+        await fetch(sleeps)
+    assert caught.value.failure.result == HTTP_ERROR
+    assert route.call_count == 3
+    assert len(sleeps.delays) == 2
+    assert 0 <= sleeps.delays[0] <= 0.5 and 0 <= sleeps.delays[1] <= 1.0
+
+
+@respx.mock
+async def test_connection_errors_are_retried_then_network_error() -> None:
+    route = respx.get(URL).mock(side_effect=httpx.ConnectError("refused"))
+    with pytest.raises(GraphError) as caught:
+        await fetch(Sleeps())
+    assert caught.value.failure.result == NETWORK_ERROR
+    assert route.call_count == 3
+
+
+@respx.mock
+async def test_a_reset_then_success_recovers_within_the_poll() -> None:
+    respx.get(URL).mock(side_effect=[httpx.ReadError("connection reset"), httpx.Response(200, json=REPORT)])
+    report = await fetch(Sleeps())
+    assert report.total_users == 10  # type: ignore[attr-defined]
+
+
+@respx.mock
+async def test_timeouts_are_not_retried() -> None:
+    route = respx.get(URL).mock(side_effect=httpx.ReadTimeout("slow"))
+    with pytest.raises(GraphError) as caught:
+        await fetch(Sleeps())
+    assert caught.value.failure.result == TIMEOUT
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "result"),
+    [
+        (401, "InvalidAuthenticationToken", AUTH_ERROR),
+        (403, "Authentication_ApplicationHasNoReadAuditLogDataAccess", AUTH_ERROR),
+        (404, "UnknownResource", HTTP_ERROR),
+        (400, "BadRequest", HTTP_ERROR),
+    ],
+)
+@respx.mock
+async def test_client_errors_are_final_and_keep_graphs_error_code(status: int, code: str, result: str) -> None:
+    route = respx.get(URL).mock(return_value=graph_error(status, code, {"request-id": "hdr-rid"}))
+    with pytest.raises(GraphError) as caught:
+        await fetch(Sleeps())
+    failure = caught.value.failure
+    assert (failure.result, failure.http_status, failure.error_code, failure.request_id) == (result, status, code, "hdr-rid")
+    assert route.call_count == 1
+
+
+@respx.mock
+async def test_bodies_over_one_mebibyte_are_refused() -> None:
+    respx.get(URL).mock(return_value=httpx.Response(200, content=b" " * (1024 * 1024 + 1)))
+    with pytest.raises(GraphError) as caught:
+        await fetch(Sleeps())
+    assert caught.value.failure.result == PARSE_ERROR
+
+
+@respx.mock
+async def test_gzip_bombs_are_refused_and_gzip_bodies_are_read() -> None:
+    respx.get(URL).mock(
+        side_effect=[
+            httpx.Response(200, content=gzip.compress(json.dumps(REPORT).encode()), headers={"Content-Encoding": "gzip"}),
+            httpx.Response(200, content=gzip.compress(b" " * (4 * 1024 * 1024)), headers={"Content-Encoding": "gzip"}),
+        ]
+    )
+    report = await fetch(Sleeps())
+    assert report.total_users == 10  # type: ignore[attr-defined]
+    with pytest.raises(GraphError) as caught:
+        await fetch(Sleeps())
+    assert caught.value.failure.result == PARSE_ERROR
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b'{"value": [', "application/json", "not JSON"),
+        (b"<html>error</html>", "text/html", "content-type text/html"),
+        (b'{"value": [{"id": "x"}]}', "application/json", "totalUserCount is missing"),
+    ],
+)
+@respx.mock
+async def test_unusable_200_answers_are_parse_errors(body: bytes, content_type: str, message: str) -> None:
+    respx.get(URL).mock(return_value=httpx.Response(200, content=body, headers={"Content-Type": content_type}))
+    with pytest.raises(GraphError) as caught:
+        await fetch(Sleeps())
+    assert caught.value.failure.result == PARSE_ERROR
+    assert message in caught.value.failure.message
+
+
+def test_parse_retry_after() -> None:
+    now = time.time()
+    assert parse_retry_after("30") == 30.0
+    assert parse_retry_after(" 0 ") == 0.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(email.utils.formatdate(now + 60, usegmt=True), now=now) == pytest.approx(60, abs=1)
+    assert parse_retry_after(email.utils.formatdate(now - 60, usegmt=True), now=now) == 0.0
+
+
+def test_backoff_grows_and_stays_capped() -> None:
+    assert backoff_delay(1, rng=lambda: 1.0) == 0.5
+    assert backoff_delay(3, rng=lambda: 1.0) == 2.0
+    assert backoff_delay(30, rng=lambda: 1.0) == 30.0
+    assert backoff_delay(3, rng=lambda: 0.0) == 0.0
+
+
+def test_result_classification() -> None:
+    assert classify_http_status(401) == AUTH_ERROR
+    assert classify_http_status(403) == AUTH_ERROR
+    assert classify_http_status(429) == THROTTLED
+    assert classify_http_status(503) == HTTP_ERROR
+    assert classify_http_status(404) == HTTP_ERROR
+    assert classify_transport_error(httpx.ConnectTimeout("x")) == TIMEOUT
+    assert classify_transport_error(TimeoutError()) == TIMEOUT
+    assert classify_transport_error(httpx.ConnectError("x")) == NETWORK_ERROR
+    assert classify_transport_error(ConnectionResetError()) == NETWORK_ERROR
+    assert classify_oauth_error("invalid_client") == AUTH_ERROR
+    assert classify_oauth_error("unauthorized_client") == AUTH_ERROR
+    assert classify_oauth_error("temporarily_unavailable") == NETWORK_ERROR

@@ -1,0 +1,216 @@
+"""Polls through real MSAL and httpx over TLS against the in-process simulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import trustme
+import yaml
+
+from exporter.auth import msal_client_credential
+from exporter.config import Config, load_config
+from exporter.metrics import MetricsStore
+from exporter.poll import PollResult
+from exporter.scheduler import PollScheduler
+from exporter.simulator import SimTenant
+from exporter.transport import Transport, build_ssl_context
+from tests.conftest import SimEnv, run_cli
+
+
+class Poller:
+    def __init__(self, config: Config) -> None:
+        self.store = MetricsStore()
+        self.transport = Transport(build_ssl_context(config.tls_ca_file), config.concurrency)
+        self.scheduler = PollScheduler(self.store, self.transport, config.concurrency)
+        self.scheduler.apply(config)
+
+    async def poll(self, name: str) -> PollResult:
+        result = await self.scheduler.poll(name)
+        assert result is not None
+        return result
+
+    async def close(self) -> None:
+        self.scheduler.shutdown()
+        await self.transport.aclose()
+
+
+@pytest.fixture
+async def make_poller() -> AsyncIterator[Callable[[Config], Poller]]:
+    pollers: list[Poller] = []
+
+    def make(config: Config) -> Poller:
+        poller = Poller(config)
+        pollers.append(poller)
+        return poller
+
+    yield make
+    for poller in pollers:
+        await poller.close()
+
+
+FAULT_RESULTS = [
+    ("throttle", "throttled"),
+    ("throttle_date", "throttled"),
+    ("error500", "http_error"),
+    ("error503", "http_error"),
+    ("hang", "timeout"),
+    ("reset", "network_error"),
+    ("malformed", "parse_error"),
+    ("html", "parse_error"),
+    ("missing_fields", "parse_error"),
+    ("oversized", "parse_error"),
+    ("forbidden", "auth_error"),
+    ("invalid_client", "auth_error"),
+    ("token_down", "network_error"),
+]
+
+
+@pytest.mark.parametrize(("fault", "expected"), FAULT_RESULTS)
+async def test_each_fault_lands_in_its_result_class_and_the_tenant_recovers(
+    sim_env: SimEnv, make_poller: Callable[[Config], Poller], fault: str, expected: str
+) -> None:
+    poller = make_poller(load_config(sim_env.config_file))
+    assert (await poller.poll("tenant-0001")).result == "success"
+    sim_env.sim.set_fault("tenant-0001", fault, count=0)
+    if fault in ("invalid_client", "token_down"):
+        poller.scheduler._jobs["tenant-0001"].tokens.forget_tokens()  # make the next poll ask for a token
+    result = await poller.poll("tenant-0001")
+    assert result.result == expected, result.failure
+    other = await poller.poll("tenant-0000")
+    assert other.result == "success"
+    snapshot = poller.store.snapshot("tenant-0001")
+    assert snapshot is not None and not snapshot.up and snapshot.report is not None  # last values kept
+    sim_env.sim.set_fault("tenant-0001", None)
+    assert (await poller.poll("tenant-0001")).result == "success"
+
+
+async def test_retry_after_is_honoured_within_the_poll(
+    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+) -> None:
+    document = sim_env.config()
+    document["defaults"]["interval"] = "30s"
+    sim_env.write_config(document)
+    poller = make_poller(load_config(sim_env.config_file))
+    sim_env.sim.set_fault("tenant-0000", "throttle", count=1)
+    started = time.monotonic()
+    result = await poller.poll("tenant-0000")
+    assert result.result == "success"
+    assert time.monotonic() - started >= 1.0  # Retry-After: 1
+    assert sim_env.sim.stats()["tenants"]["tenant-0000"]["graph_requests"] == 2
+
+
+async def test_token_is_cached_across_polls(sim_env: SimEnv, make_poller: Callable[[Config], Poller]) -> None:
+    poller = make_poller(load_config(sim_env.config_file))
+    for _ in range(3):
+        assert (await poller.poll("tenant-0002")).result == "success"
+    stats = sim_env.sim.stats()["tenants"]["tenant-0002"]
+    assert (stats["token_requests"], stats["graph_requests"]) == (1, 3)
+    snapshot = poller.store.snapshot("tenant-0002")
+    assert snapshot is not None and snapshot.token_requests == 1
+
+
+async def test_a_graph_401_drops_the_cached_token(sim_env: SimEnv, make_poller: Callable[[Config], Poller]) -> None:
+    poller = make_poller(load_config(sim_env.config_file))
+    assert (await poller.poll("tenant-0000")).result == "success"
+    sim_env.sim.tokens.clear()  # the simulator forgets every token it issued
+    assert (await poller.poll("tenant-0000")).result == "auth_error"
+    assert (await poller.poll("tenant-0000")).result == "success"
+    assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 2
+
+
+async def test_certificate_credential_signs_with_the_sha256_thumbprint(
+    sim_env: SimEnv, make_poller: Callable[[Config], Poller], tmp_path: Path
+) -> None:
+    cert = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("northwind.example", key_type=trustme.KeyType.RSA)
+    key_file, cert_file = tmp_path / "app.key", tmp_path / "app.crt"
+    cert.private_key_pem.write_to_path(str(key_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    sim_env.sim.add_tenant(
+        SimTenant(
+            name="northwind",
+            tenant_id="3c0f1b2e-0000-4000-8000-000000000003",
+            client_id="00000000-0000-0000-0000-000000000003",
+            certificate_pem=cert.cert_chain_pems[0].bytes().decode(),
+        )
+    )
+    document = sim_env.config()
+    document["tenants"] = [
+        {
+            "name": "northwind",
+            "tenant_id": "3c0f1b2e-0000-4000-8000-000000000003",
+            "client_id": "00000000-0000-0000-0000-000000000003",
+            "certificate": {"private_key_file": str(key_file), "certificate_file": str(cert_file)},
+        }
+    ]
+    sim_env.write_config(document)
+    poller = make_poller(load_config(sim_env.config_file))
+    result = await poller.poll("northwind")
+    assert result.result == "success", result.failure
+
+    # A certificate the app registration does not know is refused.
+    other = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("x.example", key_type=trustme.KeyType.RSA)
+    other.private_key_pem.write_to_path(str(key_file))
+    other.cert_chain_pems[0].write_to_path(str(cert_file))
+    poller2 = make_poller(load_config(sim_env.config_file))
+    refused = await poller2.poll("northwind")
+    assert refused.result == "auth_error"
+
+
+async def test_workload_identity_reads_the_token_file_for_every_request(
+    sim_env: SimEnv, make_poller: Callable[[Config], Poller], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text("federated-token-1")
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
+    tenant = SimTenant(
+        name="tailspin",
+        tenant_id="3c0f1b2e-0000-4000-8000-000000000004",
+        client_id="00000000-0000-0000-0000-000000000004",
+        federated_token="federated-token-1",
+    )
+    sim_env.sim.add_tenant(tenant)
+    document = sim_env.config()
+    document["tenants"] = [
+        {
+            "name": "tailspin",
+            "tenant_id": tenant.tenant_id,
+            "client_id": tenant.client_id,
+            "workload_identity": True,
+        }
+    ]
+    sim_env.write_config(document)
+    config = load_config(sim_env.config_file)
+    poller = make_poller(config)
+    assert (await poller.poll("tailspin")).result == "success"
+    # Kubernetes rotates the projected token: the next token request must send the new one.
+    token_file.write_text("federated-token-2")
+    tenant.federated_token = "federated-token-2"
+    credential = msal_client_credential(config.tenants[0])
+    assert isinstance(credential, dict) and credential["client_assertion"]() == "federated-token-2"
+    poller.scheduler._jobs["tailspin"].tokens.forget_tokens()
+    assert (await poller.poll("tailspin")).result == "success"
+
+
+def test_requests_ca_bundle_in_the_environment_does_not_override_tls_ca_file(sim_env: SimEnv, tmp_path: Path) -> None:
+    unrelated = tmp_path / "unrelated-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(unrelated))
+    result = run_cli(
+        f"--config.file={sim_env.config_file}",
+        "--once",
+        env={"REQUESTS_CA_BUNDLE": str(unrelated), "CURL_CA_BUNDLE": str(unrelated), "SSL_CERT_FILE": str(unrelated)},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_untrusted_simulator_is_a_network_error_not_a_crash(sim_env: SimEnv) -> None:
+    document = sim_env.config()
+    del document["tls_ca_file"]
+    sim_env.write_config(document)
+    result = run_cli(f"--config.file={sim_env.config_file}", "--once")
+    assert result.returncode == 1
+    assert "result=network_error" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert yaml.safe_load(sim_env.config_file.read_text())["tenants"][0]["client_secret"] not in result.stderr
