@@ -32,6 +32,7 @@ demo: $(STAMP)
 test: $(STAMP) promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)

@@ -141,9 +141,9 @@ class TenantTokenSource:
         if app is None:
             return
         cache = app.token_cache
-        tokens = list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN))  # type: ignore[no-untyped-call]
+        tokens = list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN))
         for item in tokens:
-            cache.remove_at(item)  # type: ignore[no-untyped-call]
+            cache.remove_at(item)
 
 
 def _short(error: BaseException) -> str:

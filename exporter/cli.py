@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -22,6 +23,7 @@ from exporter.logs import FORMATS, LEVELS, REDACTOR, configure_logging
 from exporter.metrics import MetricsStore
 from exporter.scheduler import PollScheduler
 from exporter.server import ServerHooks, make_server, parse_listen_address, serve_in_thread
+from exporter.simulator import Simulator
 from exporter.transport import Transport, build_ssl_context
 
 log = logging.getLogger("exporter")
@@ -178,6 +180,7 @@ class ExporterRuntime:
         self.scheduler.apply(self.config)
         serve_in_thread(server)
         host, port = server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else str(host)
         log.info(
             "exporter started",
             extra={
@@ -224,8 +227,6 @@ async def serve_forever(settings: Settings, config: Config) -> int:
 
 def run_demo(settings: Settings) -> int:
     """Start the embedded simulator with a few tenants and run the exporter against it."""
-    from exporter.simulator import Simulator  # the simulator is only needed here
-
     simulator = Simulator(tenants=DEMO_TENANTS, seed=20261124)
     # One demo tenant fails now and then, to show what failures look like.
     flaky = list(simulator.tenants.values())[-1]
@@ -241,15 +242,11 @@ def run_demo(settings: Settings) -> int:
             f"demo: simulator at {url} with {DEMO_TENANTS} tenants ({flaky.name} fails now and "
             f"then); metrics at http://{host or 'localhost'}:{port}{settings.telemetry_path}",
         )
-        demo_settings = Settings(**{**_settings_dict(settings), "config_file": config_file})
+        demo_settings = dataclasses.replace(settings, config_file=config_file)
         try:
             return _serve(demo_settings)
         finally:
             simulator.stop()
-
-
-def _settings_dict(settings: Settings) -> dict[str, object]:
-    return {name: getattr(settings, name) for name in Settings.__slots__}
 
 
 def _serve(settings: Settings) -> int:

@@ -70,7 +70,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> float:
     """Full-jitter exponential backoff before retry number ``attempt`` (1-based)."""
     ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
-    return rng() * ceiling
+    return float(rng() * ceiling)
 
 
 def graph_error_details(response: HttpResponse) -> tuple[str | None, str | None, str]:

@@ -136,7 +136,7 @@ def format_value(value: float) -> str:
     """Integers as integers, other numbers the way Go formats floats."""
     if isinstance(value, int):
         return str(value)
-    return floatToGoString(value)
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +383,7 @@ class MetricsStore:
         """
         tenants = self._tenant_part(openmetrics)
         if openmetrics:
-            process = om_exposition.generate_latest(self._process)
+            process: bytes = om_exposition.generate_latest(self._process)  # type: ignore[no-untyped-call]
         else:
             process = text_exposition.generate_latest(self._process)
         if not gzipped:

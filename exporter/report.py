@@ -51,7 +51,9 @@ def _as_count(value: Any, where: str) -> int:
         raise ReportParseError(f"{where} is a boolean, not a count")
     if isinstance(value, int):
         number = value
-    elif (isinstance(value, float) and value.is_integer()) or (isinstance(value, str) and _INTEGER_RE.match(value)):
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and _INTEGER_RE.match(value)
+    ):
         number = int(value)
     else:
         raise ReportParseError(f"{where} is not an integer count: {str(value)[:40]!r}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import email.utils
 import ipaddress
@@ -341,7 +342,8 @@ class Simulator:
     def base_url(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        host_text = f"[{host}]" if ":" in str(host) else str(host)
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        host_text = f"[{host}]" if ":" in host else host
         return f"https://{host_text}:{port}"
 
     def start(self, listen: str = "127.0.0.1:0") -> str:
@@ -496,16 +498,14 @@ class _SimHandler(BaseHTTPRequestHandler):
         # Without TCP_NODELAY every keep-alive answer waits ~40 ms (Nagle + delayed ACK).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            self.connection.do_handshake()  # type: ignore[attr-defined]
+            self.connection.do_handshake()
         except (ssl.SSLError, OSError):
             self.close_connection = True
             raise
 
     def handle(self) -> None:
-        try:
+        with contextlib.suppress(ssl.SSLError, ConnectionError, TimeoutError):
             super().handle()
-        except (ssl.SSLError, ConnectionError, TimeoutError):
-            pass
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -550,10 +550,9 @@ class _SimHandler(BaseHTTPRequestHandler):
         self.connection.close()
 
     def finish(self) -> None:
-        try:
+        # The connection may have been reset on purpose, or by the client.
+        with contextlib.suppress(OSError, ValueError):
             super().finish()
-        except (OSError, ValueError):
-            pass  # the connection was reset on purpose, or by the client
 
     def _read_form(self) -> dict[str, str]:
         length = int(self.headers.get("Content-Length", "0") or 0)

@@ -46,11 +46,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+def http_get(
+    url: str, headers: dict[str, str] | None = None, timeout: float = 5.0
+) -> tuple[int, dict[str, str], bytes]:
     """GET without raising on error statuses."""
     request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as err:
         return err.code, dict(err.headers), err.read()
@@ -63,7 +65,7 @@ def sim_request(sim_url: str, ca_file: str, path: str, body: Any = None) -> Any:
     request = urllib.request.Request(
         f"{sim_url}{path}", data=data, headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, context=context, timeout=5) as response:  # noqa: S310
+    with urllib.request.urlopen(request, context=context, timeout=5) as response:
         return json.loads(response.read())
 
 
@@ -121,7 +123,9 @@ class ExporterProcess:
             cwd=REPO,
         )
 
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def get(
+        self, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         return http_get(f"{self.url}{path}", headers)
 
     def metrics(self) -> str:
@@ -165,7 +169,9 @@ def start_exporter() -> Iterator[Callable[..., ExporterProcess]]:
         process.kill()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run the exporter CLI to completion."""
     return subprocess.run(  # noqa: PLW1510
         [sys.executable, "-m", "exporter", *args],

@@ -57,7 +57,12 @@ def test_bad_config_is_refused_with_each_problem_and_its_path(path: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    "path", [CONFFILES / "syntax_error.yaml", CONFFILES / "several_problems.yaml", CONFFILES / "missing_env_var.yaml"]
+    "path",
+    [
+        CONFFILES / "syntax_error.yaml",
+        CONFFILES / "several_problems.yaml",
+        CONFFILES / "missing_env_var.yaml",
+    ],
 )
 def test_cli_exits_2_with_one_line_per_problem_and_no_traceback(path: Path) -> None:
     result = run_cli(f"--config.file={path}", "--check-config")
@@ -74,7 +79,11 @@ def test_missing_config_file_exits_2() -> None:
 
 
 def minimal(**tenant: object) -> dict[str, object]:
-    return {"tenants": [{"tenant_id": TENANT, "client_id": CLIENT, "client_secret": "s3cret-value", **tenant}]}
+    return {
+        "tenants": [
+            {"tenant_id": TENANT, "client_id": CLIENT, "client_secret": "s3cret-value", **tenant}
+        ]
+    }
 
 
 def test_defaults_and_overrides_apply() -> None:
@@ -82,7 +91,12 @@ def test_defaults_and_overrides_apply() -> None:
         {
             "defaults": {"interval": "5m", "jitter": "10s", "stale_after": "2x"},
             "tenants": [
-                {"name": "a", "tenant_id": TENANT, "client_id": CLIENT, "client_secret": "s3cret-value"},
+                {
+                    "name": "a",
+                    "tenant_id": TENANT,
+                    "client_id": CLIENT,
+                    "client_secret": "s3cret-value",
+                },
                 {
                     "name": "b",
                     "tenant_id": "fabrikam.onmicrosoft.com",
@@ -110,7 +124,9 @@ def test_name_defaults_to_tenant_id() -> None:
 
 
 def test_env_references_are_resolved_and_dollar_dollar_is_literal() -> None:
-    config = parse_config(minimal(client_secret="${MY_SECRET}$$x"), environ={"MY_SECRET": "from-env"})
+    config = parse_config(
+        minimal(client_secret="${MY_SECRET}$$x"), environ={"MY_SECRET": "from-env"}
+    )
     credential = config.tenants[0].credential
     assert isinstance(credential, ClientSecretCredential)
     assert credential.secret.reveal() == "from-env$x"
@@ -127,7 +143,9 @@ def test_secrets_never_show_in_repr() -> None:
 def test_secret_file_is_read_and_stripped(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("file-secret\n")
-    config = parse_config(minimal(client_secret=None, client_secret_file=str(secret_file)), environ={})
+    config = parse_config(
+        minimal(client_secret=None, client_secret_file=str(secret_file)), environ={}
+    )
     credential = config.tenants[0].credential
     assert isinstance(credential, ClientSecretCredential)
     assert credential.secret.reveal() == "file-secret"
@@ -149,7 +167,10 @@ def test_certificate_credential_is_checked(tmp_path: Path) -> None:
     cert.private_key_pem.write_to_path(str(key_file))
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     config = parse_config(
-        minimal(client_secret=None, certificate={"private_key_file": str(key_file), "certificate_file": str(cert_file)}),
+        minimal(
+            client_secret=None,
+            certificate={"private_key_file": str(key_file), "certificate_file": str(cert_file)},
+        ),
         environ={},
     )
     assert isinstance(config.tenants[0].credential, CertificateCredential)
@@ -160,16 +181,30 @@ def test_certificate_credential_is_checked(tmp_path: Path) -> None:
     other.cert_chain_pems[0].write_to_path(str(other_cert))
     with pytest.raises(ConfigError) as caught:
         parse_config(
-            minimal(client_secret=None, certificate={"private_key_file": str(key_file), "certificate_file": str(other_cert)}),
+            minimal(
+                client_secret=None,
+                certificate={
+                    "private_key_file": str(key_file),
+                    "certificate_file": str(other_cert),
+                },
+            ),
             environ={},
         )
-    assert caught.value.problems == [f"tenants[0].certificate: {key_file} does not belong to the certificate in {other_cert}"]
+    assert caught.value.problems == [
+        f"tenants[0].certificate: {key_file} does not belong to the certificate in {other_cert}"
+    ]
 
     not_a_key = tmp_path / "not.key"
     not_a_key.write_text("hello")
     with pytest.raises(ConfigError) as caught:
         parse_config(
-            minimal(client_secret=None, certificate={"private_key_file": str(not_a_key), "certificate_file": str(cert_file)}),
+            minimal(
+                client_secret=None,
+                certificate={
+                    "private_key_file": str(not_a_key),
+                    "certificate_file": str(cert_file),
+                },
+            ),
             environ={},
         )
     assert caught.value.problems == [
@@ -181,17 +216,22 @@ def test_workload_identity_needs_the_token_file(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("federated")
     config = parse_config(
-        minimal(client_secret=None, workload_identity=True), environ={"AZURE_FEDERATED_TOKEN_FILE": str(token)}
+        minimal(client_secret=None, workload_identity=True),
+        environ={"AZURE_FEDERATED_TOKEN_FILE": str(token)},
     )
     assert config.tenants[0].credential == WorkloadIdentityCredential(str(token))
     with pytest.raises(ConfigError) as caught:
         parse_config(minimal(client_secret=None, workload_identity=True), environ={})
-    assert caught.value.problems == ["tenants[0].workload_identity: environment variable AZURE_FEDERATED_TOKEN_FILE is not set"]
+    assert caught.value.problems == [
+        "tenants[0].workload_identity: environment variable AZURE_FEDERATED_TOKEN_FILE is not set"
+    ]
 
 
 def test_world_readable_config_warns(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(f"tenants: [{{tenant_id: {TENANT}, client_id: {CLIENT}, client_secret: s3cret-value}}]\n")
+    path.write_text(
+        f"tenants: [{{tenant_id: {TENANT}, client_id: {CLIENT}, client_secret: s3cret-value}}]\n"
+    )
     path.chmod(0o644)
     assert any("readable by every user" in w for w in load_config(path, environ={}).warnings)
     path.chmod(0o600)
@@ -200,7 +240,15 @@ def test_world_readable_config_warns(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("250ms", 0.25), ("1m30s", 90), ("2h0m5s", 7205)],
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("250ms", 0.25),
+        ("1m30s", 90),
+        ("2h0m5s", 7205),
+    ],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -236,7 +284,10 @@ def test_cloud_endpoints() -> None:
     assert CLOUDS["china"].graph_host == "https://microsoftgraph.chinacloudapi.cn"
     config = parse_config(
         {
-            "endpoints": {"authority_host": "https://127.0.0.1:8443/", "graph_host": "https://127.0.0.1:9443"},
+            "endpoints": {
+                "authority_host": "https://127.0.0.1:8443/",
+                "graph_host": "https://127.0.0.1:9443",
+            },
             **minimal(cloud="custom"),
         },
         environ={},
@@ -264,7 +315,9 @@ def test_example_config_validates(tmp_path: Path) -> None:
     path.write_text(text)
     token = tmp_path / "token"
     token.write_text("t")
-    config = load_config(path, environ={"CONTOSO_SECRET": "s3cret-value", "AZURE_FEDERATED_TOKEN_FILE": str(token)})
+    config = load_config(
+        path, environ={"CONTOSO_SECRET": "s3cret-value", "AZURE_FEDERATED_TOKEN_FILE": str(token)}
+    )
     assert [t.credential.kind for t in config.tenants] == [
         "client_secret",
         "client_secret_file",

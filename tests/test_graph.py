@@ -28,7 +28,16 @@ from exporter.transport import Transport, build_ssl_context
 
 HOST = "https://graph.example"
 URL = f"{HOST}{REPORT_PATH}"
-REPORT = {"value": [{"totalUserCount": 10, "userRegistrationCounts": [{"userRegistrationStatus": "registered", "userRegistrationCount": 4}]}]}
+REPORT = {
+    "value": [
+        {
+            "totalUserCount": 10,
+            "userRegistrationCounts": [
+                {"userRegistrationStatus": "registered", "userRegistrationCount": 4}
+            ],
+        }
+    ]
+}
 TOKEN = AccessToken("test-token-value")
 
 
@@ -46,7 +55,9 @@ async def fetch(sleeps: Sleeps, budget: float = 30.0, timeout: float = 5.0) -> o
     transport = Transport(build_ssl_context(None), concurrency=4)
     try:
         client = GraphClient(transport, sleep=sleeps)
-        return await client.fetch_registration_report(HOST, TOKEN, timeout, time.monotonic() + budget)
+        return await client.fetch_registration_report(
+            HOST, TOKEN, timeout, time.monotonic() + budget
+        )
     finally:
         await transport.aclose()
 
@@ -59,7 +70,10 @@ def graph_error(status: int, code: str, headers: dict[str, str] | None = None) -
 @respx.mock
 async def test_429_honours_retry_after_seconds_then_succeeds() -> None:
     route = respx.get(URL).mock(
-        side_effect=[graph_error(429, "TooManyRequests", {"Retry-After": "7"}), httpx.Response(200, json=REPORT)]
+        side_effect=[
+            graph_error(429, "TooManyRequests", {"Retry-After": "7"}),
+            httpx.Response(200, json=REPORT),
+        ]
     )
     sleeps = Sleeps()
     report = await fetch(sleeps)
@@ -72,7 +86,12 @@ async def test_429_honours_retry_after_seconds_then_succeeds() -> None:
 @respx.mock
 async def test_429_honours_retry_after_as_http_date() -> None:
     when = email.utils.formatdate(time.time() + 20, usegmt=True)
-    respx.get(URL).mock(side_effect=[graph_error(429, "TooManyRequests", {"Retry-After": when}), httpx.Response(200, json=REPORT)])
+    respx.get(URL).mock(
+        side_effect=[
+            graph_error(429, "TooManyRequests", {"Retry-After": when}),
+            httpx.Response(200, json=REPORT),
+        ]
+    )
     sleeps = Sleeps()
     await fetch(sleeps)
     assert len(sleeps.delays) == 1
@@ -81,19 +100,31 @@ async def test_429_honours_retry_after_as_http_date() -> None:
 
 @respx.mock
 async def test_retry_after_past_the_deadline_gives_up_as_throttled_without_waiting() -> None:
-    route = respx.get(URL).mock(return_value=graph_error(429, "TooManyRequests", {"Retry-After": "120"}))
+    route = respx.get(URL).mock(
+        return_value=graph_error(429, "TooManyRequests", {"Retry-After": "120"})
+    )
     sleeps = Sleeps()
     with pytest.raises(GraphError) as caught:
         await fetch(sleeps, budget=10)
     failure = caught.value.failure
-    assert (failure.result, failure.http_status, failure.error_code, failure.request_id) == (THROTTLED, 429, "TooManyRequests", "rid-1")
+    assert (failure.result, failure.http_status, failure.error_code, failure.request_id) == (
+        THROTTLED,
+        429,
+        "TooManyRequests",
+        "rid-1",
+    )
     assert sleeps.delays == []
     assert route.call_count == 1
 
 
 @respx.mock
 async def test_503_retries_after_retry_after_then_succeeds() -> None:
-    respx.get(URL).mock(side_effect=[graph_error(503, "ServiceUnavailable", {"Retry-After": "2"}), httpx.Response(200, json=REPORT)])
+    respx.get(URL).mock(
+        side_effect=[
+            graph_error(503, "ServiceUnavailable", {"Retry-After": "2"}),
+            httpx.Response(200, json=REPORT),
+        ]
+    )
     sleeps = Sleeps()
     await fetch(sleeps)
     assert sleeps.delays == [2.0]
@@ -122,7 +153,9 @@ async def test_connection_errors_are_retried_then_network_error() -> None:
 
 @respx.mock
 async def test_a_reset_then_success_recovers_within_the_poll() -> None:
-    respx.get(URL).mock(side_effect=[httpx.ReadError("connection reset"), httpx.Response(200, json=REPORT)])
+    respx.get(URL).mock(
+        side_effect=[httpx.ReadError("connection reset"), httpx.Response(200, json=REPORT)]
+    )
     report = await fetch(Sleeps())
     assert report.total_users == 10  # type: ignore[attr-defined]
 
@@ -146,12 +179,19 @@ async def test_timeouts_are_not_retried() -> None:
     ],
 )
 @respx.mock
-async def test_client_errors_are_final_and_keep_graphs_error_code(status: int, code: str, result: str) -> None:
+async def test_client_errors_are_final_and_keep_graphs_error_code(
+    status: int, code: str, result: str
+) -> None:
     route = respx.get(URL).mock(return_value=graph_error(status, code, {"request-id": "hdr-rid"}))
     with pytest.raises(GraphError) as caught:
         await fetch(Sleeps())
     failure = caught.value.failure
-    assert (failure.result, failure.http_status, failure.error_code, failure.request_id) == (result, status, code, "hdr-rid")
+    assert (failure.result, failure.http_status, failure.error_code, failure.request_id) == (
+        result,
+        status,
+        code,
+        "hdr-rid",
+    )
     assert route.call_count == 1
 
 
@@ -167,8 +207,16 @@ async def test_bodies_over_one_mebibyte_are_refused() -> None:
 async def test_gzip_bombs_are_refused_and_gzip_bodies_are_read() -> None:
     respx.get(URL).mock(
         side_effect=[
-            httpx.Response(200, content=gzip.compress(json.dumps(REPORT).encode()), headers={"Content-Encoding": "gzip"}),
-            httpx.Response(200, content=gzip.compress(b" " * (4 * 1024 * 1024)), headers={"Content-Encoding": "gzip"}),
+            httpx.Response(
+                200,
+                content=gzip.compress(json.dumps(REPORT).encode()),
+                headers={"Content-Encoding": "gzip"},
+            ),
+            httpx.Response(
+                200,
+                content=gzip.compress(b" " * (4 * 1024 * 1024)),
+                headers={"Content-Encoding": "gzip"},
+            ),
         ]
     )
     report = await fetch(Sleeps())
@@ -187,8 +235,12 @@ async def test_gzip_bombs_are_refused_and_gzip_bodies_are_read() -> None:
     ],
 )
 @respx.mock
-async def test_unusable_200_answers_are_parse_errors(body: bytes, content_type: str, message: str) -> None:
-    respx.get(URL).mock(return_value=httpx.Response(200, content=body, headers={"Content-Type": content_type}))
+async def test_unusable_200_answers_are_parse_errors(
+    body: bytes, content_type: str, message: str
+) -> None:
+    respx.get(URL).mock(
+        return_value=httpx.Response(200, content=body, headers={"Content-Type": content_type})
+    )
     with pytest.raises(GraphError) as caught:
         await fetch(Sleeps())
     assert caught.value.failure.result == PARSE_ERROR
@@ -201,7 +253,9 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(" 0 ") == 0.0
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
-    assert parse_retry_after(email.utils.formatdate(now + 60, usegmt=True), now=now) == pytest.approx(60, abs=1)
+    assert parse_retry_after(
+        email.utils.formatdate(now + 60, usegmt=True), now=now
+    ) == pytest.approx(60, abs=1)
     assert parse_retry_after(email.utils.formatdate(now - 60, usegmt=True), now=now) == 0.0
 
 

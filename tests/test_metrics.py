@@ -35,7 +35,9 @@ REPORT = RegistrationReport(100, (("registered", 40), ("mfaRegistered", 30)))
 
 
 def success(finished_at: float | None = None, report: RegistrationReport = REPORT) -> PollResult:
-    return PollResult("success", report, None, 0.25, finished_at if finished_at is not None else time.time())
+    return PollResult(
+        "success", report, None, 0.25, finished_at if finished_at is not None else time.time()
+    )
 
 
 def failure(result: str = "throttled") -> PollResult:
@@ -52,7 +54,9 @@ def samples(store: MetricsStore) -> dict[tuple[str, frozenset[tuple[str, str]]],
 
 
 def test_tenant_block_exact_lines() -> None:
-    snapshot = TenantSnapshot.for_tenant(tenant("a\"b\\c")).after_poll(success(1700000000.5), 1, 1800)
+    snapshot = TenantSnapshot.for_tenant(tenant('a"b\\c')).after_poll(
+        success(1700000000.5), 1, 1800
+    )
     lines = render_tenant_block(snapshot)
     assert lines[0] == (
         'entra_credential_registration_users{tenant="a\\"b\\\\c",registrationStatus="registered"} 40\n'
@@ -60,7 +64,10 @@ def test_tenant_block_exact_lines() -> None:
     )
     assert lines[1] == 'entra_tenant_users{tenant="a\\"b\\\\c"} 100\n'
     assert lines[3] == 'entra_exporter_tenant_up{tenant="a\\"b\\\\c"} 1\n'
-    assert lines[4] == 'entra_exporter_last_success_timestamp_seconds{tenant="a\\"b\\\\c"} 1.7000000005e+09\n'
+    assert (
+        lines[4]
+        == 'entra_exporter_last_success_timestamp_seconds{tenant="a\\"b\\\\c"} 1.7000000005e+09\n'
+    )
 
 
 def test_every_contract_metric_is_present_and_parses() -> None:
@@ -70,7 +77,15 @@ def test_every_contract_metric_is_present_and_parses() -> None:
     store.record_poll(config, success(), 1)
     values = samples(store)
     t = ("tenant", "contoso")
-    assert values[("entra_credential_registration_users", frozenset({t, ("registrationStatus", "registered")}))] == 40
+    assert (
+        values[
+            (
+                "entra_credential_registration_users",
+                frozenset({t, ("registrationStatus", "registered")}),
+            )
+        ]
+        == 40
+    )
     assert values[("entra_tenant_users", frozenset({t}))] == 100
     assert values[("entra_exporter_tenant_up", frozenset({t}))] == 1
     assert values[("entra_exporter_last_poll_duration_seconds", frozenset({t}))] == 0.25
@@ -108,10 +123,15 @@ def test_report_series_go_when_the_last_success_is_older_than_stale_after() -> N
     store.set_tenants((config,))
     store.record_poll(config, success(finished_at=time.time() - 61), 1)
     values = samples(store)
-    assert not any(name in ("entra_tenant_users", "entra_credential_registration_users") for name, _ in values)
+    assert not any(
+        name in ("entra_tenant_users", "entra_credential_registration_users") for name, _ in values
+    )
     # Health series stay: the tenant is still configured.
     assert ("entra_exporter_tenant_up", frozenset({("tenant", "contoso")})) in values
-    assert ("entra_exporter_last_success_timestamp_seconds", frozenset({("tenant", "contoso")})) in values
+    assert (
+        "entra_exporter_last_success_timestamp_seconds",
+        frozenset({("tenant", "contoso")}),
+    ) in values
 
 
 def test_cached_exposition_expires_exactly_when_a_report_turns_stale() -> None:
@@ -145,7 +165,12 @@ def test_kept_tenants_keep_their_counters_across_a_reload() -> None:
     store.set_tenants((a,))
     store.record_poll(a, success(), 1)
     store.set_tenants((a, tenant("b")))
-    assert samples(store)[("entra_exporter_polls_total", frozenset({("tenant", "a"), ("result", "success")}))] == 1
+    assert (
+        samples(store)[
+            ("entra_exporter_polls_total", frozenset({("tenant", "a"), ("result", "success")}))
+        ]
+        == 1
+    )
 
 
 def test_tenants_are_reported_before_their_first_poll_as_down() -> None:

@@ -76,13 +76,17 @@ async def test_each_fault_lands_in_its_result_class_and_the_tenant_recovers(
     assert (await poller.poll("tenant-0001")).result == "success"
     sim_env.sim.set_fault("tenant-0001", fault, count=0)
     if fault in ("invalid_client", "token_down"):
-        poller.scheduler._jobs["tenant-0001"].tokens.forget_tokens()  # make the next poll ask for a token
+        poller.scheduler._jobs[
+            "tenant-0001"
+        ].tokens.forget_tokens()  # make the next poll ask for a token
     result = await poller.poll("tenant-0001")
     assert result.result == expected, result.failure
     other = await poller.poll("tenant-0000")
     assert other.result == "success"
     snapshot = poller.store.snapshot("tenant-0001")
-    assert snapshot is not None and not snapshot.up and snapshot.report is not None  # last values kept
+    assert (
+        snapshot is not None and not snapshot.up and snapshot.report is not None
+    )  # last values kept
     sim_env.sim.set_fault("tenant-0001", None)
     assert (await poller.poll("tenant-0001")).result == "success"
 
@@ -102,7 +106,9 @@ async def test_retry_after_is_honoured_within_the_poll(
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["graph_requests"] == 2
 
 
-async def test_token_is_cached_across_polls(sim_env: SimEnv, make_poller: Callable[[Config], Poller]) -> None:
+async def test_token_is_cached_across_polls(
+    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+) -> None:
     poller = make_poller(load_config(sim_env.config_file))
     for _ in range(3):
         assert (await poller.poll("tenant-0002")).result == "success"
@@ -112,7 +118,9 @@ async def test_token_is_cached_across_polls(sim_env: SimEnv, make_poller: Callab
     assert snapshot is not None and snapshot.token_requests == 1
 
 
-async def test_a_graph_401_drops_the_cached_token(sim_env: SimEnv, make_poller: Callable[[Config], Poller]) -> None:
+async def test_a_graph_401_drops_the_cached_token(
+    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+) -> None:
     poller = make_poller(load_config(sim_env.config_file))
     assert (await poller.poll("tenant-0000")).result == "success"
     sim_env.sim.tokens.clear()  # the simulator forgets every token it issued
@@ -124,7 +132,9 @@ async def test_a_graph_401_drops_the_cached_token(sim_env: SimEnv, make_poller: 
 async def test_certificate_credential_signs_with_the_sha256_thumbprint(
     sim_env: SimEnv, make_poller: Callable[[Config], Poller], tmp_path: Path
 ) -> None:
-    cert = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("northwind.example", key_type=trustme.KeyType.RSA)
+    cert = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert(
+        "northwind.example", key_type=trustme.KeyType.RSA
+    )
     key_file, cert_file = tmp_path / "app.key", tmp_path / "app.crt"
     cert.private_key_pem.write_to_path(str(key_file))
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
@@ -151,7 +161,9 @@ async def test_certificate_credential_signs_with_the_sha256_thumbprint(
     assert result.result == "success", result.failure
 
     # A certificate the app registration does not know is refused.
-    other = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("x.example", key_type=trustme.KeyType.RSA)
+    other = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert(
+        "x.example", key_type=trustme.KeyType.RSA
+    )
     other.private_key_pem.write_to_path(str(key_file))
     other.cert_chain_pems[0].write_to_path(str(cert_file))
     poller2 = make_poller(load_config(sim_env.config_file))
@@ -160,7 +172,10 @@ async def test_certificate_credential_signs_with_the_sha256_thumbprint(
 
 
 async def test_workload_identity_reads_the_token_file_for_every_request(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim_env: SimEnv,
+    make_poller: Callable[[Config], Poller],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     token_file = tmp_path / "azure-identity-token"
     token_file.write_text("federated-token-1")
@@ -194,13 +209,19 @@ async def test_workload_identity_reads_the_token_file_for_every_request(
     assert (await poller.poll("tailspin")).result == "success"
 
 
-def test_requests_ca_bundle_in_the_environment_does_not_override_tls_ca_file(sim_env: SimEnv, tmp_path: Path) -> None:
+def test_requests_ca_bundle_in_the_environment_does_not_override_tls_ca_file(
+    sim_env: SimEnv, tmp_path: Path
+) -> None:
     unrelated = tmp_path / "unrelated-ca.pem"
     trustme.CA().cert_pem.write_to_path(str(unrelated))
     result = run_cli(
         f"--config.file={sim_env.config_file}",
         "--once",
-        env={"REQUESTS_CA_BUNDLE": str(unrelated), "CURL_CA_BUNDLE": str(unrelated), "SSL_CERT_FILE": str(unrelated)},
+        env={
+            "REQUESTS_CA_BUNDLE": str(unrelated),
+            "CURL_CA_BUNDLE": str(unrelated),
+            "SSL_CERT_FILE": str(unrelated),
+        },
     )
     assert result.returncode == 0, result.stderr
 
@@ -213,4 +234,7 @@ def test_an_untrusted_simulator_is_a_network_error_not_a_crash(sim_env: SimEnv) 
     assert result.returncode == 1
     assert "result=network_error" in result.stderr
     assert "Traceback" not in result.stderr
-    assert yaml.safe_load(sim_env.config_file.read_text())["tenants"][0]["client_secret"] not in result.stderr
+    assert (
+        yaml.safe_load(sim_env.config_file.read_text())["tenants"][0]["client_secret"]
+        not in result.stderr
+    )

@@ -84,13 +84,21 @@ def test_value_may_be_a_single_object() -> None:
 
 def test_field_names_in_another_case_are_accepted() -> None:
     report = parse_registration_report(
-        {"totalUserCount": 5, "userRegistrationCounts": [{"RegistrationStatus": "enabled", "RegistrationCount": 2}]}
+        {
+            "totalUserCount": 5,
+            "userRegistrationCounts": [{"RegistrationStatus": "enabled", "RegistrationCount": 2}],
+        }
     )
     assert report.count("enabled") == 2
 
 
 def test_an_empty_status_list_is_a_valid_report() -> None:
-    assert parse_registration_report({"totalUserCount": 0, "userRegistrationCounts": []}).users_by_status == ()
+    assert (
+        parse_registration_report(
+            {"totalUserCount": 0, "userRegistrationCounts": []}
+        ).users_by_status
+        == ()
+    )
 
 
 @pytest.mark.parametrize(
@@ -109,10 +117,19 @@ def test_an_empty_status_list_is_a_valid_report() -> None:
         ({"totalUserCount": 1.5, "userRegistrationCounts": []}, "not an integer"),
         ({"totalUserCount": 1, "userRegistrationCounts": {}}, "not a list"),
         ({"totalUserCount": 1, "userRegistrationCounts": [5]}, "not an object"),
-        ({"totalUserCount": 1, "userRegistrationCounts": [{"registrationCount": 1}]}, "no registration status"),
-        ({"totalUserCount": 1, "userRegistrationCounts": [{"registrationStatus": "a"}]}, "no registration count"),
         (
-            {"totalUserCount": 1, "userRegistrationCounts": [{"registrationStatus": "", "registrationCount": 1}]},
+            {"totalUserCount": 1, "userRegistrationCounts": [{"registrationCount": 1}]},
+            "no registration status",
+        ),
+        (
+            {"totalUserCount": 1, "userRegistrationCounts": [{"registrationStatus": "a"}]},
+            "no registration count",
+        ),
+        (
+            {
+                "totalUserCount": 1,
+                "userRegistrationCounts": [{"registrationStatus": "", "registrationCount": 1}],
+            },
             "not a usable status",
         ),
         (
@@ -134,7 +151,9 @@ def test_unusable_documents_raise_the_parsers_own_error(document: object, messag
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=25), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=25), children, max_size=5)
+    ),
     max_leaves=30,
 )
 field_names = st.sampled_from(
@@ -152,7 +171,9 @@ field_names = st.sampled_from(
 )
 report_like = st.recursive(
     json_values,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(field_names, children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(field_names, children, max_size=5)
+    ),
     max_leaves=40,
 )
 
@@ -166,4 +187,7 @@ def test_arbitrary_json_gives_a_report_or_the_parsers_error(document: object) ->
         return
     assert isinstance(report, RegistrationReport)
     assert report.total_users >= 0
-    assert all(isinstance(s, str) and s and isinstance(c, int) and c >= 0 for s, c in report.users_by_status)
+    assert all(
+        isinstance(s, str) and s and isinstance(c, int) and c >= 0
+        for s, c in report.users_by_status
+    )

@@ -44,7 +44,11 @@ class Harness:
         return True, "config reloaded"
 
     def request(
-        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         try:
@@ -68,7 +72,9 @@ def test_metrics_text_openmetrics_and_gzip(harness: Harness) -> None:
     assert status == 200
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert b"entra_exporter_tenant_up" in body
-    status, headers, body = harness.request("GET", "/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"})
+    status, headers, body = harness.request(
+        "GET", "/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
     assert headers["Content-Type"].startswith("application/openmetrics-text")
     assert body.endswith(b"# EOF\n")
     status, headers, body = harness.request("GET", "/metrics", {"Accept-Encoding": "gzip"})
