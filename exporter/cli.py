@@ -236,7 +236,7 @@ def run_demo(settings: Settings) -> int:
         ca_file = str(Path(workdir) / "simulator-ca.pem")
         config_file = str(Path(workdir) / "config.yaml")
         simulator.write_ca(ca_file)
-        simulator.write_config(config_file, ca_file, interval=15.0, jitter=2.0, timeout=5.0)
+        simulator.write_config(config_file, ca_file, interval=15.0, jitter=0.5, timeout=5.0)
         host, port = parse_listen_address(settings.listen_address)
         log.info(
             f"demo: simulator at {url} with {DEMO_TENANTS} tenants ({flaky.name} fails now and "
