@@ -123,6 +123,11 @@ class RateLimit:
         return f"{self.requests}/{format_duration(self.per_seconds)}"
 
 
+# Graph's documented limits for identity and access reports.
+DEFAULT_PER_APP_PER_TENANT = RateLimit(5, 10.0)
+DEFAULT_PER_APP = RateLimit(122, 10.0)
+
+
 @dataclass(frozen=True, slots=True)
 class TenantConfig:
     """One tenant to poll, with the defaults already applied."""
@@ -154,8 +159,8 @@ class Config:
 
     tenants: tuple[TenantConfig, ...]
     concurrency: int = 32
-    per_app_per_tenant: RateLimit = RateLimit(5, 10.0)
-    per_app: RateLimit = RateLimit(122, 10.0)
+    per_app_per_tenant: RateLimit = DEFAULT_PER_APP_PER_TENANT
+    per_app: RateLimit = DEFAULT_PER_APP
     tls_ca_file: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -567,7 +572,7 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
             _parse_int(document["concurrency"], "concurrency", 1, MAX_CONCURRENCY, problems) or 32
         )
 
-    limits = {"per_app_per_tenant": RateLimit(5, 10.0), "per_app": RateLimit(122, 10.0)}
+    limits = {"per_app_per_tenant": DEFAULT_PER_APP_PER_TENANT, "per_app": DEFAULT_PER_APP}
     rate_node = document.get("rate_limits")
     if rate_node is not None:
         if not isinstance(rate_node, dict):

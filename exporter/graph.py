@@ -16,20 +16,24 @@ import random
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from exporter.auth import AccessToken
+from exporter.config import TenantConfig
 from exporter.failures import (
     PARSE_ERROR,
+    THROTTLED,
     TIMEOUT,
     PollFailure,
     classify_http_status,
     classify_transport_error,
     is_retryable_status,
 )
+from exporter.ratelimit import GraphRateLimiter, RateLimitedError
 from exporter.report import RegistrationReport, ReportParseError, parse_registration_report
 from exporter.transport import HttpResponse, ResponseBodyError, Transport
 
@@ -40,6 +44,15 @@ MAX_ATTEMPTS = 3
 MAX_THROTTLED_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class RequestTally:
+    """What one poll cost: Graph requests sent, throttled answers, time spent pacing."""
+
+    graph_requests: int = 0
+    throttled_responses: int = 0
+    paced_seconds: float = 0.0
 
 
 class GraphError(Exception):
@@ -96,25 +109,40 @@ def graph_error_details(response: HttpResponse) -> tuple[str | None, str | None,
 
 
 class GraphClient:
-    """Calls Graph's registration report over the shared :class:`Transport`."""
+    """Calls Graph's registration report over the shared :class:`Transport`.
 
-    def __init__(self, transport: Transport, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+    Every request, retries included, first takes a slot from the rate limiter.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        limiter: GraphRateLimiter,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
         self._transport = transport
+        self.limiter = limiter
         self._sleep = sleep
 
     async def fetch_registration_report(
         self,
-        graph_host: str,
+        tenant: TenantConfig,
         token: AccessToken,
-        timeout: float,
         deadline: float,
-        tenant: str = "",
+        tally: RequestTally | None = None,
     ) -> RegistrationReport:
         """GET the report, retrying within ``deadline`` (a ``time.monotonic()`` value)."""
-        url = f"{graph_host}{REPORT_PATH}"
+        tally = RequestTally() if tally is None else tally
+        url = f"{tenant.endpoints.graph_host}{REPORT_PATH}"
         failures = 0
         throttled = 0
         while True:
+            try:
+                tally.paced_seconds += await self.limiter.acquire(
+                    tenant.client_id, tenant.tenant_id, deadline
+                )
+            except RateLimitedError as err:
+                raise GraphError(PollFailure(THROTTLED, str(err))) from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise GraphError(PollFailure(TIMEOUT, "poll deadline passed before Graph answered"))
@@ -124,9 +152,10 @@ class GraphClient:
                 "Accept": "application/json",
                 "client-request-id": client_request_id,
             }
+            tally.graph_requests += 1
             try:
                 response = await self._transport.request(
-                    "GET", url, timeout=min(timeout, remaining), headers=headers
+                    "GET", url, timeout=min(tenant.timeout, remaining), headers=headers
                 )
             except ResponseBodyError as err:
                 raise GraphError(
@@ -142,7 +171,7 @@ class GraphClient:
                 )
                 if result == TIMEOUT or failures >= MAX_ATTEMPTS:
                     raise GraphError(failure) from None
-                await self._wait(backoff_delay(failures), deadline, failure, tenant)
+                await self._wait(backoff_delay(failures), deadline, failure, tenant.name)
                 continue
 
             if response.status_code == 200:
@@ -160,6 +189,7 @@ class GraphClient:
                 raise GraphError(failure)
             if response.status_code in (429, 503):
                 throttled += 1
+                tally.throttled_responses += 1
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
                 if throttled >= MAX_THROTTLED_ATTEMPTS:
                     raise GraphError(failure)
@@ -169,7 +199,7 @@ class GraphClient:
                 if failures >= MAX_ATTEMPTS:
                     raise GraphError(failure)
                 delay = backoff_delay(failures)
-            await self._wait(delay, deadline, failure, tenant)
+            await self._wait(delay, deadline, failure, tenant.name)
 
     async def _wait(self, delay: float, deadline: float, failure: PollFailure, tenant: str) -> None:
         """Sleep before a retry, or give up with ``failure`` if the deadline comes first."""

@@ -91,6 +91,16 @@ TOKEN_REQUESTS = Family(
     "counter",
     "Token requests sent to the identity provider for the tenant (cache hits not counted).",
 )
+GRAPH_REQUESTS = Family(
+    "entra_exporter_graph_requests_total",
+    "counter",
+    "Requests sent to Graph for the tenant, retries included.",
+)
+THROTTLED_RESPONSES = Family(
+    "entra_exporter_graph_throttled_responses_total",
+    "counter",
+    "Graph answers for the tenant that asked to slow down (429 or 503), retried or not.",
+)
 # Families with one or more lines per tenant, in exposition order; the first two are the
 # report's and disappear when the report turns stale.
 TENANT_FAMILIES = (
@@ -102,6 +112,8 @@ TENANT_FAMILIES = (
     LAST_DURATION,
     POLLS,
     TOKEN_REQUESTS,
+    GRAPH_REQUESTS,
+    THROTTLED_RESPONSES,
 )
 REPORT_FAMILY_COUNT = 2
 
@@ -156,6 +168,8 @@ class TenantSnapshot:
     last_poll_duration: float | None = None
     polls: tuple[int, ...] = (0,) * len(RESULTS)
     token_requests: int = 0
+    graph_requests: int = 0
+    throttled_responses: int = 0
 
     @classmethod
     def for_tenant(cls, tenant: TenantConfig) -> TenantSnapshot:
@@ -188,6 +202,8 @@ class TenantSnapshot:
             last_poll_duration=result.duration,
             polls=polls,
             token_requests=token_requests,
+            graph_requests=self.graph_requests + result.tally.graph_requests,
+            throttled_responses=self.throttled_responses + result.tally.throttled_responses,
         )
 
 
@@ -224,7 +240,9 @@ def render_tenant_block(snapshot: TenantSnapshot) -> tuple[str, ...]:
         for name, count in zip(RESULTS, snapshot.polls, strict=True)
     )
     tokens = f"{TOKEN_REQUESTS.name}{{{tenant}}} {snapshot.token_requests}\n"
-    return (registration, users, info, up, last_success, duration, polls, tokens)
+    graph = f"{GRAPH_REQUESTS.name}{{{tenant}}} {snapshot.graph_requests}\n"
+    throttled = f"{THROTTLED_RESPONSES.name}{{{tenant}}} {snapshot.throttled_responses}\n"
+    return (registration, users, info, up, last_success, duration, polls, tokens, graph, throttled)
 
 
 @dataclass(frozen=True, slots=True)

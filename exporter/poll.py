@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.auth import TenantTokenSource, TokenError
 from exporter.config import TenantConfig
 from exporter.failures import AUTH_ERROR, SUCCESS, TIMEOUT, PollFailure
-from exporter.graph import GraphClient, GraphError
+from exporter.graph import GraphClient, GraphError, RequestTally
 from exporter.report import RegistrationReport
 
 # A poll never runs into the next one: it ends after this share of the interval at the latest.
@@ -27,6 +27,7 @@ class PollResult:
     failure: PollFailure | None
     duration: float
     finished_at: float
+    tally: RequestTally = field(default_factory=RequestTally)
 
 
 def poll_budget(tenant: TenantConfig) -> float:
@@ -43,12 +44,11 @@ async def poll_tenant(
     deadline = started + budget
     report: RegistrationReport | None = None
     failure: PollFailure | None = None
+    tally = RequestTally()
     try:
         async with asyncio.timeout(budget):
             token = await tokens.get_token()
-            report = await graph.fetch_registration_report(
-                tenant.endpoints.graph_host, token, tenant.timeout, deadline, tenant=tenant.name
-            )
+            report = await graph.fetch_registration_report(tenant, token, deadline, tally)
     except TokenError as err:
         failure = err.failure
     except GraphError as err:
@@ -63,4 +63,5 @@ async def poll_tenant(
         failure=failure,
         duration=time.monotonic() - started,
         finished_at=time.time(),
+        tally=tally,
     )

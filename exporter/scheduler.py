@@ -27,11 +27,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.auth import TenantTokenSource
-from exporter.config import Config, TenantConfig
+from exporter.config import DEFAULT_PER_APP, DEFAULT_PER_APP_PER_TENANT, Config, TenantConfig
 from exporter.failures import SUCCESS
 from exporter.graph import GraphClient
 from exporter.metrics import MetricsStore
 from exporter.poll import PollResult, poll_tenant
+from exporter.ratelimit import GraphRateLimiter
 from exporter.transport import Transport
 
 log = logging.getLogger("exporter.scheduler")
@@ -62,7 +63,9 @@ class PollScheduler:
     def __init__(self, store: MetricsStore, transport: Transport, concurrency: int) -> None:
         self._store = store
         self._transport = transport
-        self._graph = GraphClient(transport)
+        self._graph = GraphClient(
+            transport, GraphRateLimiter(DEFAULT_PER_APP_PER_TENANT, DEFAULT_PER_APP)
+        )
         # MSAL is synchronous; one thread per possible request in flight, no fewer, so token
         # requests for many tenants do not queue behind a small pool.
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="msal")
@@ -116,6 +119,14 @@ class PollScheduler:
     def apply(self, config: Config) -> None:
         """Make the jobs match ``config``: add, change and remove tenants."""
         wanted = {tenant.name: tenant for tenant in config.tenants}
+        limiter = self._graph.limiter
+        if (limiter.per_app_per_tenant, limiter.per_app) != (
+            config.per_app_per_tenant,
+            config.per_app,
+        ):
+            self._graph.limiter = GraphRateLimiter(config.per_app_per_tenant, config.per_app)
+        else:
+            limiter.forget({(t.client_id, t.tenant_id) for t in config.tenants})
         for name in list(self._jobs.keys() - wanted.keys()):
             del self._jobs[name]
             if self._scheduler.get_job(name) is not None:

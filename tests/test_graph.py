@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import gzip
 import json
@@ -12,6 +13,7 @@ import pytest
 import respx
 
 from exporter.auth import AccessToken
+from exporter.config import CloudEndpoints, RateLimit
 from exporter.failures import (
     AUTH_ERROR,
     HTTP_ERROR,
@@ -23,8 +25,17 @@ from exporter.failures import (
     classify_oauth_error,
     classify_transport_error,
 )
-from exporter.graph import REPORT_PATH, GraphClient, GraphError, backoff_delay, parse_retry_after
+from exporter.graph import (
+    REPORT_PATH,
+    GraphClient,
+    GraphError,
+    RequestTally,
+    backoff_delay,
+    parse_retry_after,
+)
+from exporter.ratelimit import GraphRateLimiter
 from exporter.transport import Transport, build_ssl_context
+from tests.test_metrics import tenant as metrics_tenant
 
 HOST = "https://graph.example"
 URL = f"{HOST}{REPORT_PATH}"
@@ -51,13 +62,20 @@ class Sleeps:
         self.delays.append(delay)
 
 
-async def fetch(sleeps: Sleeps, budget: float = 30.0, timeout: float = 5.0) -> object:
+TENANT = dataclasses.replace(
+    metrics_tenant(),
+    endpoints=CloudEndpoints("https://login.example", HOST),
+    timeout=5.0,
+)
+UNLIMITED = GraphRateLimiter(RateLimit(10_000, 1.0), RateLimit(10_000, 1.0))
+
+
+async def fetch(sleeps: Sleeps, budget: float = 30.0, tally: RequestTally | None = None) -> object:
     transport = Transport(build_ssl_context(None), concurrency=4)
     try:
-        client = GraphClient(transport, sleep=sleeps)
-        return await client.fetch_registration_report(
-            HOST, TOKEN, timeout, time.monotonic() + budget
-        )
+        client = GraphClient(transport, UNLIMITED, sleep=sleeps)
+        deadline = time.monotonic() + budget
+        return await client.fetch_registration_report(TENANT, TOKEN, deadline, tally)
     finally:
         await transport.aclose()
 
@@ -76,9 +94,11 @@ async def test_429_honours_retry_after_seconds_then_succeeds() -> None:
         ]
     )
     sleeps = Sleeps()
-    report = await fetch(sleeps)
+    tally = RequestTally()
+    report = await fetch(sleeps, tally=tally)
     assert report.total_users == 10  # type: ignore[attr-defined]
     assert sleeps.delays == [7.0]
+    assert (tally.graph_requests, tally.throttled_responses) == (2, 1)
     assert route.call_count == 2
     assert route.calls[0].request.headers["Authorization"] == "Bearer test-token-value"
 
