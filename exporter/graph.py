@@ -137,26 +137,11 @@ class GraphClient:
         failures = 0
         throttled = 0
         while True:
+            client_request_id = str(uuid.uuid4())
             try:
-                tally.paced_seconds += await self.limiter.acquire(
-                    tenant.client_id, tenant.tenant_id, deadline
-                )
+                response = await self._send(tenant, url, token, client_request_id, deadline, tally)
             except RateLimitedError as err:
                 raise GraphError(PollFailure(THROTTLED, str(err))) from None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise GraphError(PollFailure(TIMEOUT, "poll deadline passed before Graph answered"))
-            client_request_id = str(uuid.uuid4())
-            headers = {
-                "Authorization": f"Bearer {token.value}",
-                "Accept": "application/json",
-                "client-request-id": client_request_id,
-            }
-            tally.graph_requests += 1
-            try:
-                response = await self._transport.request(
-                    "GET", url, timeout=min(tenant.timeout, remaining), headers=headers
-                )
             except ResponseBodyError as err:
                 raise GraphError(
                     PollFailure(PARSE_ERROR, str(err), request_id=client_request_id)
@@ -200,6 +185,31 @@ class GraphClient:
                     raise GraphError(failure)
                 delay = backoff_delay(failures)
             await self._wait(delay, deadline, failure, tenant.name)
+
+    async def _send(
+        self,
+        tenant: TenantConfig,
+        url: str,
+        token: AccessToken,
+        client_request_id: str,
+        deadline: float,
+        tally: RequestTally,
+    ) -> HttpResponse:
+        """One GET inside a rate-limit slot, bounded by the request timeout and the deadline."""
+        async with self.limiter.slot(tenant.client_id, tenant.tenant_id, deadline) as waited:
+            tally.paced_seconds += waited
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GraphError(PollFailure(TIMEOUT, "poll deadline passed before Graph answered"))
+            tally.graph_requests += 1
+            headers = {
+                "Authorization": f"Bearer {token.value}",
+                "Accept": "application/json",
+                "client-request-id": client_request_id,
+            }
+            return await self._transport.request(
+                "GET", url, timeout=min(tenant.timeout, remaining), headers=headers
+            )
 
     async def _wait(self, delay: float, deadline: float, failure: PollFailure, tenant: str) -> None:
         """Sleep before a retry, or give up with ``failure`` if the deadline comes first."""

@@ -16,6 +16,9 @@ from exporter.report import RegistrationReport
 INTERVAL_SHARE = 0.9
 # ...and, for long intervals, after a few request timeouts (room for retries and backoff).
 TIMEOUTS_PER_POLL = 4
+# The Graph client gives up at the budget with its own reason; this outer bound only catches
+# what has no deadline of its own (MSAL's token request).
+OUTER_GRACE_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +49,7 @@ async def poll_tenant(
     failure: PollFailure | None = None
     tally = RequestTally()
     try:
-        async with asyncio.timeout(budget):
+        async with asyncio.timeout(budget + OUTER_GRACE_SECONDS):
             token = await tokens.get_token()
             report = await graph.fetch_registration_report(tenant, token, deadline, tally)
     except TokenError as err:

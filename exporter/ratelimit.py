@@ -3,11 +3,14 @@
 Microsoft documents 5 requests per 10 seconds per app per tenant, and 122 requests per 10
 seconds per app across all tenants, for these reports. One multi-tenant app registration that
 serves many tenants must pace itself rather than collect 429s, so every Graph request (each
-retry, each page) first reserves a slot in both sliding windows.
+retry, each page) first takes a slot in both sliding windows.
 
-Reservations are first come, first served: each window keeps the times of its last ``limit``
-reservations, and a new one goes no earlier than the oldest of them plus the window, and no
-earlier than the newest. So no span of ``window`` seconds ever holds more than ``limit`` requests.
+Graph counts requests when they arrive, which is some time after we decide to send them. So a
+request holds its slot from the moment it is let through until its answer is complete, and
+only then is it dated, at its completion time; a new request may start only while fewer than
+``limit`` requests are in flight or completed within the last ``window`` seconds. Whatever the
+network delays, no span of ``window`` seconds can then see more than ``limit`` arrivals.
+Waiters are served first come, first served.
 """
 
 from __future__ import annotations
@@ -15,54 +18,90 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from exporter.config import RateLimit
 
 
 class RateLimitedError(Exception):
-    """The next free slot comes after the caller's deadline."""
+    """No slot came free before the caller's deadline."""
 
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"client-side rate limit: next request slot in {wait:.1f}s")
-        self.wait = wait
+    def __init__(self, waited: float) -> None:
+        super().__init__(f"client-side rate limit: no request slot within {waited:.1f}s")
+        self.waited = waited
 
 
 class SlidingWindow:
-    """At most ``limit`` reservations in any ``window`` seconds, handed out in order."""
+    """At most ``limit`` requests in flight or completed within the last ``window`` seconds."""
 
-    __slots__ = ("_times", "limit", "window")
-
-    def __init__(self, limit: RateLimit) -> None:
+    def __init__(self, limit: RateLimit, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit.requests
         self.window = limit.per_seconds
-        self._times: deque[float] = deque(maxlen=limit.requests)
+        self._clock = clock
+        self._completed: deque[float] = deque()
+        self._in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
 
-    def earliest(self, not_before: float) -> float:
-        """The earliest time at or after ``not_before`` that a reservation could take."""
-        if not self._times:
-            return not_before
-        earliest = max(not_before, self._times[-1])
-        if len(self._times) == self.limit:
-            earliest = max(earliest, self._times[0] + self.window)
-        return earliest
+    def _used(self, now: float) -> int:
+        horizon = now - self.window
+        while self._completed and self._completed[0] <= horizon:
+            self._completed.popleft()
+        return len(self._completed) + self._in_flight
 
-    def commit(self, when: float) -> None:
-        """Record a reservation at ``when`` (never earlier than :meth:`earliest` said)."""
-        self._times.append(when)
+    def _dispatch(self) -> None:
+        """Let waiters through while there is room; else wake up when the oldest expires."""
+        now = self._clock()
+        while self._waiters and self._used(now) < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._in_flight += 1
+                waiter.set_result(None)
+        while self._waiters and self._waiters[0].done():
+            self._waiters.popleft()  # cancelled waiters
+        if self._waiters and self._completed and self._timer is None:
+            delay = max(0.0, self._completed[0] + self.window - now)
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(delay, self._on_timer)
 
-    def postpone_last(self, when: float) -> None:
-        """The newest reservation was used later than reserved: record when it really was."""
-        if self._times and when > self._times[-1]:
-            self._times[-1] = when
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    async def enter(self) -> None:
+        """Wait for a slot (first come, first served)."""
+        if not self._waiters and self._used(self._clock()) < self.limit:
+            self._in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._dispatch()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.leave(sent=False)  # granted just as we gave up: hand it back
+            raise
+
+    def leave(self, sent: bool = True) -> None:
+        """Release a slot; a request that was sent is dated now, one that was not is forgotten."""
+        self._in_flight -= 1
+        if sent:
+            self._completed.append(self._clock())
+        self._dispatch()
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is in flight or waiting (the window may be dropped)."""
+        return not self._in_flight and not self._waiters
 
 
 class GraphRateLimiter:
     """Per (app, tenant) and per app sliding windows for Graph requests.
 
-    A request first waits for its tenant's window, then for its app's. The app window only
-    ever sees reservations made in real time order, so a tenant held back by its own limit
-    never holds back the other tenants of the same app.
+    A request first waits for its tenant's window, then for its app's, so a tenant held back by
+    its own limit never holds back the other tenants of the same app.
     """
 
     def __init__(
@@ -70,12 +109,10 @@ class GraphRateLimiter:
         per_app_per_tenant: RateLimit,
         per_app: RateLimit,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.per_app_per_tenant = per_app_per_tenant
         self.per_app = per_app
         self._clock = clock
-        self._sleep = sleep
         self._tenant_windows: dict[tuple[str, str], SlidingWindow] = {}
         self._app_windows: dict[str, SlidingWindow] = {}
 
@@ -83,41 +120,48 @@ class GraphRateLimiter:
         key = (client_id.lower(), tenant_id.lower())
         tenant_window = self._tenant_windows.get(key)
         if tenant_window is None:
-            tenant_window = self._tenant_windows[key] = SlidingWindow(self.per_app_per_tenant)
+            tenant_window = SlidingWindow(self.per_app_per_tenant, self._clock)
+            self._tenant_windows[key] = tenant_window
         app_window = self._app_windows.get(key[0])
         if app_window is None:
-            app_window = self._app_windows[key[0]] = SlidingWindow(self.per_app)
+            app_window = self._app_windows[key[0]] = SlidingWindow(self.per_app, self._clock)
         return tenant_window, app_window
 
-    async def _take(self, window: SlidingWindow, deadline: float | None) -> float:
-        now = self._clock()
-        when = window.earliest(now)
-        if deadline is not None and when > deadline:
-            raise RateLimitedError(when - now)
-        window.commit(when)  # no await between earliest() and commit(): atomic on the loop
-        if when > now:
-            await self._sleep(when - now)
-        return when
+    @asynccontextmanager
+    async def slot(
+        self, client_id: str, tenant_id: str, deadline: float | None = None
+    ) -> AsyncIterator[float]:
+        """Hold a request slot for the body of the ``async with``; yields the seconds waited.
 
-    async def acquire(self, client_id: str, tenant_id: str, deadline: float | None = None) -> float:
-        """Wait until a request may be sent; return how long that took.
-
-        Raises :class:`RateLimitedError` if the slot would come after ``deadline``.
+        Raises :class:`RateLimitedError` if no slot comes free before ``deadline``
+        (a ``time.monotonic()`` value).
         """
         started = self._clock()
         tenant_window, app_window = self._windows(client_id, tenant_id)
-        await self._take(tenant_window, deadline)
-        sent_at = await self._take(app_window, deadline)
-        tenant_window.postpone_last(sent_at)
-        return max(0.0, self._clock() - started)
+        timeout = None if deadline is None else max(0.0, deadline - started)
+        try:
+            async with asyncio.timeout(timeout):
+                await tenant_window.enter()
+                try:
+                    await app_window.enter()
+                except BaseException:
+                    tenant_window.leave(sent=False)
+                    raise
+        except TimeoutError:
+            raise RateLimitedError(self._clock() - started) from None
+        try:
+            yield self._clock() - started
+        finally:
+            app_window.leave()
+            tenant_window.leave()
 
     def forget(self, keep: set[tuple[str, str]]) -> None:
-        """Drop the windows of (client_id, tenant_id) pairs no longer configured."""
+        """Drop idle windows of (client_id, tenant_id) pairs no longer configured."""
         keep_lower = {(c.lower(), t.lower()) for c, t in keep}
-        for key in list(self._tenant_windows):
-            if key not in keep_lower:
+        for key, window in list(self._tenant_windows.items()):
+            if key not in keep_lower and window.idle:
                 del self._tenant_windows[key]
         apps = {c for c, _ in keep_lower}
-        for app in list(self._app_windows):
-            if app not in apps:
+        for app, window in list(self._app_windows.items()):
+            if app not in apps and window.idle:
                 del self._app_windows[app]

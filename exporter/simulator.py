@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import contextlib
 import datetime as dt
 import email.utils
@@ -281,6 +282,10 @@ class Simulator:
         for index in range(tenants):
             self.add_tenant(make_tenant(index, self.rng))
         self.tokens: dict[str, tuple[str, float]] = {}
+        # (monotonic time, client_id, tenant_id) of recent report requests, for pacing checks.
+        self.graph_log: collections.deque[tuple[float, str, str]] = collections.deque(
+            maxlen=200_000
+        )
         self.stopping = threading.Event()
         self.tls = make_tls_material()
         self._server: ThreadingHTTPServer | None = None
@@ -695,6 +700,7 @@ class _SimHandler(BaseHTTPRequestHandler):
             return
         with sim.lock:
             tenant.graph_requests += 1
+            sim.graph_log.append((time.monotonic(), tenant.client_id, tenant.tenant_id))
             fault = tenant.take_fault(GRAPH_FAULTS)
             rate = sim.fault_rate if tenant.fault_rate is None else tenant.fault_rate
             if fault is None and rate and sim.rng.random() < rate:

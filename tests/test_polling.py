@@ -238,3 +238,84 @@ def test_an_untrusted_simulator_is_a_network_error_not_a_crash(sim_env: SimEnv) 
         yaml.safe_load(sim_env.config_file.read_text())["tenants"][0]["client_secret"]
         not in result.stderr
     )
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    return max(sum(1 for u in times if t <= u < t + window) for t in times)
+
+
+async def test_one_app_shared_by_many_tenants_paces_itself(
+    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+) -> None:
+    shared_client = "00000000-0000-0000-0000-0000000000aa"
+    tenants = []
+    for index in range(30):
+        tenant = SimTenant(
+            name=f"customer-{index}",
+            tenant_id=f"3c0f1b2e-0000-4000-8000-{index:012d}",
+            client_id=shared_client,
+            secret="shared-app-secret",
+        )
+        sim_env.sim.add_tenant(tenant)
+        tenants.append(
+            {
+                "name": tenant.name,
+                "tenant_id": tenant.tenant_id,
+                "client_id": shared_client,
+                "client_secret": "shared-app-secret",
+            }
+        )
+    document = sim_env.config()
+    document["defaults"]["interval"] = "1m"
+    document["rate_limits"] = {"per_app_per_tenant": "5/10s", "per_app": "10/1s"}
+    document["tenants"] = tenants
+    sim_env.write_config(document)
+    poller = make_poller(load_config(sim_env.config_file))
+    results = await poller.scheduler.poll_all()
+    assert [r.result for r in results if r] == ["success"] * 30
+    sent = [t for t, client, _ in sim_env.sim.graph_log if client == shared_client]
+    assert len(sent) == 30
+    assert max_in_window(sent, 1.0) <= 10
+    assert max(sent) - min(sent) >= 1.9  # 30 requests at 10 per second: paced, not bunched
+
+
+async def test_retries_per_poll_are_bounded(
+    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+) -> None:
+    document = sim_env.config()
+    document["defaults"]["interval"] = "1m"
+    document["defaults"]["timeout"] = "5s"
+    sim_env.write_config(document)
+    poller = make_poller(load_config(sim_env.config_file))
+    sim_env.sim.set_fault("tenant-0000", "error500", count=0)
+    assert (await poller.poll("tenant-0000")).result == "http_error"
+    assert sim_env.sim.stats()["tenants"]["tenant-0000"]["graph_requests"] == 3
+    snapshot = poller.store.snapshot("tenant-0000")
+    assert snapshot is not None
+    assert (snapshot.graph_requests, snapshot.throttled_responses) == (3, 0)
+
+
+async def test_changed_credentials_take_effect_at_reload(
+    sim_env: SimEnv, make_poller: Callable[[Config], Poller], tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "secret"
+    tenant = sim_env.sim.find("tenant-0000")
+    assert tenant is not None and tenant.secret
+    secret_file.write_text(tenant.secret + "\n")
+    document = sim_env.config()
+    entry = document["tenants"][0]
+    del entry["client_secret"]
+    entry["client_secret_file"] = str(secret_file)
+    sim_env.write_config(document)
+    poller = make_poller(load_config(sim_env.config_file))
+    assert (await poller.poll("tenant-0000")).result == "success"
+    old_tokens = poller.scheduler._jobs["tenant-0000"].tokens
+
+    tenant.secret = "rotated-secret-value"  # the app registration's secret is rotated...
+    sim_env.sim.tokens.clear()  # ...and (to prove the new secret is used) old tokens revoked
+    secret_file.write_text("rotated-secret-value\n")
+    poller.scheduler.apply(load_config(sim_env.config_file))  # what a reload does
+    assert poller.scheduler._jobs["tenant-0000"].tokens is not old_tokens  # old MSAL app dropped
+    assert (await poller.poll("tenant-0000")).result == "success"
+    assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 2

@@ -1,45 +1,15 @@
-"""Client-side pacing: no window ever holds more requests than the limit."""
+"""Client-side pacing: no window ever sees more request arrivals than the limit."""
 
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
+import random
+import time
 
 import pytest
 
 from exporter.config import RateLimit
 from exporter.ratelimit import GraphRateLimiter, RateLimitedError
-
-
-class VirtualTime:
-    """A clock and a sleep for asyncio tasks, advancing only when every task sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.now + delay, next(self._order), future))
-        await future
-
-    async def run(self, *coroutines: object) -> list[object]:
-        tasks = [asyncio.ensure_future(c) for c in coroutines]  # type: ignore[arg-type]
-        while not all(t.done() for t in tasks):
-            for _ in range(5):
-                await asyncio.sleep(0)
-            if all(t.done() for t in tasks):
-                break
-            assert self._sleepers, "tasks blocked on something other than the virtual clock"
-            when, _, future = heapq.heappop(self._sleepers)
-            self.now = max(self.now, when)
-            future.set_result(None)
-        return [t.result() for t in tasks]
 
 
 def max_in_window(times: list[float], window: float) -> int:
@@ -48,83 +18,72 @@ def max_in_window(times: list[float], window: float) -> int:
 
 
 async def send(
-    limiter: GraphRateLimiter,
-    vt: VirtualTime,
-    app: str,
-    tenant: str,
-    log: list[tuple[str, float]],
-    n: int = 1,
+    limiter: GraphRateLimiter, app: str, tenant: str, arrivals: list[tuple[str, float]], n: int = 1
 ) -> None:
+    """Send ``n`` requests; each 'arrives' at a random moment while it is in flight."""
     for _ in range(n):
-        await limiter.acquire(app, tenant)
-        log.append((tenant, vt.now))
+        async with limiter.slot(app, tenant):
+            delay = random.uniform(0, 0.02)
+            await asyncio.sleep(delay / 2)
+            arrivals.append((tenant, time.monotonic()))
+            await asyncio.sleep(delay / 2)
 
 
 async def test_per_tenant_limit_spaces_a_tenants_requests() -> None:
-    vt = VirtualTime()
-    limiter = GraphRateLimiter(
-        RateLimit(5, 10.0), RateLimit(122, 10.0), clock=vt.clock, sleep=vt.sleep
-    )
-    log: list[tuple[str, float]] = []
-    await vt.run(send(limiter, vt, "app", "t", log, n=12))
-    times = [t for _, t in log]
-    assert times[:5] == [1000.0] * 5
-    assert times[5:10] == [1010.0] * 5
-    assert times[10:] == [1020.0] * 2
+    limiter = GraphRateLimiter(RateLimit(5, 0.5), RateLimit(1000, 1.0))
+    arrivals: list[tuple[str, float]] = []
+    started = time.monotonic()
+    await send(limiter, "app", "t", arrivals, n=12)
+    times = [t for _, t in arrivals]
+    assert max_in_window(times, 0.5) <= 5
+    assert time.monotonic() - started >= 1.0  # 12 requests at 5 per 0.5 s need two waits
 
 
 async def test_a_tenant_held_back_by_its_own_limit_does_not_hold_back_others() -> None:
-    vt = VirtualTime()
-    limiter = GraphRateLimiter(
-        RateLimit(5, 10.0), RateLimit(122, 10.0), clock=vt.clock, sleep=vt.sleep
-    )
-    log: list[tuple[str, float]] = []
-    await vt.run(
-        send(limiter, vt, "app", "busy", log, n=12), send(limiter, vt, "app", "other", log, n=1)
-    )
-    assert ("other", 1000.0) in log
+    limiter = GraphRateLimiter(RateLimit(2, 1.0), RateLimit(100, 1.0))
+    arrivals: list[tuple[str, float]] = []
+    busy = asyncio.create_task(send(limiter, "app", "busy", arrivals, n=6))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await send(limiter, "app", "other", arrivals, n=1)
+    assert time.monotonic() - started < 0.2
+    busy.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await busy
 
 
 async def test_one_app_shared_by_many_tenants_stays_under_both_limits() -> None:
-    vt = VirtualTime()
-    limiter = GraphRateLimiter(
-        RateLimit(5, 10.0), RateLimit(122, 10.0), clock=vt.clock, sleep=vt.sleep
+    limiter = GraphRateLimiter(RateLimit(2, 0.5), RateLimit(20, 0.5))
+    arrivals: list[tuple[str, float]] = []
+    await asyncio.gather(
+        *(send(limiter, "shared", f"tenant-{i}", arrivals, n=3) for i in range(40))
     )
-    log: list[tuple[str, float]] = []
-    await vt.run(*(send(limiter, vt, "shared-app", f"tenant-{i}", log, n=3) for i in range(300)))
-    assert len(log) == 900
-    assert max_in_window([t for _, t in log], 10.0) <= 122
-    for i in range(300):
-        assert max_in_window([t for name, t in log if name == f"tenant-{i}"], 10.0) <= 5
-    # The app's budget is used, not wasted: 900 requests at 122 per 10 s take about 74 s.
-    assert max(t for _, t in log) - 1000.0 < 80
+    assert len(arrivals) == 120
+    assert max_in_window([t for _, t in arrivals], 0.5) <= 20
+    for i in range(40):
+        assert max_in_window([t for name, t in arrivals if name == f"tenant-{i}"], 0.5) <= 2
+    # Another app has a budget of its own.
+    started = time.monotonic()
+    await send(limiter, "other-app", "tenant-0", arrivals)
+    assert time.monotonic() - started < 0.2
 
 
-async def test_tight_limits_hold_together() -> None:
-    vt = VirtualTime()
-    limiter = GraphRateLimiter(RateLimit(2, 1.0), RateLimit(3, 1.0), clock=vt.clock, sleep=vt.sleep)
-    log: list[tuple[str, float]] = []
-    await vt.run(*(send(limiter, vt, "app", name, log, n=10) for name in ("a", "b", "c")))
-    assert max_in_window([t for _, t in log], 1.0) <= 3
-    for name in ("a", "b", "c"):
-        assert max_in_window([t for n, t in log if n == name], 1.0) <= 2
-
-
-async def test_a_slot_after_the_deadline_is_refused() -> None:
-    vt = VirtualTime()
-    limiter = GraphRateLimiter(
-        RateLimit(1, 10.0), RateLimit(100, 10.0), clock=vt.clock, sleep=vt.sleep
-    )
-    await limiter.acquire("app", "t")
+async def test_no_slot_before_the_deadline_raises_and_frees_nothing_twice() -> None:
+    limiter = GraphRateLimiter(RateLimit(1, 10.0), RateLimit(100, 10.0))
+    async with limiter.slot("app", "t"):
+        pass
     with pytest.raises(RateLimitedError):
-        await limiter.acquire("app", "t", deadline=vt.now + 5)
+        async with limiter.slot("app", "t", deadline=time.monotonic() + 0.1):
+            pass
+    # The app window was not charged for the refused request.
+    async with limiter.slot("app", "other", deadline=time.monotonic() + 0.1):
+        pass
 
 
-async def test_forget_drops_unconfigured_pairs() -> None:
-    vt = VirtualTime()
-    limiter = GraphRateLimiter(
-        RateLimit(1, 10.0), RateLimit(1, 10.0), clock=vt.clock, sleep=vt.sleep
-    )
-    await limiter.acquire("app", "t")
+async def test_forget_drops_idle_windows_of_unconfigured_pairs() -> None:
+    limiter = GraphRateLimiter(RateLimit(1, 10.0), RateLimit(1, 10.0))
+    async with limiter.slot("app", "t"):
+        pass
     limiter.forget(set())
-    assert await limiter.acquire("app", "t") == 0.0
+    async with limiter.slot("app", "t", deadline=time.monotonic() + 0.1) as waited:
+        assert waited < 0.1
