@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,16 @@ def msal_client_credential(tenant: TenantConfig) -> str | dict[str, Any]:
     raise TypeError(f"unknown credential type {type(credential).__name__}")
 
 
+def reuse_margin(expires_in: float) -> float:
+    """How long before expiry a token stops being reused.
+
+    MSAL treats a token with under 5 minutes left as expired, so it would fetch a new token
+    for every poll when the identity provider issues short-lived ones; we reuse a token until
+    10 % of its lifetime (at most 5 minutes) is left.
+    """
+    return min(300.0, expires_in * 0.1)
+
+
 class TenantTokenSource:
     """Access tokens for one tenant, from one lazily built MSAL app."""
 
@@ -81,6 +92,8 @@ class TenantTokenSource:
         self._http = MsalHttpAdapter(transport, timeout=tenant.timeout)
         self._app: msal.ConfidentialClientApplication | None = None
         self._build_lock = threading.Lock()
+        # The last token and the monotonic time until which it is reused without asking MSAL.
+        self._reusable: tuple[AccessToken, float] | None = None
 
     @property
     def token_requests(self) -> int:
@@ -106,8 +119,15 @@ class TenantTokenSource:
         return result
 
     async def get_token(self) -> AccessToken:
-        """A valid access token, from MSAL's cache when it has one; raise :class:`TokenError`."""
+        """A valid access token, reused while it is fresh; raise :class:`TokenError`."""
+        reusable = self._reusable
+        if reusable is not None and time.monotonic() < reusable[1]:
+            return reusable[0]
+        return await self._fetch_token()
+
+    async def _fetch_token(self) -> AccessToken:
         loop = asyncio.get_running_loop()
+        asked_at = time.monotonic()
         try:
             result = await loop.run_in_executor(self._executor, self._acquire)
         except (ValueError, KeyError) as err:
@@ -123,7 +143,11 @@ class TenantTokenSource:
                 )
             ) from None
         if "access_token" in result:
-            return AccessToken(result["access_token"])
+            token = AccessToken(result["access_token"])
+            expires_in = result.get("expires_in")
+            if isinstance(expires_in, int | float) and expires_in > 0:
+                self._reusable = (token, asked_at + expires_in - reuse_margin(expires_in))
+            return token
         error = result.get("error")
         description = str(result.get("error_description") or "").splitlines()
         raise TokenError(
@@ -137,6 +161,7 @@ class TenantTokenSource:
 
     def forget_tokens(self) -> None:
         """Drop cached access tokens (Graph refused one), so the next poll fetches a new one."""
+        self._reusable = None
         app = self._app
         if app is None:
             return

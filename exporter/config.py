@@ -751,7 +751,34 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     except yaml.YAMLError as err:
         raise ConfigError([_yaml_error_line(str(file), err)]) from None
     config = parse_config(document, environ)
-    return dataclasses.replace(config, warnings=_world_readable_warnings(file, config))
+    warnings = _world_readable_warnings(file, config) + rate_limit_warnings(config)
+    return dataclasses.replace(config, warnings=warnings)
+
+
+def rate_limit_warnings(config: Config) -> tuple[str, ...]:
+    """Warn where the intervals ask for more Graph requests than the rate limits allow."""
+    warnings = []
+    tenant_limit = config.per_app_per_tenant
+    for tenant in config.tenants:
+        if tenant.interval * tenant_limit.requests < tenant_limit.per_seconds:
+            warnings.append(
+                f"tenant {tenant.name}: interval {format_duration(tenant.interval)} polls more "
+                f"often than rate_limits.per_app_per_tenant {tenant_limit} allows; "
+                "polls will wait for the limit and fail as throttled"
+            )
+    per_app: dict[str, float] = {}
+    for tenant in config.tenants:
+        per_app[tenant.client_id.lower()] = per_app.get(tenant.client_id.lower(), 0.0) + (
+            config.per_app.per_seconds / tenant.interval
+        )
+    for client_id, requests in per_app.items():
+        if requests > config.per_app.requests:
+            warnings.append(
+                f"client_id {client_id}: its tenants need about {requests:.0f} requests per "
+                f"{format_duration(config.per_app.per_seconds)}, more than rate_limits.per_app "
+                f"{config.per_app} allows; polls will wait for the limit"
+            )
+    return tuple(warnings)
 
 
 def describe_config(config: Config) -> list[str]:

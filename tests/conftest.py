@@ -86,6 +86,18 @@ class SimEnv:
         self.config_file.chmod(0o600)
 
 
+# Tests poll every second, more often than Graph's documented 5 per 10 s allow.
+FAST_RATE_LIMITS = {"per_app_per_tenant": "50/1s", "per_app": "1000/1s"}
+
+
+def allow_fast_polling(config_file: Path) -> None:
+    """Raise the rate limits of a simulator-written config for 1 s polling."""
+    document = yaml.safe_load(config_file.read_text())
+    document["rate_limits"] = FAST_RATE_LIMITS
+    config_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    config_file.chmod(0o600)
+
+
 @pytest.fixture
 def sim_env(tmp_path: Path) -> Iterator[SimEnv]:
     """An in-process simulator with three tenants and a 1 s-interval exporter config."""
@@ -95,8 +107,10 @@ def sim_env(tmp_path: Path) -> Iterator[SimEnv]:
     sim.write_ca(ca_file)
     config_file = tmp_path / "config.yaml"
     sim.write_config(config_file, ca_file, interval=1.0, jitter=0.0, timeout=2.0)
+    env = SimEnv(sim, url, ca_file, config_file)
+    allow_fast_polling(env.config_file)
     try:
-        yield SimEnv(sim, url, ca_file, config_file)
+        yield env
     finally:
         sim.stop()
 

@@ -325,3 +325,18 @@ def test_example_config_validates(tmp_path: Path) -> None:
         "workload_identity",
     ]
     assert os.environ.get("CONTOSO_SECRET") is None
+
+
+def test_intervals_beyond_the_rate_limits_are_warned_about(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    tenants = ", ".join(
+        f"{{name: t{i}, tenant_id: {TENANT}, client_id: {CLIENT}, client_secret: s3cret-value}}"
+        for i in range(3)
+    )
+    path.write_text(
+        f"defaults: {{interval: 1s, jitter: 0s}}\nrate_limits: {{per_app: 20/10s}}\ntenants: [{tenants}]\n"
+    )
+    path.chmod(0o600)
+    warnings = load_config(path, environ={}).warnings
+    assert sum("rate_limits.per_app_per_tenant 5/10s" in w for w in warnings) == 3
+    assert any(f"client_id {CLIENT}" in w and "rate_limits.per_app 20/10s" in w for w in warnings)

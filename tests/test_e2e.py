@@ -18,7 +18,14 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REPO, ExporterProcess, run_cli, sim_request, wait_until
+from tests.conftest import (
+    REPO,
+    ExporterProcess,
+    allow_fast_polling,
+    run_cli,
+    sim_request,
+    wait_until,
+)
 
 
 @dataclass
@@ -63,6 +70,7 @@ def sim_process(tmp_path: Path) -> Iterator[SimProcess]:
     line = proc.stdout.readline()
     assert line.startswith("simulator listening on "), line
     url = line.split()[-1]
+    allow_fast_polling(config_file)
     try:
         yield SimProcess(proc, url, str(tmp_path / "simulator-ca.pem"), config_file)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -51,26 +52,33 @@ async def make_poller() -> AsyncIterator[Callable[[Config], Poller]]:
         await poller.close()
 
 
+# fault → (result, HTTP status, Graph's or the identity provider's error code)
 FAULT_RESULTS = [
-    ("throttle", "throttled"),
-    ("throttle_date", "throttled"),
-    ("error500", "http_error"),
-    ("error503", "http_error"),
-    ("hang", "timeout"),
-    ("reset", "network_error"),
-    ("malformed", "parse_error"),
-    ("html", "parse_error"),
-    ("missing_fields", "parse_error"),
-    ("oversized", "parse_error"),
-    ("forbidden", "auth_error"),
-    ("invalid_client", "auth_error"),
-    ("token_down", "network_error"),
+    ("throttle", "throttled", 429, "TooManyRequests"),
+    ("throttle_date", "throttled", 429, "TooManyRequests"),
+    ("error500", "http_error", 500, "InternalServerError"),
+    ("error503", "http_error", 503, "ServiceUnavailable"),
+    ("hang", "timeout", None, None),
+    ("reset", "network_error", None, None),
+    ("malformed", "parse_error", 200, None),
+    ("html", "parse_error", 200, None),
+    ("missing_fields", "parse_error", 200, None),
+    ("oversized", "parse_error", None, None),
+    ("forbidden", "auth_error", 403, "Authentication_ApplicationHasNoReadAuditLogDataAccess"),
+    ("invalid_client", "auth_error", None, "invalid_client"),
+    ("token_down", "network_error", None, None),
 ]
 
 
-@pytest.mark.parametrize(("fault", "expected"), FAULT_RESULTS)
+@pytest.mark.parametrize(("fault", "expected", "status", "code"), FAULT_RESULTS)
 async def test_each_fault_lands_in_its_result_class_and_the_tenant_recovers(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller], fault: str, expected: str
+    sim_env: SimEnv,
+    make_poller: Callable[[Config], Poller],
+    caplog: pytest.LogCaptureFixture,
+    fault: str,
+    expected: str,
+    status: int | None,
+    code: str | None,
 ) -> None:
     poller = make_poller(load_config(sim_env.config_file))
     assert (await poller.poll("tenant-0001")).result == "success"
@@ -79,8 +87,21 @@ async def test_each_fault_lands_in_its_result_class_and_the_tenant_recovers(
         poller.scheduler._jobs[
             "tenant-0001"
         ].tokens.forget_tokens()  # make the next poll ask for a token
-    result = await poller.poll("tenant-0001")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="exporter"):
+        result = await poller.poll("tenant-0001")
     assert result.result == expected, result.failure
+    # One clear log line: tenant, result, HTTP status, error code, request or correlation id.
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    line = lines[0]
+    assert line.getMessage().startswith("poll failed: ")
+    assert (line.tenant, line.result) == ("tenant-0001", expected)  # type: ignore[attr-defined]
+    assert getattr(line, "http_status", None) == status
+    assert getattr(line, "error_code", None) == code
+    if fault != "token_down":  # nobody answered, so no correlation id exists
+        assert getattr(line, "request_id", "")
+    assert line.exc_info is None
     other = await poller.poll("tenant-0000")
     assert other.result == "success"
     snapshot = poller.store.snapshot("tenant-0001")
@@ -319,3 +340,22 @@ async def test_changed_credentials_take_effect_at_reload(
     assert poller.scheduler._jobs["tenant-0000"].tokens is not old_tokens  # old MSAL app dropped
     assert (await poller.poll("tenant-0000")).result == "success"
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 2
+
+
+async def test_short_lived_tokens_are_reused_for_most_of_their_lifetime(
+    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+) -> None:
+    # MSAL alone treats tokens with under 5 minutes left as expired: a 120 s token would be
+    # fetched again for every poll.
+    sim_env.sim.token_lifetime = 120
+    poller = make_poller(load_config(sim_env.config_file))
+    for _ in range(4):
+        assert (await poller.poll("tenant-0000")).result == "success"
+    assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 1
+
+
+def test_reuse_margin() -> None:
+    from exporter.auth import reuse_margin
+
+    assert reuse_margin(3599) == 300
+    assert reuse_margin(120) == 12
