@@ -9,7 +9,8 @@ For the demo, the tests and the benchmarks. It serves:
   plausible counts that drift slowly, in each of the shapes Microsoft's documentation shows;
 - ``GET /_sim/stats`` (token and Graph requests per tenant, and the last report served);
 - ``POST /_sim/faults`` ``{"tenant": NAME, "fault": KIND, "count": N}`` (``"count": 0`` means
-  until cleared; ``"fault": null`` clears) and ``POST /_sim/tenants`` (add a tenant with a
+  until cleared; ``"fault": null`` clears), or ``{"tenant": NAME, "rate": 0.3}`` (random faults
+  for that tenant only), and ``POST /_sim/tenants`` (add a tenant with a
   secret, a certificate or a federated token).
 
 Faults: see :data:`GRAPH_FAULTS` and :data:`TOKEN_FAULTS`; ``--fault-rate`` injects a random
@@ -309,6 +310,16 @@ class Simulator:
             if found is None:
                 found = next((t for t in self.tenants.values() if t.name == key), None)
             return found
+
+    def set_fault_rate(self, key: str, rate: float | None) -> None:
+        """Make a share of the tenant's report calls fail at random (None: the global rate)."""
+        tenant = self.find(key)
+        if tenant is None:
+            raise KeyError(key)
+        if rate is not None and not 0 <= rate <= 1:
+            raise ValueError("rate must be between 0 and 1")
+        with self.lock:
+            tenant.fault_rate = rate
 
     def set_fault(self, key: str, fault: str | None, count: int = 1) -> None:
         """Queue ``fault`` for the tenant ``count`` times (0: until cleared); None clears all."""
@@ -622,9 +633,15 @@ class _SimHandler(BaseHTTPRequestHandler):
         elif path == "/_sim/faults":
             body = self._read_json()
             try:
-                self.sim.set_fault(
-                    str(body["tenant"]), body.get("fault"), int(body.get("count", 1))
-                )
+                if "rate" in body:
+                    rate = body["rate"]
+                    self.sim.set_fault_rate(
+                        str(body["tenant"]), None if rate is None else float(rate)
+                    )
+                else:
+                    self.sim.set_fault(
+                        str(body["tenant"]), body.get("fault"), int(body.get("count", 1))
+                    )
             except (KeyError, ValueError, TypeError) as err:
                 self._json(400, {"error": str(err)})
                 return

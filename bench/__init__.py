@@ -1,0 +1,1 @@
+"""Benchmarks and the soak test: figures printed, never asserted in timing terms."""

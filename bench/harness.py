@@ -1,0 +1,193 @@
+"""Processes for benchmarks: the simulator and the exporter, each its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until truthy; raise TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except (OSError, ValueError, KeyError):
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached within {timeout}s")
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    """Resource use of a process, read from /proc."""
+
+    rss_bytes: int
+    threads: int
+    open_fds: int
+    cpu_seconds: float
+
+
+def sample_process(pid: int) -> ProcessSample:
+    """RSS, threads, open file descriptors and CPU time of ``pid``."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    rss_kb = int(fields["VmRSS"].split()[0])
+    threads = int(fields["Threads"])
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(stat[11]) + int(stat[12])) / ticks
+    return ProcessSample(rss_kb * 1024, threads, fds, cpu)
+
+
+class SimulatorProcess:
+    """``entra-registration-simulator`` in its own process."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        tenants: int,
+        *,
+        latency: str = "0s",
+        fault_rate: float = 0.0,
+        token_lifetime: int = 3599,
+        interval: str = "10m",
+        jitter: str = "0s",
+        timeout: str = "30s",
+        config_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.config_file = workdir / "config.yaml"
+        self.ca_file = workdir / "simulator-ca.pem"
+        args = [
+            sys.executable,
+            "-m",
+            "exporter.simulator",
+            f"--tenants={tenants}",
+            f"--latency={latency}",
+            f"--fault-rate={fault_rate}",
+            f"--token-lifetime={token_lifetime}",
+            f"--interval={interval}",
+            f"--jitter={jitter}",
+            f"--timeout={timeout}",
+            "--seed=1",
+            f"--config-out={self.config_file}",
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=REPO)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("simulator listening on "):
+            self.stop()
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        self.url = line.split()[-1]
+        if config_overrides:
+            document = yaml.safe_load(self.config_file.read_text())
+            for key, value in config_overrides.items():
+                if isinstance(value, dict) and isinstance(document.get(key), dict):
+                    document[key].update(value)
+                else:
+                    document[key] = value
+            self.config_file.write_text(yaml.safe_dump(document, sort_keys=False))
+            self.config_file.chmod(0o600)
+        self._context = ssl.create_default_context(cafile=str(self.ca_file))
+
+    def call(self, path: str, body: Any = None) -> Any:
+        """The simulator's control and stats API."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"{self.url}{path}", data=data, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, context=self._context, timeout=30) as response:
+            return json.loads(response.read())
+
+    def stats(self) -> dict[str, Any]:
+        """Requests per tenant."""
+        result: dict[str, Any] = self.call("/_sim/stats")
+        return result
+
+    def stop(self) -> None:
+        """Stop the simulator."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class ExporterProcess:
+    """``entra-registration-exporter`` in its own process."""
+
+    def __init__(self, config_file: Path, log_file: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = log_file
+        self._log = log_file.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                f"--config.file={config_file}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                *extra,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
+    def get(
+        self, path: str, headers: dict[str, str] | None = None, timeout: float = 30
+    ) -> tuple[int, bytes]:
+        """GET a path of the exporter: (status, body)."""
+        request = urllib.request.Request(f"{self.url}{path}", headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until ``/readyz`` answers 200."""
+        wait_for(lambda: self.get("/readyz", timeout=5)[0] == 200, timeout, "exporter ready")
+
+    def sample(self) -> ProcessSample:
+        """Resource use now."""
+        return sample_process(self.proc.pid)
+
+    def stop(self) -> int:
+        """SIGTERM and wait."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return int(self.proc.returncode)

@@ -1,0 +1,187 @@
+"""Soak: N tenants, some failing at random, 20 scrapers hammering ``/metrics`` the whole run.
+
+    python -m bench.soak                      # a long run by hand (10 minutes)
+    python -m bench.soak --tenants 20 --duration 20 --interval 1s    # the test suite's run
+
+Reports, as a table and one JSON line: failed scrapes, unhandled exceptions in the log, thread
+count and open file descriptors after warm-up and at the end, RSS growth after warm-up, and the
+oldest last success among the healthy tenants (those without injected faults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.harness import ExporterProcess, ProcessSample, SimulatorProcess
+from exporter.config import parse_duration
+
+
+@dataclass
+class SoakReport:
+    """What a soak run measured."""
+
+    tenants: int
+    faulty_tenants: int
+    duration_seconds: float
+    scrapes: int
+    failed_scrapes: int
+    unhandled_exceptions: int
+    threads_after_warmup: int
+    threads_at_end: int
+    fds_after_warmup: int
+    fds_at_end: int
+    rss_after_warmup_mb: float
+    rss_at_end_mb: float
+    rss_growth_percent: float
+    oldest_healthy_success_seconds: float
+    interval_seconds: float
+
+
+def _scraper(
+    exporter: ExporterProcess, stop: threading.Event, counts: dict[str, int], lock: threading.Lock
+) -> None:
+    while not stop.is_set():
+        try:
+            status, body = exporter.get("/metrics", timeout=10)
+            ok = status == 200 and body.endswith(b"\n")
+        except OSError:
+            ok = False
+        with lock:
+            counts["scrapes"] += 1
+            if not ok:
+                counts["failed"] += 1
+
+
+def _floor(samples: Iterable[ProcessSample]) -> ProcessSample:
+    """The lowest threads and descriptors, and the median RSS, of a phase."""
+    phase = list(samples)
+    rss = sorted(s.rss_bytes for s in phase)
+    return ProcessSample(
+        rss_bytes=rss[len(rss) // 2],
+        threads=min(s.threads for s in phase),
+        open_fds=min(s.open_fds for s in phase),
+        cpu_seconds=max(s.cpu_seconds for s in phase),
+    )
+
+
+def _last_successes(exporter: ExporterProcess) -> dict[str, float]:
+    status, body = exporter.get("/metrics")
+    assert status == 200
+    found = {}
+    for family in text_string_to_metric_families(body.decode()):
+        if family.name == "entra_exporter_last_success_timestamp_seconds":
+            for sample in family.samples:
+                found[sample.labels["tenant"]] = sample.value
+    return found
+
+
+def run_soak(
+    tenants: int = 100,
+    duration: float = 600.0,
+    interval: str = "2s",
+    fault_rate: float = 0.2,
+    scrapers: int = 20,
+    warmup_share: float = 0.25,
+) -> SoakReport:
+    """Run the soak and return its figures."""
+    interval_seconds = parse_duration(interval)
+    with tempfile.TemporaryDirectory(prefix="entra-soak-") as workdir_name:
+        workdir = Path(workdir_name)
+        sim = SimulatorProcess(
+            workdir,
+            tenants,
+            interval=interval,
+            jitter=interval,
+            timeout="2s",
+            config_overrides={
+                "rate_limits": {"per_app_per_tenant": "50/1s", "per_app": "10000/1s"}
+            },
+        )
+        exporter = ExporterProcess(sim.config_file, workdir / "exporter.log")
+        try:
+            names = sorted(sim.stats()["tenants"])
+            faulty = names[: len(names) // 2] if fault_rate > 0 else []
+            for name in faulty:
+                sim.call("/_sim/faults", {"tenant": name, "rate": fault_rate})
+            exporter.wait_ready()
+            stop = threading.Event()
+            lock = threading.Lock()
+            counts = {"scrapes": 0, "failed": 0}
+            threads = [
+                threading.Thread(target=_scraper, args=(exporter, stop, counts, lock), daemon=True)
+                for _ in range(scrapers)
+            ]
+            for thread in threads:
+                thread.start()
+            started = time.monotonic()
+            samples: list[tuple[float, ProcessSample]] = []
+            while (elapsed := time.monotonic() - started) < duration:
+                samples.append((elapsed / duration, exporter.sample()))
+                time.sleep(0.2)
+            # Compare the quarter after warm-up with the last quarter: a leak lifts the floor
+            # of threads and descriptors (connection threads come and go above it) and RSS.
+            warm = _floor(s for at, s in samples if warmup_share <= at < warmup_share + 0.25)
+            end = _floor(s for at, s in samples if at >= 0.75)
+            last = _last_successes(exporter)
+            now = time.time()
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+            healthy = [name for name in names if name not in faulty]
+            oldest = max((now - last.get(name, 0.0) for name in healthy), default=0.0)
+        finally:
+            exporter.stop()
+            sim.stop()
+        log = (workdir / "exporter.log").read_text(errors="replace")
+    unhandled = log.count("Traceback") + log.count("level=error")
+    return SoakReport(
+        tenants=tenants,
+        faulty_tenants=len(faulty),
+        duration_seconds=duration,
+        scrapes=counts["scrapes"],
+        failed_scrapes=counts["failed"],
+        unhandled_exceptions=unhandled,
+        threads_after_warmup=warm.threads,
+        threads_at_end=end.threads,
+        fds_after_warmup=warm.open_fds,
+        fds_at_end=end.open_fds,
+        rss_after_warmup_mb=round(warm.rss_bytes / 2**20, 1),
+        rss_at_end_mb=round(end.rss_bytes / 2**20, 1),
+        rss_growth_percent=round(100 * (end.rss_bytes - warm.rss_bytes) / warm.rss_bytes, 2),
+        oldest_healthy_success_seconds=round(oldest, 2),
+        interval_seconds=interval_seconds,
+    )
+
+
+def print_report(report: SoakReport) -> None:
+    """A table, then one JSON line."""
+    for key, value in asdict(report).items():
+        print(f"{key:34} {value}")
+    print(json.dumps({"benchmark": "soak", **asdict(report)}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the soak."""
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds")
+    parser.add_argument("--interval", default="2s")
+    parser.add_argument("--fault-rate", type=float, default=0.2)
+    parser.add_argument("--scrapers", type=int, default=20)
+    args = parser.parse_args(argv)
+    report = run_soak(args.tenants, args.duration, args.interval, args.fault_rate, args.scrapers)
+    print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

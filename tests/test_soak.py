@@ -1,0 +1,17 @@
+"""A short soak: faults at random, 20 scrapers, nothing lost, nothing leaking."""
+
+from __future__ import annotations
+
+from bench.soak import print_report, run_soak
+
+
+def test_short_soak_holds_steady(capsys) -> None:
+    report = run_soak(tenants=20, duration=20.0, interval="1s", fault_rate=0.3, scrapers=20)
+    print_report(report)
+    assert report.scrapes > 100
+    assert report.failed_scrapes == 0
+    assert report.unhandled_exceptions == 0
+    assert report.threads_at_end <= report.threads_after_warmup + 1
+    assert report.fds_at_end <= report.fds_after_warmup + 1
+    assert report.rss_growth_percent < 5
+    assert report.oldest_healthy_success_seconds < 2 * report.interval_seconds
