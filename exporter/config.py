@@ -23,6 +23,9 @@ from cryptography.hazmat.primitives import serialization
 
 SOURCES = ("credentialUserRegistrationCount", "userRegistrationDetails", "auto")
 DEFAULT_SOURCE = "credentialUserRegistrationCount"
+# The contract names every source; those not built yet are refused rather than silently
+# polled as the default one.
+IMPLEMENTED_SOURCES = (DEFAULT_SOURCE,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +387,12 @@ def _parse_settings(
     if source not in SOURCES:
         problems.add(settings.paths["source"], f"{source!r} is not one of {', '.join(SOURCES)}")
         ok = False
+    elif source not in IMPLEMENTED_SOURCES:
+        problems.add(
+            settings.paths["source"],
+            f"{source!r} is not available in this version yet (use {DEFAULT_SOURCE})",
+        )
+        ok = False
 
     stale_raw = settings.values["stale_after"]
     stale_after = 0.0
@@ -709,6 +718,26 @@ def _parse_tenant(
     )
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping
+)
+
+
 def _yaml_error_line(path: str, err: yaml.YAMLError) -> str:
     mark = getattr(err, "problem_mark", None)
     problem = getattr(err, "problem", None) or "invalid YAML"
@@ -747,7 +776,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     except UnicodeDecodeError:
         raise ConfigError([f"{file}: config file is not UTF-8 text"]) from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         raise ConfigError([_yaml_error_line(str(file), err)]) from None
     config = parse_config(document, environ)
