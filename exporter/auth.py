@@ -139,7 +139,7 @@ class TenantTokenSource:
             raise TokenError(
                 PollFailure(
                     classify_transport_error(err),
-                    f"token request failed: {type(err).__name__}",
+                    f"token request failed: {describe_error(err)}",
                 )
             ) from None
         if "access_token" in result:
@@ -175,3 +175,9 @@ def _short(error: BaseException) -> str:
     """First line of an exception message, cut short (MSAL quotes whole response bodies)."""
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     return text[:200]
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: first line of the message`` (e.g. the TLS verification failure), cut short."""
+    text = str(error).splitlines()[0][:160] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -25,6 +25,7 @@ from exporter.scheduler import PollScheduler
 from exporter.server import ServerHooks, make_server, parse_listen_address, serve_in_thread
 from exporter.simulator import Simulator
 from exporter.transport import Transport, build_ssl_context
+from exporter.webconfig import WebConfig, WebConfigError, describe_web_config, load_web_config
 
 log = logging.getLogger("exporter")
 
@@ -111,9 +112,10 @@ def print_config_errors(problems: list[str]) -> None:
 class ExporterRuntime:
     """The running exporter: transport, scheduler, metrics, HTTP server and reloads."""
 
-    def __init__(self, settings: Settings, config: Config) -> None:
+    def __init__(self, settings: Settings, config: Config, web: WebConfig) -> None:
         self.settings = settings
         self.config = config
+        self.web = web
         self.store = MetricsStore()
         self.transport = Transport(build_ssl_context(config.tls_ca_file), config.concurrency)
         self.scheduler = PollScheduler(self.store, self.transport, config.concurrency)
@@ -163,6 +165,7 @@ class ExporterRuntime:
             is_alive=self.is_alive,
             reload=self.reload_from_thread,
             telemetry_path=self.settings.telemetry_path,
+            web=self.web,
         )
         try:
             server = make_server(self.settings.listen_address, hooks)
@@ -220,9 +223,9 @@ async def run_once(config: Config) -> int:
     return EXIT_OK if all(r is not None and r.result == SUCCESS for r in results) else EXIT_FAILURE
 
 
-async def serve_forever(settings: Settings, config: Config) -> int:
+async def serve_forever(settings: Settings, config: Config, web: WebConfig) -> int:
     """Run the exporter until SIGTERM / SIGINT."""
-    return await ExporterRuntime(settings, config).run()
+    return await ExporterRuntime(settings, config, web).run()
 
 
 def run_demo(settings: Settings) -> int:
@@ -244,45 +247,38 @@ def run_demo(settings: Settings) -> int:
         )
         demo_settings = dataclasses.replace(settings, config_file=config_file)
         try:
-            return _serve(demo_settings)
+            return run_with_config(demo_settings)
         finally:
             simulator.stop()
 
 
-def _serve(settings: Settings) -> int:
+def run_with_config(settings: Settings) -> int:
+    """Load the config (and web config), then check it, poll once, or serve."""
     try:
         config = load_config(settings.config_file)
-    except ConfigError as err:
+        web = load_web_config(settings.web_config_file) if settings.web_config_file else WebConfig()
+    except (ConfigError, WebConfigError) as err:
         print_config_errors(err.problems)
         return EXIT_USAGE
+    if settings.check_config:
+        for warning in config.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print("\n".join(describe_config(config)))
+        if settings.web_config_file:
+            print(f"web config ok: {describe_web_config(web)}")
+        return EXIT_OK
     REDACTOR.set_secrets(config.secrets())
     for warning in config.warnings:
         log.warning(warning)
     if settings.once:
         return asyncio.run(run_once(config))
-    return asyncio.run(serve_forever(settings, config))
+    return asyncio.run(serve_forever(settings, config, web))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``entra-registration-exporter``."""
     settings = parse_settings(argv)
     configure_logging(settings.log_level, settings.log_format)
-    if settings.web_config_file is not None:
-        print(
-            "--web.config.file: TLS and basic auth are not available in this version yet",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
     if settings.demo:
         return run_demo(settings)
-    if settings.check_config:
-        try:
-            config = load_config(settings.config_file)
-        except ConfigError as err:
-            print_config_errors(err.problems)
-            return EXIT_USAGE
-        for warning in config.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        print("\n".join(describe_config(config)))
-        return EXIT_OK
-    return _serve(settings)
+    return run_with_config(settings)

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from exporter.auth import AccessToken
+from exporter.auth import AccessToken, describe_error
 from exporter.config import TenantConfig
 from exporter.failures import (
     PARSE_ERROR,
@@ -151,7 +151,7 @@ class GraphClient:
                 failures += 1
                 failure = PollFailure(
                     result,
-                    f"Graph request failed: {_describe_transport_error(err)}",
+                    f"Graph request failed: {describe_error(err)}",
                     request_id=client_request_id,
                 )
                 if result == TIMEOUT or failures >= MAX_ATTEMPTS:
@@ -244,8 +244,3 @@ def _parse_report(response: HttpResponse, client_request_id: str) -> Registratio
                 PARSE_ERROR, f"unusable report: {err}", http_status=200, request_id=request_id
             )
         ) from None
-
-
-def _describe_transport_error(error: BaseException) -> str:
-    text = str(error).splitlines()[0][:160] if str(error) else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -6,19 +6,22 @@ handler only reads snapshots that the polls left behind and never waits on Graph
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import socket
+import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from exporter import __version__
 from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, MetricsStore
+from exporter.webconfig import WebConfig
 
 log = logging.getLogger("exporter.server")
 
@@ -27,14 +30,18 @@ MAX_REQUEST_BODY = 64 * 1024
 CONNECTION_TIMEOUT_SECONDS = 30.0
 
 
+PROBE_PATHS = ("/healthz", "/readyz")
+
+
 @dataclass(frozen=True, slots=True)
 class ServerHooks:
-    """What the HTTP server may ask of the running exporter."""
+    """What the HTTP server may ask of the running exporter, and how it is protected."""
 
     store: MetricsStore
     is_alive: Callable[[], bool]
     reload: Callable[[], tuple[bool, str]]
     telemetry_path: str = "/metrics"
+    web: WebConfig = field(default_factory=WebConfig)
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -105,6 +112,37 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if isinstance(self.connection, ssl.SSLSocket):
+            # Here, in the connection's own thread and under its timeout, not in accept().
+            self.connection.do_handshake()
+
+    def handle(self) -> None:
+        with contextlib.suppress(ssl.SSLError, ConnectionError, TimeoutError):
+            super().handle()
+
+    def _authorized(self) -> bool:
+        """Client certificate and basic auth; answers 403/401 itself when refused."""
+        web = self.hooks.web
+        if self._path() in PROBE_PATHS:
+            return True  # Kubernetes probes can present neither certificates nor passwords
+        if (
+            web.tls is not None
+            and web.tls.requires_client_cert
+            and isinstance(self.connection, ssl.SSLSocket)
+            and not self.connection.getpeercert()
+        ):
+            self._send(403, b"a client certificate is required\n")
+            return False
+        if web.basic_auth is not None and not web.basic_auth.check(
+            self.headers.get("Authorization")
+        ):
+            self._send(
+                401,
+                b"unauthorized\n",
+                headers={"WWW-Authenticate": 'Basic realm="entra-registration-exporter"'},
+            )
+            return False
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format % args, extra={"client": self.client_address[0]})
@@ -119,7 +157,7 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
+        for name, value in {**self.hooks.web.headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -145,6 +183,8 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         return True
 
     def do_GET(self) -> None:
+        if not self._authorized():
+            return
         hooks = self.hooks
         path = self._path()
         if path == hooks.telemetry_path:
@@ -174,7 +214,7 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self) -> None:
-        if not self._discard_body():
+        if not self._discard_body() or not self._authorized():
             return
         if self._path() != "/-/reload":
             known = {self.hooks.telemetry_path, "/healthz", "/readyz", "/"}
@@ -214,9 +254,14 @@ class ExporterHTTPServer(ThreadingHTTPServer):
 
 
 def make_server(address: str, hooks: ServerHooks) -> ExporterHTTPServer:
-    """Bind the HTTP server (not yet serving)."""
+    """Bind the HTTP server (not yet serving); HTTPS when the web config has TLS."""
     handler = type("BoundRequestHandler", (ExporterRequestHandler,), {"hooks": hooks})
-    return ExporterHTTPServer(parse_listen_address(address), handler)
+    server = ExporterHTTPServer(parse_listen_address(address), handler)
+    if hooks.web.tls is not None:
+        server.socket = hooks.web.tls.ssl_context().wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+    return server
 
 
 def serve_in_thread(server: ExporterHTTPServer) -> threading.Thread:
