@@ -78,9 +78,10 @@ def reuse_margin(expires_in: float) -> float:
 
     MSAL treats a token with under 5 minutes left as expired, so it would fetch a new token
     for every poll when the identity provider issues short-lived ones; we reuse a token until
-    10 % of its lifetime (at most 5 minutes) is left.
+    5 % of its lifetime (at most 5 minutes) is left. Should Graph still refuse it, the poll
+    drops it and retries once with a new one.
     """
-    return min(300.0, expires_in * 0.1)
+    return min(300.0, expires_in * 0.05)
 
 
 class TenantTokenSource:

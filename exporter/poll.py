@@ -38,6 +38,28 @@ def poll_budget(tenant: TenantConfig) -> float:
     return min(tenant.interval * INTERVAL_SHARE, tenant.timeout * TIMEOUTS_PER_POLL)
 
 
+async def _token_then_report(
+    tenant: TenantConfig,
+    tokens: TenantTokenSource,
+    graph: GraphClient,
+    deadline: float,
+    tally: RequestTally,
+) -> RegistrationReport:
+    """Fetch the report; if Graph refuses a reused token (401), drop it and try once more."""
+    for attempt in (1, 2):
+        token = await tokens.get_token()
+        try:
+            return await graph.fetch_registration_report(tenant, token, deadline, tally)
+        except GraphError as err:
+            refused = err.failure.result == AUTH_ERROR and err.failure.http_status == 401
+            if not refused:
+                raise
+            tokens.forget_tokens()  # revoked, or expired early: the next token is a new one
+            if attempt == 2 or time.monotonic() >= deadline:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 async def poll_tenant(
     tenant: TenantConfig, tokens: TenantTokenSource, graph: GraphClient
 ) -> PollResult:
@@ -50,14 +72,9 @@ async def poll_tenant(
     tally = RequestTally()
     try:
         async with asyncio.timeout(budget + OUTER_GRACE_SECONDS):
-            token = await tokens.get_token()
-            report = await graph.fetch_registration_report(tenant, token, deadline, tally)
-    except TokenError as err:
+            report = await _token_then_report(tenant, tokens, graph, deadline, tally)
+    except (TokenError, GraphError) as err:
         failure = err.failure
-    except GraphError as err:
-        failure = err.failure
-        if failure.result == AUTH_ERROR and failure.http_status == 401:
-            tokens.forget_tokens()
     except TimeoutError:
         failure = PollFailure(TIMEOUT, f"poll did not finish within {budget:.1f}s")
     return PollResult(

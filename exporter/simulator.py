@@ -283,9 +283,10 @@ class Simulator:
         for index in range(tenants):
             self.add_tenant(make_tenant(index, self.rng))
         self.tokens: dict[str, tuple[str, float]] = {}
-        # (monotonic time, client_id, tenant_id) of recent report requests, for pacing checks.
-        self.graph_log: collections.deque[tuple[float, str, str]] = collections.deque(
-            maxlen=200_000
+        # Recent requests, for pacing checks and benchmarks: (kind, client_id, tenant_id,
+        # arrival and completion in Unix time). kind: discovery, token or report.
+        self.events: collections.deque[tuple[str, str, str, float, float]] = collections.deque(
+            maxlen=500_000
         )
         self.stopping = threading.Event()
         self.tls = make_tls_material()
@@ -528,6 +529,15 @@ class _SimHandler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ responses
 
+    def parse_request(self) -> bool:
+        self.started = time.time()  # the request line has arrived
+        return super().parse_request()
+
+    def _record(self, kind: str, tenant: SimTenant) -> None:
+        """Log a request that was answered (for pacing checks and benchmarks)."""
+        event = (kind, tenant.client_id, tenant.tenant_id, self.started, time.time())
+        self.sim.events.append(event)
+
     def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self._raw(status, json.dumps(body).encode(), "application/json", headers)
 
@@ -588,7 +598,8 @@ class _SimHandler(BaseHTTPRequestHandler):
             self._report()
         elif path.endswith("/v2.0/.well-known/openid-configuration"):
             tenant_key = path.split("/")[1]
-            if sim.find(tenant_key) is None:
+            discovered = sim.find(tenant_key)
+            if discovered is None:
                 self._json(
                     400,
                     {
@@ -621,8 +632,11 @@ class _SimHandler(BaseHTTPRequestHandler):
                     "tenant_region_scope": "NA",
                 },
             )
+            self._record("discovery", discovered)
         elif path == "/_sim/stats":
             self._json(200, sim.stats())
+        elif path == "/_sim/events":
+            self._json(200, {"events": list(sim.events)})
         else:
             self._graph_error(404, "UnknownResource", f"no route for {path}")
 
@@ -703,6 +717,7 @@ class _SimHandler(BaseHTTPRequestHandler):
             )
             return
         self._json(200, sim.issue_token(tenant))
+        self._record("token", tenant)
 
     def _report(self) -> None:
         sim = self.sim
@@ -717,7 +732,6 @@ class _SimHandler(BaseHTTPRequestHandler):
             return
         with sim.lock:
             tenant.graph_requests += 1
-            sim.graph_log.append((time.monotonic(), tenant.client_id, tenant.tenant_id))
             fault = tenant.take_fault(GRAPH_FAULTS)
             rate = sim.fault_rate if tenant.fault_rate is None else tenant.fault_rate
             if fault is None and rate and sim.rng.random() < rate:
@@ -732,6 +746,7 @@ class _SimHandler(BaseHTTPRequestHandler):
         with sim.lock:
             tenant.last_report = truth
         self._json(200, body, {"request-id": str(uuid.uuid4())})
+        self._record("report", tenant)
 
     def _fault(self, fault: str) -> None:
         if fault == "throttle":

@@ -139,15 +139,20 @@ async def test_token_is_cached_across_polls(
     assert snapshot is not None and snapshot.token_requests == 1
 
 
-async def test_a_graph_401_drops_the_cached_token(
+async def test_a_graph_401_drops_the_token_and_retries_once(
     sim_env: SimEnv, make_poller: Callable[[Config], Poller]
 ) -> None:
     poller = make_poller(load_config(sim_env.config_file))
     assert (await poller.poll("tenant-0000")).result == "success"
     sim_env.sim.tokens.clear()  # the simulator forgets every token it issued
-    assert (await poller.poll("tenant-0000")).result == "auth_error"
+    # Graph refuses the reused token: the poll drops it and succeeds with a new one.
     assert (await poller.poll("tenant-0000")).result == "success"
-    assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 2
+    stats = sim_env.sim.stats()["tenants"]["tenant-0000"]
+    assert (stats["token_requests"], stats["graph_requests"]) == (2, 2)  # a 401 is not counted
+    # A token refused twice is an auth_error, not a loop.
+    sim_env.sim.set_fault("tenant-0000", "invalid_client", count=0)
+    sim_env.sim.tokens.clear()
+    assert (await poller.poll("tenant-0000")).result == "auth_error"
 
 
 async def test_certificate_credential_signs_with_the_sha256_thumbprint(
@@ -295,7 +300,11 @@ async def test_one_app_shared_by_many_tenants_paces_itself(
     poller = make_poller(load_config(sim_env.config_file))
     results = await poller.scheduler.poll_all()
     assert [r.result for r in results if r] == ["success"] * 30
-    sent = [t for t, client, _ in sim_env.sim.graph_log if client == shared_client]
+    sent = [
+        start
+        for kind, client, _, start, _ in sim_env.sim.events
+        if kind == "report" and client == shared_client
+    ]
     assert len(sent) == 30
     assert max_in_window(sent, 1.0) <= 10
     assert max(sent) - min(sent) >= 1.9  # 30 requests at 10 per second: paced, not bunched
@@ -357,5 +366,5 @@ async def test_short_lived_tokens_are_reused_for_most_of_their_lifetime(
 def test_reuse_margin() -> None:
     from exporter.auth import reuse_margin
 
-    assert reuse_margin(3599) == 300
-    assert reuse_margin(120) == 12
+    assert reuse_margin(7200) == 300
+    assert reuse_margin(120) == 6
