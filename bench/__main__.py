@@ -1,0 +1,420 @@
+"""Benchmarks: ``make bench`` or ``python -m bench [--smoke] [--only NAME ...]``.
+
+The simulator and the exporter each run as their own process. Every figure is printed in a
+table and as one JSON line (``{"benchmark": ..., "figure": ..., "value": ..., "ratio": ...}``);
+ratios compare with an ideal or a baseline measured in the same run. Nothing is asserted here.
+
+Scenarios (sizes settable, defaults as in docs/performance.md):
+
+1. fanout — N tenants, report latency L, ``concurrency`` C, jitter 0: cold round (discovery +
+   token + report) and warm round (cached tokens), each against ``ceil(N / C) * L``.
+2. scrape — ``/metrics`` at N tenants: median and p99 with 1 and with 20 concurrent scrapers,
+   plain and gzip, against prometheus_client's ``generate_latest`` over the same series.
+3. footprint — RSS and CPU after two rounds at 1, 100 and N tenants; KB per tenant; CPU ms per
+   cold and warm poll.
+4. economy — token lifetime 120 s, interval 10 s, 6 minutes: token and Graph requests per
+   tenant against the minimum (one token per lifetime, one report call per interval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import multiprocessing
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.harness import ExporterProcess, SimulatorProcess, wait_for
+
+FAST_LIMITS = {"per_app_per_tenant": "1000/1s", "per_app": "100000/1s"}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure, with its ratio to an ideal or baseline where there is one."""
+
+    benchmark: str
+    figure: str
+    value: float
+    unit: str
+    ratio: float | None = None
+    against: str = ""
+
+    def json_line(self) -> str:
+        return json.dumps(
+            {
+                "benchmark": self.benchmark,
+                "figure": self.figure,
+                "value": round(self.value, 6),
+                "unit": self.unit,
+                "ratio": None if self.ratio is None else round(self.ratio, 4),
+                "against": self.against,
+            }
+        )
+
+
+class Report:
+    """Collects figures and prints them as they come."""
+
+    def __init__(self) -> None:
+        self.figures: list[Figure] = []
+
+    def add(self, figure: Figure) -> None:
+        self.figures.append(figure)
+        ratio = "" if figure.ratio is None else f"{figure.ratio:8.3f}x {figure.against}"
+        print(
+            f"{figure.benchmark:10} {figure.figure:40} {figure.value:14.4f} {figure.unit:8} {ratio}"
+        )
+        print(figure.json_line(), flush=True)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    tenants: int
+    latency: float
+    concurrency: int
+    footprint_sizes: tuple[int, ...]
+    scrape_requests: int
+    economy_tenants: int
+    economy_seconds: float
+    economy_lifetime: int
+    economy_interval: int
+
+
+FULL = Sizes(1000, 0.25, 50, (1, 100, 1000), 200, 100, 360.0, 120, 10)
+SMOKE = Sizes(20, 0.02, 5, (1, 20), 20, 5, 12.0, 4, 1)
+
+
+@dataclass
+class Stack:
+    sim: SimulatorProcess
+    exporter: ExporterProcess
+
+    def stop(self) -> None:
+        self.exporter.stop()
+        self.sim.stop()
+
+
+def start_stack(
+    workdir: Path,
+    tenants: int,
+    *,
+    latency: float,
+    concurrency: int,
+    interval: float,
+    token_lifetime: int = 3599,
+) -> Stack:
+    sim = SimulatorProcess(
+        workdir,
+        tenants,
+        latency=f"{round(latency * 1000)}ms",
+        token_lifetime=token_lifetime,
+        interval=f"{max(1, round(interval))}s",
+        jitter="0s",
+        timeout="30s",
+        config_overrides={"concurrency": concurrency, "rate_limits": FAST_LIMITS},
+    )
+    exporter = ExporterProcess(sim.config_file, workdir / "exporter.log")
+    return Stack(sim, exporter)
+
+
+def reports(sim: SimulatorProcess) -> list[tuple[float, float]]:
+    """(arrival, completion) of every report call so far, in arrival order."""
+    events = sim.call("/_sim/events")["events"]
+    return sorted((start, end) for kind, _, _, start, end in events if kind == "report")
+
+
+def first_event(sim: SimulatorProcess) -> float:
+    return min(start for _, _, _, start, _ in sim.call("/_sim/events")["events"])
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def round_interval(sizes: Sizes, tenants: int) -> float:
+    """An interval long enough for a cold round to finish well before the next round."""
+    ideal = math.ceil(tenants / sizes.concurrency) * sizes.latency
+    return max(3.0, 6 * ideal)
+
+
+def fanout_and_footprint(workdir: Path, sizes: Sizes, report: Report) -> Stack:
+    """Scenarios 1 and 3; returns the running N-tenant stack for the scrape scenario."""
+    footprints: dict[int, tuple[float, float, float]] = {}
+    stack = None
+    for tenants in sizes.footprint_sizes:
+        if stack is not None:
+            stack.stop()
+        folder = workdir / f"fanout-{tenants}"
+        folder.mkdir()
+        interval = round_interval(sizes, tenants)
+        stack = start_stack(
+            folder, tenants, latency=sizes.latency, concurrency=sizes.concurrency, interval=interval
+        )
+        wait_for(lambda s=stack: s.exporter.get("/healthz", timeout=5)[0] == 200, 60, "exporter up")
+        cpu_start = stack.exporter.sample().cpu_seconds
+        round_one = wait_for(
+            lambda s=stack, n=tenants: len(r := reports(s.sim)) >= n and r, 300, "round 1"
+        )
+        cpu_cold = stack.exporter.sample().cpu_seconds
+        round_two = wait_for(
+            lambda s=stack, n=tenants: len(r := reports(s.sim)) >= 2 * n and r,
+            300 + interval,
+            "round 2",
+        )
+        sample = stack.exporter.sample()
+        cold_start = first_event(stack.sim)
+        cold = max(end for _, end in round_one[:tenants]) - cold_start
+        warm_calls = round_two[tenants : 2 * tenants]
+        warm = max(end for _, end in warm_calls) - min(start for start, _ in warm_calls)
+        footprints[tenants] = (
+            sample.rss_bytes,
+            (cpu_cold - cpu_start) / tenants,
+            (sample.cpu_seconds - cpu_cold) / tenants,
+        )
+        if tenants == sizes.tenants:
+            ideal = math.ceil(tenants / sizes.concurrency) * sizes.latency
+            against = f"ideal ceil({tenants}/{sizes.concurrency})*{sizes.latency}s={ideal:.2f}s"
+            report.add(
+                Figure("fanout", f"cold_round_seconds@{tenants}", cold, "s", cold / ideal, against)
+            )
+            report.add(
+                Figure("fanout", f"warm_round_seconds@{tenants}", warm, "s", warm / ideal, against)
+            )
+    assert stack is not None
+    smallest = min(footprints)
+    for tenants, (rss, cpu_cold_per, cpu_warm_per) in sorted(footprints.items()):
+        report.add(Figure("footprint", f"rss_mb@{tenants}", rss / 2**20, "MB"))
+        report.add(
+            Figure("footprint", f"cpu_ms_per_cold_poll@{tenants}", cpu_cold_per * 1000, "ms")
+        )
+        report.add(
+            Figure("footprint", f"cpu_ms_per_warm_poll@{tenants}", cpu_warm_per * 1000, "ms")
+        )
+        if tenants != smallest:
+            per_tenant = (rss - footprints[smallest][0]) / (tenants - smallest) / 1024
+            report.add(
+                Figure(
+                    "footprint",
+                    f"kb_per_tenant@{tenants}",
+                    per_tenant,
+                    "KB",
+                    None,
+                    f"vs {smallest} tenant(s)",
+                )
+            )
+    return stack
+
+
+def _timed_gets(port: int, path: str, headers: dict[str, str], count: int) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    timings = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+            timings.append(time.perf_counter() - started)
+            assert response.status == 200 and body
+    finally:
+        conn.close()
+    return timings
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+class _Families:
+    """A collector that yields already-parsed metric families (the same series as the exporter)."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Any]:
+        return iter(self._families)
+
+
+def scrape(stack: Stack, sizes: Sizes, report: Report) -> None:
+    """Scenario 2."""
+    port = stack.exporter.port
+    status, body = stack.exporter.get("/metrics")
+    assert status == 200
+    families = list(text_string_to_metric_families(body.decode()))
+    series = sum(len(f.samples) for f in families)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))  # type: ignore[arg-type]
+    baseline = []
+    for _ in range(max(5, sizes.scrape_requests // 10)):
+        started = time.perf_counter()
+        generate_latest(registry)
+        baseline.append(time.perf_counter() - started)
+    base = statistics.median(baseline)
+    against = f"generate_latest median {base * 1000:.2f}ms over {series} series"
+    report.add(
+        Figure("scrape", "generate_latest_median_ms", base * 1000, "ms", None, f"{series} series")
+    )
+    for gzip_label, headers in (("plain", {}), ("gzip", {"Accept-Encoding": "gzip"})):
+        single = _timed_gets(port, "/metrics", headers, sizes.scrape_requests)
+        median = statistics.median(single)
+        report.add(
+            Figure(
+                "scrape",
+                f"median_ms_1_scraper_{gzip_label}",
+                median * 1000,
+                "ms",
+                median / base,
+                against,
+            )
+        )
+        report.add(
+            Figure(
+                "scrape",
+                f"p99_ms_1_scraper_{gzip_label}",
+                _p99(single) * 1000,
+                "ms",
+                _p99(single) / base,
+                against,
+            )
+        )
+        # 20 scrapers in 20 processes, so the client side does not queue on one GIL.
+        per_scraper = max(5, sizes.scrape_requests // 4)
+        with multiprocessing.get_context("fork").Pool(20) as pool:
+            batches = pool.starmap(_timed_gets, [(port, "/metrics", headers, per_scraper)] * 20)
+        results = [t for batch in batches for t in batch]
+        report.add(
+            Figure(
+                "scrape",
+                f"median_ms_20_scrapers_{gzip_label}",
+                statistics.median(results) * 1000,
+                "ms",
+                statistics.median(results) / base,
+                against,
+            )
+        )
+        report.add(
+            Figure(
+                "scrape",
+                f"p99_ms_20_scrapers_{gzip_label}",
+                _p99(results) * 1000,
+                "ms",
+                _p99(results) / median,
+                "vs the single-scraper median",
+            )
+        )
+
+
+def economy(workdir: Path, sizes: Sizes, report: Report) -> None:
+    """Scenario 4."""
+    folder = workdir / "economy"
+    folder.mkdir()
+    stack = start_stack(
+        folder,
+        sizes.economy_tenants,
+        latency=0.0,
+        concurrency=32,
+        interval=sizes.economy_interval,
+        token_lifetime=sizes.economy_lifetime,
+    )
+    try:
+        wait_for(lambda: stack.exporter.get("/healthz", timeout=5)[0] == 200, 60, "exporter up")
+        wait_for(lambda: stack.sim.stats()["graph_requests"] > 0, 60, "first poll")
+        started = first_event(stack.sim)
+        time.sleep(max(0.0, started + sizes.economy_seconds - time.time() - 0.5))
+        stats = stack.sim.stats()
+    finally:
+        stack.stop()
+    tenants = sizes.economy_tenants
+    tokens = stats["token_requests"] / tenants
+    graph = stats["graph_requests"] / tenants
+    min_tokens = math.ceil(sizes.economy_seconds / sizes.economy_lifetime)
+    min_graph = math.floor(sizes.economy_seconds / sizes.economy_interval)
+    report.add(
+        Figure(
+            "economy",
+            "token_requests_per_tenant",
+            tokens,
+            "req",
+            tokens / min_tokens,
+            f"minimum {min_tokens} (one per {sizes.economy_lifetime}s lifetime)",
+        )
+    )
+    report.add(
+        Figure(
+            "economy",
+            "graph_requests_per_tenant",
+            graph,
+            "req",
+            graph / min_graph,
+            f"minimum {min_graph} (one per {sizes.economy_interval}s interval)",
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and print every figure."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, a few seconds (the test suite's run)"
+    )
+    parser.add_argument("--tenants", type=int, help="N for fanout and scrape (default 1000)")
+    parser.add_argument("--latency", type=float, help="report latency in seconds (default 0.25)")
+    parser.add_argument("--concurrency", type=int, help="exporter concurrency (default 50)")
+    parser.add_argument(
+        "--economy-seconds", type=float, help="length of the economy run (default 360)"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=["fanout", "scrape", "footprint", "economy"],
+        help="run only these",
+    )
+    args = parser.parse_args(argv)
+    sizes = SMOKE if args.smoke else FULL
+    overrides: dict[str, Any] = {}
+    if args.tenants:
+        overrides["tenants"] = args.tenants
+        overrides["footprint_sizes"] = tuple(
+            sorted({s for s in sizes.footprint_sizes if s < args.tenants} | {args.tenants})
+        )
+    if args.latency is not None:
+        overrides["latency"] = args.latency
+    if args.concurrency:
+        overrides["concurrency"] = args.concurrency
+    if args.economy_seconds:
+        overrides["economy_seconds"] = args.economy_seconds
+    sizes = Sizes(**{**sizes.__dict__, **overrides})
+    only = set(args.only or ["fanout", "scrape", "footprint", "economy"])
+    report = Report()
+    print(f"{'benchmark':10} {'figure':40} {'value':>14} {'unit':8} ratio")
+    with tempfile.TemporaryDirectory(prefix="entra-bench-") as name:
+        workdir = Path(name)
+        if only & {"fanout", "scrape", "footprint"}:
+            stack = fanout_and_footprint(workdir, sizes, report)
+            try:
+                if "scrape" in only:
+                    scrape(stack, sizes, report)
+            finally:
+                stack.stop()
+        if "economy" in only:
+            economy(workdir, sizes, report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
