@@ -23,8 +23,10 @@ import http.client
 import json
 import math
 import multiprocessing
+import socket
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -246,6 +248,46 @@ class _Families:
         return iter(self._families)
 
 
+class TrivialServer:
+    """The least an HTTP server can do: answer every request with the same bytes.
+
+    Measured with the same clients, it shows how much of the latency under 20 concurrent
+    scrapers the machine (2 cores shared by 20 client processes) costs whatever the server.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+        self._answer = head % len(body) + body
+        self._socket = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.port = self._socket.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._socket.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as reader:
+            while reader.readline():
+                while reader.readline() not in (b"\r\n", b""):
+                    pass
+                conn.sendall(self._answer)
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def concurrent_gets(port: int, headers: dict[str, str], per_scraper: int) -> list[float]:
+    """20 scrapers in 20 processes, so the client side does not queue on one GIL."""
+    with multiprocessing.get_context("fork").Pool(20) as pool:
+        batches = pool.starmap(_timed_gets, [(port, "/metrics", headers, per_scraper)] * 20)
+    return [t for batch in batches for t in batch]
+
+
 def scrape(stack: Stack, sizes: Sizes, report: Report) -> None:
     """Scenario 2."""
     port = stack.exporter.port
@@ -288,11 +330,8 @@ def scrape(stack: Stack, sizes: Sizes, report: Report) -> None:
                 against,
             )
         )
-        # 20 scrapers in 20 processes, so the client side does not queue on one GIL.
         per_scraper = max(5, sizes.scrape_requests // 4)
-        with multiprocessing.get_context("fork").Pool(20) as pool:
-            batches = pool.starmap(_timed_gets, [(port, "/metrics", headers, per_scraper)] * 20)
-        results = [t for batch in batches for t in batch]
+        results = concurrent_gets(port, headers, per_scraper)
         report.add(
             Figure(
                 "scrape",
@@ -311,6 +350,27 @@ def scrape(stack: Stack, sizes: Sizes, report: Report) -> None:
                 "ms",
                 _p99(results) / median,
                 "vs the single-scraper median",
+            )
+        )
+
+    # The same bodies from a trivial server, measured the same way: the machine's floor.
+    for gzip_label, headers in (("plain", {}), ("gzip", {"Accept-Encoding": "gzip"})):
+        _, body = stack.exporter.get("/metrics", headers)
+        trivial = TrivialServer(body)
+        try:
+            single = _timed_gets(trivial.port, "/metrics", {}, sizes.scrape_requests)
+            results = concurrent_gets(trivial.port, {}, max(5, sizes.scrape_requests // 4))
+        finally:
+            trivial.close()
+        median = statistics.median(single)
+        report.add(
+            Figure(
+                "scrape",
+                f"p99_ms_20_scrapers_{gzip_label}_trivial_server",
+                _p99(results) * 1000,
+                "ms",
+                _p99(results) / median,
+                "floor: a do-nothing server, vs its single-scraper median",
             )
         )
 

@@ -38,6 +38,8 @@ from exporter.poll import PollResult
 from exporter.report import RegistrationReport
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Seconds for which process metrics (RSS, CPU, file descriptors) are served from one reading.
+PROCESS_METRICS_TTL = 1.0
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
@@ -279,6 +281,8 @@ class MetricsStore:
         self._reload_time = time.time()
         self._scheduler_events = dict.fromkeys(SCHEDULER_EVENT_KINDS, 0)
         self._process = _process_registry()
+        self._process_cache: dict[bool, _Rendered] = {}
+        self._process_lock = threading.Lock()
         self._build_info = (
             f'{BUILD_INFO.name}{{version="{escape_label_value(__version__)}",'
             f'python_version="{platform.python_version()}"}} 1\n'
@@ -400,10 +404,29 @@ class MetricsStore:
         a gzip stream may hold several members, and every gzip reader joins them.
         """
         tenants = self._tenant_part(openmetrics)
-        if openmetrics:
-            process: bytes = om_exposition.generate_latest(self._process)  # type: ignore[no-untyped-call]
-        else:
-            process = text_exposition.generate_latest(self._process)
+        process = self._process_part(openmetrics)
         if not gzipped:
-            return tenants.text + process
-        return tenants.gzipped + gzip.compress(process, compresslevel=1)
+            return tenants.text + process.text
+        return tenants.gzipped + process.gzipped
+
+    def _process_part(self, openmetrics: bool) -> _Rendered:
+        """Process and Python metrics, read at most once per :data:`PROCESS_METRICS_TTL`.
+
+        Reading /proc and formatting them costs more than serving the cached tenant part, so
+        20 scrapers arriving together share one reading.
+        """
+        now = time.monotonic()
+        cached = self._process_cache.get(openmetrics)
+        if cached is not None and now < cached.valid_until:
+            return cached
+        with self._process_lock:
+            cached = self._process_cache.get(openmetrics)
+            if cached is not None and now < cached.valid_until:
+                return cached
+            if openmetrics:
+                text: bytes = om_exposition.generate_latest(self._process)  # type: ignore[no-untyped-call]
+            else:
+                text = text_exposition.generate_latest(self._process)
+            rendered = _Rendered(0, now + PROCESS_METRICS_TTL, text, gzip.compress(text, 1))
+            self._process_cache[openmetrics] = rendered
+            return rendered

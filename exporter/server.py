@@ -145,7 +145,8 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         return True
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug(format % args, extra={"client": self.client_address[0]})
+        if log.isEnabledFor(logging.DEBUG):  # every request passes here: format only if shown
+            log.debug(format % args, extra={"client": self.client_address[0]})
 
     def _send(
         self,

@@ -1,0 +1,48 @@
+"""The benchmark runs and reports every figure (a smoke run: figures are never asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+EXPECTED = {
+    ("fanout", "cold_round_seconds@20"),
+    ("fanout", "warm_round_seconds@20"),
+    ("footprint", "rss_mb@1"),
+    ("footprint", "rss_mb@20"),
+    ("footprint", "kb_per_tenant@20"),
+    ("footprint", "cpu_ms_per_cold_poll@20"),
+    ("footprint", "cpu_ms_per_warm_poll@20"),
+    ("scrape", "generate_latest_median_ms"),
+    ("economy", "token_requests_per_tenant"),
+    ("economy", "graph_requests_per_tenant"),
+}
+SCRAPE = {
+    f"{stat}_ms_{scrapers}_{encoding}"
+    for stat in ("median", "p99")
+    for scrapers in ("1_scraper", "20_scrapers")
+    for encoding in ("plain", "gzip")
+}
+
+
+def test_benchmark_smoke_run_reports_every_figure() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    reported = {(f["benchmark"], f["figure"]) for f in figures}
+    assert reported >= EXPECTED
+    assert {("scrape", name) for name in SCRAPE} <= reported
+    for figure in figures:
+        assert figure["value"] >= 0
+        if figure["figure"].startswith(("cold", "warm", "median", "token", "graph")):
+            assert figure["ratio"] is not None and figure["ratio"] > 0
