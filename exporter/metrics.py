@@ -397,8 +397,8 @@ class MetricsStore:
         self._cache[openmetrics] = rendered
         return rendered
 
-    def render(self, openmetrics: bool = False, gzipped: bool = False) -> bytes:
-        """The whole exposition (OpenMetrics or text format), optionally gzip-compressed.
+    def render_parts(self, openmetrics: bool = False, gzipped: bool = False) -> tuple[bytes, bytes]:
+        """The exposition as two parts to send one after the other (no copy of the big one).
 
         A gzip answer is two gzip members, the cached tenant part and the small process part;
         a gzip stream may hold several members, and every gzip reader joins them.
@@ -406,8 +406,12 @@ class MetricsStore:
         tenants = self._tenant_part(openmetrics)
         process = self._process_part(openmetrics)
         if not gzipped:
-            return tenants.text + process.text
-        return tenants.gzipped + process.gzipped
+            return tenants.text, process.text
+        return tenants.gzipped, process.gzipped
+
+    def render(self, openmetrics: bool = False, gzipped: bool = False) -> bytes:
+        """The whole exposition (OpenMetrics or text format), optionally gzip-compressed."""
+        return b"".join(self.render_parts(openmetrics, gzipped))
 
     def _process_part(self, openmetrics: bool) -> _Rendered:
         """Process and Python metrics, read at most once per :data:`PROCESS_METRICS_TTL`.

@@ -151,18 +151,20 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     def _send(
         self,
         status: int,
-        body: bytes,
+        body: bytes | tuple[bytes, ...],
         content_type: str = "text/plain; charset=utf-8",
         headers: dict[str, str] | None = None,
     ) -> None:
+        parts = (body,) if isinstance(body, bytes) else body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(sum(len(part) for part in parts)))
         for name, value in {**self.hooks.web.headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            for part in parts:
+                self.wfile.write(part)
 
     def _path(self) -> str:
         return self.path.split("?", 1)[0]
@@ -191,7 +193,7 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         if path == hooks.telemetry_path:
             openmetrics = wants_openmetrics(self.headers.get("Accept", ""))
             gzipped = wants_gzip(self.headers.get("Accept-Encoding", ""))
-            body = hooks.store.render(openmetrics=openmetrics, gzipped=gzipped)
+            body = hooks.store.render_parts(openmetrics=openmetrics, gzipped=gzipped)
             headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzipped else {}
             content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
             self._send(200, body, content_type, headers)
