@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from exporter.logs import FORMATS, LEVELS, REDACTOR, configure_logging
 from exporter.metrics import MetricsStore
 from exporter.scheduler import PollScheduler
 from exporter.server import ServerHooks, make_server, parse_listen_address, serve_in_thread
+from exporter.sharding import SHARD_INDEX_ENV, Shard, shard_from
 from exporter.simulator import Simulator
 from exporter.transport import Transport, build_ssl_context
 from exporter.webconfig import WebConfig, WebConfigError, describe_web_config, load_web_config
@@ -50,6 +52,13 @@ class Settings:
     check_config: bool
     once: bool
     demo: bool
+    shard_count: int = 1
+    shard_index: str | None = None
+
+    @property
+    def shard(self) -> Shard:
+        """This replica's shard (the index defaults to $EXPORTER_SHARD_INDEX, else 0)."""
+        return shard_from(self.shard_count, self.shard_index, os.environ)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo", action="store_true", help="run against an embedded simulator (no config needed)"
     )
+    parser.add_argument(
+        "--shard.count",
+        dest="shard_count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split the tenants over N replicas (default 1: no sharding)",
+    )
+    parser.add_argument(
+        "--shard.index",
+        dest="shard_index",
+        default=None,
+        metavar="I",
+        help=f"this replica's shard, 0..N-1, or a StatefulSet pod name ending in -I "
+        f"(default ${SHARD_INDEX_ENV}, else 0)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -92,6 +117,10 @@ def parse_settings(argv: list[str] | None) -> Settings:
         parse_listen_address(args.listen_address)
     except ValueError as err:
         build_parser().error(f"--web.listen-address: {err}")
+    try:
+        shard_from(args.shard_count, args.shard_index, os.environ)
+    except ValueError as err:
+        build_parser().error(f"--shard: {err}")
     if not args.telemetry_path.startswith("/") or args.telemetry_path in (
         "/",
         "/healthz",
@@ -131,7 +160,7 @@ class ExporterRuntime:
         """Re-read the config file and its secret files; keep the running config if invalid."""
         async with self._reload_lock:
             try:
-                config = load_config(self.settings.config_file)
+                config = self.settings.shard.select(load_config(self.settings.config_file))
             except ConfigError as err:
                 for line in err.problems:
                     log.error(f"config reload refused: {line}")
@@ -255,15 +284,22 @@ def run_demo(settings: Settings) -> int:
 def run_with_config(settings: Settings) -> int:
     """Load the config (and web config), then check it, poll once, or serve."""
     try:
-        config = load_config(settings.config_file)
+        full_config = load_config(settings.config_file)
         web = load_web_config(settings.web_config_file) if settings.web_config_file else WebConfig()
     except (ConfigError, WebConfigError) as err:
         print_config_errors(err.problems)
         return EXIT_USAGE
+    shard = settings.shard
+    config = shard.select(full_config)
     if settings.check_config:
         for warning in config.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         print("\n".join(describe_config(config)))
+        if shard.count > 1:
+            print(
+                f"shard {shard.index} of {shard.count}: {len(config.tenants)} of "
+                f"{len(full_config.tenants)} tenants"
+            )
         if settings.web_config_file:
             print(f"web config ok: {describe_web_config(web)}")
         return EXIT_OK

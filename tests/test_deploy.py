@@ -49,7 +49,7 @@ def test_a_typo_in_a_manifest_would_be_caught() -> None:
         kubernetes_validate.validate(broken, "1.30.0", strict=True)
 
 
-@pytest.mark.parametrize("directory", ["standalone", "sidecar"])
+@pytest.mark.parametrize("directory", ["standalone", "sidecar", "sharded"])
 def test_kustomization_lists_every_manifest(directory: str) -> None:
     folder = KUBERNETES / directory
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
@@ -61,7 +61,7 @@ def test_kustomization_lists_every_manifest(directory: str) -> None:
 def containers() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     found = []
     for _, document in manifests():
-        if document["kind"] == "Deployment":
+        if document["kind"] in ("Deployment", "StatefulSet"):
             pod = document["spec"]["template"]
             for container in pod["spec"]["containers"]:
                 found.append((document["metadata"]["name"], pod, container))
@@ -90,19 +90,26 @@ def test_containers_are_locked_down_and_probed() -> None:
             annotations = pod["metadata"]["annotations"]
             assert annotations["prometheus.io/scrape"] == "true"
             assert annotations["prometheus.io/port"] == "9836"
-    assert exporters == 2
+    assert exporters == 3
 
 
 def test_service_monitor_and_pod_monitor_point_at_real_ports() -> None:
     objects = [d for _, d in manifests()]
-    service = next(d for d in objects if d["kind"] == "Service")
-    service_monitor = next(d for d in objects if d["kind"] == "ServiceMonitor")
-    assert (
-        service_monitor["spec"]["selector"]["matchLabels"].items()
-        <= service["metadata"]["labels"].items()
-    )
-    service_ports = {p["name"] for p in service["spec"]["ports"]}
-    assert {e["port"] for e in service_monitor["spec"]["endpoints"]} <= service_ports
+    services = [d for d in objects if d["kind"] == "Service"]
+    monitors = [d for d in objects if d["kind"] == "ServiceMonitor"]
+    assert len(monitors) == 2
+    for service_monitor in monitors:
+        wanted = service_monitor["spec"]["selector"]["matchLabels"].items()
+        matching = [s for s in services if wanted <= s["metadata"]["labels"].items()]
+        assert len(matching) == 1, service_monitor["metadata"]["name"]
+        service_ports = {p["name"] for p in matching[0]["spec"]["ports"]}
+        assert {e["port"] for e in service_monitor["spec"]["endpoints"]} <= service_ports
+        selected = matching[0]["spec"]["selector"].items()
+        assert any(
+            selected <= d["spec"]["template"]["metadata"]["labels"].items()
+            for d in objects
+            if d["kind"] in ("Deployment", "StatefulSet")
+        ), "the Service selects no pods"
 
     pod_monitor = next(d for d in objects if d["kind"] == "PodMonitor")
     sidecar = next(
@@ -182,3 +189,19 @@ def test_dockerfile_is_multi_stage_and_runs_as_a_numeric_non_root_user() -> None
     assert "--no-cache-dir" in final_stage and "gcc" not in final_stage
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".git", ".venv", "tests"} <= set(ignored)
+
+
+def test_sharded_statefulset_has_as_many_shards_as_replicas() -> None:
+    statefulset = next(d for _, d in manifests() if d["kind"] == "StatefulSet")
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    count = next(
+        int(a.split("=")[1].split()[0]) for a in container["args"] if a.startswith("--shard.count=")
+    )
+    assert count == statefulset["spec"]["replicas"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["EXPORTER_SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    name = statefulset["spec"]["serviceName"]
+    service = next(
+        d for _, d in manifests() if d["kind"] == "Service" and d["metadata"]["name"] == name
+    )
+    assert service["spec"]["clusterIP"] == "None"
