@@ -21,11 +21,10 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-SOURCES = ("credentialUserRegistrationCount", "userRegistrationDetails", "auto")
 DEFAULT_SOURCE = "credentialUserRegistrationCount"
-# The contract names every source; those not built yet are refused rather than silently
-# polled as the default one.
-IMPLEMENTED_SOURCES = (DEFAULT_SOURCE,)
+DETAILS_SOURCE = "userRegistrationDetails"
+AUTO_SOURCE = "auto"
+SOURCES = (DEFAULT_SOURCE, DETAILS_SOURCE, AUTO_SOURCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,12 +385,6 @@ def _parse_settings(
     source = settings.values["source"]
     if source not in SOURCES:
         problems.add(settings.paths["source"], f"{source!r} is not one of {', '.join(SOURCES)}")
-        ok = False
-    elif source not in IMPLEMENTED_SOURCES:
-        problems.add(
-            settings.paths["source"],
-            f"{source!r} is not available in this version yet (use {DEFAULT_SOURCE})",
-        )
         ok = False
 
     stale_raw = settings.values["stale_after"]

@@ -34,12 +34,23 @@ from exporter.failures import (
     is_retryable_status,
 )
 from exporter.ratelimit import GraphRateLimiter, RateLimitedError
-from exporter.report import RegistrationReport, ReportParseError, parse_registration_report
+from exporter.report import (
+    DETAIL_FIELDS,
+    RegistrationDetailsCounter,
+    RegistrationReport,
+    ReportParseError,
+    parse_registration_report,
+)
 from exporter.transport import HttpResponse, ResponseBodyError, Transport
 
 log = logging.getLogger("exporter.graph")
 
 REPORT_PATH = "/beta/reports/getCredentialUserRegistrationCount()"
+# The successor report (application permission AuditLog.Read.All): one object per user, paged
+# through @odata.nextLink; only the fields counted are selected.
+DETAILS_PATH = "/v1.0/reports/authenticationMethods/userRegistrationDetails"
+DETAILS_QUERY = "$select=" + ",".join(DETAIL_FIELDS) + "&$top=999"
+MAX_DETAIL_PAGES = 10_000
 MAX_ATTEMPTS = 3
 MAX_THROTTLED_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 0.5
@@ -131,9 +142,63 @@ class GraphClient:
         deadline: float,
         tally: RequestTally | None = None,
     ) -> RegistrationReport:
-        """GET the report, retrying within ``deadline`` (a ``time.monotonic()`` value)."""
+        """GET getCredentialUserRegistrationCount, retrying within ``deadline`` (monotonic)."""
         tally = RequestTally() if tally is None else tally
         url = f"{tenant.endpoints.graph_host}{REPORT_PATH}"
+        document, request_id = await self._get_json(tenant, url, token, deadline, tally)
+        try:
+            return parse_registration_report(document)
+        except ReportParseError as err:
+            raise GraphError(
+                PollFailure(
+                    PARSE_ERROR, f"unusable report: {err}", http_status=200, request_id=request_id
+                )
+            ) from None
+
+    async def fetch_registration_details(
+        self,
+        tenant: TenantConfig,
+        token: AccessToken,
+        deadline: float,
+        tally: RequestTally | None = None,
+    ) -> RegistrationReport:
+        """Count users over every page of userRegistrationDetails; any failed page fails all.
+
+        Pages are fetched one after the other and counted as they come, so memory stays flat
+        whatever the tenant's size; each page is a request like any other (rate limits,
+        retries, the poll's deadline).
+        """
+        tally = RequestTally() if tally is None else tally
+        host = tenant.endpoints.graph_host
+        url: str | None = f"{host}{DETAILS_PATH}?{DETAILS_QUERY}"
+        counter = RegistrationDetailsCounter()
+        pages = 0
+        while url is not None:
+            if not url.startswith(f"{host}/"):
+                # Never send the tenant's token to a host other than its Graph.
+                raise GraphError(
+                    PollFailure(PARSE_ERROR, "@odata.nextLink points away from Graph", 200)
+                )
+            document, request_id = await self._get_json(tenant, url, token, deadline, tally)
+            pages += 1
+            try:
+                url = counter.add_page(document)
+            except ReportParseError as err:
+                message = f"unusable userRegistrationDetails page {pages}: {err}"
+                raise GraphError(PollFailure(PARSE_ERROR, message, 200, None, request_id)) from None
+            if pages > MAX_DETAIL_PAGES:
+                raise GraphError(PollFailure(PARSE_ERROR, f"more than {MAX_DETAIL_PAGES} pages"))
+        return counter.report()
+
+    async def _get_json(
+        self,
+        tenant: TenantConfig,
+        url: str,
+        token: AccessToken,
+        deadline: float,
+        tally: RequestTally,
+    ) -> tuple[Any, str]:
+        """GET ``url`` and decode its JSON, with retries; return (document, request id)."""
         failures = 0
         throttled = 0
         while True:
@@ -160,7 +225,7 @@ class GraphClient:
                 continue
 
             if response.status_code == 200:
-                return _parse_report(response, client_request_id)
+                return _decode_json(response, client_request_id)
 
             code, request_id, message = graph_error_details(response)
             failure = PollFailure(
@@ -222,10 +287,10 @@ class GraphClient:
         await self._sleep(delay)
 
 
-def _parse_report(response: HttpResponse, client_request_id: str) -> RegistrationReport:
+def _decode_json(response: HttpResponse, client_request_id: str) -> tuple[Any, str]:
     request_id = response.headers.get("request-id") or client_request_id
     try:
-        document = json.loads(response.body)
+        return json.loads(response.body), request_id
     except ValueError:
         content_type = response.headers.get("content-type", "unknown")
         raise GraphError(
@@ -234,13 +299,5 @@ def _parse_report(response: HttpResponse, client_request_id: str) -> Registratio
                 f"Graph answered 200 with a body that is not JSON (content-type {content_type})",
                 http_status=200,
                 request_id=request_id,
-            )
-        ) from None
-    try:
-        return parse_registration_report(document)
-    except ReportParseError as err:
-        raise GraphError(
-            PollFailure(
-                PARSE_ERROR, f"unusable report: {err}", http_status=200, request_id=request_id
             )
         ) from None

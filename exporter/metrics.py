@@ -61,8 +61,14 @@ class Family:
 REGISTRATION_USERS = Family(
     "entra_credential_registration_users",
     "gauge",
-    "Users per credential registration status, from Graph getCredentialUserRegistrationCount, "
-    "as of the last successful poll.",
+    "Users per credential registration status, from Graph getCredentialUserRegistrationCount "
+    "(or counted from userRegistrationDetails), as of the last successful poll.",
+)
+METHOD_USERS = Family(
+    "entra_authentication_method_users",
+    "gauge",
+    "Users per registered authentication method, counted from Graph userRegistrationDetails "
+    "methodsRegistered, as of the last successful poll.",
 )
 TENANT_USERS = Family(
     "entra_tenant_users",
@@ -103,11 +109,12 @@ THROTTLED_RESPONSES = Family(
     "counter",
     "Graph answers for the tenant that asked to slow down (429 or 503), retried or not.",
 )
-# Families with one or more lines per tenant, in exposition order; the first two are the
+# Families with one or more lines per tenant, in exposition order; the first three are the
 # report's and disappear when the report turns stale.
 TENANT_FAMILIES = (
     REGISTRATION_USERS,
     TENANT_USERS,
+    METHOD_USERS,
     TENANT_INFO,
     TENANT_UP,
     LAST_SUCCESS,
@@ -117,7 +124,7 @@ TENANT_FAMILIES = (
     GRAPH_REQUESTS,
     THROTTLED_RESPONSES,
 )
-REPORT_FAMILY_COUNT = 2
+REPORT_FAMILY_COUNT = 3
 
 RELOAD_OK = Family(
     "entra_exporter_config_last_reload_successful",
@@ -199,6 +206,7 @@ class TenantSnapshot:
             ),
             up=succeeded,
             polled=True,
+            source=result.source,
             last_result=result.result,
             last_success=result.finished_at if succeeded else self.last_success,
             last_poll_duration=result.duration,
@@ -214,6 +222,7 @@ def render_tenant_block(snapshot: TenantSnapshot) -> tuple[str, ...]:
     tenant = f'tenant="{escape_label_value(snapshot.name)}"'
     registration = ""
     users = ""
+    methods = ""
     if snapshot.report is not None:
         registration = "".join(
             f'{REGISTRATION_USERS.name}{{{tenant},registrationStatus="{escape_label_value(status)}"}}'
@@ -221,6 +230,10 @@ def render_tenant_block(snapshot: TenantSnapshot) -> tuple[str, ...]:
             for status, count in snapshot.report.users_by_status
         )
         users = f"{TENANT_USERS.name}{{{tenant}}} {snapshot.report.total_users}\n"
+        methods = "".join(
+            f'{METHOD_USERS.name}{{{tenant},method="{escape_label_value(method)}"}} {count}\n'
+            for method, count in snapshot.report.users_by_method
+        )
     info = (
         f'{TENANT_INFO.name}{{{tenant},tenant_id="{escape_label_value(snapshot.tenant_id)}",'
         f'cloud="{escape_label_value(snapshot.cloud)}",'
@@ -244,7 +257,19 @@ def render_tenant_block(snapshot: TenantSnapshot) -> tuple[str, ...]:
     tokens = f"{TOKEN_REQUESTS.name}{{{tenant}}} {snapshot.token_requests}\n"
     graph = f"{GRAPH_REQUESTS.name}{{{tenant}}} {snapshot.graph_requests}\n"
     throttled = f"{THROTTLED_RESPONSES.name}{{{tenant}}} {snapshot.throttled_responses}\n"
-    return (registration, users, info, up, last_success, duration, polls, tokens, graph, throttled)
+    return (
+        registration,
+        users,
+        methods,
+        info,
+        up,
+        last_success,
+        duration,
+        polls,
+        tokens,
+        graph,
+        throttled,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from exporter.auth import TenantTokenSource, TokenError
-from exporter.config import TenantConfig
+from exporter.auth import AccessToken, TenantTokenSource, TokenError
+from exporter.config import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
 from exporter.failures import AUTH_ERROR, SUCCESS, TIMEOUT, PollFailure
 from exporter.graph import GraphClient, GraphError, RequestTally
 from exporter.report import RegistrationReport
@@ -19,6 +19,8 @@ TIMEOUTS_PER_POLL = 4
 # The Graph client gives up at the budget with its own reason; this outer bound only catches
 # what has no deadline of its own (MSAL's token request).
 OUTER_GRACE_SECONDS = 0.5
+# What Graph answers for a report it no longer serves (with one of its error codes).
+GONE_STATUSES = (400, 404, 410)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,9 @@ class PollResult:
     duration: float
     finished_at: float
     tally: RequestTally = field(default_factory=RequestTally)
+    # The report the poll read (or tried to): credentialUserRegistrationCount or
+    # userRegistrationDetails; with source auto, the one it settled on.
+    source: str = DEFAULT_SOURCE
 
 
 def poll_budget(tenant: TenantConfig) -> float:
@@ -38,18 +43,45 @@ def poll_budget(tenant: TenantConfig) -> float:
     return min(tenant.interval * INTERVAL_SHARE, tenant.timeout * TIMEOUTS_PER_POLL)
 
 
+def seed_report_is_gone(failure: PollFailure) -> bool:
+    """True when Graph says the seed's report no longer exists or is unsupported."""
+    return failure.http_status in GONE_STATUSES and bool(failure.error_code)
+
+
+async def fetch_from_source(
+    graph: GraphClient,
+    tenant: TenantConfig,
+    source: str,
+    token: AccessToken,
+    deadline: float,
+    tally: RequestTally,
+) -> tuple[RegistrationReport, str]:
+    """The report from ``source``; ``auto`` falls back to the successor when the seed is gone."""
+    if source == DETAILS_SOURCE:
+        return await graph.fetch_registration_details(tenant, token, deadline, tally), source
+    try:
+        report = await graph.fetch_registration_report(tenant, token, deadline, tally)
+    except GraphError as err:
+        if source != AUTO_SOURCE or not seed_report_is_gone(err.failure):
+            raise
+        report = await graph.fetch_registration_details(tenant, token, deadline, tally)
+        return report, DETAILS_SOURCE
+    return report, DEFAULT_SOURCE
+
+
 async def _token_then_report(
     tenant: TenantConfig,
+    source: str,
     tokens: TenantTokenSource,
     graph: GraphClient,
     deadline: float,
     tally: RequestTally,
-) -> RegistrationReport:
+) -> tuple[RegistrationReport, str]:
     """Fetch the report; if Graph refuses a reused token (401), drop it and try once more."""
     for attempt in (1, 2):
         token = await tokens.get_token()
         try:
-            return await graph.fetch_registration_report(tenant, token, deadline, tally)
+            return await fetch_from_source(graph, tenant, source, token, deadline, tally)
         except GraphError as err:
             refused = err.failure.result == AUTH_ERROR and err.failure.http_status == 401
             if not refused:
@@ -61,9 +93,17 @@ async def _token_then_report(
 
 
 async def poll_tenant(
-    tenant: TenantConfig, tokens: TenantTokenSource, graph: GraphClient
+    tenant: TenantConfig,
+    tokens: TenantTokenSource,
+    graph: GraphClient,
+    source: str | None = None,
 ) -> PollResult:
-    """Acquire a token and fetch the tenant's report within :func:`poll_budget`."""
+    """Acquire a token and fetch the tenant's report within :func:`poll_budget`.
+
+    ``source`` overrides the configured one (an ``auto`` tenant that already switched).
+    """
+    source = source or tenant.source
+    used_source = DETAILS_SOURCE if source == DETAILS_SOURCE else DEFAULT_SOURCE
     started = time.monotonic()
     budget = poll_budget(tenant)
     deadline = started + budget
@@ -72,7 +112,9 @@ async def poll_tenant(
     tally = RequestTally()
     try:
         async with asyncio.timeout(budget + OUTER_GRACE_SECONDS):
-            report = await _token_then_report(tenant, tokens, graph, deadline, tally)
+            report, used_source = await _token_then_report(
+                tenant, source, tokens, graph, deadline, tally
+            )
     except (TokenError, GraphError) as err:
         failure = err.failure
     except TimeoutError:
@@ -84,4 +126,5 @@ async def poll_tenant(
         duration=time.monotonic() - started,
         finished_at=time.time(),
         tally=tally,
+        source=used_source,
     )

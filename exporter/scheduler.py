@@ -27,7 +27,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.auth import TenantTokenSource
-from exporter.config import DEFAULT_PER_APP, DEFAULT_PER_APP_PER_TENANT, Config, TenantConfig
+from exporter.config import (
+    AUTO_SOURCE,
+    DEFAULT_PER_APP,
+    DEFAULT_PER_APP_PER_TENANT,
+    DETAILS_SOURCE,
+    Config,
+    TenantConfig,
+)
 from exporter.failures import SUCCESS
 from exporter.graph import GraphClient
 from exporter.metrics import MetricsStore
@@ -55,6 +62,8 @@ def _auth_key(tenant: TenantConfig) -> tuple[object, ...]:
 class _TenantJob:
     tenant: TenantConfig
     tokens: TenantTokenSource
+    # For source auto: the report it settled on once the seed's report was gone.
+    settled_source: str | None = None
 
 
 class PollScheduler:
@@ -145,6 +154,8 @@ class PollScheduler:
             if _auth_key(old) != _auth_key(tenant):
                 # The old MSAL app (and its cached tokens) goes with the old credential.
                 job.tokens = self._token_source(tenant)
+            if old.source != tenant.source:
+                job.settled_source = None
             job.tenant = tenant
             if (old.interval, old.jitter) != (tenant.interval, tenant.jitter):
                 self._schedule(tenant)
@@ -181,9 +192,17 @@ class PollScheduler:
             return None
         tenant, tokens = job.tenant, job.tokens
         previous = self._store.snapshot(name)
-        result = await poll_tenant(tenant, tokens, self._graph)
+        result = await poll_tenant(tenant, tokens, self._graph, job.settled_source)
         if self._jobs.get(name) is not job:
             return result  # removed or replaced while polling: its numbers must not come back
+        if tenant.source == AUTO_SOURCE and result.source == DETAILS_SOURCE:
+            if job.settled_source != DETAILS_SOURCE:
+                log.warning(
+                    "Graph no longer serves getCredentialUserRegistrationCount for this tenant: "
+                    "switching to userRegistrationDetails (needs AuditLog.Read.All)",
+                    extra={"tenant": name},
+                )
+            job.settled_source = DETAILS_SOURCE
         snapshot = self._store.record_poll(tenant, result, tokens.token_requests)
         fields = {"tenant": name, "duration_seconds": round(result.duration, 3)}
         if result.result == SUCCESS:

@@ -25,10 +25,12 @@ import collections
 import contextlib
 import datetime as dt
 import email.utils
+import hashlib
 import ipaddress
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -69,6 +71,29 @@ GRAPH_FAULTS = (
 )
 TOKEN_FAULTS = ("invalid_client", "token_down")
 RANDOM_FAULTS = ("throttle", "error500", "error503", "reset", "malformed")
+DETAILS_PATHS = (
+    "/v1.0/reports/authenticationMethods/userRegistrationDetails",
+    "/beta/reports/authenticationMethods/userRegistrationDetails",
+)
+DETAIL_FLAGS = (
+    "isSsprRegistered",
+    "isSsprEnabled",
+    "isSsprCapable",
+    "isMfaRegistered",
+    "isMfaCapable",
+    "isPasswordlessCapable",
+)
+METHODS = (
+    "microsoftAuthenticatorPush",
+    "softwareOneTimePasscode",
+    "mobilePhone",
+    "email",
+    "fido2SecurityKey",
+    "windowsHelloForBusiness",
+    "microsoftAuthenticatorPasswordless",
+    "passKeyDeviceBound",
+)
+MAX_PAGE = 999
 REPORT_PATHS = (
     "/beta/reports/getCredentialUserRegistrationCount()",
     "/beta/reports/getCredentialUserRegistrationCount",
@@ -174,6 +199,10 @@ class SimTenant:
     shape: int = 0
     extra_status: bool = False
     fault_rate: float | None = None  # overrides the simulator's --fault-rate for this tenant
+    seed_gone: bool = False  # getCredentialUserRegistrationCount answers 400 (retired)
+    users: int | None = None  # userRegistrationDetails users (default: total_users)
+    fail_page: int | None = None  # this page of userRegistrationDetails answers 500
+    details_pages: int = 0
     total_users: int = 1000
     base_counts: dict[str, int] = field(default_factory=dict)
     token_requests: int = 0
@@ -252,6 +281,97 @@ def report_document(tenant: SimTenant, step: int) -> tuple[dict[str, Any], dict[
         ],
     }
     return body, truth
+
+
+def detail_user(tenant: SimTenant, index: int) -> dict[str, Any]:
+    """User ``index`` of the tenant, the same every time (nothing is stored)."""
+    digest = hashlib.blake2b(f"{tenant.tenant_id}:{index}".encode(), digest_size=16).digest()
+    # Thresholds out of 256 give each flag a plausible share of users.
+    flags = dict(
+        zip(
+            DETAIL_FLAGS,
+            (b < t for b, t in zip(digest[:6], (150, 200, 170, 190, 180, 40), strict=True)),
+            strict=True,
+        )
+    )
+    methods = [m for m, b in zip(METHODS, digest[6:14], strict=True) if b < 90]
+    return {
+        "id": str(uuid.UUID(bytes=digest, version=4)),
+        "userPrincipalName": f"user{index}@{tenant.name}.example",
+        "userDisplayName": f"User {index}",
+        "isAdmin": digest[14] < 3,
+        **flags,
+        "methodsRegistered": methods,
+        "userType": "guest" if digest[15] < 20 else "member",
+    }
+
+
+def tenant_users(tenant: SimTenant) -> int:
+    """How many users the tenant has in userRegistrationDetails."""
+    return tenant.users if tenant.users is not None else tenant.total_users
+
+
+def parse_filter(text: str | None) -> list[tuple[str, bool]]:
+    """``isMfaRegistered eq true and isSsprEnabled eq false`` → [(field, value), ...]."""
+    if not text:
+        return []
+    clauses = []
+    for clause in re.split(r"\s+and\s+", text.strip()):
+        match = re.fullmatch(r"(\w+)\s+eq\s+(true|false)", clause.strip())
+        if not match or match.group(1) not in DETAIL_FLAGS:
+            raise ValueError(f"Invalid filter clause: {clause}")
+        clauses.append((match.group(1), match.group(2) == "true"))
+    return clauses
+
+
+@dataclass(frozen=True, slots=True)
+class DetailsPage:
+    """One page of userRegistrationDetails."""
+
+    number: int
+    users: list[dict[str, Any]]
+    next_offset: int | None
+    count: int | None
+
+
+def details_page(tenant: SimTenant, params: dict[str, str], consistency: str | None) -> DetailsPage:
+    """The page that ``params`` ($select, $filter, $top, $skiptoken, $count) asks for."""
+    top = int(params.get("$top", MAX_PAGE))
+    if not 1 <= top <= MAX_PAGE:
+        raise ValueError(f"$top must be between 1 and {MAX_PAGE}")
+    offset = int(params.get("$skiptoken", "0"))
+    select = [f for f in params.get("$select", "").split(",") if f]
+    clauses = parse_filter(params.get("$filter"))
+    total = tenant_users(tenant)
+    count = None
+    if params.get("$count") == "true":
+        if (consistency or "").lower() != "eventual":
+            raise ValueError("$count requires the ConsistencyLevel: eventual header")
+        count = sum(
+            1 for i in range(total) if all(detail_user(tenant, i)[f] is v for f, v in clauses)
+        )
+    users: list[dict[str, Any]] = []
+    index = offset
+    while index < total and len(users) < top:
+        user = detail_user(tenant, index)
+        index += 1
+        if all(user[f] is v for f, v in clauses):
+            users.append({k: user[k] for k in select if k in user} if select else user)
+    return DetailsPage(offset // top, users, index if index < total else None, count)
+
+
+def details_truth(tenant: SimTenant) -> dict[str, Any]:
+    """What a full walk of userRegistrationDetails counts (computed, never stored per user)."""
+    flags = dict.fromkeys(DETAIL_FLAGS, 0)
+    methods: dict[str, int] = {}
+    total = tenant_users(tenant)
+    for index in range(total):
+        user = detail_user(tenant, index)
+        for flag in DETAIL_FLAGS:
+            flags[flag] += user[flag]
+        for method in user["methodsRegistered"]:
+            methods[method] = methods.get(method, 0) + 1
+    return {"users": total, "flags": flags, "methods": methods}
 
 
 def _b64url(data: bytes) -> str:
@@ -596,6 +716,8 @@ class _SimHandler(BaseHTTPRequestHandler):
         sim = self.sim
         if path in REPORT_PATHS:
             self._report()
+        elif path in DETAILS_PATHS:
+            self._details(urllib.parse.urlsplit(self.path).query)
         elif path.endswith("/v2.0/.well-known/openid-configuration"):
             tenant_key = path.split("/")[1]
             discovered = sim.find(tenant_key)
@@ -671,6 +793,8 @@ class _SimHandler(BaseHTTPRequestHandler):
                     certificate_pem=body.get("certificate_pem"),
                     federated_token=body.get("federated_token"),
                     shape=int(body.get("shape", 0)),
+                    users=int(body["users"]) if body.get("users") is not None else None,
+                    seed_gone=bool(body.get("seed_gone", False)),
                 )
             except (KeyError, TypeError, ValueError) as err:
                 self._json(400, {"error": str(err)})
@@ -719,17 +843,20 @@ class _SimHandler(BaseHTTPRequestHandler):
         self._json(200, sim.issue_token(tenant))
         self._record("token", tenant)
 
-    def _report(self) -> None:
-        sim = self.sim
+    def _graph_tenant(self) -> SimTenant | None:
+        """The tenant of the bearer token; answers 401 itself when there is none."""
         auth = self.headers.get("Authorization", "")
-        tenant = (
-            sim.tenant_for_token(auth[len("Bearer ") :]) if auth.startswith("Bearer ") else None
-        )
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+        tenant = self.sim.tenant_for_token(token) if token else None
         if tenant is None:
             self._graph_error(
                 401, "InvalidAuthenticationToken", "Access token is empty or invalid."
             )
-            return
+        return tenant
+
+    def _take_graph_fault(self, tenant: SimTenant) -> tuple[str | None, int]:
+        """Count a Graph request; pick its fault (queued or random) and wait the latency."""
+        sim = self.sim
         with sim.lock:
             tenant.graph_requests += 1
             fault = tenant.take_fault(GRAPH_FAULTS)
@@ -739,14 +866,63 @@ class _SimHandler(BaseHTTPRequestHandler):
             step = tenant.graph_requests
         if sim.latency:
             sim.stopping.wait(sim.latency)
+        return fault, step
+
+    def _report(self) -> None:
+        sim = self.sim
+        tenant = self._graph_tenant()
+        if tenant is None:
+            return
+        fault, step = self._take_graph_fault(tenant)
         if fault is not None:
             self._fault(fault)
+            return
+        if tenant.seed_gone:
+            self._graph_error(
+                400,
+                "BadRequest",
+                "Resource not found for the segment 'getCredentialUserRegistrationCount'.",
+            )
             return
         body, truth = report_document(tenant, step)
         with sim.lock:
             tenant.last_report = truth
         self._json(200, body, {"request-id": str(uuid.uuid4())})
         self._record("report", tenant)
+
+    def _details(self, query: str) -> None:
+        """One page of userRegistrationDetails, generated from the tenant's seed."""
+        tenant = self._graph_tenant()
+        if tenant is None:
+            return
+        fault, _ = self._take_graph_fault(tenant)
+        if fault is not None:
+            self._fault(fault)
+            return
+        params = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
+        try:
+            page = details_page(tenant, params, self.headers.get("ConsistencyLevel"))
+        except ValueError as err:
+            self._graph_error(400, "BadRequest", str(err))
+            return
+        if tenant.fail_page is not None and page.number == tenant.fail_page:
+            self._graph_error(500, "InternalServerError", "Something went wrong on this page.")
+            return
+        body: dict[str, Any] = {
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata"
+            "#reports/authenticationMethods/userRegistrationDetails",
+            "value": page.users,
+        }
+        if page.count is not None:
+            body["@odata.count"] = page.count
+        if page.next_offset is not None:
+            next_params = {**params, "$skiptoken": str(page.next_offset)}
+            next_query = urllib.parse.urlencode(next_params, safe="$,")
+            body["@odata.nextLink"] = f"{self.sim.base_url}{DETAILS_PATHS[0]}?{next_query}"
+        with self.sim.lock:
+            tenant.details_pages += 1
+        self._json(200, body, {"request-id": str(uuid.uuid4())})
+        self._record("details", tenant)
 
     def _fault(self, fault: str) -> None:
         if fault == "throttle":

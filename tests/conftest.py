@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.config import Config
+from exporter.metrics import MetricsStore
+from exporter.poll import PollResult
+from exporter.scheduler import PollScheduler
 from exporter.simulator import Simulator
+from exporter.transport import Transport, build_ssl_context
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -195,3 +200,37 @@ def run_cli(
         env={**os.environ, **(env or {})},
         cwd=REPO,
     )
+
+
+class Poller:
+    """The exporter's polling machinery in-process, against the simulator."""
+
+    def __init__(self, config: Config) -> None:
+        self.store = MetricsStore()
+        self.transport = Transport(build_ssl_context(config.tls_ca_file), config.concurrency)
+        self.scheduler = PollScheduler(self.store, self.transport, config.concurrency)
+        self.scheduler.apply(config)
+
+    async def poll(self, name: str) -> PollResult:
+        result = await self.scheduler.poll(name)
+        assert result is not None
+        return result
+
+    async def close(self) -> None:
+        self.scheduler.shutdown()
+        await self.transport.aclose()
+
+
+@pytest.fixture
+async def make_poller() -> AsyncIterator[Callable[[Config], Poller]]:
+    """Pollers for configs; each is closed at the end of the test."""
+    pollers: list[Poller] = []
+
+    def make(config: Config) -> Poller:
+        poller = Poller(config)
+        pollers.append(poller)
+        return poller
+
+    yield make
+    for poller in pollers:
+        await poller.close()

@@ -63,9 +63,9 @@ def test_tenant_block_exact_lines() -> None:
         'entra_credential_registration_users{tenant="a\\"b\\\\c",registrationStatus="mfaRegistered"} 30\n'
     )
     assert lines[1] == 'entra_tenant_users{tenant="a\\"b\\\\c"} 100\n'
-    assert lines[3] == 'entra_exporter_tenant_up{tenant="a\\"b\\\\c"} 1\n'
+    assert lines[4] == 'entra_exporter_tenant_up{tenant="a\\"b\\\\c"} 1\n'
     assert (
-        lines[4]
+        lines[5]
         == 'entra_exporter_last_success_timestamp_seconds{tenant="a\\"b\\\\c"} 1.7000000005e+09\n'
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,44 +13,8 @@ import yaml
 
 from exporter.auth import msal_client_credential
 from exporter.config import Config, load_config
-from exporter.metrics import MetricsStore
-from exporter.poll import PollResult
-from exporter.scheduler import PollScheduler
 from exporter.simulator import SimTenant
-from exporter.transport import Transport, build_ssl_context
-from tests.conftest import SimEnv, run_cli
-
-
-class Poller:
-    def __init__(self, config: Config) -> None:
-        self.store = MetricsStore()
-        self.transport = Transport(build_ssl_context(config.tls_ca_file), config.concurrency)
-        self.scheduler = PollScheduler(self.store, self.transport, config.concurrency)
-        self.scheduler.apply(config)
-
-    async def poll(self, name: str) -> PollResult:
-        result = await self.scheduler.poll(name)
-        assert result is not None
-        return result
-
-    async def close(self) -> None:
-        self.scheduler.shutdown()
-        await self.transport.aclose()
-
-
-@pytest.fixture
-async def make_poller() -> AsyncIterator[Callable[[Config], Poller]]:
-    pollers: list[Poller] = []
-
-    def make(config: Config) -> Poller:
-        poller = Poller(config)
-        pollers.append(poller)
-        return poller
-
-    yield make
-    for poller in pollers:
-        await poller.close()
-
+from tests.conftest import Poller, SimEnv, run_cli
 
 # fault → (result, HTTP status, Graph's or the identity provider's error code)
 FAULT_RESULTS = [
