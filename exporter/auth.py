@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import msal
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from exporter.config import (
     CertificateCredential,
     ClientSecretCredential,
+    ManagedIdentityCredential,
     TenantConfig,
     WorkloadIdentityCredential,
 )
@@ -59,11 +62,15 @@ def msal_client_credential(tenant: TenantConfig) -> str | dict[str, Any]:
     if isinstance(credential, ClientSecretCredential):
         return credential.secret.reveal()
     if isinstance(credential, CertificateCredential):
-        # public_certificate makes MSAL (1.35+) sign with the certificate's SHA-256 thumbprint.
-        value: dict[str, Any] = {
-            "private_key": credential.private_key_pem.reveal(),
-            "public_certificate": credential.certificate_pem,
-        }
+        value: dict[str, Any] = {"private_key": credential.private_key_pem.reveal()}
+        if credential.send_x5c:
+            # MSAL (1.35+) signs with the certificate's SHA-256 thumbprint and sends the
+            # certificate chain (x5c), which subject name + issuer auth needs.
+            value["public_certificate"] = credential.certificate_pem
+        else:
+            # Only the (SHA-1) thumbprint, as Entra's certificate credentials accept it.
+            certificate = x509.load_pem_x509_certificate(credential.certificate_pem.encode())
+            value["thumbprint"] = certificate.fingerprint(hashes.SHA1()).hex()  # noqa: S303
         if credential.passphrase is not None:
             value["passphrase"] = credential.passphrase.reveal()
         return value
@@ -90,8 +97,15 @@ class TenantTokenSource:
     def __init__(self, tenant: TenantConfig, transport: Transport, executor: Executor) -> None:
         self.tenant = tenant
         self._executor = executor
-        self._http = MsalHttpAdapter(transport, timeout=tenant.timeout)
+        self._http = MsalHttpAdapter(
+            transport,
+            timeout=tenant.timeout,
+            counted_method="GET"
+            if isinstance(tenant.credential, ManagedIdentityCredential)
+            else "POST",
+        )
         self._app: msal.ConfidentialClientApplication | None = None
+        self._managed: Any = None
         self._build_lock = threading.Lock()
         # The last token and the monotonic time until which it is reused without asking MSAL.
         self._reusable: tuple[AccessToken, float] | None = None
@@ -100,6 +114,17 @@ class TenantTokenSource:
     def token_requests(self) -> int:
         """Requests sent to the token endpoint so far (cache hits send none)."""
         return self._http.token_requests
+
+    def _build_managed_identity(self, credential: ManagedIdentityCredential) -> Any:
+        with self._build_lock:
+            if self._managed is None:
+                identity: Any = (
+                    msal.UserAssignedManagedIdentity(client_id=credential.client_id)
+                    if credential.client_id
+                    else msal.SystemAssignedManagedIdentity()
+                )
+                self._managed = msal.ManagedIdentityClient(identity, http_client=self._http)
+            return self._managed
 
     def _build_app(self) -> msal.ConfidentialClientApplication:
         with self._build_lock:
@@ -115,8 +140,15 @@ class TenantTokenSource:
             return self._app
 
     def _acquire(self) -> dict[str, Any]:
+        credential = self.tenant.credential
+        result: dict[str, Any]
+        if isinstance(credential, ManagedIdentityCredential):
+            # The identity endpoint (IMDS) answers GETs; the token is for Graph as a resource.
+            client = self._build_managed_identity(credential)
+            result = client.acquire_token_for_client(resource=self.tenant.endpoints.graph_host)
+            return result
         app = self._build_app()
-        result: dict[str, Any] = app.acquire_token_for_client(scopes=[self.tenant.graph_scope])
+        result = app.acquire_token_for_client(scopes=[self.tenant.graph_scope])
         return result
 
     async def get_token(self) -> AccessToken:

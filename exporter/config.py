@@ -94,6 +94,8 @@ class CertificateCredential:
     private_key_file: str
     certificate_file: str
     passphrase: Secret | None = None
+    # Send the certificate (x5c) with each assertion, for subject name + issuer auth.
+    send_x5c: bool = True
 
     @property
     def kind(self) -> str:
@@ -111,7 +113,23 @@ class WorkloadIdentityCredential:
         return "workload_identity"
 
 
-Credential = ClientSecretCredential | CertificateCredential | WorkloadIdentityCredential
+@dataclass(frozen=True, slots=True)
+class ManagedIdentityCredential:
+    """An Azure managed identity: system-assigned (``client_id`` None) or user-assigned."""
+
+    client_id: str | None
+
+    @property
+    def kind(self) -> str:
+        return "managed_identity"
+
+
+Credential = (
+    ClientSecretCredential
+    | CertificateCredential
+    | WorkloadIdentityCredential
+    | ManagedIdentityCredential
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +276,14 @@ _TOP_KEYS = {
     "tls_ca_file",
     "tenants",
 }
-_CREDENTIAL_KEYS = ("client_secret", "client_secret_file", "certificate", "workload_identity")
+_CREDENTIAL_KEYS = (
+    "client_secret",
+    "client_secret_file",
+    "certificate",
+    "workload_identity",
+    "managed_identity",
+)
+SYSTEM_MANAGED_IDENTITY = "system"
 _TENANT_KEYS = {"name", "tenant_id", "client_id", *_CREDENTIAL_KEYS, *_DEFAULTS_KEYS}
 _BUILTIN_DEFAULTS: dict[str, str] = {
     "interval": "10m",
@@ -459,6 +484,8 @@ def _parse_credential(
         return ClientSecretCredential(Secret(secret), secret_file=file_name)
     if key == "certificate":
         return _parse_certificate(value, key_path, problems)
+    if key == "managed_identity":
+        return _parse_managed_identity(value, key_path, problems)
     # workload_identity
     if value is not True:
         problems.add(key_path, "must be true (or absent)")
@@ -473,11 +500,35 @@ def _parse_credential(
     return WorkloadIdentityCredential(token_file)
 
 
+def _parse_managed_identity(
+    value: Any, path: str, problems: _Problems
+) -> ManagedIdentityCredential | None:
+    if value == SYSTEM_MANAGED_IDENTITY:
+        return ManagedIdentityCredential(None)
+    if isinstance(value, dict):
+        _check_keys(value, {"client_id"}, path, problems)
+        client_id = _string(value.get("client_id"), _join(path, "client_id"), problems)
+        if client_id and not is_guid(client_id):
+            problems.add(_join(path, "client_id"), f"{client_id!r} is not a GUID")
+            return None
+        return ManagedIdentityCredential(client_id) if client_id else None
+    problems.add(
+        path, "must be 'system' or a mapping with the client_id of a user-assigned identity"
+    )
+    return None
+
+
 def _parse_certificate(value: Any, path: str, problems: _Problems) -> CertificateCredential | None:
     if not isinstance(value, dict):
         problems.add(path, "must be a mapping with private_key_file and certificate_file")
         return None
-    _check_keys(value, {"private_key_file", "certificate_file", "passphrase"}, path, problems)
+    _check_keys(
+        value, {"private_key_file", "certificate_file", "passphrase", "send_x5c"}, path, problems
+    )
+    send_x5c = value.get("send_x5c", True)
+    if not isinstance(send_x5c, bool):
+        problems.add(_join(path, "send_x5c"), "must be true or false")
+        return None
     key_file = _string(value.get("private_key_file"), _join(path, "private_key_file"), problems)
     cert_file = _string(value.get("certificate_file"), _join(path, "certificate_file"), problems)
     passphrase_raw = value.get("passphrase")
@@ -520,6 +571,7 @@ def _parse_certificate(value: Any, path: str, problems: _Problems) -> Certificat
         private_key_file=key_file,
         certificate_file=cert_file,
         passphrase=Secret(passphrase_raw) if passphrase_raw else None,
+        send_x5c=send_x5c,
     )
 
 
@@ -664,8 +716,17 @@ def _parse_tenant(
     tenant_id = _string(node.get("tenant_id"), f"{path}.tenant_id", problems)
     if tenant_id and not (is_guid(tenant_id) or is_domain(tenant_id)):
         problems.add(f"{path}.tenant_id", f"{tenant_id!r} is neither a GUID nor a domain name")
-    client_id = _string(node.get("client_id"), f"{path}.client_id", problems)
-    if client_id and not is_guid(client_id):
+    managed = node.get("managed_identity") not in (None, False)
+    # A managed identity is its own application: client_id is only a rate-limit key then.
+    client_id = _string(node.get("client_id"), f"{path}.client_id", problems, required=not managed)
+    if managed and client_id is None:
+        identity = node.get("managed_identity")
+        client_id = (
+            str(identity.get("client_id"))
+            if isinstance(identity, dict) and identity.get("client_id")
+            else f"managed-identity:{node.get('tenant_id')}"
+        )
+    elif client_id and not is_guid(client_id):
         problems.add(f"{path}.client_id", f"{client_id!r} is not a GUID (the application ID)")
     name: str | None = tenant_id
     if "name" in node:

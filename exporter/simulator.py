@@ -50,6 +50,7 @@ from typing import Any
 import jwt
 import yaml
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -200,6 +201,8 @@ class SimTenant:
     extra_status: bool = False
     fault_rate: float | None = None  # overrides the simulator's --fault-rate for this tenant
     seed_gone: bool = False  # getCredentialUserRegistrationCount answers 400 (retired)
+    trusted_issuer_pem: str | None = None  # subject name + issuer auth: trust this CA
+    managed_identity: str | None = None  # "system", or a user-assigned identity's client_id
     users: int | None = None  # userRegistrationDetails users (default: total_users)
     fail_page: int | None = None  # this page of userRegistrationDetails answers 500
     details_pages: int = 0
@@ -584,21 +587,49 @@ class Simulator:
             if secrets.compare_digest(assertion, tenant.federated_token):
                 return None
             return "AADSTS700213: No matching federated identity record found."
-        if tenant.certificate_pem is None:
+        if tenant.certificate_pem is None and tenant.trusted_issuer_pem is None:
             return "AADSTS700027: Client assertion failed signature validation."
         return _check_certificate_assertion(assertion, tenant, token_url)
 
 
+def _assertion_certificate(header: dict[str, Any], tenant: SimTenant) -> x509.Certificate | str:
+    """The certificate an assertion is signed with, or why it is not acceptable.
+
+    Either the app registration holds the certificate (matched by its SHA-256 or SHA-1
+    thumbprint), or it trusts an issuer and the assertion carries the chain (x5c) for
+    subject name + issuer authentication.
+    """
+    if tenant.certificate_pem is not None:
+        cert = x509.load_pem_x509_certificate(tenant.certificate_pem.encode())
+        sha256 = _b64url(cert.fingerprint(hashes.SHA256()))
+        sha1 = _b64url(cert.fingerprint(hashes.SHA1()))  # noqa: S303 - what x5t is
+        # MSAL keeps the base64 padding.
+        if str(header.get("x5t#S256", "")).rstrip("=") == sha256:
+            return cert
+        if str(header.get("x5t", "")).rstrip("=") == sha1:
+            return cert
+        return "AADSTS700027: The certificate with thumbprint was not registered on the app."
+    assert tenant.trusted_issuer_pem is not None
+    chain = header.get("x5c")
+    if not isinstance(chain, list) or not chain:
+        return "AADSTS700027: Subject name + issuer auth needs the certificate chain (x5c)."
+    try:
+        leaf = x509.load_der_x509_certificate(base64.b64decode(chain[0]))
+        issuer = x509.load_pem_x509_certificate(tenant.trusted_issuer_pem.encode())
+        leaf.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return "AADSTS700027: The certificate is not issued by the trusted issuer."
+    return leaf
+
+
 def _check_certificate_assertion(assertion: str, tenant: SimTenant, token_url: str) -> str | None:
-    assert tenant.certificate_pem is not None
-    cert = x509.load_pem_x509_certificate(tenant.certificate_pem.encode())
-    thumbprint = _b64url(cert.fingerprint(hashes.SHA256()))
     try:
         header = jwt.get_unverified_header(assertion)
     except jwt.PyJWTError:
         return "AADSTS50027: JWT token is invalid or malformed."
-    if str(header.get("x5t#S256", "")).rstrip("=") != thumbprint:  # MSAL keeps the padding
-        return "AADSTS700027: The certificate with thumbprint was not registered on the app."
+    cert = _assertion_certificate(header, tenant)
+    if isinstance(cert, str):
+        return cert
     try:
         jwt.decode(
             assertion,
@@ -755,6 +786,8 @@ class _SimHandler(BaseHTTPRequestHandler):
                 },
             )
             self._record("discovery", discovered)
+        elif path == "/metadata/identity/oauth2/token":
+            self._managed_identity_token(urllib.parse.urlsplit(self.path).query)
         elif path == "/_sim/stats":
             self._json(200, sim.stats())
         elif path == "/_sim/events":
@@ -889,6 +922,29 @@ class _SimHandler(BaseHTTPRequestHandler):
             tenant.last_report = truth
         self._json(200, body, {"request-id": str(uuid.uuid4())})
         self._record("report", tenant)
+
+    def _managed_identity_token(self, query: str) -> None:
+        """Azure's instance metadata service: a token for the VM's managed identity."""
+        if self.headers.get("Metadata") != "true":
+            self._json(400, {"error": "invalid_request", "error_description": "Metadata header"})
+            return
+        params = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
+        wanted = params.get("client_id") or "system"
+        with self.sim.lock:
+            tenant = next(
+                (t for t in self.sim.tenants.values() if t.managed_identity == wanted), None
+            )
+        if tenant is None:
+            self._json(400, {"error": "invalid_request", "error_description": "Identity not found"})
+            return
+        with self.sim.lock:
+            tenant.token_requests += 1
+        token = self.sim.issue_token(tenant)
+        self._json(
+            200,
+            {**token, "expires_in": str(token["expires_in"]), "resource": params.get("resource")},
+        )
+        self._record("token", tenant)
 
     def _details(self, query: str) -> None:
         """One page of userRegistrationDetails, generated from the tenant's seed."""

@@ -173,10 +173,12 @@ class MsalHttpAdapter:
     ``token_requests`` counts POSTs to the token endpoint (cache hits send none).
     """
 
-    def __init__(self, transport: Transport, timeout: float) -> None:
+    def __init__(self, transport: Transport, timeout: float, counted_method: str = "POST") -> None:
         self._transport = transport
         self.timeout = timeout
         self.token_requests = 0
+        # Token requests are POSTs to a token endpoint, or GETs to a managed-identity endpoint.
+        self._counted_method = counted_method
 
     def _send(
         self,
@@ -212,7 +214,8 @@ class MsalHttpAdapter:
         **_: Any,
     ) -> MsalResponse:
         """HTTP POST, as MSAL calls it (token requests)."""
-        self.token_requests += 1
+        if self._counted_method == "POST":
+            self.token_requests += 1
         return self._send("POST", url, params, data, headers)
 
     def get(
@@ -222,5 +225,7 @@ class MsalHttpAdapter:
         headers: Mapping[str, str] | None = None,
         **_: Any,
     ) -> MsalResponse:
-        """HTTP GET, as MSAL calls it (OpenID discovery)."""
+        """HTTP GET, as MSAL calls it (OpenID discovery, managed-identity tokens)."""
+        if self._counted_method == "GET":
+            self.token_requests += 1
         return self._send("GET", url, params, None, headers)
