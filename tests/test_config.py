@@ -323,6 +323,7 @@ def test_example_config_validates(tmp_path: Path) -> None:
         "client_secret_file",
         "certificate",
         "workload_identity",
+        "managed_identity",
     ]
     assert os.environ.get("CONTOSO_SECRET") is None
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.simulator import Simulator
+from exporter.simulator import Simulator, details_truth
 from tests.conftest import (
     REPO,
     ExporterProcess,
@@ -25,6 +25,7 @@ from tests.conftest import (
 )
 
 DASHBOARD = REPO / "deploy" / "grafana" / "entra-registration.json"
+DETAILS_TENANT = "tenant-0002"
 RULES = REPO / "deploy" / "prometheus" / "alerts.yml"
 
 pytestmark = pytest.mark.skipif(
@@ -85,6 +86,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulator,
     config_file = workdir / "config.yaml"
     sim.write_config(config_file, str(workdir / "ca.pem"), interval=1.0, jitter=0.0, timeout=2.0)
     allow_fast_polling(config_file)
+    # One tenant reads the successor report, so the dashboard's method panels have data too.
+    details_tenant = sim.find(DETAILS_TENANT)
+    assert details_tenant is not None
+    details_tenant.users = 300
+    document = yaml.safe_load(config_file.read_text())
+    next(t for t in document["tenants"] if t["name"] == DETAILS_TENANT)["source"] = (
+        "userRegistrationDetails"
+    )
+    config_file.write_text(yaml.safe_dump(document))
+    config_file.chmod(0o600)
     exporter = ExporterProcess([f"--config.file={config_file}"])
     prometheus = Prometheus(workdir, f"127.0.0.1:{exporter.port}")
     try:
@@ -111,6 +122,8 @@ def test_report_gauges_arrive_with_graphs_numbers(stack: tuple[Simulator, Promet
             prometheus.query("entra_credential_registration_users"), "tenant", "registrationStatus"
         )
         for name, tenant in truth.items():
+            if name == DETAILS_TENANT:
+                continue  # checked against the successor report's truth below
             report = tenant["last_report"]
             assert users[(name,)] == report["totalUserCount"]
             for status, count in report["userRegistrationCounts"].items():
@@ -118,6 +131,11 @@ def test_report_gauges_arrive_with_graphs_numbers(stack: tuple[Simulator, Promet
         return True
 
     wait_until(matches, timeout=20)
+    details = details_truth(sim.find(DETAILS_TENANT))  # type: ignore[arg-type]
+    users = by_labels(prometheus.query("entra_tenant_users"), "tenant")
+    assert users[(DETAILS_TENANT,)] == details["users"]
+    methods = by_labels(prometheus.query("entra_authentication_method_users"), "tenant", "method")
+    assert {m: v for (t, m), v in methods.items() if t == DETAILS_TENANT} == details["methods"]
 
 
 def test_health_metrics_arrive_with_the_right_labels(stack: tuple[Simulator, Prometheus]) -> None:
@@ -137,6 +155,10 @@ def test_health_metrics_arrive_with_the_right_labels(stack: tuple[Simulator, Pro
     }
     info = prometheus.query("entra_tenant_info")
     assert {r["metric"]["cloud"] for r in info} == {"custom"}
+    assert {r["metric"]["source"] for r in info} == {
+        "credentialUserRegistrationCount",
+        "userRegistrationDetails",
+    }
     assert prometheus.query("entra_exporter_config_last_reload_successful == 1")
     assert prometheus.query("entra_exporter_build_info")
     assert len(prometheus.query("time() - entra_exporter_last_success_timestamp_seconds < 10")) == 3
