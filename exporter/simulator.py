@@ -1037,6 +1037,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval", default="30s", help="interval written into --config-out")
     parser.add_argument("--jitter", default="1s", help="jitter written into --config-out")
     parser.add_argument("--timeout", default="10s", help="timeout written into --config-out")
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=None,
+        help="users per tenant in userRegistrationDetails (default: the tenant's user count)",
+    )
+    parser.add_argument(
+        "--gone-tenants",
+        type=int,
+        default=0,
+        help="the first N tenants answer the seed's report as gone (for source auto)",
+    )
     parser.add_argument("--config-out", help="write a ready exporter config here")
     parser.add_argument("--ca-out", help="write the CA bundle here (default: next to --config-out)")
     return parser
@@ -1066,6 +1078,9 @@ def main(argv: list[str] | None = None) -> int:
         hang_seconds=hang,
         seed=args.seed,
     )
+    for index, tenant in enumerate(sim.tenants.values()):
+        tenant.users = args.users
+        tenant.seed_gone = index < args.gone_tenants
     url = sim.start(args.listen)
     ca_out = args.ca_out or (
         str(Path(args.config_out).with_name("simulator-ca.pem")) if args.config_out else None
