@@ -42,6 +42,17 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
     raise TimeoutError(f"{what} not reached within {timeout}s")
 
 
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, wait up to 10 s, then kill."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @dataclass(frozen=True)
 class ProcessSample:
     """Resource use of a process, read from /proc."""
@@ -131,12 +142,7 @@ class SimulatorProcess:
 
     def stop(self) -> None:
         """Stop the simulator."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        terminate(self.proc)
 
 
 class ExporterProcess:
@@ -182,12 +188,6 @@ class ExporterProcess:
 
     def stop(self) -> int:
         """SIGTERM and wait."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self._log.close()
         return int(self.proc.returncode)
