@@ -260,19 +260,32 @@ async def serve_forever(settings: Settings, config: Config, web: WebConfig) -> i
 def run_demo(settings: Settings) -> int:
     """Start the embedded simulator with a few tenants and run the exporter against it."""
     simulator = Simulator(tenants=DEMO_TENANTS, seed=20261124)
+    tenants = list(simulator.tenants.values())
     # One demo tenant fails now and then, to show what failures look like.
-    flaky = list(simulator.tenants.values())[-1]
+    flaky = tenants[-1]
     flaky.fault_rate = 0.3
+    # One has lost the seed's report: with source auto it moves to userRegistrationDetails.
+    retired = tenants[-2]
+    retired.seed_gone = True
+    retired.users = 800
     url = simulator.start("127.0.0.1:0")
     with tempfile.TemporaryDirectory(prefix="entra-demo-") as workdir:
         ca_file = str(Path(workdir) / "simulator-ca.pem")
         config_file = str(Path(workdir) / "config.yaml")
         simulator.write_ca(ca_file)
-        simulator.write_config(config_file, ca_file, interval=15.0, jitter=0.5, timeout=5.0)
+        simulator.write_config(
+            config_file,
+            ca_file,
+            interval=15.0,
+            jitter=0.5,
+            timeout=5.0,
+            sources={retired.name: "auto"},
+        )
         host, port = parse_listen_address(settings.listen_address)
         log.info(
             f"demo: simulator at {url} with {DEMO_TENANTS} tenants ({flaky.name} fails now and "
-            f"then); metrics at http://{host or 'localhost'}:{port}{settings.telemetry_path}",
+            f"then; {retired.name} reads userRegistrationDetails); "
+            f"metrics at http://{host or 'localhost'}:{port}{settings.telemetry_path}",
         )
         demo_settings = dataclasses.replace(settings, config_file=config_file)
         try:

@@ -518,9 +518,18 @@ class Simulator:
         Path(path).write_bytes(self.tls.ca_pem)
 
     def exporter_config(
-        self, ca_file: str, interval: float = 30.0, jitter: float = 1.0, timeout: float = 10.0
+        self,
+        ca_file: str,
+        interval: float = 30.0,
+        jitter: float = 1.0,
+        timeout: float = 10.0,
+        sources: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """A ready exporter config (as a YAML-able dict) for every simulated tenant."""
+        """A ready exporter config (as a YAML-able dict) for every simulated tenant.
+
+        ``sources`` sets the ``source`` of some tenants, by name.
+        """
+        sources = sources or {}
         with self.lock:
             tenants = [
                 {
@@ -528,6 +537,7 @@ class Simulator:
                     "tenant_id": t.tenant_id,
                     "client_id": t.client_id,
                     "client_secret": t.secret,
+                    **({"source": sources[t.name]} if t.name in sources else {}),
                 }
                 for t in self.tenants.values()
                 if t.secret
@@ -545,7 +555,7 @@ class Simulator:
             "tenants": tenants,
         }
 
-    def write_config(self, path: str | os.PathLike[str], ca_file: str, **kwargs: float) -> None:
+    def write_config(self, path: str | os.PathLike[str], ca_file: str, **kwargs: Any) -> None:
         """Write :meth:`exporter_config` as YAML, readable by its owner only (it holds secrets)."""
         text = yaml.safe_dump(self.exporter_config(ca_file, **kwargs), sort_keys=False)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -241,3 +241,22 @@ def test_sigterm_stops_within_five_seconds_and_releases_the_port(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", exporter.port))
         sock.listen()
+
+
+def test_demo_serves_report_gauges_for_every_demo_tenant_within_10_seconds(
+    start_exporter: Callable[..., ExporterProcess],
+) -> None:
+    exporter = start_exporter("--demo")
+    started = time.monotonic()
+
+    def every_tenant_reported() -> bool:
+        values = samples(exporter.metrics())
+        reported = {labels[0][1] for name, labels in values if name == "entra_tenant_users"}
+        return reported >= {"tenant-0000", "tenant-0001", "tenant-0002"}
+
+    wait_until(every_tenant_reported, timeout=10)
+    assert time.monotonic() - started < 10
+    text = exporter.metrics()
+    assert 'source="userRegistrationDetails"' in text  # the retired tenant switched
+    assert exporter.stop() == 0
+    assert "Traceback" not in exporter.log_text()
