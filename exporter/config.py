@@ -467,7 +467,9 @@ def _parse_credential(
     value = node[key]
     if key == "client_secret":
         if not isinstance(value, str) or not value:
-            problems.add(key_path, "must be a non-empty string")
+            problems.add(
+                key_path, "must be a non-empty string (quote a secret that looks like a number)"
+            )
             return None
         return ClientSecretCredential(Secret(value))
     if key == "client_secret_file":
