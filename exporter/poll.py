@@ -38,9 +38,17 @@ class PollResult:
     source: str = DEFAULT_SOURCE
 
 
-def poll_budget(tenant: TenantConfig) -> float:
-    """Hard overall deadline of one poll, in seconds."""
-    return min(tenant.interval * INTERVAL_SHARE, tenant.timeout * TIMEOUTS_PER_POLL)
+def poll_budget(tenant: TenantConfig, source: str | None = None) -> float:
+    """Hard overall deadline of one poll, in seconds.
+
+    One report call gets a few request timeouts; paging through userRegistrationDetails
+    (``source`` being it, or ``auto`` which may switch to it) gets the whole share of the
+    interval, since a large tenant is many pages at Graph's 5 requests per 10 seconds.
+    """
+    share = tenant.interval * INTERVAL_SHARE
+    if (source or tenant.source) in (DETAILS_SOURCE, AUTO_SOURCE):
+        return share
+    return min(share, tenant.timeout * TIMEOUTS_PER_POLL)
 
 
 def seed_report_is_gone(failure: PollFailure) -> bool:
@@ -105,7 +113,7 @@ async def poll_tenant(
     source = source or tenant.source
     used_source = DETAILS_SOURCE if source == DETAILS_SOURCE else DEFAULT_SOURCE
     started = time.monotonic()
-    budget = poll_budget(tenant)
+    budget = poll_budget(tenant, source)
     deadline = started + budget
     report: RegistrationReport | None = None
     failure: PollFailure | None = None

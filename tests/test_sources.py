@@ -163,3 +163,14 @@ def test_simulator_select_filter_count_and_paging() -> None:
         details_page(tenant, {"$count": "true"}, None)
     with pytest.raises(ValueError, match="Invalid filter"):
         parse_filter("userPrincipalName eq 'x'")
+
+
+def test_paging_sources_get_the_whole_interval_as_their_budget(sim_env: SimEnv) -> None:
+    from exporter.poll import poll_budget
+
+    set_source(sim_env, "credentialUserRegistrationCount", interval="10m", timeout="30s")
+    tenant = load_config(sim_env.config_file).tenants[0]
+    assert poll_budget(tenant) == 120  # 4 request timeouts for one report call
+    assert poll_budget(tenant, "userRegistrationDetails") == 540  # 0.9 x interval for paging
+    set_source(sim_env, "auto", interval="10m", timeout="30s")
+    assert poll_budget(load_config(sim_env.config_file).tenants[0]) == 540
