@@ -87,6 +87,7 @@ class PollScheduler:
             self._on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR
         )
         self.heartbeat = time.monotonic()
+        self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -103,6 +104,7 @@ class PollScheduler:
 
     def shutdown(self) -> None:
         """Stop scheduling and cancel the polls in flight."""
+        self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -183,7 +185,12 @@ class PollScheduler:
     # ------------------------------------------------------------------ polling
 
     async def _poll_job(self, name: str) -> None:
-        await self.poll(name)
+        try:
+            await self.poll(name)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # Cancelled by shutdown: the end of a poll nobody waits for, not an error.
 
     async def poll(self, name: str) -> PollResult | None:
         """Poll one tenant now and record the result; None if the tenant is gone."""
