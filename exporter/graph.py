@@ -52,6 +52,7 @@ DETAILS_PATH = "/v1.0/reports/authenticationMethods/userRegistrationDetails"
 DETAILS_QUERY = "$select=" + ",".join(DETAIL_FIELDS) + "&$top=999"
 MAX_DETAIL_PAGES = 10_000
 MAX_ATTEMPTS = 3
+MIN_RETRY_SECONDS = 0.1
 MAX_THROTTLED_ATTEMPTS = 6
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
@@ -201,12 +202,19 @@ class GraphClient:
         """GET ``url`` and decode its JSON, with retries; return (document, request id)."""
         failures = 0
         throttled = 0
+        # The failure that made us retry: if the retry is then cut short by the poll's deadline,
+        # that failure, not the deadline, is what the poll reports.
+        retried: PollFailure | None = None
         while True:
             client_request_id = str(uuid.uuid4())
             try:
                 response = await self._send(tenant, url, token, client_request_id, deadline, tally)
             except RateLimitedError as err:
-                raise GraphError(PollFailure(THROTTLED, str(err))) from None
+                raise GraphError(retried or PollFailure(THROTTLED, str(err))) from None
+            except GraphError:
+                if retried is not None:
+                    raise GraphError(retried) from None
+                raise
             except ResponseBodyError as err:
                 raise GraphError(
                     PollFailure(PARSE_ERROR, str(err), request_id=client_request_id)
@@ -219,9 +227,13 @@ class GraphClient:
                     f"Graph request failed: {describe_error(err)}",
                     request_id=client_request_id,
                 )
+                cut_short = result == TIMEOUT and deadline - time.monotonic() < tenant.timeout
+                if retried is not None and cut_short:
+                    raise GraphError(retried) from None
                 if result == TIMEOUT or failures >= MAX_ATTEMPTS:
                     raise GraphError(failure) from None
                 await self._wait(backoff_delay(failures), deadline, failure, tenant.name)
+                retried = failure
                 continue
 
             if response.status_code == 200:
@@ -250,6 +262,7 @@ class GraphClient:
                     raise GraphError(failure)
                 delay = backoff_delay(failures)
             await self._wait(delay, deadline, failure, tenant.name)
+            retried = failure
 
     async def _send(
         self,
@@ -277,8 +290,12 @@ class GraphClient:
             )
 
     async def _wait(self, delay: float, deadline: float, failure: PollFailure, tenant: str) -> None:
-        """Sleep before a retry, or give up with ``failure`` if the deadline comes first."""
-        if time.monotonic() + delay >= deadline:
+        """Sleep before a retry, or give up with ``failure`` if the deadline comes first.
+
+        A retry needs some time of its own after the delay: one that could only start at the
+        deadline would end as a timeout and hide the real failure.
+        """
+        if time.monotonic() + delay + MIN_RETRY_SECONDS >= deadline:
             raise GraphError(failure)
         log.debug(
             "retrying Graph request",

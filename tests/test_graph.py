@@ -299,3 +299,28 @@ def test_result_classification() -> None:
     assert classify_oauth_error("invalid_client") == AUTH_ERROR
     assert classify_oauth_error("unauthorized_client") == AUTH_ERROR
     assert classify_oauth_error("temporarily_unavailable") == NETWORK_ERROR
+
+
+@respx.mock
+async def test_a_retry_cut_short_by_the_deadline_reports_the_failure_that_caused_it() -> None:
+    respx.get(URL).mock(
+        side_effect=[graph_error(500, "InternalServerError"), httpx.ReadTimeout("cut")]
+    )
+    with pytest.raises(GraphError) as caught:
+        await fetch(Sleeps(), budget=3.0)  # less than the 5 s request timeout is left
+    failure = caught.value.failure
+    assert (failure.result, failure.http_status, failure.error_code) == (
+        HTTP_ERROR,
+        500,
+        "InternalServerError",
+    )
+
+
+@respx.mock
+async def test_no_retry_is_started_too_close_to_the_deadline() -> None:
+    route = respx.get(URL).mock(return_value=graph_error(500, "InternalServerError"))
+    sleeps = Sleeps()
+    with pytest.raises(GraphError) as caught:
+        await fetch(sleeps, budget=0.05)
+    assert caught.value.failure.http_status == 500
+    assert route.call_count == 1 and sleeps.delays == []
