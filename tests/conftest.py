@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import yaml
 
 from exporter.config import Config
@@ -43,6 +44,26 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last error: {last_error!r})")
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    """The most of ``times`` that fall in any span of ``window`` seconds."""
+    times = sorted(times)
+    return max(sum(1 for u in times if t <= u < t + window) for t in times)
+
+
+def write_app_certificate(tmp_path: Path, ca: trustme.CA | None = None) -> tuple[Path, Path, str]:
+    """An RSA app-registration certificate issued by ``ca`` (a new CA if None).
+
+    Writes ``app.key`` and ``app.crt`` into ``tmp_path`` (replacing earlier ones) and returns
+    (key file, certificate file, certificate PEM).
+    """
+    ca = ca or trustme.CA(key_type=trustme.KeyType.RSA)
+    cert = ca.issue_cert("app.example", key_type=trustme.KeyType.RSA)
+    key_file, cert_file = tmp_path / "app.key", tmp_path / "app.crt"
+    cert.private_key_pem.write_to_path(str(key_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    return key_file, cert_file, cert.cert_chain_pems[0].bytes().decode()
 
 
 def free_port() -> int:

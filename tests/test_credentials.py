@@ -18,7 +18,7 @@ from exporter.config import (
     parse_config,
 )
 from exporter.simulator import SimTenant
-from tests.conftest import Poller, SimEnv
+from tests.conftest import Poller, SimEnv, write_app_certificate
 
 TENANT_ID = "3c0f1b2e-0000-4000-8000-0000000000a1"
 CLIENT_ID = "00000000-0000-0000-0000-0000000000a1"
@@ -76,19 +76,11 @@ def test_managed_identity_config() -> None:
     assert caught.value.problems == ["tenants[0].managed_identity.client_id: 'x' is not a GUID"]
 
 
-def issue(tmp_path: Path, ca: trustme.CA) -> tuple[Path, Path, str]:
-    cert = ca.issue_cert("exporter.example", key_type=trustme.KeyType.RSA)
-    key_file, cert_file = tmp_path / "app.key", tmp_path / "app.crt"
-    cert.private_key_pem.write_to_path(str(key_file))
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
-    return key_file, cert_file, cert.cert_chain_pems[0].bytes().decode()
-
-
 async def test_subject_name_and_issuer_auth_with_send_x5c(
     sim_env: SimEnv, make_poller: Callable[[Config], Poller], tmp_path: Path
 ) -> None:
     ca = trustme.CA(key_type=trustme.KeyType.RSA)
-    key_file, cert_file, _ = issue(tmp_path, ca)
+    key_file, cert_file, _ = write_app_certificate(tmp_path, ca)
     # The app registration trusts the issuer, not one certificate: the assertion must carry x5c.
     sim_env.sim.add_tenant(
         SimTenant(
@@ -115,7 +107,7 @@ async def test_subject_name_and_issuer_auth_with_send_x5c(
 async def test_a_registered_certificate_works_without_x5c(
     sim_env: SimEnv, make_poller: Callable[[Config], Poller], tmp_path: Path
 ) -> None:
-    key_file, cert_file, cert_pem = issue(tmp_path, trustme.CA(key_type=trustme.KeyType.RSA))
+    key_file, cert_file, cert_pem = write_app_certificate(tmp_path)
     sim_env.sim.add_tenant(
         SimTenant(
             name="special", tenant_id=TENANT_ID, client_id=CLIENT_ID, certificate_pem=cert_pem

@@ -14,7 +14,7 @@ import yaml
 from exporter.auth import msal_client_credential
 from exporter.config import Config, load_config
 from exporter.simulator import SimTenant
-from tests.conftest import Poller, SimEnv, run_cli
+from tests.conftest import Poller, SimEnv, max_in_window, run_cli, write_app_certificate
 
 # fault → (result, HTTP status, Graph's or the identity provider's error code)
 FAULT_RESULTS = [
@@ -122,18 +122,13 @@ async def test_a_graph_401_drops_the_token_and_retries_once(
 async def test_certificate_credential_signs_with_the_sha256_thumbprint(
     sim_env: SimEnv, make_poller: Callable[[Config], Poller], tmp_path: Path
 ) -> None:
-    cert = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert(
-        "northwind.example", key_type=trustme.KeyType.RSA
-    )
-    key_file, cert_file = tmp_path / "app.key", tmp_path / "app.crt"
-    cert.private_key_pem.write_to_path(str(key_file))
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    key_file, cert_file, cert_pem = write_app_certificate(tmp_path)
     sim_env.sim.add_tenant(
         SimTenant(
             name="northwind",
             tenant_id="3c0f1b2e-0000-4000-8000-000000000003",
             client_id="00000000-0000-0000-0000-000000000003",
-            certificate_pem=cert.cert_chain_pems[0].bytes().decode(),
+            certificate_pem=cert_pem,
         )
     )
     document = sim_env.config()
@@ -151,11 +146,7 @@ async def test_certificate_credential_signs_with_the_sha256_thumbprint(
     assert result.result == "success", result.failure
 
     # A certificate the app registration does not know is refused.
-    other = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert(
-        "x.example", key_type=trustme.KeyType.RSA
-    )
-    other.private_key_pem.write_to_path(str(key_file))
-    other.cert_chain_pems[0].write_to_path(str(cert_file))
+    write_app_certificate(tmp_path)  # from another CA, over the same files
     poller2 = make_poller(load_config(sim_env.config_file))
     refused = await poller2.poll("northwind")
     assert refused.result == "auth_error"
@@ -228,11 +219,6 @@ def test_an_untrusted_simulator_is_a_network_error_not_a_crash(sim_env: SimEnv) 
         yaml.safe_load(sim_env.config_file.read_text())["tenants"][0]["client_secret"]
         not in result.stderr
     )
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    return max(sum(1 for u in times if t <= u < t + window) for t in times)
 
 
 async def test_one_app_shared_by_many_tenants_paces_itself(

@@ -10,11 +10,7 @@ import pytest
 
 from exporter.config import RateLimit
 from exporter.ratelimit import GraphRateLimiter, RateLimitedError
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    return max(sum(1 for u in times if t <= u < t + window) for t in times)
+from tests.conftest import max_in_window
 
 
 async def send(

@@ -11,10 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import trustme
 
 from exporter.simulator import GRAPH_FAULTS, SimTenant
-from tests.conftest import ExporterProcess, SimEnv, run_cli, wait_until
+from tests.conftest import ExporterProcess, SimEnv, run_cli, wait_until, write_app_certificate
 from tests.test_e2e import samples
 
 CONFFILES = Path(__file__).parent / "conffiles"
@@ -120,18 +119,13 @@ def test_no_secret_private_key_or_token_appears_anywhere(
     secret_tenant = sim_env.sim.find("tenant-0000")
     assert secret_tenant is not None
     secret_tenant.secret = SENTINEL_SECRET
-    cert = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert(
-        "sentinel.example", key_type=trustme.KeyType.RSA
-    )
-    key_file, cert_file = tmp_path / "app.key", tmp_path / "app.crt"
-    cert.private_key_pem.write_to_path(str(key_file))
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    key_file, cert_file, cert_pem = write_app_certificate(tmp_path)
     sim_env.sim.add_tenant(
         SimTenant(
             name="certificate-tenant",
             tenant_id="3c0f1b2e-0000-4000-8000-000000000099",
             client_id="00000000-0000-0000-0000-000000000099",
-            certificate_pem=cert.cert_chain_pems[0].bytes().decode(),
+            certificate_pem=cert_pem,
         )
     )
     document = sim_env.config()
@@ -146,9 +140,7 @@ def test_no_secret_private_key_or_token_appears_anywhere(
     )
     sim_env.write_config(document)
     env = {"SENTINEL_SECRET_VAR": SENTINEL_SECRET}
-    key_lines = [
-        line for line in cert.private_key_pem.bytes().decode().splitlines() if "-----" not in line
-    ]
+    key_lines = [line for line in key_file.read_text().splitlines() if "-----" not in line]
     other_secrets = [t["client_secret"] for t in document["tenants"][1:] if "client_secret" in t]
 
     seen: list[str] = []
