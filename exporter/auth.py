@@ -27,7 +27,13 @@ from exporter.config import (
     TenantConfig,
     WorkloadIdentityCredential,
 )
-from exporter.failures import PollFailure, classify_oauth_error, classify_transport_error
+from exporter.failures import (
+    AUTH_ERROR,
+    PollFailure,
+    classify_oauth_error,
+    classify_transport_error,
+    describe_error,
+)
 from exporter.transport import MsalHttpAdapter, Transport
 
 log = logging.getLogger("exporter.auth")
@@ -166,7 +172,9 @@ class TenantTokenSource:
         except (ValueError, KeyError) as err:
             # MSAL raises ValueError when OpenID discovery is refused (e.g. unknown tenant).
             raise TokenError(
-                PollFailure("auth_error", f"identity provider discovery failed: {_short(err)}")
+                PollFailure(
+                    AUTH_ERROR, f"identity provider discovery failed: {describe_error(err)}"
+                )
             ) from None
         except Exception as err:  # noqa: BLE001 - transport errors arrive wrapped by MSAL's thread
             raise TokenError(
@@ -202,15 +210,3 @@ class TenantTokenSource:
         tokens = list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN))
         for item in tokens:
             cache.remove_at(item)
-
-
-def _short(error: BaseException) -> str:
-    """First line of an exception message, cut short (MSAL quotes whole response bodies)."""
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:200]
-
-
-def describe_error(error: BaseException) -> str:
-    """``Type: first line of the message`` (e.g. the TLS verification failure), cut short."""
-    text = str(error).splitlines()[0][:160] if str(error) else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

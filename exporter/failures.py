@@ -71,3 +71,9 @@ def classify_oauth_error(error: str | None) -> str:
 def is_retryable_status(status: int) -> bool:
     """True for answers worth retrying inside the same poll."""
     return status == 429 or 500 <= status <= 599
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: first line of the message`` (e.g. the TLS verification failure), cut short."""
+    text = str(error).splitlines()[0][:160] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from exporter.auth import AccessToken, describe_error
+from exporter.auth import AccessToken
 from exporter.config import TenantConfig
 from exporter.failures import (
     PARSE_ERROR,
@@ -31,6 +31,7 @@ from exporter.failures import (
     PollFailure,
     classify_http_status,
     classify_transport_error,
+    describe_error,
     is_retryable_status,
 )
 from exporter.ratelimit import GraphRateLimiter, RateLimitedError
