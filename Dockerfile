@@ -9,6 +9,7 @@ FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
+COPY entra_simulator ./entra_simulator
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # ---- final: installed from the wheels, no compilers, no caches, not root --------------------

@@ -97,7 +97,7 @@ class SimulatorProcess:
         args = [
             sys.executable,
             "-m",
-            "exporter.simulator",
+            "entra_simulator",
             f"--tenants={tenants}",
             f"--latency={latency}",
             f"--fault-rate={fault_rate}",

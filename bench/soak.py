@@ -22,7 +22,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import ExporterProcess, ProcessSample, SimulatorProcess
-from exporter.config import parse_duration
+from exporter.configfile import parse_duration
 
 
 @dataclass

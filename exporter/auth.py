@@ -115,11 +115,17 @@ class TenantTokenSource:
         self._build_lock = threading.Lock()
         # The last token and the monotonic time until which it is reused without asking MSAL.
         self._reusable: tuple[AccessToken, float] | None = None
+        self._token_requests_taken = 0
 
-    @property
-    def token_requests(self) -> int:
-        """Requests sent to the token endpoint so far (cache hits send none)."""
-        return self._http.token_requests
+    def take_token_requests(self) -> int:
+        """Requests sent to the token endpoint since the last call (cache hits send none).
+
+        A delta, not a running total: the exporter's counter adds it up, so a new token source
+        (a changed credential) never makes the counter go backwards.
+        """
+        total = self._http.token_requests
+        new, self._token_requests_taken = total - self._token_requests_taken, total
+        return new
 
     def _build_managed_identity(self, credential: ManagedIdentityCredential) -> Any:
         with self._build_lock:

@@ -14,20 +14,25 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, describe_config, load_config
+from exporter.config import Config, format_duration
+from exporter.configfile import load_config
 from exporter.failures import SUCCESS
 from exporter.logs import FORMATS, LEVELS, REDACTOR, configure_logging
-from exporter.metrics import MetricsStore
-from exporter.scheduler import PollScheduler
-from exporter.server import ServerHooks, make_server, parse_listen_address, serve_in_thread
+from exporter.problems import ConfigError
+from exporter.runtime import Pipeline, build_pipeline
+from exporter.server import (
+    PROBE_PATHS,
+    ServerHooks,
+    make_server,
+    parse_listen_address,
+    serve_in_thread,
+)
 from exporter.sharding import SHARD_INDEX_ENV, Shard, shard_from
-from exporter.simulator import Simulator
-from exporter.transport import Transport, build_ssl_context
-from exporter.webconfig import WebConfig, WebConfigError, describe_web_config, load_web_config
+from exporter.webconfig import WebConfig, describe_web_config, load_web_config
 
 log = logging.getLogger("exporter")
 
@@ -52,13 +57,8 @@ class Settings:
     check_config: bool
     once: bool
     demo: bool
-    shard_count: int = 1
-    shard_index: str | None = None
-
-    @property
-    def shard(self) -> Shard:
-        """This replica's shard (the index defaults to $EXPORTER_SHARD_INDEX, else 0)."""
-        return shard_from(self.shard_count, self.shard_index, os.environ)
+    # This replica's shard (the index defaults to $EXPORTER_SHARD_INDEX, else 0).
+    shard: Shard = field(default_factory=Shard)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,18 +118,26 @@ def parse_settings(argv: list[str] | None) -> Settings:
     except ValueError as err:
         build_parser().error(f"--web.listen-address: {err}")
     try:
-        shard_from(args.shard_count, args.shard_index, os.environ)
+        shard = shard_from(args.shard_count, args.shard_index, os.environ)
     except ValueError as err:
         build_parser().error(f"--shard: {err}")
-    if not args.telemetry_path.startswith("/") or args.telemetry_path in (
-        "/",
-        "/healthz",
-        "/readyz",
-    ):
+    reserved = ("/", *PROBE_PATHS)
+    if not args.telemetry_path.startswith("/") or args.telemetry_path in reserved:
         build_parser().error(
-            "--web.telemetry-path must start with / and not be /, /healthz or /readyz"
+            f"--web.telemetry-path must start with / and not be {', '.join(reserved)}"
         )
-    return Settings(**vars(args))
+    return Settings(
+        config_file=args.config_file,
+        listen_address=args.listen_address,
+        telemetry_path=args.telemetry_path,
+        web_config_file=args.web_config_file,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        check_config=args.check_config,
+        once=args.once,
+        demo=args.demo,
+        shard=shard,
+    )
 
 
 def print_config_errors(problems: list[str]) -> None:
@@ -138,47 +146,45 @@ def print_config_errors(problems: list[str]) -> None:
         print(line, file=sys.stderr)
 
 
-class ExporterRuntime:
-    """The running exporter: transport, scheduler, metrics, HTTP server and reloads."""
+class Service:
+    """The serving exporter: the pipeline, the HTTP server, reloads and signals."""
 
-    def __init__(self, settings: Settings, config: Config, web: WebConfig) -> None:
+    def __init__(self, settings: Settings, pipeline: Pipeline, web: WebConfig) -> None:
         self.settings = settings
-        self.config = config
+        self.pipeline = pipeline
         self.web = web
-        self.store = MetricsStore()
-        self.transport = Transport(build_ssl_context(config.tls_ca_file), config.concurrency)
-        self.scheduler = PollScheduler(self.store, self.transport, config.concurrency)
         self._reload_lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._background: set[asyncio.Task[tuple[bool, str]]] = set()
 
     def is_alive(self) -> bool:
         """True while the scheduler's heartbeat job keeps running."""
-        return time.monotonic() - self.scheduler.heartbeat < HEARTBEAT_MAX_AGE_SECONDS
+        return time.monotonic() - self.pipeline.scheduler.heartbeat < HEARTBEAT_MAX_AGE_SECONDS
 
     async def reload(self) -> tuple[bool, str]:
         """Re-read the config file and its secret files; keep the running config if invalid."""
         async with self._reload_lock:
+            store = self.pipeline.store
             try:
                 config = self.settings.shard.select(load_config(self.settings.config_file))
             except ConfigError as err:
                 for line in err.problems:
                     log.error(f"config reload refused: {line}")
-                self.store.record_reload(False)
+                store.record_reload(False)
                 return False, "config reload refused:\n" + "\n".join(err.problems)
             for warning in config.warnings:
                 log.warning(warning)
+            running = self.pipeline.config
             kept = [
                 name
                 for name in ("tls_ca_file", "concurrency")
-                if getattr(config, name) != getattr(self.config, name)
+                if getattr(config, name) != getattr(running, name)
             ]
             if kept:
                 log.warning(f"{', '.join(kept)} changed: takes effect after a restart")
             REDACTOR.set_secrets(config.secrets())
-            self.scheduler.apply(config)
-            self.config = config
-            self.store.record_reload(True)
+            self.pipeline.apply(config)
+            store.record_reload(True)
             log.info("config reloaded", extra={"tenants": len(config.tenants)})
             return True, f"config reloaded: {len(config.tenants)} tenant(s)"
 
@@ -190,7 +196,7 @@ class ExporterRuntime:
     async def run(self) -> int:
         """Serve until SIGTERM / SIGINT."""
         hooks = ServerHooks(
-            store=self.store,
+            store=self.pipeline.store,
             is_alive=self.is_alive,
             reload=self.reload_from_thread,
             telemetry_path=self.settings.telemetry_path,
@@ -199,17 +205,14 @@ class ExporterRuntime:
         try:
             server = make_server(self.settings.listen_address, hooks)
         except OSError as err:
-            log.error(
-                f"cannot listen on {self.settings.listen_address}: {err.strerror or err}",
-            )
-            await self.transport.aclose()
+            log.error(f"cannot listen on {self.settings.listen_address}: {err.strerror or err}")
+            await self.pipeline.aclose()
             return EXIT_FAILURE
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, stop.set)
         self._loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
-        self.scheduler.start()
-        self.scheduler.apply(self.config)
+        self.pipeline.scheduler.start()
         serve_in_thread(server)
         host, port = server.server_address[:2]
         host = host.decode() if isinstance(host, bytes) else str(host)
@@ -218,15 +221,15 @@ class ExporterRuntime:
             extra={
                 "version": __version__,
                 "address": f"{host or '0.0.0.0'}:{port}",  # noqa: S104 - only reporting it
-                "tenants": len(self.config.tenants),
+                "tenants": len(self.pipeline.config.tenants),
             },
         )
         await stop.wait()
         log.info("shutting down")
-        self.scheduler.shutdown()
+        self.pipeline.scheduler.shutdown()
         await asyncio.to_thread(server.shutdown)
         server.server_close()
-        await self.transport.aclose()
+        await self.pipeline.aclose()
         log.info("stopped")
         return EXIT_OK
 
@@ -238,27 +241,26 @@ class ExporterRuntime:
 
 async def run_once(config: Config) -> int:
     """Poll every tenant once and print the exposition; 0 if every poll succeeded."""
-    store = MetricsStore()
-    transport = Transport(build_ssl_context(config.tls_ca_file), config.concurrency)
-    scheduler = PollScheduler(store, transport, config.concurrency)
+    pipeline = build_pipeline(config)
     try:
-        scheduler.apply(config)
-        results = await scheduler.poll_all()
+        results = await pipeline.poll_all()
     finally:
-        scheduler.shutdown()
-        await transport.aclose()
-    sys.stdout.buffer.write(store.render())
+        await pipeline.aclose()
+    sys.stdout.buffer.write(pipeline.store.render())
     sys.stdout.flush()
     return EXIT_OK if all(r is not None and r.result == SUCCESS for r in results) else EXIT_FAILURE
 
 
 async def serve_forever(settings: Settings, config: Config, web: WebConfig) -> int:
     """Run the exporter until SIGTERM / SIGINT."""
-    return await ExporterRuntime(settings, config, web).run()
+    return await Service(settings, build_pipeline(config), web).run()
 
 
 def run_demo(settings: Settings) -> int:
     """Start the embedded simulator with a few tenants and run the exporter against it."""
+    # Imported here: the simulator is never part of a serving exporter's import graph.
+    from entra_simulator import Simulator  # noqa: PLC0415
+
     simulator = Simulator(tenants=DEMO_TENANTS, seed=20261124)
     tenants = list(simulator.tenants.values())
     # One demo tenant fails now and then, to show what failures look like.
@@ -294,30 +296,50 @@ def run_demo(settings: Settings) -> int:
             simulator.stop()
 
 
+def describe_config(config: Config) -> list[str]:
+    """A short, secret-free summary for ``--check-config``."""
+    lines = [
+        f"config ok: {len(config.tenants)} tenant(s), concurrency {config.concurrency}, "
+        f"rate limits {config.per_app_per_tenant} per app per tenant, {config.per_app} per app"
+    ]
+    for tenant in config.tenants:
+        lines.append(
+            f"  {tenant.name}: tenant_id={tenant.tenant_id} client_id={tenant.client_id} "
+            f"credential={tenant.credential.kind} cloud={tenant.cloud} source={tenant.source} "
+            f"interval={format_duration(tenant.interval)}"
+        )
+    return lines
+
+
+def check_config(settings: Settings, full_config: Config, config: Config, web: WebConfig) -> int:
+    """``--check-config``: warnings on stderr, the summary on stdout, exit 0."""
+    for warning in config.warnings + web.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print("\n".join(describe_config(config)))
+    shard = settings.shard
+    if shard.count > 1:
+        print(
+            f"shard {shard.index} of {shard.count}: {len(config.tenants)} of "
+            f"{len(full_config.tenants)} tenants"
+        )
+    if settings.web_config_file:
+        print(f"web config ok: {describe_web_config(web)}")
+    return EXIT_OK
+
+
 def run_with_config(settings: Settings) -> int:
     """Load the config (and web config), then check it, poll once, or serve."""
     try:
         full_config = load_config(settings.config_file)
         web = load_web_config(settings.web_config_file) if settings.web_config_file else WebConfig()
-    except (ConfigError, WebConfigError) as err:
+    except ConfigError as err:
         print_config_errors(err.problems)
         return EXIT_USAGE
-    shard = settings.shard
-    config = shard.select(full_config)
+    config = settings.shard.select(full_config)
     if settings.check_config:
-        for warning in config.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        print("\n".join(describe_config(config)))
-        if shard.count > 1:
-            print(
-                f"shard {shard.index} of {shard.count}: {len(config.tenants)} of "
-                f"{len(full_config.tenants)} tenants"
-            )
-        if settings.web_config_file:
-            print(f"web config ok: {describe_web_config(web)}")
-        return EXIT_OK
+        return check_config(settings, full_config, config, web)
     REDACTOR.set_secrets(config.secrets())
-    for warning in config.warnings:
+    for warning in config.warnings + web.warnings:
         log.warning(warning)
     if settings.once:
         return asyncio.run(run_once(config))

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from exporter.auth import AccessToken
-from exporter.config import TenantConfig
+from exporter.config import RateLimit, TenantConfig
 from exporter.failures import (
     PARSE_ERROR,
     THROTTLED,
@@ -121,10 +121,66 @@ def graph_error_details(response: HttpResponse) -> tuple[str | None, str | None,
     return code, request_id, message
 
 
-class GraphClient:
-    """Calls Graph's registration report over the shared :class:`Transport`.
+@dataclass(slots=True)
+class _Attempts:
+    """The retry state of one Graph request: what failed so far, and what to do next."""
 
-    Every request, retries included, first takes a slot from the rate limiter.
+    failures: int = 0
+    throttled: int = 0
+    # The failure that made us retry: if the retry is then cut short by the poll's deadline,
+    # that failure, not the deadline, is what the poll reports.
+    retried: PollFailure | None = None
+
+    def after_transport_error(
+        self, err: BaseException, client_request_id: str, near_deadline: bool
+    ) -> tuple[float, PollFailure]:
+        """(delay before the retry, failure) after a connection error; raise to give up."""
+        result = classify_transport_error(err)
+        self.failures += 1
+        failure = PollFailure(
+            result, f"Graph request failed: {describe_error(err)}", request_id=client_request_id
+        )
+        if self.retried is not None and result == TIMEOUT and near_deadline:
+            raise GraphError(self.retried)
+        if result == TIMEOUT or self.failures >= MAX_ATTEMPTS:
+            raise GraphError(failure)
+        return backoff_delay(self.failures), failure
+
+    def after_answer(
+        self, response: HttpResponse, client_request_id: str, tally: RequestTally
+    ) -> tuple[float, PollFailure]:
+        """(delay before the retry, failure) after a non-200 answer; raise to give up."""
+        status = response.status_code
+        code, request_id, message = graph_error_details(response)
+        failure = PollFailure(
+            classify_http_status(status),
+            message,
+            http_status=status,
+            error_code=code,
+            request_id=request_id or client_request_id,
+        )
+        if not is_retryable_status(status):
+            raise GraphError(failure)
+        if status in (429, 503):
+            self.throttled += 1
+            tally.throttled_responses += 1
+            if self.throttled >= MAX_THROTTLED_ATTEMPTS:
+                raise GraphError(failure)
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            return (
+                retry_after if retry_after is not None else backoff_delay(self.throttled)
+            ), failure
+        self.failures += 1
+        if self.failures >= MAX_ATTEMPTS:
+            raise GraphError(failure)
+        return backoff_delay(self.failures), failure
+
+
+class GraphClient:
+    """Calls Graph's registration reports over the shared :class:`Transport`.
+
+    Every request, retries included, first takes a slot from the rate limiter it was built
+    with; a reload changes the limits through :meth:`use_rate_limits` only.
     """
 
     def __init__(
@@ -134,18 +190,31 @@ class GraphClient:
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self._transport = transport
-        self.limiter = limiter
+        self._limiter = limiter
         self._sleep = sleep
+
+    def use_rate_limits(
+        self, per_app_per_tenant: RateLimit, per_app: RateLimit, apps: set[tuple[str, str]]
+    ) -> None:
+        """Pace to these limits from now on, for the (client_id, tenant_id) pairs in ``apps``.
+
+        Unchanged limits keep their windows (requests just sent still count); changed limits
+        start a new limiter. Windows of pairs no longer configured are dropped once idle.
+        """
+        limiter = self._limiter
+        if (limiter.per_app_per_tenant, limiter.per_app) != (per_app_per_tenant, per_app):
+            self._limiter = GraphRateLimiter(per_app_per_tenant, per_app)
+        else:
+            limiter.forget(apps)
 
     async def fetch_registration_report(
         self,
         tenant: TenantConfig,
         token: AccessToken,
         deadline: float,
-        tally: RequestTally | None = None,
+        tally: RequestTally,
     ) -> RegistrationReport:
         """GET getCredentialUserRegistrationCount, retrying within ``deadline`` (monotonic)."""
-        tally = RequestTally() if tally is None else tally
         url = f"{tenant.endpoints.graph_host}{REPORT_PATH}"
         document, request_id = await self._get_json(tenant, url, token, deadline, tally)
         try:
@@ -162,7 +231,7 @@ class GraphClient:
         tenant: TenantConfig,
         token: AccessToken,
         deadline: float,
-        tally: RequestTally | None = None,
+        tally: RequestTally,
     ) -> RegistrationReport:
         """Count users over every page of userRegistrationDetails; any failed page fails all.
 
@@ -170,7 +239,6 @@ class GraphClient:
         whatever the tenant's size; each page is a request like any other (rate limits,
         retries, the poll's deadline).
         """
-        tally = RequestTally() if tally is None else tally
         host = tenant.endpoints.graph_host
         url: str | None = f"{host}{DETAILS_PATH}?{DETAILS_QUERY}"
         counter = RegistrationDetailsCounter()
@@ -201,69 +269,31 @@ class GraphClient:
         tally: RequestTally,
     ) -> tuple[Any, str]:
         """GET ``url`` and decode its JSON, with retries; return (document, request id)."""
-        failures = 0
-        throttled = 0
-        # The failure that made us retry: if the retry is then cut short by the poll's deadline,
-        # that failure, not the deadline, is what the poll reports.
-        retried: PollFailure | None = None
+        attempts = _Attempts()
         while True:
             client_request_id = str(uuid.uuid4())
             try:
                 response = await self._send(tenant, url, token, client_request_id, deadline, tally)
             except RateLimitedError as err:
-                raise GraphError(retried or PollFailure(THROTTLED, str(err))) from None
+                raise GraphError(attempts.retried or PollFailure(THROTTLED, str(err))) from None
             except GraphError:
-                if retried is not None:
-                    raise GraphError(retried) from None
+                if attempts.retried is not None:
+                    raise GraphError(attempts.retried) from None
                 raise
             except ResponseBodyError as err:
                 raise GraphError(
                     PollFailure(PARSE_ERROR, str(err), request_id=client_request_id)
                 ) from None
             except (httpx.HTTPError, OSError, TimeoutError) as err:
-                result = classify_transport_error(err)
-                failures += 1
-                failure = PollFailure(
-                    result,
-                    f"Graph request failed: {describe_error(err)}",
-                    request_id=client_request_id,
+                delay, failure = attempts.after_transport_error(
+                    err, client_request_id, deadline - time.monotonic() < tenant.timeout
                 )
-                cut_short = result == TIMEOUT and deadline - time.monotonic() < tenant.timeout
-                if retried is not None and cut_short:
-                    raise GraphError(retried) from None
-                if result == TIMEOUT or failures >= MAX_ATTEMPTS:
-                    raise GraphError(failure) from None
-                await self._wait(backoff_delay(failures), deadline, failure, tenant.name)
-                retried = failure
-                continue
-
-            if response.status_code == 200:
-                return _decode_json(response, client_request_id)
-
-            code, request_id, message = graph_error_details(response)
-            failure = PollFailure(
-                classify_http_status(response.status_code),
-                message,
-                http_status=response.status_code,
-                error_code=code,
-                request_id=request_id or client_request_id,
-            )
-            if not is_retryable_status(response.status_code):
-                raise GraphError(failure)
-            if response.status_code in (429, 503):
-                throttled += 1
-                tally.throttled_responses += 1
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-                if throttled >= MAX_THROTTLED_ATTEMPTS:
-                    raise GraphError(failure)
-                delay = retry_after if retry_after is not None else backoff_delay(throttled)
             else:
-                failures += 1
-                if failures >= MAX_ATTEMPTS:
-                    raise GraphError(failure)
-                delay = backoff_delay(failures)
+                if response.status_code == 200:
+                    return _decode_json(response, client_request_id)
+                delay, failure = attempts.after_answer(response, client_request_id, tally)
             await self._wait(delay, deadline, failure, tenant.name)
-            retried = failure
+            attempts.retried = failure
 
     async def _send(
         self,
@@ -275,7 +305,7 @@ class GraphClient:
         tally: RequestTally,
     ) -> HttpResponse:
         """One GET inside a rate-limit slot, bounded by the request timeout and the deadline."""
-        async with self.limiter.slot(tenant.client_id, tenant.tenant_id, deadline) as waited:
+        async with self._limiter.slot(tenant.client_id, tenant.tenant_id, deadline) as waited:
             tally.paced_seconds += waited
             remaining = deadline - time.monotonic()
             if remaining <= 0:

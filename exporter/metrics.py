@@ -34,7 +34,7 @@ from prometheus_client.utils import floatToGoString
 from exporter import __version__
 from exporter.config import TenantConfig
 from exporter.failures import RESULTS, SUCCESS
-from exporter.poll import PollResult
+from exporter.poller import PollResult
 from exporter.report import RegistrationReport
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -189,9 +189,7 @@ class TenantSnapshot:
         """The same history under a (possibly changed) configuration."""
         return replace(self, tenant_id=tenant.tenant_id, cloud=tenant.cloud, source=tenant.source)
 
-    def after_poll(
-        self, result: PollResult, token_requests: int, stale_after: float
-    ) -> TenantSnapshot:
+    def after_poll(self, result: PollResult, stale_after: float) -> TenantSnapshot:
         """The snapshot after ``result``: a success replaces the report, a failure keeps it."""
         polls = tuple(
             count + (1 if name == result.result else 0)
@@ -211,7 +209,7 @@ class TenantSnapshot:
             last_success=result.finished_at if succeeded else self.last_success,
             last_poll_duration=result.duration,
             polls=polls,
-            token_requests=token_requests,
+            token_requests=self.token_requests + result.token_requests,
             graph_requests=self.graph_requests + result.tally.graph_requests,
             throttled_responses=self.throttled_responses + result.tally.throttled_responses,
         )
@@ -338,14 +336,12 @@ class MetricsStore:
             if old is None or snapshot != old.snapshot:
                 self._store(snapshot)
 
-    def record_poll(
-        self, tenant: TenantConfig, result: PollResult, token_requests: int
-    ) -> TenantSnapshot | None:
+    def record_poll(self, tenant: TenantConfig, result: PollResult) -> TenantSnapshot | None:
         """Apply a poll's result; ignored if the tenant was removed meanwhile."""
         entry = self._entries.get(tenant.name)
         if entry is None:
             return None
-        snapshot = entry.snapshot.after_poll(result, token_requests, tenant.stale_after)
+        snapshot = entry.snapshot.after_poll(result, tenant.stale_after)
         self._store(snapshot)
         return snapshot
 

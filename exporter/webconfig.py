@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
-import yaml
+
+from exporter.problems import Problems, read_yaml_file
 
 CLIENT_AUTH_TYPES = (
     "NoClientCert",
@@ -60,25 +61,14 @@ ALLOWED_HEADERS = (
     "Strict-Transport-Security",
 )
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
-_TLS_KEYS = {
-    "cert_file",
-    "key_file",
-    "client_auth_type",
-    "client_ca_file",
-    "min_version",
-    "max_version",
-}
+_TLS_KEYS = frozenset(
+    {"cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version", "max_version"}
+)
+_TOP_KEYS = frozenset({"tls_server_config", "http_server_config", "basic_auth_users"})
+TLS_PATH = "tls_server_config"
 # Unknown users are checked against this hash so that they cost as much time as known ones.
 _DUMMY_HASH = bcrypt.hashpw(b"unknown-user", bcrypt.gensalt(rounds=10))
 _CACHE_SIZE = 256
-
-
-class WebConfigError(Exception):
-    """The web config file is invalid; ``problems`` holds one ``path: message`` line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__(f"{len(problems)} web config problem(s)")
-        self.problems = problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,50 +154,64 @@ class WebConfig:
     tls: TlsSettings | None = None
     basic_auth: BasicAuth | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Keys that load but do nothing here, said once at start-up.
+    warnings: tuple[str, ...] = ()
 
 
-def _problems_for_tls(node: Any, problems: list[str]) -> TlsSettings | None:
-    path = "tls_server_config"
-    if not isinstance(node, dict):
-        problems.append(f"{path}: must be a mapping")
-        return None
-    for key in node:
-        if key not in _TLS_KEYS:
-            problems.append(
-                f"{path}.{key}: unknown key (expected one of: {', '.join(sorted(_TLS_KEYS))})"
-            )
+def _tls_strings(node: dict[str, Any], problems: Problems) -> dict[str, str]:
+    """The keys of ``tls_server_config`` that are set, each a non-empty string."""
+    problems.check_keys(node, _TLS_KEYS, TLS_PATH)
     values: dict[str, str] = {}
-    for key in _TLS_KEYS:
+    for key in sorted(_TLS_KEYS):
         value = node.get(key)
         if value is None:
             continue
         if not isinstance(value, str) or not value:
-            problems.append(f"{path}.{key}: must be a non-empty string")
+            problems.add(f"{TLS_PATH}.{key}", "must be a non-empty string")
             continue
         values[key] = value
     for key in ("cert_file", "key_file", "client_ca_file"):
         if key in values and not Path(values[key]).is_file():
-            problems.append(f"{path}.{key}: cannot read {values[key]}")
+            problems.add(f"{TLS_PATH}.{key}", f"cannot read {values[key]}")
     for key in ("cert_file", "key_file"):
-        if key not in values and f"{path}.{key}: must be a non-empty string" not in problems:
-            problems.append(f"{path}.{key}: is required")
+        if node.get(key) is None:
+            problems.add(f"{TLS_PATH}.{key}", "is required")
+    return values
+
+
+def _check_client_auth(values: dict[str, str], problems: Problems) -> str:
     auth = values.get("client_auth_type", "NoClientCert")
+    path = f"{TLS_PATH}.client_auth_type"
     if auth not in CLIENT_AUTH_TYPES:
-        problems.append(
-            f"{path}.client_auth_type: {auth!r} is not one of {', '.join(CLIENT_AUTH_TYPES)}"
-        )
+        problems.add(path, f"{auth!r} is not one of {', '.join(CLIENT_AUTH_TYPES)}")
     elif auth == "NoClientCert" and "client_ca_file" in values:
-        problems.append(f"{path}.client_ca_file: is set but client_auth_type is NoClientCert")
+        problems.add(f"{TLS_PATH}.client_ca_file", "is set but client_auth_type is NoClientCert")
     elif auth != "NoClientCert" and "client_ca_file" not in values:
-        problems.append(f"{path}.client_ca_file: is required with client_auth_type {auth}")
-    for key, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
-        version = values.get(key, default)
-        if version not in TLS_VERSIONS:
-            problems.append(f"{path}.{key}: {version!r} is not one of {', '.join(TLS_VERSIONS)}")
+        problems.add(f"{TLS_PATH}.client_ca_file", f"is required with client_auth_type {auth}")
+    return auth
+
+
+def _check_versions(values: dict[str, str], problems: Problems) -> tuple[str, str]:
     low, high = values.get("min_version", "TLS12"), values.get("max_version", "TLS13")
+    for key, version in (("min_version", low), ("max_version", high)):
+        if version not in TLS_VERSIONS:
+            problems.add(
+                f"{TLS_PATH}.{key}", f"{version!r} is not one of {', '.join(TLS_VERSIONS)}"
+            )
     if low in TLS_VERSIONS and high in TLS_VERSIONS and TLS_VERSIONS[low] > TLS_VERSIONS[high]:
-        problems.append(f"{path}.min_version: {low} is above max_version {high}")
-    if problems:
+        problems.add(f"{TLS_PATH}.min_version", f"{low} is above max_version {high}")
+    return low, high
+
+
+def _parse_tls(node: Any, problems: Problems) -> TlsSettings | None:
+    if not isinstance(node, dict):
+        problems.add(TLS_PATH, "must be a mapping")
+        return None
+    before = len(problems.lines)
+    values = _tls_strings(node, problems)
+    auth = _check_client_auth(values, problems)
+    low, high = _check_versions(values, problems)
+    if len(problems.lines) > before:
         return None
     settings = TlsSettings(
         cert_file=values["cert_file"],
@@ -220,72 +224,78 @@ def _problems_for_tls(node: Any, problems: list[str]) -> TlsSettings | None:
     try:
         settings.ssl_context()
     except (ssl.SSLError, OSError) as err:
-        problems.append(f"{path}: cannot load the certificate, key or CA: {err.strerror or err}")
+        problems.add(TLS_PATH, f"cannot load the certificate, key or CA: {err.strerror or err}")
         return None
     return settings
 
 
+def _parse_http(node: Any, problems: Problems, warnings: list[str]) -> dict[str, str]:
+    """``http_server_config``: the allowed security headers; ``http2`` is noted, not served."""
+    path = "http_server_config"
+    if not isinstance(node, dict):
+        problems.add(path, "must be a mapping")
+        return {}
+    problems.check_keys(node, {"headers", "http2"}, path)
+    http2 = node.get("http2")
+    if http2 is not None and not isinstance(http2, bool):
+        problems.add(f"{path}.http2", "must be true or false")
+    elif http2:
+        warnings.append(f"{path}.http2: this exporter serves HTTP/1.1 only; http2 has no effect")
+    raw_headers = node.get("headers") or {}
+    if not isinstance(raw_headers, dict):
+        problems.add(f"{path}.headers", "must be a mapping")
+        return {}
+    headers: dict[str, str] = {}
+    for name, value in raw_headers.items():
+        if name not in ALLOWED_HEADERS:
+            problems.add(
+                f"{path}.headers.{name}", f"not an allowed header ({', '.join(ALLOWED_HEADERS)})"
+            )
+        elif not isinstance(value, str) or "\n" in value or "\r" in value:
+            problems.add(f"{path}.headers.{name}", "must be a one-line string")
+        else:
+            headers[name] = value
+    return headers
+
+
+def _parse_basic_auth(users: Any, problems: Problems) -> BasicAuth | None:
+    if not isinstance(users, dict) or not users:
+        problems.add("basic_auth_users", "must be a mapping of user names to bcrypt hashes")
+        return None
+    before = len(problems.lines)
+    for name, hashed in users.items():
+        if (
+            not isinstance(hashed, str)
+            or not hashed.startswith(_BCRYPT_PREFIXES)
+            or len(hashed) != 60
+        ):
+            problems.add(f"basic_auth_users.{name}", "is not a bcrypt hash ($2a$, $2b$ or $2y$)")
+    if len(problems.lines) > before:
+        return None
+    return BasicAuth({str(k): str(v) for k, v in users.items()})
+
+
 def parse_web_config(document: Any) -> WebConfig:
-    """Validate a parsed web config; raise :class:`WebConfigError` with every problem."""
+    """Validate a parsed web config; raise ConfigError with every problem."""
     if document is None:
         return WebConfig()
+    problems = Problems()
     if not isinstance(document, dict):
-        raise WebConfigError(["web config: must be a mapping"])
-    problems: list[str] = []
-    allowed = {"tls_server_config", "http_server_config", "basic_auth_users"}
-    for key in document:
-        if key not in allowed:
-            problems.append(f"{key}: unknown key (expected one of: {', '.join(sorted(allowed))})")
-    tls = None
+        problems.add("web config", "must be a mapping")
+        problems.raise_if_any()
+    problems.check_keys(document, _TOP_KEYS, "")
+    warnings: list[str] = []
+    tls = headers = basic_auth = None
     if document.get("tls_server_config") is not None:
-        tls = _problems_for_tls(document["tls_server_config"], problems)
-    headers: dict[str, str] = {}
-    http = document.get("http_server_config")
-    if http is not None:
-        if not isinstance(http, dict):
-            problems.append("http_server_config: must be a mapping")
-        else:
-            for key in http:
-                if key not in ("headers", "http2"):
-                    problems.append(
-                        f"http_server_config.{key}: unknown key (expected headers, http2)"
-                    )
-            raw_headers = http.get("headers") or {}
-            if not isinstance(raw_headers, dict):
-                problems.append("http_server_config.headers: must be a mapping")
-            else:
-                for name, value in raw_headers.items():
-                    if name not in ALLOWED_HEADERS:
-                        problems.append(
-                            f"http_server_config.headers.{name}: not an allowed header "
-                            f"({', '.join(ALLOWED_HEADERS)})"
-                        )
-                    elif not isinstance(value, str) or "\n" in value or "\r" in value:
-                        problems.append(
-                            f"http_server_config.headers.{name}: must be a one-line string"
-                        )
-                    else:
-                        headers[name] = value
-    basic_auth = None
-    users = document.get("basic_auth_users")
-    if users is not None:
-        if not isinstance(users, dict) or not users:
-            problems.append("basic_auth_users: must be a mapping of user names to bcrypt hashes")
-        else:
-            for name, hashed in users.items():
-                if (
-                    not isinstance(hashed, str)
-                    or not hashed.startswith(_BCRYPT_PREFIXES)
-                    or len(hashed) != 60
-                ):
-                    problems.append(
-                        f"basic_auth_users.{name}: is not a bcrypt hash ($2a$, $2b$ or $2y$)"
-                    )
-            if not problems:
-                basic_auth = BasicAuth({str(k): str(v) for k, v in users.items()})
-    if problems:
-        raise WebConfigError(problems)
-    return WebConfig(tls=tls, basic_auth=basic_auth, headers=headers)
+        tls = _parse_tls(document["tls_server_config"], problems)
+    if document.get("http_server_config") is not None:
+        headers = _parse_http(document["http_server_config"], problems, warnings)
+    if document.get("basic_auth_users") is not None:
+        basic_auth = _parse_basic_auth(document["basic_auth_users"], problems)
+    problems.raise_if_any()
+    return WebConfig(
+        tls=tls, basic_auth=basic_auth, headers=headers or {}, warnings=tuple(warnings)
+    )
 
 
 def describe_web_config(web: WebConfig) -> str:
@@ -302,17 +312,5 @@ def describe_web_config(web: WebConfig) -> str:
 
 
 def load_web_config(path: str) -> WebConfig:
-    """Read and validate ``--web.config.file``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise WebConfigError(
-            [f"{path}: cannot read web config file: {err.strerror or err}"]
-        ) from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise WebConfigError([f"{path}{where}: YAML syntax error"]) from None
-    return parse_web_config(document)
+    """Read and validate ``--web.config.file`` (strict YAML, as the main config)."""
+    return parse_web_config(read_yaml_file(path, "web config file"))

@@ -19,15 +19,39 @@ from typing import Any
 import pytest
 import trustme
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import Config
-from exporter.metrics import MetricsStore
-from exporter.poll import PollResult
-from exporter.scheduler import PollScheduler
-from exporter.simulator import Simulator
-from exporter.transport import Transport, build_ssl_context
+from entra_simulator import Simulator
+from exporter.config import CLOUDS, ClientSecretCredential, Config, Secret, TenantConfig
+from exporter.runtime import Pipeline, build_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def tenant_config(name: str = "contoso", stale_after: float = 1800.0) -> TenantConfig:
+    """A tenant of the global cloud with a client secret, for tests without a simulator."""
+    return TenantConfig(
+        name=name,
+        tenant_id="72f988bf-86f1-41af-91ab-2d7cd011db47",
+        client_id="00000000-0000-0000-0000-000000000001",
+        credential=ClientSecretCredential(Secret("s3cret-value")),
+        interval=600.0,
+        timeout=30.0,
+        jitter=0.0,
+        cloud="global",
+        source="credentialUserRegistrationCount",
+        stale_after=stale_after,
+        endpoints=CLOUDS["global"],
+    )
+
+
+def exposition_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition, keyed by name and sorted labels."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
@@ -223,35 +247,16 @@ def run_cli(
     )
 
 
-class Poller:
-    """The exporter's polling machinery in-process, against the simulator."""
-
-    def __init__(self, config: Config) -> None:
-        self.store = MetricsStore()
-        self.transport = Transport(build_ssl_context(config.tls_ca_file), config.concurrency)
-        self.scheduler = PollScheduler(self.store, self.transport, config.concurrency)
-        self.scheduler.apply(config)
-
-    async def poll(self, name: str) -> PollResult:
-        result = await self.scheduler.poll(name)
-        assert result is not None
-        return result
-
-    async def close(self) -> None:
-        self.scheduler.shutdown()
-        await self.transport.aclose()
-
-
 @pytest.fixture
-async def make_poller() -> AsyncIterator[Callable[[Config], Poller]]:
-    """Pollers for configs; each is closed at the end of the test."""
-    pollers: list[Poller] = []
+async def make_pipeline() -> AsyncIterator[Callable[[Config], Pipeline]]:
+    """The exporter's pipelines for configs (not scheduled); each is closed after the test."""
+    pipelines: list[Pipeline] = []
 
-    def make(config: Config) -> Poller:
-        poller = Poller(config)
-        pollers.append(poller)
-        return poller
+    def make(config: Config) -> Pipeline:
+        pipeline = build_pipeline(config)
+        pipelines.append(pipeline)
+        return pipeline
 
     yield make
-    for poller in pollers:
-        await poller.close()
+    for pipeline in pipelines:
+        await pipeline.aclose()

@@ -8,20 +8,17 @@ from pathlib import Path
 import pytest
 import trustme
 
+from exporter.cli import describe_config
 from exporter.config import (
     CLOUDS,
     CertificateCredential,
     ClientSecretCredential,
-    ConfigError,
     Secret,
     WorkloadIdentityCredential,
-    describe_config,
     format_duration,
-    load_config,
-    parse_config,
-    parse_duration,
-    parse_rate_limit,
 )
+from exporter.configfile import load_config, parse_config, parse_duration, parse_rate_limit
+from exporter.problems import ConfigError
 from tests.conftest import run_cli
 
 CONFFILES = Path(__file__).parent / "conffiles"

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from exporter.config import load_config
+from exporter.configfile import load_config
 from tests.conftest import REPO
 
 KUBERNETES = REPO / "deploy" / "kubernetes"

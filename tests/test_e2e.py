@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import (
     REPO,
@@ -25,6 +24,9 @@ from tests.conftest import (
     run_cli,
     sim_request,
     wait_until,
+)
+from tests.conftest import (
+    exposition_samples as samples,
 )
 
 
@@ -47,7 +49,7 @@ def sim_process(tmp_path: Path) -> Iterator[SimProcess]:
         [
             sys.executable,
             "-m",
-            "exporter.simulator",
+            "entra_simulator",
             "--tenants",
             "3",
             "--seed",
@@ -76,15 +78,6 @@ def sim_process(tmp_path: Path) -> Iterator[SimProcess]:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of an exposition, keyed by name and sorted labels."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
 
 
 def assert_report_matches(metrics_text: str, tenant: str, truth: dict) -> None:

@@ -35,7 +35,7 @@ from exporter.graph import (
 )
 from exporter.ratelimit import GraphRateLimiter
 from exporter.transport import Transport, build_ssl_context
-from tests.test_metrics import tenant as metrics_tenant
+from tests.conftest import tenant_config as metrics_tenant
 
 HOST = "https://graph.example"
 URL = f"{HOST}{REPORT_PATH}"
@@ -75,7 +75,9 @@ async def fetch(sleeps: Sleeps, budget: float = 30.0, tally: RequestTally | None
     try:
         client = GraphClient(transport, UNLIMITED, sleep=sleeps)
         deadline = time.monotonic() + budget
-        return await client.fetch_registration_report(TENANT, TOKEN, deadline, tally)
+        return await client.fetch_registration_report(
+            TENANT, TOKEN, deadline, tally if tally is not None else RequestTally()
+        )
     finally:
         await transport.aclose()
 

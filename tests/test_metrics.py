@@ -8,36 +8,18 @@ import time
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import CLOUDS, ClientSecretCredential, Secret, TenantConfig
 from exporter.failures import PollFailure
 from exporter.metrics import MetricsStore, TenantSnapshot, render_tenant_block
-from exporter.poll import PollResult
+from exporter.poller import PollResult
 from exporter.report import RegistrationReport
-
-
-def tenant(name: str = "contoso", stale_after: float = 1800.0) -> TenantConfig:
-    return TenantConfig(
-        name=name,
-        tenant_id="72f988bf-86f1-41af-91ab-2d7cd011db47",
-        client_id="00000000-0000-0000-0000-000000000001",
-        credential=ClientSecretCredential(Secret("s3cret-value")),
-        interval=600.0,
-        timeout=30.0,
-        jitter=0.0,
-        cloud="global",
-        source="credentialUserRegistrationCount",
-        stale_after=stale_after,
-        endpoints=CLOUDS["global"],
-    )
-
+from tests.conftest import tenant_config as tenant
 
 REPORT = RegistrationReport(100, (("registered", 40), ("mfaRegistered", 30)))
 
 
 def success(finished_at: float | None = None, report: RegistrationReport = REPORT) -> PollResult:
-    return PollResult(
-        "success", report, None, 0.25, finished_at if finished_at is not None else time.time()
-    )
+    finished = finished_at if finished_at is not None else time.time()
+    return PollResult("success", report, None, 0.25, finished, token_requests=1)
 
 
 def failure(result: str = "throttled") -> PollResult:
@@ -54,9 +36,7 @@ def samples(store: MetricsStore) -> dict[tuple[str, frozenset[tuple[str, str]]],
 
 
 def test_tenant_block_exact_lines() -> None:
-    snapshot = TenantSnapshot.for_tenant(tenant('a"b\\c')).after_poll(
-        success(1700000000.5), 1, 1800
-    )
+    snapshot = TenantSnapshot.for_tenant(tenant('a"b\\c')).after_poll(success(1700000000.5), 1800)
     lines = render_tenant_block(snapshot)
     assert lines[0] == (
         'entra_credential_registration_users{tenant="a\\"b\\\\c",registrationStatus="registered"} 40\n'
@@ -74,7 +54,7 @@ def test_every_contract_metric_is_present_and_parses() -> None:
     store = MetricsStore()
     config = tenant()
     store.set_tenants((config,))
-    store.record_poll(config, success(), 1)
+    store.record_poll(config, success())
     values = samples(store)
     t = ("tenant", "contoso")
     assert (
@@ -108,8 +88,8 @@ def test_a_failed_poll_keeps_the_last_values_until_stale_after() -> None:
     store = MetricsStore()
     config = tenant(stale_after=60)
     store.set_tenants((config,))
-    store.record_poll(config, success(), 1)
-    store.record_poll(config, failure(), 1)
+    store.record_poll(config, success())
+    store.record_poll(config, failure())
     values = samples(store)
     t = ("tenant", "contoso")
     assert values[("entra_tenant_users", frozenset({t}))] == 100
@@ -121,7 +101,7 @@ def test_report_series_go_when_the_last_success_is_older_than_stale_after() -> N
     store = MetricsStore()
     config = tenant(stale_after=60)
     store.set_tenants((config,))
-    store.record_poll(config, success(finished_at=time.time() - 61), 1)
+    store.record_poll(config, success(finished_at=time.time() - 61))
     values = samples(store)
     assert not any(
         name in ("entra_tenant_users", "entra_credential_registration_users") for name, _ in values
@@ -138,7 +118,7 @@ def test_cached_exposition_expires_exactly_when_a_report_turns_stale() -> None:
     store = MetricsStore()
     config = tenant(stale_after=60)
     store.set_tenants((config,))
-    store.record_poll(config, success(finished_at=time.time() - 59.8), 1)
+    store.record_poll(config, success(finished_at=time.time() - 59.8))
     assert b"entra_tenant_users{" in store.render()
     deadline = time.monotonic() + 5
     while b"entra_tenant_users{" in store.render():
@@ -150,10 +130,10 @@ def test_removed_tenants_lose_every_series_and_late_results_are_dropped() -> Non
     store = MetricsStore()
     a, b = tenant("a"), tenant("b")
     store.set_tenants((a, b))
-    store.record_poll(a, success(), 1)
-    store.record_poll(b, success(), 1)
+    store.record_poll(a, success())
+    store.record_poll(b, success())
     store.set_tenants((a,))
-    assert store.record_poll(b, success(), 2) is None
+    assert store.record_poll(b, success()) is None
     text = store.render().decode()
     assert 'tenant="b"' not in text
     assert 'tenant="a"' in text
@@ -163,7 +143,7 @@ def test_kept_tenants_keep_their_counters_across_a_reload() -> None:
     store = MetricsStore()
     a = tenant("a")
     store.set_tenants((a,))
-    store.record_poll(a, success(), 1)
+    store.record_poll(a, success())
     store.set_tenants((a, tenant("b")))
     assert (
         samples(store)[
@@ -186,7 +166,7 @@ def test_openmetrics_exposition_parses_and_ends_with_eof() -> None:
     store = MetricsStore()
     config = tenant()
     store.set_tenants((config,))
-    store.record_poll(config, success(), 1)
+    store.record_poll(config, success())
     text = store.render(openmetrics=True).decode()
     assert text.endswith("# EOF\n")
     assert "# TYPE entra_exporter_polls counter" in text
@@ -199,7 +179,7 @@ def test_gzip_exposition_is_the_same_text() -> None:
     store = MetricsStore()
     config = tenant()
     store.set_tenants((config,))
-    store.record_poll(config, success(), 1)
+    store.record_poll(config, success())
     plain = store.render().decode()
     unzipped = gzip.decompress(store.render(gzipped=True)).decode()
     # Process metrics differ between two renders; the tenant part must be identical.

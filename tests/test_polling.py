@@ -11,10 +11,11 @@ import pytest
 import trustme
 import yaml
 
+from entra_simulator import SimTenant
 from exporter.auth import msal_client_credential
-from exporter.config import Config, load_config
-from exporter.simulator import SimTenant
-from tests.conftest import Poller, SimEnv, max_in_window, run_cli, write_app_certificate
+from exporter.config import Config
+from exporter.configfile import load_config
+from tests.conftest import Pipeline, SimEnv, max_in_window, run_cli, write_app_certificate
 
 # fault → (result, HTTP status, Graph's or the identity provider's error code)
 FAULT_RESULTS = [
@@ -37,23 +38,21 @@ FAULT_RESULTS = [
 @pytest.mark.parametrize(("fault", "expected", "status", "code"), FAULT_RESULTS)
 async def test_each_fault_lands_in_its_result_class_and_the_tenant_recovers(
     sim_env: SimEnv,
-    make_poller: Callable[[Config], Poller],
+    make_pipeline: Callable[[Config], Pipeline],
     caplog: pytest.LogCaptureFixture,
     fault: str,
     expected: str,
     status: int | None,
     code: str | None,
 ) -> None:
-    poller = make_poller(load_config(sim_env.config_file))
-    assert (await poller.poll("tenant-0001")).result == "success"
+    pipeline = make_pipeline(load_config(sim_env.config_file))
+    assert (await pipeline.poll("tenant-0001")).result == "success"
     sim_env.sim.set_fault("tenant-0001", fault, count=0)
     if fault in ("invalid_client", "token_down"):
-        poller.scheduler._jobs[
-            "tenant-0001"
-        ].tokens.forget_tokens()  # make the next poll ask for a token
+        pipeline.poller("tenant-0001").forget_tokens()  # make the next poll ask for a token
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="exporter"):
-        result = await poller.poll("tenant-0001")
+        result = await pipeline.poll("tenant-0001")
     assert result.result == expected, result.failure
     # One clear log line: tenant, result, HTTP status, error code, request or correlation id.
     lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -66,61 +65,61 @@ async def test_each_fault_lands_in_its_result_class_and_the_tenant_recovers(
     if fault != "token_down":  # nobody answered, so no correlation id exists
         assert getattr(line, "request_id", "")
     assert line.exc_info is None
-    other = await poller.poll("tenant-0000")
+    other = await pipeline.poll("tenant-0000")
     assert other.result == "success"
-    snapshot = poller.store.snapshot("tenant-0001")
+    snapshot = pipeline.store.snapshot("tenant-0001")
     assert (
         snapshot is not None and not snapshot.up and snapshot.report is not None
     )  # last values kept
     sim_env.sim.set_fault("tenant-0001", None)
-    assert (await poller.poll("tenant-0001")).result == "success"
+    assert (await pipeline.poll("tenant-0001")).result == "success"
 
 
 async def test_retry_after_is_honoured_within_the_poll(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
 ) -> None:
     document = sim_env.config()
     document["defaults"]["interval"] = "30s"
     sim_env.write_config(document)
-    poller = make_poller(load_config(sim_env.config_file))
+    pipeline = make_pipeline(load_config(sim_env.config_file))
     sim_env.sim.set_fault("tenant-0000", "throttle", count=1)
     started = time.monotonic()
-    result = await poller.poll("tenant-0000")
+    result = await pipeline.poll("tenant-0000")
     assert result.result == "success"
     assert time.monotonic() - started >= 1.0  # Retry-After: 1
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["graph_requests"] == 2
 
 
 async def test_token_is_cached_across_polls(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
 ) -> None:
-    poller = make_poller(load_config(sim_env.config_file))
+    pipeline = make_pipeline(load_config(sim_env.config_file))
     for _ in range(3):
-        assert (await poller.poll("tenant-0002")).result == "success"
+        assert (await pipeline.poll("tenant-0002")).result == "success"
     stats = sim_env.sim.stats()["tenants"]["tenant-0002"]
     assert (stats["token_requests"], stats["graph_requests"]) == (1, 3)
-    snapshot = poller.store.snapshot("tenant-0002")
+    snapshot = pipeline.store.snapshot("tenant-0002")
     assert snapshot is not None and snapshot.token_requests == 1
 
 
 async def test_a_graph_401_drops_the_token_and_retries_once(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
 ) -> None:
-    poller = make_poller(load_config(sim_env.config_file))
-    assert (await poller.poll("tenant-0000")).result == "success"
+    pipeline = make_pipeline(load_config(sim_env.config_file))
+    assert (await pipeline.poll("tenant-0000")).result == "success"
     sim_env.sim.tokens.clear()  # the simulator forgets every token it issued
     # Graph refuses the reused token: the poll drops it and succeeds with a new one.
-    assert (await poller.poll("tenant-0000")).result == "success"
+    assert (await pipeline.poll("tenant-0000")).result == "success"
     stats = sim_env.sim.stats()["tenants"]["tenant-0000"]
     assert (stats["token_requests"], stats["graph_requests"]) == (2, 2)  # a 401 is not counted
     # A token refused twice is an auth_error, not a loop.
     sim_env.sim.set_fault("tenant-0000", "invalid_client", count=0)
     sim_env.sim.tokens.clear()
-    assert (await poller.poll("tenant-0000")).result == "auth_error"
+    assert (await pipeline.poll("tenant-0000")).result == "auth_error"
 
 
 async def test_certificate_credential_signs_with_the_sha256_thumbprint(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller], tmp_path: Path
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline], tmp_path: Path
 ) -> None:
     key_file, cert_file, cert_pem = write_app_certificate(tmp_path)
     sim_env.sim.add_tenant(
@@ -141,20 +140,20 @@ async def test_certificate_credential_signs_with_the_sha256_thumbprint(
         }
     ]
     sim_env.write_config(document)
-    poller = make_poller(load_config(sim_env.config_file))
-    result = await poller.poll("northwind")
+    pipeline = make_pipeline(load_config(sim_env.config_file))
+    result = await pipeline.poll("northwind")
     assert result.result == "success", result.failure
 
     # A certificate the app registration does not know is refused.
     write_app_certificate(tmp_path)  # from another CA, over the same files
-    poller2 = make_poller(load_config(sim_env.config_file))
-    refused = await poller2.poll("northwind")
+    pipeline2 = make_pipeline(load_config(sim_env.config_file))
+    refused = await pipeline2.poll("northwind")
     assert refused.result == "auth_error"
 
 
 async def test_workload_identity_reads_the_token_file_for_every_request(
     sim_env: SimEnv,
-    make_poller: Callable[[Config], Poller],
+    make_pipeline: Callable[[Config], Pipeline],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -179,15 +178,15 @@ async def test_workload_identity_reads_the_token_file_for_every_request(
     ]
     sim_env.write_config(document)
     config = load_config(sim_env.config_file)
-    poller = make_poller(config)
-    assert (await poller.poll("tailspin")).result == "success"
+    pipeline = make_pipeline(config)
+    assert (await pipeline.poll("tailspin")).result == "success"
     # Kubernetes rotates the projected token: the next token request must send the new one.
     token_file.write_text("federated-token-2")
     tenant.federated_token = "federated-token-2"
     credential = msal_client_credential(config.tenants[0])
     assert isinstance(credential, dict) and credential["client_assertion"]() == "federated-token-2"
-    poller.scheduler._jobs["tailspin"].tokens.forget_tokens()
-    assert (await poller.poll("tailspin")).result == "success"
+    pipeline.poller("tailspin").forget_tokens()
+    assert (await pipeline.poll("tailspin")).result == "success"
 
 
 def test_requests_ca_bundle_in_the_environment_does_not_override_tls_ca_file(
@@ -222,7 +221,7 @@ def test_an_untrusted_simulator_is_a_network_error_not_a_crash(sim_env: SimEnv) 
 
 
 async def test_one_app_shared_by_many_tenants_paces_itself(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
 ) -> None:
     shared_client = "00000000-0000-0000-0000-0000000000aa"
     tenants = []
@@ -247,8 +246,8 @@ async def test_one_app_shared_by_many_tenants_paces_itself(
     document["rate_limits"] = {"per_app_per_tenant": "5/10s", "per_app": "10/1s"}
     document["tenants"] = tenants
     sim_env.write_config(document)
-    poller = make_poller(load_config(sim_env.config_file))
-    results = await poller.scheduler.poll_all()
+    pipeline = make_pipeline(load_config(sim_env.config_file))
+    results = await pipeline.poll_all()
     assert [r.result for r in results if r] == ["success"] * 30
     sent = [
         start
@@ -261,23 +260,23 @@ async def test_one_app_shared_by_many_tenants_paces_itself(
 
 
 async def test_retries_per_poll_are_bounded(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
 ) -> None:
     document = sim_env.config()
     document["defaults"]["interval"] = "1m"
     document["defaults"]["timeout"] = "5s"
     sim_env.write_config(document)
-    poller = make_poller(load_config(sim_env.config_file))
+    pipeline = make_pipeline(load_config(sim_env.config_file))
     sim_env.sim.set_fault("tenant-0000", "error500", count=0)
-    assert (await poller.poll("tenant-0000")).result == "http_error"
+    assert (await pipeline.poll("tenant-0000")).result == "http_error"
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["graph_requests"] == 3
-    snapshot = poller.store.snapshot("tenant-0000")
+    snapshot = pipeline.store.snapshot("tenant-0000")
     assert snapshot is not None
     assert (snapshot.graph_requests, snapshot.throttled_responses) == (3, 0)
 
 
 async def test_changed_credentials_take_effect_at_reload(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller], tmp_path: Path
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline], tmp_path: Path
 ) -> None:
     secret_file = tmp_path / "secret"
     tenant = sim_env.sim.find("tenant-0000")
@@ -288,28 +287,28 @@ async def test_changed_credentials_take_effect_at_reload(
     del entry["client_secret"]
     entry["client_secret_file"] = str(secret_file)
     sim_env.write_config(document)
-    poller = make_poller(load_config(sim_env.config_file))
-    assert (await poller.poll("tenant-0000")).result == "success"
-    old_tokens = poller.scheduler._jobs["tenant-0000"].tokens
+    pipeline = make_pipeline(load_config(sim_env.config_file))
+    assert (await pipeline.poll("tenant-0000")).result == "success"
+    old_tokens = pipeline.poller("tenant-0000").tokens
 
     tenant.secret = "rotated-secret-value"  # the app registration's secret is rotated...
     sim_env.sim.tokens.clear()  # ...and (to prove the new secret is used) old tokens revoked
     secret_file.write_text("rotated-secret-value\n")
-    poller.scheduler.apply(load_config(sim_env.config_file))  # what a reload does
-    assert poller.scheduler._jobs["tenant-0000"].tokens is not old_tokens  # old MSAL app dropped
-    assert (await poller.poll("tenant-0000")).result == "success"
+    pipeline.apply(load_config(sim_env.config_file))  # what a reload does
+    assert pipeline.poller("tenant-0000").tokens is not old_tokens  # old MSAL app dropped
+    assert (await pipeline.poll("tenant-0000")).result == "success"
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 2
 
 
 async def test_short_lived_tokens_are_reused_for_most_of_their_lifetime(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
 ) -> None:
     # MSAL alone treats tokens with under 5 minutes left as expired: a 120 s token would be
     # fetched again for every poll.
     sim_env.sim.token_lifetime = 120
-    poller = make_poller(load_config(sim_env.config_file))
+    pipeline = make_pipeline(load_config(sim_env.config_file))
     for _ in range(4):
-        assert (await poller.poll("tenant-0000")).result == "success"
+        assert (await pipeline.poll("tenant-0000")).result == "success"
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 1
 
 

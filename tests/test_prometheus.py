@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.simulator import Simulator, details_truth
+from entra_simulator import Simulator, details_truth
 from tests.conftest import (
     REPO,
     ExporterProcess,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.simulator import GRAPH_FAULTS, SimTenant
+from entra_simulator import GRAPH_FAULTS, SimTenant
 from tests.conftest import ExporterProcess, SimEnv, run_cli, wait_until, write_app_certificate
-from tests.test_e2e import samples
+from tests.conftest import exposition_samples as samples
 
 CONFFILES = Path(__file__).parent / "conffiles"
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.metrics import MetricsStore
-from exporter.poll import PollResult
+from exporter.poller import PollResult
 from exporter.report import RegistrationReport
 from exporter.server import (
     ExporterHTTPServer,
@@ -21,7 +21,7 @@ from exporter.server import (
     serve_in_thread,
     wants_gzip,
 )
-from tests.test_metrics import tenant
+from tests.conftest import tenant_config as tenant
 
 
 class Harness:
@@ -87,15 +87,13 @@ def test_probes(harness: Harness) -> None:
     harness.alive = False
     assert harness.request("GET", "/healthz")[0] == 503
     assert harness.request("GET", "/readyz")[0] == 503
-    harness.store.record_poll(
-        harness.config, PollResult("throttled", None, None, 0.1, time.time()), 0
-    )
+    harness.store.record_poll(harness.config, PollResult("throttled", None, None, 0.1, time.time()))
     assert harness.request("GET", "/readyz")[0] == 200  # a failed first poll still counts
 
 
 def test_landing_page_escapes_names_and_shows_results(harness: Harness) -> None:
     harness.store.record_poll(
-        harness.config, PollResult("success", RegistrationReport(1, ()), None, 0.1, time.time()), 1
+        harness.config, PollResult("success", RegistrationReport(1, ()), None, 0.1, time.time())
     )
     status, headers, body = harness.request("GET", "/")
     assert status == 200 and headers["Content-Type"] == "text/html"

@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.config import Config, load_config
+from entra_simulator import SimTenant, details_page, details_truth, parse_filter
+from exporter.config import Config
+from exporter.configfile import load_config
 from exporter.report import DETAIL_FLAGS, RegistrationDetailsCounter, ReportParseError
-from exporter.simulator import SimTenant, details_page, details_truth, parse_filter
-from tests.conftest import Poller, SimEnv
+from tests.conftest import Pipeline, SimEnv
 
 STATUS_OF_FLAG = dict(DETAIL_FLAGS)
 
@@ -32,19 +33,19 @@ def assert_matches_truth(report: object, tenant: SimTenant) -> None:
 
 
 async def test_user_registration_details_are_counted_exactly(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
 ) -> None:
     tenant = sim_env.sim.find("tenant-0000")
     assert tenant is not None
     tenant.users = 2500  # three pages of 999
     set_source(sim_env, "userRegistrationDetails")
-    poller = make_poller(load_config(sim_env.config_file))
-    result = await poller.poll("tenant-0000")
+    pipeline = make_pipeline(load_config(sim_env.config_file))
+    result = await pipeline.poll("tenant-0000")
     assert result.result == "success", result.failure
     assert result.source == "userRegistrationDetails"
     assert_matches_truth(result.report, tenant)
     assert tenant.details_pages == 3
-    text = poller.store.render().decode()
+    text = pipeline.store.render().decode()
     assert (
         'entra_authentication_method_users{tenant="tenant-0000",method="microsoftAuthenticatorPush"}'
         in text
@@ -54,32 +55,32 @@ async def test_user_registration_details_are_counted_exactly(
 
 
 async def test_a_failed_page_fails_the_poll_without_partial_numbers(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
 ) -> None:
     tenant = sim_env.sim.find("tenant-0001")
     assert tenant is not None
     tenant.users = 3000
     tenant.fail_page = 2
     set_source(sim_env, "userRegistrationDetails", interval="1m", timeout="2s")
-    poller = make_poller(load_config(sim_env.config_file))
-    result = await poller.poll("tenant-0001")
+    pipeline = make_pipeline(load_config(sim_env.config_file))
+    result = await pipeline.poll("tenant-0001")
     assert result.result == "http_error"
     assert result.report is None
-    assert "entra_tenant_users{" not in poller.store.render().decode()
+    assert "entra_tenant_users{" not in pipeline.store.render().decode()
 
 
 async def test_auto_switches_once_when_the_seed_report_is_gone(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller], caplog: pytest.LogCaptureFixture
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline], caplog: pytest.LogCaptureFixture
 ) -> None:
     gone = sim_env.sim.find("tenant-0000")
     assert gone is not None
     gone.seed_gone = True
     gone.users = 120
     set_source(sim_env, "auto")
-    poller = make_poller(load_config(sim_env.config_file))
+    pipeline = make_pipeline(load_config(sim_env.config_file))
     with caplog.at_level(logging.WARNING, logger="exporter"):
-        first = await poller.poll("tenant-0000")
-        second = await poller.poll("tenant-0000")
+        first = await pipeline.poll("tenant-0000")
+        second = await pipeline.poll("tenant-0000")
     assert (first.result, first.source) == ("success", "userRegistrationDetails")
     assert (second.result, second.source) == ("success", "userRegistrationDetails")
     assert_matches_truth(second.report, gone)
@@ -90,36 +91,36 @@ async def test_auto_switches_once_when_the_seed_report_is_gone(
     # The first poll asked the seed's report (gone) once; the second went straight to the successor.
     assert gone.graph_requests == 1 + 1 + 1
     # A tenant whose seed report still answers stays with it.
-    other = await poller.poll("tenant-0001")
+    other = await pipeline.poll("tenant-0001")
     assert (other.result, other.source) == ("success", "credentialUserRegistrationCount")
-    text = poller.store.render().decode()
+    text = pipeline.store.render().decode()
     assert 'tenant="tenant-0000",tenant_id=' in text and 'source="userRegistrationDetails"' in text
     assert 'source="credentialUserRegistrationCount"' in text
 
 
 async def test_a_gone_seed_report_without_auto_is_an_http_error(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
 ) -> None:
     gone = sim_env.sim.find("tenant-0000")
     assert gone is not None
     gone.seed_gone = True
-    poller = make_poller(load_config(sim_env.config_file))
-    result = await poller.poll("tenant-0000")
+    pipeline = make_pipeline(load_config(sim_env.config_file))
+    result = await pipeline.poll("tenant-0000")
     assert result.result == "http_error"
     assert result.failure is not None and result.failure.error_code == "BadRequest"
 
 
 async def test_paging_a_100000_user_tenant_keeps_memory_flat(
-    sim_env: SimEnv, make_poller: Callable[[Config], Poller]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
 ) -> None:
     big = sim_env.sim.find("tenant-0002")
     assert big is not None
     big.users = 100_000
     set_source(sim_env, "userRegistrationDetails", interval="5m", timeout="30s")
-    poller = make_poller(load_config(sim_env.config_file))
+    pipeline = make_pipeline(load_config(sim_env.config_file))
     tracemalloc.start()
     try:
-        result = await poller.poll("tenant-0002")
+        result = await pipeline.poll("tenant-0002")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -166,7 +167,7 @@ def test_simulator_select_filter_count_and_paging() -> None:
 
 
 def test_paging_sources_get_the_whole_interval_as_their_budget(sim_env: SimEnv) -> None:
-    from exporter.poll import poll_budget
+    from exporter.poller import poll_budget
 
     set_source(sim_env, "credentialUserRegistrationCount", interval="10m", timeout="30s")
     tenant = load_config(sim_env.config_file).tenants[0]

@@ -16,10 +16,11 @@ import yaml
 
 from exporter import webconfig
 from exporter.metrics import MetricsStore
+from exporter.problems import ConfigError
 from exporter.server import ServerHooks, make_server, serve_in_thread
-from exporter.webconfig import WebConfigError, parse_web_config
+from exporter.webconfig import parse_web_config
 from tests.conftest import SimEnv, run_cli, wait_until
-from tests.test_metrics import tenant
+from tests.conftest import tenant_config as tenant
 
 PASSWORD = "correct horse battery staple"
 HASH = (
@@ -266,7 +267,7 @@ def test_invalid_web_configs_name_the_key(pki: Pki, document: dict[str, Any], pr
         .replace("KEY", str(pki.key_file))
         .replace(": CA", f": {pki.ca_file}")
     )
-    with pytest.raises(WebConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         parse_web_config(yaml.safe_load(text))
     assert any(problem in line for line in caught.value.problems), caught.value.problems
 

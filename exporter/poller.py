@@ -1,16 +1,27 @@
-"""One poll of one tenant: token, Graph report, outcome — never an exception."""
+"""One object per tenant: its config, token source, settled source and outcome of each poll.
+
+:meth:`TenantPoller.poll` acquires a token, reads the tenant's report and returns a
+:class:`PollResult` that carries everything the metrics store needs — never an exception. The
+poller also owns what ``source: auto`` means: it asks the seed's report, reads the successor
+when Graph says the seed is gone, and from then on reads the successor directly.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
 
 from exporter.auth import AccessToken, TenantTokenSource, TokenError
 from exporter.config import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
 from exporter.failures import AUTH_ERROR, SUCCESS, TIMEOUT, PollFailure
 from exporter.graph import GraphClient, GraphError, RequestTally
 from exporter.report import RegistrationReport
+from exporter.transport import Transport
+
+log = logging.getLogger("exporter.poller")
 
 # A poll never runs into the next one: it ends after this share of the interval at the latest.
 INTERVAL_SHARE = 0.9
@@ -36,6 +47,8 @@ class PollResult:
     # The report the poll read (or tried to): credentialUserRegistrationCount or
     # userRegistrationDetails; with source auto, the one it settled on.
     source: str = DEFAULT_SOURCE
+    # Requests this poll sent to the identity provider (MSAL's cache hits send none).
+    token_requests: int = 0
 
 
 def poll_budget(tenant: TenantConfig, source: str | None = None) -> float:
@@ -136,3 +149,90 @@ async def poll_tenant(
         tally=tally,
         source=used_source,
     )
+
+
+def _auth_key(tenant: TenantConfig) -> tuple[object, ...]:
+    """The settings that shape a tenant's MSAL app; a change means a new app."""
+    return (tenant.tenant_id, tenant.client_id, tenant.credential, tenant.endpoints, tenant.timeout)
+
+
+class TenantPoller:
+    """Polls one tenant; owns its config, token source, settled source and last outcome."""
+
+    def __init__(
+        self, tenant: TenantConfig, transport: Transport, executor: Executor, graph: GraphClient
+    ) -> None:
+        self._transport = transport
+        self._executor = executor
+        self._graph = graph
+        self._tenant = tenant
+        self.tokens = TenantTokenSource(tenant, transport, executor)
+        # For source auto: the report it settled on once the seed's report was gone.
+        self._settled_source: str | None = None
+        self._last_result: str | None = None
+        self._has_report = False
+
+    @property
+    def tenant(self) -> TenantConfig:
+        """The configuration the next poll uses."""
+        return self._tenant
+
+    @property
+    def name(self) -> str:
+        """The tenant's name (the ``tenant`` label)."""
+        return self._tenant.name
+
+    def reconfigure(self, tenant: TenantConfig) -> bool:
+        """Use ``tenant`` from the next poll on; True if the polling interval changed."""
+        old = self._tenant
+        if _auth_key(old) != _auth_key(tenant):
+            # The old MSAL app (and its cached tokens) goes with the old credential.
+            self.tokens = TenantTokenSource(tenant, self._transport, self._executor)
+        if old.source != tenant.source:
+            self._settled_source = None
+        self._tenant = tenant
+        return (old.interval, old.jitter) != (tenant.interval, tenant.jitter)
+
+    def forget_tokens(self) -> None:
+        """Drop cached tokens, so the next poll asks the identity provider for a new one."""
+        self.tokens.forget_tokens()
+
+    async def poll(self) -> PollResult:
+        """Poll the tenant once; the outcome is logged with the tenant's name."""
+        tenant, tokens = self._tenant, self.tokens
+        result = await poll_tenant(tenant, tokens, self._graph, self._settled_source)
+        result = replace(result, token_requests=tokens.take_token_requests())
+        if tenant is self._tenant:  # not reconfigured meanwhile
+            self._settle(result)
+        self._log(result)
+        self._last_result = result.result
+        self._has_report = self._has_report or result.result == SUCCESS
+        return result
+
+    def _settle(self, result: PollResult) -> None:
+        if self._tenant.source != AUTO_SOURCE or result.source != DETAILS_SOURCE:
+            return
+        if self._settled_source != DETAILS_SOURCE:
+            log.warning(
+                "Graph no longer serves getCredentialUserRegistrationCount for this tenant: "
+                "switching to userRegistrationDetails (needs AuditLog.Read.All)",
+                extra={"tenant": self.name},
+            )
+        self._settled_source = DETAILS_SOURCE
+
+    def _log(self, result: PollResult) -> None:
+        fields = {"tenant": self.name, "duration_seconds": round(result.duration, 3)}
+        if result.result == SUCCESS:
+            if self._last_result not in (None, SUCCESS):
+                log.info("poll recovered", extra=fields)
+            else:
+                log.debug("poll succeeded", extra=fields)
+        elif result.failure is not None:
+            log.warning(
+                f"poll failed: {result.failure.message}",
+                extra={
+                    **fields,
+                    **result.failure.log_fields(),
+                    "kept_last_values": self._has_report,
+                },
+            )

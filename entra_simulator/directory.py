@@ -1,0 +1,237 @@
+"""Simulated tenants and their users: app registrations, report documents in each shape
+Microsoft documents, and userRegistrationDetails generated from a seed (nothing per user is
+stored, so a tenant may have a million users)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+GRAPH_FAULTS = (
+    "throttle",  # 429 with Retry-After in seconds
+    "throttle_date",  # 429 with Retry-After as an HTTP date
+    "error500",
+    "error503",  # 503 with Retry-After: 1
+    "hang",  # no answer until the hang time has passed
+    "reset",  # connection reset (TCP RST)
+    "malformed",  # 200 with broken JSON
+    "html",  # 200 with an HTML error page
+    "missing_fields",  # 200 with JSON lacking the report's fields
+    "forbidden",  # 403 Authentication_ApplicationHasNoReadAuditLogDataAccess
+    "oversized",  # 200 with a 2 MiB body
+)
+TOKEN_FAULTS = ("invalid_client", "token_down")
+RANDOM_FAULTS = ("throttle", "error500", "error503", "reset", "malformed")
+DETAIL_FLAGS = (
+    "isSsprRegistered",
+    "isSsprEnabled",
+    "isSsprCapable",
+    "isMfaRegistered",
+    "isMfaCapable",
+    "isPasswordlessCapable",
+)
+METHODS = (
+    "microsoftAuthenticatorPush",
+    "softwareOneTimePasscode",
+    "mobilePhone",
+    "email",
+    "fido2SecurityKey",
+    "windowsHelloForBusiness",
+    "microsoftAuthenticatorPasswordless",
+    "passKeyDeviceBound",
+)
+MAX_PAGE = 999
+
+
+@dataclass(slots=True)
+class SimTenant:
+    """One simulated tenant: its app registration and its users."""
+
+    name: str
+    tenant_id: str
+    client_id: str
+    secret: str | None = None
+    certificate_pem: str | None = None
+    federated_token: str | None = None
+    shape: int = 0
+    extra_status: bool = False
+    fault_rate: float | None = None  # overrides the simulator's --fault-rate for this tenant
+    seed_gone: bool = False  # getCredentialUserRegistrationCount answers 400 (retired)
+    trusted_issuer_pem: str | None = None  # subject name + issuer auth: trust this CA
+    managed_identity: str | None = None  # "system", or a user-assigned identity's client_id
+    users: int | None = None  # userRegistrationDetails users (default: total_users)
+    fail_page: int | None = None  # this page of userRegistrationDetails answers 500
+    details_pages: int = 0
+    total_users: int = 1000
+    base_counts: dict[str, int] = field(default_factory=dict)
+    token_requests: int = 0
+    graph_requests: int = 0
+    faults: list[list[Any]] = field(default_factory=list)  # [kind, remaining (0 = sticky)]
+    last_report: dict[str, Any] | None = None
+
+    def take_fault(self, kinds: tuple[str, ...]) -> str | None:
+        """The next queued fault of one of ``kinds``, consuming one use of it."""
+        for item in self.faults:
+            if item[0] in kinds:
+                if item[1] > 0:
+                    item[1] -= 1
+                    if item[1] == 0:
+                        self.faults.remove(item)
+                return str(item[0])
+        return None
+
+
+def make_tenant(index: int, rng: random.Random) -> SimTenant:
+    """A tenant with a stable name and IDs, and counts drawn from ``rng``."""
+    total = rng.randint(50, 50_000)
+    capable = rng.randint(total // 3, total)
+    counts = {
+        "registered": rng.randint(capable // 2, capable),
+        "enabled": rng.randint(total // 2, total),
+        "capable": capable,
+        "mfaRegistered": rng.randint(total // 4, total),
+    }
+    return SimTenant(
+        name=f"tenant-{index:04d}",
+        tenant_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        client_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        secret=f"sim-secret-{index}-{rng.getrandbits(64):016x}",
+        shape=index % 3,
+        extra_status=index % 2 == 1,
+        total_users=total,
+        base_counts=counts,
+    )
+
+
+def report_document(tenant: SimTenant, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(JSON body, the truth it encodes) for the ``step``-th report of ``tenant``.
+
+    Shapes, as Microsoft's documentation shows them: 0 = API example spelled correctly inside
+    ``value``; 1 = API example's own misspelling ``userRegistationCount``; 2 = the resource
+    page's ``registrationStatus`` / ``registrationCount`` as a bare object.
+    """
+    drift = step // 2
+    counts = {
+        status: min(tenant.total_users, value + drift)
+        for status, value in tenant.base_counts.items()
+    }
+    if tenant.extra_status:
+        counts["mfaCapable"] = min(tenant.total_users, counts["capable"] + 1)
+    truth = {"totalUserCount": tenant.total_users, "userRegistrationCounts": counts}
+    if tenant.shape == 2:
+        entries = [{"registrationStatus": s, "registrationCount": c} for s, c in counts.items()]
+        body: dict[str, Any] = {
+            "id": tenant.tenant_id,
+            "totalUserCount": tenant.total_users,
+            "userRegistrationCounts": entries,
+        }
+        return body, truth
+    count_key = "userRegistationCount" if tenant.shape == 1 else "userRegistrationCount"
+    entries = [{"userRegistrationStatus": s, count_key: c} for s, c in counts.items()]
+    body = {
+        "@odata.context": "https://graph.microsoft.com/beta/$metadata"
+        "#Collection(microsoft.graph.credentialUserRegistrationCount)",
+        "value": [
+            {
+                "id": tenant.tenant_id,
+                "totalUserCount": tenant.total_users,
+                "userRegistrationCounts": entries,
+            }
+        ],
+    }
+    return body, truth
+
+
+def detail_user(tenant: SimTenant, index: int) -> dict[str, Any]:
+    """User ``index`` of the tenant, the same every time (nothing is stored)."""
+    digest = hashlib.blake2b(f"{tenant.tenant_id}:{index}".encode(), digest_size=16).digest()
+    # Thresholds out of 256 give each flag a plausible share of users.
+    flags = dict(
+        zip(
+            DETAIL_FLAGS,
+            (b < t for b, t in zip(digest[:6], (150, 200, 170, 190, 180, 40), strict=True)),
+            strict=True,
+        )
+    )
+    methods = [m for m, b in zip(METHODS, digest[6:14], strict=True) if b < 90]
+    return {
+        "id": str(uuid.UUID(bytes=digest, version=4)),
+        "userPrincipalName": f"user{index}@{tenant.name}.example",
+        "userDisplayName": f"User {index}",
+        "isAdmin": digest[14] < 3,
+        **flags,
+        "methodsRegistered": methods,
+        "userType": "guest" if digest[15] < 20 else "member",
+    }
+
+
+def tenant_users(tenant: SimTenant) -> int:
+    """How many users the tenant has in userRegistrationDetails."""
+    return tenant.users if tenant.users is not None else tenant.total_users
+
+
+def parse_filter(text: str | None) -> list[tuple[str, bool]]:
+    """``isMfaRegistered eq true and isSsprEnabled eq false`` → [(field, value), ...]."""
+    if not text:
+        return []
+    clauses = []
+    for clause in re.split(r"\s+and\s+", text.strip()):
+        match = re.fullmatch(r"(\w+)\s+eq\s+(true|false)", clause.strip())
+        if not match or match.group(1) not in DETAIL_FLAGS:
+            raise ValueError(f"Invalid filter clause: {clause}")
+        clauses.append((match.group(1), match.group(2) == "true"))
+    return clauses
+
+
+@dataclass(frozen=True, slots=True)
+class DetailsPage:
+    """One page of userRegistrationDetails."""
+
+    number: int
+    users: list[dict[str, Any]]
+    next_offset: int | None
+    count: int | None
+
+
+def details_page(tenant: SimTenant, params: dict[str, str], consistency: str | None) -> DetailsPage:
+    """The page that ``params`` ($select, $filter, $top, $skiptoken, $count) asks for."""
+    top = int(params.get("$top", MAX_PAGE))
+    if not 1 <= top <= MAX_PAGE:
+        raise ValueError(f"$top must be between 1 and {MAX_PAGE}")
+    offset = int(params.get("$skiptoken", "0"))
+    select = [f for f in params.get("$select", "").split(",") if f]
+    clauses = parse_filter(params.get("$filter"))
+    total = tenant_users(tenant)
+    count = None
+    if params.get("$count") == "true":
+        if (consistency or "").lower() != "eventual":
+            raise ValueError("$count requires the ConsistencyLevel: eventual header")
+        count = sum(
+            1 for i in range(total) if all(detail_user(tenant, i)[f] is v for f, v in clauses)
+        )
+    users: list[dict[str, Any]] = []
+    index = offset
+    while index < total and len(users) < top:
+        user = detail_user(tenant, index)
+        index += 1
+        if all(user[f] is v for f, v in clauses):
+            users.append({k: user[k] for k in select if k in user} if select else user)
+    return DetailsPage(offset // top, users, index if index < total else None, count)
+
+
+def details_truth(tenant: SimTenant) -> dict[str, Any]:
+    """What a full walk of userRegistrationDetails counts (computed, never stored per user)."""
+    flags = dict.fromkeys(DETAIL_FLAGS, 0)
+    methods: dict[str, int] = {}
+    total = tenant_users(tenant)
+    for index in range(total):
+        user = detail_user(tenant, index)
+        for flag in DETAIL_FLAGS:
+            flags[flag] += user[flag]
+        for method in user["methodsRegistered"]:
+            methods[method] = methods.get(method, 0) + 1
+    return {"users": total, "flags": flags, "methods": methods}

@@ -1,0 +1,424 @@
+"""The simulator's HTTP routes: OpenID discovery, the token endpoints (Entra and the instance
+metadata service), Graph's two reports, faults, and the ``/_sim/...`` control API."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import email.utils
+import json
+import socket
+import ssl
+import struct
+import time
+import urllib.parse
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from entra_simulator.directory import (
+    GRAPH_FAULTS,
+    RANDOM_FAULTS,
+    TOKEN_FAULTS,
+    SimTenant,
+    details_page,
+    report_document,
+)
+
+if TYPE_CHECKING:
+    from entra_simulator.simulator import Simulator
+
+# Faults answered with a Graph error: (status, code, message, headers).
+_FAULT_ANSWERS: dict[str, tuple[int, str, str, dict[str, str]]] = {
+    "throttle": (429, "TooManyRequests", "Too many requests.", {"Retry-After": "1"}),
+    "error500": (500, "InternalServerError", "Something went wrong.", {}),
+    "error503": (503, "ServiceUnavailable", "Service unavailable.", {"Retry-After": "1"}),
+    "forbidden": (
+        403,
+        "Authentication_ApplicationHasNoReadAuditLogDataAccess",
+        "Calling principal does not have required MSGraph permissions AuditLog.Read.All",
+        {},
+    ),
+}
+# Faults answered 200 with a body that is not a usable report: (body, content type).
+_FAULT_BODIES: dict[str, tuple[bytes, str]] = {
+    "malformed": (b'{"value": [{"totalUserCount": 12,', "application/json"),
+    "html": (
+        b"<html><head><title>Service Error</title></head><body>Oops</body></html>",
+        "text/html",
+    ),
+    "missing_fields": (b'{"value": [{"id": "x"}]}', "application/json"),
+    "oversized": (b" " * (2 * 1024 * 1024), "application/json"),
+}
+
+DETAILS_PATHS = (
+    "/v1.0/reports/authenticationMethods/userRegistrationDetails",
+    "/beta/reports/authenticationMethods/userRegistrationDetails",
+)
+REPORT_PATHS = (
+    "/beta/reports/getCredentialUserRegistrationCount()",
+    "/beta/reports/getCredentialUserRegistrationCount",
+)
+
+
+class _SimServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that vanish mid-handshake are normal here; print nothing."""
+
+
+class _SimServer6(_SimServer):
+    address_family = socket.AF_INET6
+
+
+class _SimHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    sim: Simulator
+    timeout = 120
+
+    def setup(self) -> None:
+        super().setup()
+        # Without TCP_NODELAY every keep-alive answer waits ~40 ms (Nagle + delayed ACK).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.connection.do_handshake()
+        except (ssl.SSLError, OSError):
+            self.close_connection = True
+            raise
+
+    def handle(self) -> None:
+        with contextlib.suppress(ssl.SSLError, ConnectionError, TimeoutError):
+            super().handle()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    # ------------------------------------------------------------ responses
+
+    def parse_request(self) -> bool:
+        self.started = time.time()  # the request line has arrived
+        return super().parse_request()
+
+    def _record(self, kind: str, tenant: SimTenant) -> None:
+        """Log a request that was answered (for pacing checks and benchmarks)."""
+        event = (kind, tenant.client_id, tenant.tenant_id, self.started, time.time())
+        self.sim.events.append(event)
+
+    def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        self._raw(status, json.dumps(body).encode(), "application/json", headers)
+
+    def _raw(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _graph_error(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        request_id = str(uuid.uuid4())
+        body = {
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {
+                    "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "request-id": request_id,
+                    "client-request-id": self.headers.get("client-request-id", ""),
+                },
+            }
+        }
+        self._json(status, body, {"request-id": request_id, **(headers or {})})
+
+    def _reset(self) -> None:
+        """Close the connection with a TCP RST."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
+    def finish(self) -> None:
+        # The connection may have been reset on purpose, or by the client.
+        with contextlib.suppress(OSError, ValueError):
+            super().finish()
+
+    def _read_form(self) -> dict[str, str]:
+        length = int(self.headers.get("Content-Length", "0") or 0)
+        data = self.rfile.read(min(length, 1 << 20)).decode()
+        return {k: v[0] for k, v in urllib.parse.parse_qs(data).items()}
+
+    def _read_json(self) -> Any:
+        length = int(self.headers.get("Content-Length", "0") or 0)
+        return json.loads(self.rfile.read(min(length, 1 << 20)) or b"null")
+
+    # ------------------------------------------------------------ routes
+
+    def do_GET(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        sim = self.sim
+        if path in REPORT_PATHS:
+            self._report()
+        elif path in DETAILS_PATHS:
+            self._details(urllib.parse.urlsplit(self.path).query)
+        elif path.endswith("/v2.0/.well-known/openid-configuration"):
+            tenant_key = path.split("/")[1]
+            discovered = sim.find(tenant_key)
+            if discovered is None:
+                self._json(
+                    400,
+                    {
+                        "error": "invalid_tenant",
+                        "error_description": "AADSTS90002: Tenant not found.",
+                    },
+                )
+                return
+            base = sim.base_url
+            self._json(
+                200,
+                {
+                    "token_endpoint": f"{base}/{tenant_key}/oauth2/v2.0/token",
+                    "authorization_endpoint": f"{base}/{tenant_key}/oauth2/v2.0/authorize",
+                    "device_authorization_endpoint": f"{base}/{tenant_key}/oauth2/v2.0/devicecode",
+                    "issuer": f"{base}/{tenant_key}/v2.0",
+                    "jwks_uri": f"{base}/{tenant_key}/discovery/v2.0/keys",
+                    "token_endpoint_auth_methods_supported": [
+                        "client_secret_post",
+                        "private_key_jwt",
+                        "client_secret_basic",
+                    ],
+                    "response_types_supported": [
+                        "code",
+                        "id_token",
+                        "code id_token",
+                        "token id_token",
+                    ],
+                    "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                    "tenant_region_scope": "NA",
+                },
+            )
+            self._record("discovery", discovered)
+        elif path == "/metadata/identity/oauth2/token":
+            self._managed_identity_token(urllib.parse.urlsplit(self.path).query)
+        elif path == "/_sim/stats":
+            self._json(200, sim.stats())
+        elif path == "/_sim/events":
+            self._json(200, {"events": list(sim.events)})
+        else:
+            self._graph_error(404, "UnknownResource", f"no route for {path}")
+
+    def do_POST(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        if path.endswith("/oauth2/v2.0/token"):
+            self._token(path)
+        elif path == "/_sim/faults":
+            body = self._read_json()
+            try:
+                if "rate" in body:
+                    rate = body["rate"]
+                    self.sim.set_fault_rate(
+                        str(body["tenant"]), None if rate is None else float(rate)
+                    )
+                else:
+                    self.sim.set_fault(
+                        str(body["tenant"]), body.get("fault"), int(body.get("count", 1))
+                    )
+            except (KeyError, ValueError, TypeError) as err:
+                self._json(400, {"error": str(err)})
+                return
+            self._json(200, {"ok": True})
+        elif path == "/_sim/tenants":
+            body = self._read_json()
+            try:
+                tenant = SimTenant(
+                    name=str(body["name"]),
+                    tenant_id=str(body["tenant_id"]),
+                    client_id=str(body["client_id"]),
+                    secret=body.get("secret"),
+                    certificate_pem=body.get("certificate_pem"),
+                    federated_token=body.get("federated_token"),
+                    shape=int(body.get("shape", 0)),
+                    users=int(body["users"]) if body.get("users") is not None else None,
+                    seed_gone=bool(body.get("seed_gone", False)),
+                )
+            except (KeyError, TypeError, ValueError) as err:
+                self._json(400, {"error": str(err)})
+                return
+            self.sim.add_tenant(tenant)
+            self._json(200, {"ok": True})
+        else:
+            self._graph_error(404, "UnknownResource", f"no route for {path}")
+
+    def _token(self, path: str) -> None:
+        sim = self.sim
+        tenant_key = path.split("/")[1]
+        form = self._read_form()
+        tenant = sim.find(tenant_key)
+        if tenant is None:
+            self._json(
+                400,
+                {"error": "invalid_request", "error_description": "AADSTS90002: Tenant not found."},
+            )
+            return
+        with sim.lock:
+            tenant.token_requests += 1
+            fault = tenant.take_fault(TOKEN_FAULTS)
+        correlation = str(uuid.uuid4())
+        if fault == "token_down":
+            self._reset()
+            return
+        if form.get("grant_type") != "client_credentials":
+            self._json(400, {"error": "unsupported_grant_type", "correlation_id": correlation})
+            return
+        reason = sim.check_client(tenant, form, f"{sim.base_url}{path}")
+        if fault == "invalid_client":
+            reason = "AADSTS7000222: The provided client secret keys for app are expired."
+        if reason is not None:
+            self._json(
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": f"{reason}\r\nTrace ID: {uuid.uuid4()}\r\n"
+                    f"Correlation ID: {correlation}\r\nTimestamp: {dt.datetime.now(dt.UTC)}",
+                    "error_codes": [7000215],
+                    "correlation_id": correlation,
+                },
+            )
+            return
+        self._json(200, sim.issue_token(tenant))
+        self._record("token", tenant)
+
+    def _graph_tenant(self) -> SimTenant | None:
+        """The tenant of the bearer token; answers 401 itself when there is none."""
+        auth = self.headers.get("Authorization", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+        tenant = self.sim.tenant_for_token(token) if token else None
+        if tenant is None:
+            self._graph_error(
+                401, "InvalidAuthenticationToken", "Access token is empty or invalid."
+            )
+        return tenant
+
+    def _take_graph_fault(self, tenant: SimTenant) -> tuple[str | None, int]:
+        """Count a Graph request; pick its fault (queued or random) and wait the latency."""
+        sim = self.sim
+        with sim.lock:
+            tenant.graph_requests += 1
+            fault = tenant.take_fault(GRAPH_FAULTS)
+            rate = sim.fault_rate if tenant.fault_rate is None else tenant.fault_rate
+            if fault is None and rate and sim.rng.random() < rate:
+                fault = sim.rng.choice(RANDOM_FAULTS)
+            step = tenant.graph_requests
+        if sim.latency:
+            sim.stopping.wait(sim.latency)
+        return fault, step
+
+    def _report(self) -> None:
+        sim = self.sim
+        tenant = self._graph_tenant()
+        if tenant is None:
+            return
+        fault, step = self._take_graph_fault(tenant)
+        if fault is not None:
+            self._fault(fault)
+            return
+        if tenant.seed_gone:
+            self._graph_error(
+                400,
+                "BadRequest",
+                "Resource not found for the segment 'getCredentialUserRegistrationCount'.",
+            )
+            return
+        body, truth = report_document(tenant, step)
+        with sim.lock:
+            tenant.last_report = truth
+        self._json(200, body, {"request-id": str(uuid.uuid4())})
+        self._record("report", tenant)
+
+    def _managed_identity_token(self, query: str) -> None:
+        """Azure's instance metadata service: a token for the VM's managed identity."""
+        if self.headers.get("Metadata") != "true":
+            self._json(400, {"error": "invalid_request", "error_description": "Metadata header"})
+            return
+        params = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
+        wanted = params.get("client_id") or "system"
+        with self.sim.lock:
+            tenant = next(
+                (t for t in self.sim.tenants.values() if t.managed_identity == wanted), None
+            )
+        if tenant is None:
+            self._json(400, {"error": "invalid_request", "error_description": "Identity not found"})
+            return
+        with self.sim.lock:
+            tenant.token_requests += 1
+        token = self.sim.issue_token(tenant)
+        self._json(
+            200,
+            {**token, "expires_in": str(token["expires_in"]), "resource": params.get("resource")},
+        )
+        self._record("token", tenant)
+
+    def _details(self, query: str) -> None:
+        """One page of userRegistrationDetails, generated from the tenant's seed."""
+        tenant = self._graph_tenant()
+        if tenant is None:
+            return
+        fault, _ = self._take_graph_fault(tenant)
+        if fault is not None:
+            self._fault(fault)
+            return
+        params = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
+        try:
+            page = details_page(tenant, params, self.headers.get("ConsistencyLevel"))
+        except ValueError as err:
+            self._graph_error(400, "BadRequest", str(err))
+            return
+        if tenant.fail_page is not None and page.number == tenant.fail_page:
+            self._graph_error(500, "InternalServerError", "Something went wrong on this page.")
+            return
+        body: dict[str, Any] = {
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata"
+            "#reports/authenticationMethods/userRegistrationDetails",
+            "value": page.users,
+        }
+        if page.count is not None:
+            body["@odata.count"] = page.count
+        if page.next_offset is not None:
+            next_params = {**params, "$skiptoken": str(page.next_offset)}
+            next_query = urllib.parse.urlencode(next_params, safe="$,")
+            body["@odata.nextLink"] = f"{self.sim.base_url}{DETAILS_PATHS[0]}?{next_query}"
+        with self.sim.lock:
+            tenant.details_pages += 1
+        self._json(200, body, {"request-id": str(uuid.uuid4())})
+        self._record("details", tenant)
+
+    def _fault(self, fault: str) -> None:
+        """Answer with ``fault`` (one of :data:`GRAPH_FAULTS`) instead of the report."""
+        answer = _FAULT_ANSWERS.get(fault)
+        if answer is not None:
+            status, code, message, headers = answer
+            self._graph_error(status, code, message, headers)
+        elif fault == "throttle_date":
+            when = email.utils.formatdate(time.time() + 2, usegmt=True)
+            self._graph_error(429, "TooManyRequests", "Too many requests.", {"Retry-After": when})
+        elif fault == "hang":
+            self.sim.stopping.wait(self.sim.hang_seconds)
+            self.close_connection = True
+        elif fault == "reset":
+            self._reset()
+        elif fault in _FAULT_BODIES:
+            body, content_type = _FAULT_BODIES[fault]
+            self._raw(200, body, content_type)
+
+
+def make_server(sim: Simulator, host: str, port: int) -> ThreadingHTTPServer:
+    """Bind the simulator's (not yet TLS-wrapped, not yet serving) server."""
+    handler = type("BoundSimHandler", (_SimHandler,), {"sim": sim})
+    server_class = _SimServer6 if ":" in host else _SimServer
+    return server_class((host, port), handler)

@@ -1,0 +1,238 @@
+"""The simulator: its tenants, tokens and request log, and the HTTPS server that serves them."""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import secrets
+import ssl
+import tempfile
+import threading
+import time
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from entra_simulator.directory import GRAPH_FAULTS, TOKEN_FAULTS, SimTenant, make_tenant
+from entra_simulator.handlers import make_server
+from entra_simulator.tls import check_certificate_assertion, make_tls_material
+from exporter.config import format_duration
+
+
+class Simulator:
+    """The simulator's state and server; use :meth:`start` and :meth:`stop`."""
+
+    def __init__(
+        self,
+        tenants: int = 3,
+        latency: float = 0.0,
+        fault_rate: float = 0.0,
+        token_lifetime: int = 3599,
+        hang_seconds: float = 60.0,
+        seed: int | None = None,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.latency = latency
+        self.fault_rate = fault_rate
+        self.token_lifetime = token_lifetime
+        self.hang_seconds = hang_seconds
+        self.lock = threading.Lock()
+        self.tenants: dict[str, SimTenant] = {}
+        for index in range(tenants):
+            self.add_tenant(make_tenant(index, self.rng))
+        self.tokens: dict[str, tuple[str, float]] = {}
+        # Recent requests, for pacing checks and benchmarks: (kind, client_id, tenant_id,
+        # arrival and completion in Unix time). kind: discovery, token or report.
+        self.events: collections.deque[tuple[str, str, str, float, float]] = collections.deque(
+            maxlen=500_000
+        )
+        self.stopping = threading.Event()
+        self.tls = make_tls_material()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._workdir = tempfile.TemporaryDirectory(prefix="entra-sim-")
+
+    # ---------------------------------------------------------------- state
+
+    def add_tenant(self, tenant: SimTenant) -> None:
+        """Register a tenant (by its tenant_id)."""
+        if not tenant.base_counts:
+            template = make_tenant(len(self.tenants), self.rng)
+            tenant.total_users, tenant.base_counts = template.total_users, template.base_counts
+        with self.lock:
+            self.tenants[tenant.tenant_id] = tenant
+
+    def find(self, key: str) -> SimTenant | None:
+        """A tenant by tenant_id or name."""
+        with self.lock:
+            found = self.tenants.get(key)
+            if found is None:
+                found = next((t for t in self.tenants.values() if t.name == key), None)
+            return found
+
+    def set_fault_rate(self, key: str, rate: float | None) -> None:
+        """Make a share of the tenant's report calls fail at random (None: the global rate)."""
+        tenant = self.find(key)
+        if tenant is None:
+            raise KeyError(key)
+        if rate is not None and not 0 <= rate <= 1:
+            raise ValueError("rate must be between 0 and 1")
+        with self.lock:
+            tenant.fault_rate = rate
+
+    def set_fault(self, key: str, fault: str | None, count: int = 1) -> None:
+        """Queue ``fault`` for the tenant ``count`` times (0: until cleared); None clears all."""
+        tenant = self.find(key)
+        if tenant is None:
+            raise KeyError(key)
+        with self.lock:
+            if fault is None:
+                tenant.faults.clear()
+            elif fault in GRAPH_FAULTS or fault in TOKEN_FAULTS:
+                tenant.faults.append([fault, count])
+            else:
+                raise ValueError(f"unknown fault {fault!r}")
+
+    def stats(self) -> dict[str, Any]:
+        """Requests per tenant and the last report each was served."""
+        with self.lock:
+            tenants = {
+                t.name: {
+                    "tenant_id": t.tenant_id,
+                    "token_requests": t.token_requests,
+                    "graph_requests": t.graph_requests,
+                    "last_report": t.last_report,
+                }
+                for t in self.tenants.values()
+            }
+        return {
+            "tenants": tenants,
+            "token_requests": sum(t["token_requests"] for t in tenants.values()),
+            "graph_requests": sum(t["graph_requests"] for t in tenants.values()),
+        }
+
+    # ---------------------------------------------------------------- server
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        host_text = f"[{host}]" if ":" in host else host
+        return f"https://{host_text}:{port}"
+
+    def start(self, listen: str = "127.0.0.1:0") -> str:
+        """Bind, start serving in a background thread and return the base URL."""
+        host, _, port = listen.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        cert_file = Path(self._workdir.name) / "server.pem"
+        cert_file.write_bytes(self.tls.cert_pem + self.tls.key_pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert_file)
+        server = make_server(self, host, int(port))
+        server.socket = context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="simulator", daemon=True)
+        self._thread.start()
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop serving and wake any hung responses."""
+        self.stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self._workdir.cleanup()
+
+    def write_ca(self, path: str | os.PathLike[str]) -> None:
+        """Write the CA bundle the exporter must trust."""
+        Path(path).write_bytes(self.tls.ca_pem)
+
+    def exporter_config(
+        self,
+        ca_file: str,
+        interval: float = 30.0,
+        jitter: float = 1.0,
+        timeout: float = 10.0,
+        sources: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """A ready exporter config (as a YAML-able dict) for every simulated tenant.
+
+        ``sources`` sets the ``source`` of some tenants, by name.
+        """
+        sources = sources or {}
+        with self.lock:
+            tenants = [
+                {
+                    "name": t.name,
+                    "tenant_id": t.tenant_id,
+                    "client_id": t.client_id,
+                    "client_secret": t.secret,
+                    **({"source": sources[t.name]} if t.name in sources else {}),
+                }
+                for t in self.tenants.values()
+                if t.secret
+            ]
+        return {
+            "defaults": {
+                "interval": format_duration(interval),
+                "timeout": format_duration(timeout),
+                "jitter": format_duration(jitter),
+                "cloud": "custom",
+            },
+            "concurrency": 32,
+            "endpoints": {"authority_host": self.base_url, "graph_host": self.base_url},
+            "tls_ca_file": str(ca_file),
+            "tenants": tenants,
+        }
+
+    def write_config(self, path: str | os.PathLike[str], ca_file: str, **kwargs: Any) -> None:
+        """Write :meth:`exporter_config` as YAML, readable by its owner only (it holds secrets)."""
+        text = yaml.safe_dump(self.exporter_config(ca_file, **kwargs), sort_keys=False)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+
+    # ---------------------------------------------------------------- request logic
+
+    def issue_token(self, tenant: SimTenant) -> dict[str, Any]:
+        token = f"sim-token-{secrets.token_hex(24)}"
+        with self.lock:
+            self.tokens[token] = (tenant.tenant_id, time.time() + self.token_lifetime)
+        return {
+            "token_type": "Bearer",
+            "expires_in": self.token_lifetime,
+            "ext_expires_in": self.token_lifetime,
+            "access_token": token,
+        }
+
+    def tenant_for_token(self, token: str) -> SimTenant | None:
+        with self.lock:
+            entry = self.tokens.get(token)
+            if entry is None or entry[1] < time.time():
+                return None
+            return self.tenants.get(entry[0])
+
+    def check_client(self, tenant: SimTenant, form: dict[str, str], token_url: str) -> str | None:
+        """None when the client authenticated, else the reason (an AADSTS-like text)."""
+        if form.get("client_id") != tenant.client_id:
+            return "AADSTS700016: Application not found in the directory."
+        if "client_secret" in form:
+            if tenant.secret and secrets.compare_digest(form["client_secret"], tenant.secret):
+                return None
+            return "AADSTS7000215: Invalid client secret provided."
+        assertion = form.get("client_assertion", "")
+        if not assertion:
+            return "AADSTS7000216: client_assertion or client_secret is required."
+        if tenant.federated_token is not None:
+            if secrets.compare_digest(assertion, tenant.federated_token):
+                return None
+            return "AADSTS700213: No matching federated identity record found."
+        if tenant.certificate_pem is None and tenant.trusted_issuer_pem is None:
+            return "AADSTS700027: Client assertion failed signature validation."
+        return check_certificate_assertion(assertion, tenant, token_url)

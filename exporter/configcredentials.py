@@ -1,0 +1,196 @@
+"""A tenant's credential keys in the config file → one :class:`~exporter.config.Credential`.
+
+Secret files and certificates are read and checked here, at load time, so a wrong path, a key
+that does not match its certificate or a wrong passphrase is a config error with its path, not
+a failed poll later. Messages never quote key material.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from exporter.config import (
+    CertificateCredential,
+    ClientSecretCredential,
+    Credential,
+    ManagedIdentityCredential,
+    Secret,
+    WorkloadIdentityCredential,
+)
+from exporter.problems import Problems, join
+
+CREDENTIAL_KEYS = (
+    "client_secret",
+    "client_secret_file",
+    "certificate",
+    "workload_identity",
+    "managed_identity",
+)
+SYSTEM_MANAGED_IDENTITY = "system"
+_GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_CERTIFICATE_KEYS = frozenset({"private_key_file", "certificate_file", "passphrase", "send_x5c"})
+
+
+def is_managed_identity(node: dict[str, Any]) -> bool:
+    """True when the tenant authenticates as an Azure managed identity."""
+    return node.get("managed_identity") not in (None, False)
+
+
+def parse_credential(
+    node: dict[str, Any], path: str, environ: Mapping[str, str], problems: Problems
+) -> Credential | None:
+    """The one credential of tenant ``node``; None (with problems) if none, several or bad."""
+    present = [key for key in CREDENTIAL_KEYS if key in node and node[key] not in (None, False)]
+    if not present:
+        problems.add(
+            path,
+            "no credential: set exactly one of client_secret, client_secret_file, "
+            "certificate, workload_identity",
+        )
+        return None
+    if len(present) > 1:
+        problems.add(path, f"more than one credential ({', '.join(present)}): set exactly one")
+        return None
+    key = present[0]
+    key_path, value = join(path, key), node[key]
+    if key == "client_secret":
+        if not isinstance(value, str) or not value:
+            problems.add(
+                key_path, "must be a non-empty string (quote a secret that looks like a number)"
+            )
+            return None
+        return ClientSecretCredential(Secret(value))
+    if key == "client_secret_file":
+        return _parse_secret_file(value, key_path, problems)
+    if key == "certificate":
+        return _parse_certificate(value, key_path, problems)
+    if key == "managed_identity":
+        return _parse_managed_identity(value, key_path, problems)
+    return _parse_workload_identity(value, key_path, environ, problems)
+
+
+def _parse_secret_file(value: Any, path: str, problems: Problems) -> Credential | None:
+    file_name = problems.string(value, path)
+    if file_name is None:
+        return None
+    text = problems.read_text_file(file_name, path)
+    if text is None:
+        return None
+    secret = text.strip()
+    if not secret:
+        problems.add(path, f"{file_name} is empty")
+        return None
+    return ClientSecretCredential(Secret(secret), secret_file=file_name)
+
+
+def _parse_workload_identity(
+    value: Any, path: str, environ: Mapping[str, str], problems: Problems
+) -> Credential | None:
+    if value is not True:
+        problems.add(path, "must be true (or absent)")
+        return None
+    token_file = environ.get("AZURE_FEDERATED_TOKEN_FILE", "")
+    if not token_file:
+        problems.add(path, "environment variable AZURE_FEDERATED_TOKEN_FILE is not set")
+        return None
+    if not os.access(token_file, os.R_OK):
+        problems.add(path, f"cannot read AZURE_FEDERATED_TOKEN_FILE {token_file}")
+        return None
+    return WorkloadIdentityCredential(token_file)
+
+
+def _parse_managed_identity(
+    value: Any, path: str, problems: Problems
+) -> ManagedIdentityCredential | None:
+    if value == SYSTEM_MANAGED_IDENTITY:
+        return ManagedIdentityCredential(None)
+    if isinstance(value, dict):
+        problems.check_keys(value, {"client_id"}, path)
+        client_id = problems.string(value.get("client_id"), join(path, "client_id"))
+        if client_id and not is_guid(client_id):
+            problems.add(join(path, "client_id"), f"{client_id!r} is not a GUID")
+            return None
+        return ManagedIdentityCredential(client_id) if client_id else None
+    problems.add(
+        path, "must be 'system' or a mapping with the client_id of a user-assigned identity"
+    )
+    return None
+
+
+def _parse_certificate(value: Any, path: str, problems: Problems) -> CertificateCredential | None:
+    if not isinstance(value, dict):
+        problems.add(path, "must be a mapping with private_key_file and certificate_file")
+        return None
+    problems.check_keys(value, _CERTIFICATE_KEYS, path)
+    send_x5c = value.get("send_x5c", True)
+    if not isinstance(send_x5c, bool):
+        problems.add(join(path, "send_x5c"), "must be true or false")
+        return None
+    key_file = problems.string(value.get("private_key_file"), join(path, "private_key_file"))
+    cert_file = problems.string(value.get("certificate_file"), join(path, "certificate_file"))
+    passphrase = value.get("passphrase")
+    if passphrase is not None and not isinstance(passphrase, str):
+        problems.add(join(path, "passphrase"), "must be a string")
+        return None
+    if key_file is None or cert_file is None:
+        return None
+    key_pem = problems.read_text_file(key_file, join(path, "private_key_file"))
+    cert_pem = problems.read_text_file(cert_file, join(path, "certificate_file"))
+    if key_pem is None or cert_pem is None:
+        return None
+    if not _key_matches_certificate(
+        key_pem, cert_pem, passphrase, (path, key_file, cert_file), problems
+    ):
+        return None
+    return CertificateCredential(
+        private_key_pem=Secret(key_pem),
+        certificate_pem=cert_pem,
+        private_key_file=key_file,
+        certificate_file=cert_file,
+        passphrase=Secret(passphrase) if passphrase else None,
+        send_x5c=send_x5c,
+    )
+
+
+def _key_matches_certificate(
+    key_pem: str,
+    cert_pem: str,
+    passphrase: str | None,
+    where: tuple[str, str, str],
+    problems: Problems,
+) -> bool:
+    """True if the key opens (with the passphrase) and belongs to the certificate.
+
+    ``where``: the certificate's key path, then the key file and the certificate file names.
+    """
+    path, key_file, cert_file = where
+    key_path, cert_path = join(path, "private_key_file"), join(path, "certificate_file")
+    try:
+        private_key = serialization.load_pem_private_key(
+            key_pem.encode(), password=passphrase.encode() if passphrase else None
+        )
+    except (ValueError, TypeError):
+        # The library's message may quote key material; say only what the user must fix.
+        problems.add(key_path, f"{key_file} is not a PEM private key (or the passphrase is wrong)")
+        return False
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_pem.encode())
+    except ValueError:
+        problems.add(cert_path, f"{cert_file} is not a PEM certificate")
+        return False
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if certificate.public_key().public_bytes(*spki) != private_key.public_key().public_bytes(*spki):
+        problems.add(path, f"{key_file} does not belong to the certificate in {cert_file}")
+        return False
+    return True
+
+
+def is_guid(text: str) -> bool:
+    """True for a GUID such as ``72f988bf-86f1-41af-91ab-2d7cd011db47``."""
+    return bool(_GUID_RE.match(text))

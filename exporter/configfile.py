@@ -1,0 +1,515 @@
+"""The config file (YAML) → a validated, immutable :class:`~exporter.config.Config`.
+
+``${VAR}`` is read from the environment, ``*_file`` keys are read from disk, and every problem
+is collected with the path of the key it concerns (``tenants[2].client_id: ...``) and reported
+together in one :class:`~exporter.problems.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exporter.config import (
+    CLOUD_NAMES,
+    CLOUDS,
+    DEFAULT_PER_APP,
+    DEFAULT_PER_APP_PER_TENANT,
+    DEFAULT_SOURCE,
+    SOURCES,
+    ClientSecretCredential,
+    CloudEndpoints,
+    Config,
+    RateLimit,
+    TenantConfig,
+    format_duration,
+)
+from exporter.configcredentials import (
+    CREDENTIAL_KEYS,
+    is_guid,
+    is_managed_identity,
+    parse_credential,
+)
+from exporter.problems import Problems, join, read_yaml_file
+
+_DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
+_VAR_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
+_VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HTTPS_HOST_RE = re.compile(r"^https://[^/\s]+$")
+
+DEFAULTS_KEYS = ("interval", "timeout", "jitter", "cloud", "source", "stale_after")
+_TOP_KEYS = frozenset(
+    {"defaults", "concurrency", "rate_limits", "endpoints", "tls_ca_file", "tenants"}
+)
+_TENANT_KEYS = frozenset({"name", "tenant_id", "client_id", *CREDENTIAL_KEYS, *DEFAULTS_KEYS})
+_BUILTIN_DEFAULTS: dict[str, str] = {
+    "interval": "10m",
+    "timeout": "30s",
+    "jitter": "30s",
+    "cloud": "global",
+    "source": DEFAULT_SOURCE,
+    "stale_after": "3x",
+}
+MIN_INTERVAL = 1.0
+MAX_INTERVAL = 24 * 3600.0
+MIN_TIMEOUT = 0.1
+MAX_TIMEOUT = 300.0
+DEFAULT_CONCURRENCY = 32
+MAX_CONCURRENCY = 1000
+MAX_NAME_LENGTH = 128
+
+
+# --------------------------------------------------------------------------- scalars
+
+
+def parse_duration(text: object) -> float:
+    """Parse ``30s``, ``5m``, ``1h30m``, ``250ms`` into seconds; raise ValueError otherwise."""
+    match = _DURATION_RE.match(text.strip()) if isinstance(text, str) else None
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration (use e.g. 30s, 5m, 1h30m, 250ms)")
+    hours, minutes, seconds, millis = (int(g) if g else 0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+
+
+def parse_rate_limit(text: object) -> RateLimit:
+    """Parse ``5/10s`` (5 requests per 10 seconds)."""
+    match = _RATE_RE.match(text) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(f"{text!r} is not a rate (use e.g. 5/10s)")
+    requests = int(match.group(1))
+    per = parse_duration(match.group(2))
+    if requests < 1 or per <= 0:
+        raise ValueError(f"{text!r}: requests and period must be positive")
+    return RateLimit(requests, per)
+
+
+def is_domain(text: str) -> bool:
+    """True for a DNS domain such as ``contoso.onmicrosoft.com``."""
+    return bool(_DOMAIN_RE.match(text))
+
+
+def _parse_int(value: Any, path: str, low: int, high: int, problems: Problems) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.add(path, f"{value!r} is not an integer")
+        return None
+    if not low <= value <= high:
+        problems.add(path, f"{value} is out of range ({low} to {high})")
+        return None
+    return value
+
+
+def expand_env(node: Any, path: str, environ: Mapping[str, str], problems: Problems) -> Any:
+    """Replace ``${VAR}`` in every string of the tree; ``$$`` is a literal ``$``."""
+    if isinstance(node, dict):
+        return {k: expand_env(v, join(path, str(k)), environ, problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_env(v, f"{path}[{i}]", environ, problems) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "$" not in node:
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        if not _VAR_NAME_RE.match(name):
+            problems.add(path, f"${{{name}}} is not a valid environment variable reference")
+            return match.group(0)  # left as written: one problem is reported, not two
+        if name not in environ:
+            problems.add(path, f"environment variable {name} is not set")
+            return match.group(0)
+        return environ[name]
+
+    return _VAR_RE.sub(substitute, node)
+
+
+# --------------------------------------------------------------------------- per-tenant settings
+
+
+@dataclass(frozen=True, slots=True)
+class _RawSettings:
+    """A tenant's polling settings as written (defaults merged in), with each one's key path."""
+
+    values: Mapping[str, Any]
+    paths: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    """A tenant's polling settings, validated."""
+
+    interval: float
+    timeout: float
+    jitter: float
+    cloud: str
+    source: str
+    stale_after: float
+
+
+def _parse_durations(raw: _RawSettings, problems: Problems) -> dict[str, float] | None:
+    """interval, timeout and jitter, each in its range, jitter no longer than interval."""
+    parsed: dict[str, float] = {}
+    ok = True
+    for key, low, high in (
+        ("interval", MIN_INTERVAL, MAX_INTERVAL),
+        ("timeout", MIN_TIMEOUT, MAX_TIMEOUT),
+        ("jitter", 0.0, MAX_INTERVAL),
+    ):
+        try:
+            seconds = parse_duration(raw.values[key])
+        except ValueError as err:
+            problems.add(raw.paths[key], str(err))
+            ok = False
+            continue
+        if not low <= seconds <= high:
+            problems.add(
+                raw.paths[key],
+                f"{raw.values[key]} is out of range "
+                f"({format_duration(low)} to {format_duration(high)})",
+            )
+            ok = False
+        parsed[key] = seconds
+    if ok and parsed["jitter"] > parsed["interval"]:
+        problems.add(raw.paths["jitter"], "must not be longer than interval")
+        ok = False
+    return parsed if ok else None
+
+
+def _parse_stale_after(
+    raw: _RawSettings, interval: float | None, problems: Problems
+) -> float | None:
+    """``Nx`` (N intervals, N >= 1) or a duration no shorter than the interval."""
+    text, path = raw.values["stale_after"], raw.paths["stale_after"]
+    if isinstance(text, str) and text.strip().endswith("x"):
+        try:
+            factor = float(text.strip()[:-1])
+        except ValueError:
+            factor = math.nan
+        if not factor >= 1:
+            problems.add(path, f"{text!r}: use Nx with N >= 1 or a duration")
+            return None
+        return None if interval is None else factor * interval
+    try:
+        seconds = parse_duration(text)
+    except ValueError as err:
+        problems.add(path, str(err))
+        return None
+    if interval is not None and seconds < interval:
+        problems.add(path, "must not be shorter than interval")
+        return None
+    return seconds
+
+
+def _parse_settings(raw: _RawSettings, problems: Problems) -> _Settings | None:
+    """Validate interval, timeout, jitter, cloud, source and stale_after of one tenant."""
+    durations = _parse_durations(raw, problems)
+    cloud, source = raw.values["cloud"], raw.values["source"]
+    ok = durations is not None
+    if cloud not in CLOUD_NAMES:
+        problems.add(raw.paths["cloud"], f"{cloud!r} is not one of {', '.join(CLOUD_NAMES)}")
+        ok = False
+    if source not in SOURCES:
+        problems.add(raw.paths["source"], f"{source!r} is not one of {', '.join(SOURCES)}")
+        ok = False
+    interval = durations.get("interval") if durations else None
+    stale_after = _parse_stale_after(raw, interval, problems)
+    if not ok or durations is None or stale_after is None:
+        return None
+    return _Settings(
+        interval=durations["interval"],
+        timeout=durations["timeout"],
+        jitter=durations["jitter"],
+        cloud=str(cloud),
+        source=str(source),
+        stale_after=stale_after,
+    )
+
+
+# --------------------------------------------------------------------------- top-level keys
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every tenant of one file is parsed against."""
+
+    defaults: _RawSettings
+    custom_endpoints: CloudEndpoints | None
+    # An invalid 'endpoints' was already reported; a custom-cloud tenant does not repeat it.
+    endpoints_given: bool
+    environ: Mapping[str, str]
+
+
+def _parse_defaults(document: dict[str, Any], problems: Problems) -> _RawSettings:
+    values: dict[str, Any] = dict(_BUILTIN_DEFAULTS)
+    node = document.get("defaults") or {}
+    if not isinstance(node, dict):
+        problems.add("defaults", "must be a mapping")
+    else:
+        problems.check_keys(node, set(DEFAULTS_KEYS), "defaults")
+        values.update({k: v for k, v in node.items() if k in DEFAULTS_KEYS})
+    return _RawSettings(values, {key: f"defaults.{key}" for key in DEFAULTS_KEYS})
+
+
+def _parse_rate_limits(document: dict[str, Any], problems: Problems) -> dict[str, RateLimit]:
+    limits = {"per_app_per_tenant": DEFAULT_PER_APP_PER_TENANT, "per_app": DEFAULT_PER_APP}
+    node = document.get("rate_limits")
+    if node is None:
+        return limits
+    if not isinstance(node, dict):
+        problems.add("rate_limits", "must be a mapping")
+        return limits
+    problems.check_keys(node, set(limits), "rate_limits")
+    for key in [key for key in limits if key in node]:
+        try:
+            limits[key] = parse_rate_limit(node[key])
+        except ValueError as err:
+            problems.add(f"rate_limits.{key}", str(err))
+    return limits
+
+
+def _parse_endpoints(value: Any, path: str, problems: Problems) -> CloudEndpoints | None:
+    if not isinstance(value, dict):
+        problems.add(path, "must be a mapping with authority_host and graph_host")
+        return None
+    problems.check_keys(value, {"authority_host", "graph_host"}, path)
+    hosts: list[str] = []
+    for key in ("authority_host", "graph_host"):
+        host = problems.string(value.get(key), join(path, key))
+        if host is None:
+            return None
+        if not _HTTPS_HOST_RE.match(host.rstrip("/")):
+            problems.add(join(path, key), f"{host!r} must be an https:// URL without a path")
+            return None
+        hosts.append(host.rstrip("/"))
+    return CloudEndpoints(hosts[0], hosts[1])
+
+
+def _parse_tls_ca_file(document: dict[str, Any], problems: Problems) -> str | None:
+    if document.get("tls_ca_file") is None:
+        return None
+    tls_ca_file = problems.string(document["tls_ca_file"], "tls_ca_file")
+    if tls_ca_file:
+        text = problems.read_text_file(tls_ca_file, "tls_ca_file")
+        if text is not None and "-----BEGIN CERTIFICATE-----" not in text:
+            problems.add("tls_ca_file", f"{tls_ca_file} holds no PEM certificate")
+    return tls_ca_file
+
+
+def _parse_tenants(node: Any, context: _Context, problems: Problems) -> list[TenantConfig]:
+    if node is None:
+        problems.add("tenants", "is required (a list of tenants to poll)")
+        return []
+    if not isinstance(node, list):
+        problems.add("tenants", "must be a list")
+        return []
+    if not node:
+        problems.add("tenants", "must hold at least one tenant")
+        return []
+    tenants: list[TenantConfig] = []
+    seen: dict[str, int] = {}
+    for index, tenant_node in enumerate(node):
+        path = f"tenants[{index}]"
+        tenant = _parse_tenant(tenant_node, path, context, problems)
+        if tenant is None:
+            continue
+        if tenant.name in seen:
+            problems.add(
+                f"{path}.name",
+                f"duplicate tenant name {tenant.name!r} (also tenants[{seen[tenant.name]}])",
+            )
+            continue
+        seen[tenant.name] = index
+        tenants.append(tenant)
+    return tenants
+
+
+def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate an already-parsed YAML document; raise ConfigError with every problem."""
+    problems = Problems()
+    if not isinstance(document, dict):
+        problems.add("config", "the file must hold a mapping with a 'tenants' list")
+        problems.raise_if_any()
+    environ = os.environ if environ is None else environ
+    document = expand_env(document, "", environ, problems)
+    problems.check_keys(document, _TOP_KEYS, "")
+    defaults = _parse_defaults(document, problems)
+    concurrency = DEFAULT_CONCURRENCY
+    if "concurrency" in document:
+        concurrency = (
+            _parse_int(document["concurrency"], "concurrency", 1, MAX_CONCURRENCY, problems)
+            or DEFAULT_CONCURRENCY
+        )
+    limits = _parse_rate_limits(document, problems)
+    endpoints_given = document.get("endpoints") is not None
+    context = _Context(
+        defaults=defaults,
+        custom_endpoints=(
+            _parse_endpoints(document["endpoints"], "endpoints", problems)
+            if endpoints_given
+            else None
+        ),
+        endpoints_given=endpoints_given,
+        environ=environ,
+    )
+    tls_ca_file = _parse_tls_ca_file(document, problems)
+    tenants = _parse_tenants(document.get("tenants"), context, problems)
+    problems.raise_if_any()
+    return Config(
+        tenants=tuple(tenants),
+        concurrency=concurrency,
+        per_app_per_tenant=limits["per_app_per_tenant"],
+        per_app=limits["per_app"],
+        tls_ca_file=tls_ca_file,
+    )
+
+
+# --------------------------------------------------------------------------- one tenant
+
+
+def _parse_identity(
+    node: dict[str, Any], path: str, problems: Problems
+) -> tuple[str | None, str | None, str | None]:
+    """(tenant_id, client_id, name) of a tenant, each None where it has a problem."""
+    tenant_id = problems.string(node.get("tenant_id"), f"{path}.tenant_id")
+    if tenant_id and not (is_guid(tenant_id) or is_domain(tenant_id)):
+        problems.add(f"{path}.tenant_id", f"{tenant_id!r} is neither a GUID nor a domain name")
+    managed = is_managed_identity(node)
+    # A managed identity is its own application: client_id is only a rate-limit key then.
+    client_id = problems.string(node.get("client_id"), f"{path}.client_id", required=not managed)
+    if managed and client_id is None:
+        identity = node.get("managed_identity")
+        client_id = (
+            str(identity.get("client_id"))
+            if isinstance(identity, dict) and identity.get("client_id")
+            else f"managed-identity:{node.get('tenant_id')}"
+        )
+    elif client_id and not is_guid(client_id):
+        problems.add(f"{path}.client_id", f"{client_id!r} is not a GUID (the application ID)")
+    name: str | None = tenant_id
+    if "name" in node:
+        name = problems.string(node["name"], f"{path}.name")
+        if name and (len(name) > MAX_NAME_LENGTH or any(ord(c) < 32 for c in name)):
+            problems.add(f"{path}.name", f"must be at most {MAX_NAME_LENGTH} printable characters")
+    return tenant_id, client_id, name
+
+
+def _tenant_settings(
+    node: dict[str, Any], path: str, context: _Context, problems: Problems
+) -> tuple[_Settings | None, CloudEndpoints | None]:
+    """The tenant's settings (its overrides over the defaults) and its cloud's endpoints."""
+    values, paths = dict(context.defaults.values), dict(context.defaults.paths)
+    for key in DEFAULTS_KEYS:
+        if key in node:
+            values[key] = node[key]
+            paths[key] = f"{path}.{key}"
+    settings = _parse_settings(_RawSettings(values, paths), problems)
+    if settings is None:
+        return None, None
+    if settings.cloud != "custom":
+        return settings, CLOUDS[settings.cloud]
+    if context.custom_endpoints is None and not context.endpoints_given:
+        problems.add(paths["cloud"], "cloud: custom needs a top-level 'endpoints' mapping")
+    return settings, context.custom_endpoints
+
+
+def _parse_tenant(
+    node: Any, path: str, context: _Context, problems: Problems
+) -> TenantConfig | None:
+    if not isinstance(node, dict):
+        problems.add(path, "must be a mapping")
+        return None
+    before = len(problems.lines)
+    problems.check_keys(node, _TENANT_KEYS, path)
+    tenant_id, client_id, name = _parse_identity(node, path, problems)
+    credential = parse_credential(node, path, context.environ, problems)
+    settings, endpoints = _tenant_settings(node, path, context, problems)
+    if (
+        len(problems.lines) > before
+        or tenant_id is None
+        or client_id is None
+        or name is None
+        or credential is None
+        or settings is None
+        or endpoints is None
+    ):
+        return None
+    return TenantConfig(
+        name=name,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        credential=credential,
+        interval=settings.interval,
+        timeout=settings.timeout,
+        jitter=settings.jitter,
+        cloud=settings.cloud,
+        source=settings.source,
+        stale_after=settings.stale_after,
+        endpoints=endpoints,
+    )
+
+
+# --------------------------------------------------------------------------- the file
+
+
+def _world_readable_warnings(path: Path, config: Config) -> tuple[str, ...]:
+    files = [path] + [
+        Path(t.credential.secret_file)
+        for t in config.tenants
+        if isinstance(t.credential, ClientSecretCredential) and t.credential.secret_file
+    ]
+    warnings = []
+    for file in files:
+        try:
+            mode = file.stat().st_mode
+        except OSError:
+            continue
+        if mode & stat.S_IROTH:
+            warnings.append(
+                f"{file} is readable by every user on this machine; it may hold secrets "
+                f"(chmod o-r {file})"
+            )
+    return tuple(warnings)
+
+
+def rate_limit_warnings(config: Config) -> tuple[str, ...]:
+    """Warn where the intervals ask for more Graph requests than the rate limits allow."""
+    warnings = []
+    tenant_limit = config.per_app_per_tenant
+    for tenant in config.tenants:
+        if tenant.interval * tenant_limit.requests < tenant_limit.per_seconds:
+            warnings.append(
+                f"tenant {tenant.name}: interval {format_duration(tenant.interval)} polls more "
+                f"often than rate_limits.per_app_per_tenant {tenant_limit} allows; "
+                "polls will wait for the limit and fail as throttled"
+            )
+    per_app: dict[str, float] = {}
+    for tenant in config.tenants:
+        per_app[tenant.client_id.lower()] = per_app.get(tenant.client_id.lower(), 0.0) + (
+            config.per_app.per_seconds / tenant.interval
+        )
+    for client_id, requests in per_app.items():
+        if requests > config.per_app.requests:
+            warnings.append(
+                f"client_id {client_id}: its tenants need about {requests:.0f} requests per "
+                f"{format_duration(config.per_app.per_seconds)}, more than rate_limits.per_app "
+                f"{config.per_app} allows; polls will wait for the limit"
+            )
+    return tuple(warnings)
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, parse and validate the config file; raise ConfigError on any problem."""
+    file = Path(path)
+    config = parse_config(read_yaml_file(file, "config file"), environ)
+    warnings = _world_readable_warnings(file, config) + rate_limit_warnings(config)
+    return dataclasses.replace(config, warnings=warnings)

@@ -1,0 +1,117 @@
+"""Shared by both config files: the problem collector, the strict YAML reader, one error type.
+
+Every problem is a ``path: message`` line (``tenants[2].client_id: ...``); a loader collects
+them all and raises one :class:`ConfigError`, so a user fixes a broken file in one pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A config file is invalid; ``problems`` holds one ``path: message`` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"{len(problems)} configuration problem(s)")
+        self.problems = problems
+
+
+def join(path: str, key: str) -> str:
+    """``tenants[0]`` + ``name`` → ``tenants[0].name``; a key alone at the top."""
+    return f"{path}.{key}" if path else key
+
+
+class Problems:
+    """Collects ``path: message`` lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        """Note one problem at ``path`` (empty: about the whole file)."""
+        self.lines.append(f"{path}: {message}" if path else message)
+
+    def check_keys(
+        self, node: dict[Any, Any], allowed: set[str] | frozenset[str], path: str
+    ) -> None:
+        """One problem per key of ``node`` that is not in ``allowed`` (typos must not pass)."""
+        for key in node:
+            if key not in allowed:
+                hint = ", ".join(sorted(allowed))
+                self.add(join(path, str(key)), f"unknown key (expected one of: {hint})")
+
+    def string(self, value: Any, path: str, *, required: bool = True) -> str | None:
+        """``value`` stripped if it is a non-empty string; else a problem (or None if optional)."""
+        if value is None:
+            if required:
+                self.add(path, "is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.add(path, "must be a non-empty string")
+            return None
+        return value.strip()
+
+    def read_text_file(self, file_name: str, path: str) -> str | None:
+        """The UTF-8 text of a file a key names, or None with a problem at ``path``."""
+        try:
+            return Path(file_name).read_text(encoding="utf-8")
+        except OSError as err:
+            self.add(path, f"cannot read {file_name}: {err.strerror or err}")
+        except UnicodeDecodeError:
+            self.add(path, f"{file_name} is not UTF-8 text")
+        return None
+
+    def raise_if_any(self) -> None:
+        """Raise :class:`ConfigError` with every problem noted so far."""
+        if self.lines:
+            raise ConfigError(list(self.lines))
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error.
+
+    (``yaml.safe_load`` silently keeps the last of two duplicate keys.)
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, StrictLoader.construct_mapping
+)
+
+
+def _yaml_error_line(path: str, err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or "invalid YAML"
+    if mark is not None:
+        return f"{path}:{mark.line + 1}:{mark.column + 1}: YAML syntax error: {problem}"
+    return f"{path}: YAML syntax error: {problem}"
+
+
+def read_yaml_file(path: str | Path, what: str = "config file") -> Any:
+    """The YAML document in ``path``, read strictly; errors name ``file:line:col``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError([f"{file}: cannot read {what}: {err.strerror or err}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{file}: {what} is not UTF-8 text"]) from None
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise ConfigError([_yaml_error_line(str(file), err)]) from None
