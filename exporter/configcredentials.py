@@ -1,4 +1,5 @@
-"""A tenant's credential keys in the config file → one :class:`~exporter.config.Credential`.
+"""Who a tenant is and how it signs in: its ``tenant_id``, ``client_id`` and ``name`` keys, and
+its credential keys → one :class:`~exporter.config.Credential`.
 
 Secret files and certificates are read and checked here, at load time, so a wrong path, a key
 that does not match its certificate or a wrong passphrase is a config error with its path, not
@@ -34,6 +35,10 @@ CREDENTIAL_KEYS = (
 )
 SYSTEM_MANAGED_IDENTITY = "system"
 _GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+MAX_NAME_LENGTH = 128
 _CERTIFICATE_KEYS = frozenset({"private_key_file", "certificate_file", "passphrase", "send_x5c"})
 
 
@@ -194,3 +199,35 @@ def _key_matches_certificate(
 def is_guid(text: str) -> bool:
     """True for a GUID such as ``72f988bf-86f1-41af-91ab-2d7cd011db47``."""
     return bool(_GUID_RE.match(text))
+
+
+def is_domain(text: str) -> bool:
+    """True for a DNS domain such as ``contoso.onmicrosoft.com``."""
+    return bool(_DOMAIN_RE.match(text))
+
+
+def parse_identity(
+    node: dict[str, Any], path: str, problems: Problems
+) -> tuple[str | None, str | None, str | None]:
+    """(tenant_id, client_id, name) of a tenant, each None where it has a problem."""
+    tenant_id = problems.string(node.get("tenant_id"), f"{path}.tenant_id")
+    if tenant_id and not (is_guid(tenant_id) or is_domain(tenant_id)):
+        problems.add(f"{path}.tenant_id", f"{tenant_id!r} is neither a GUID nor a domain name")
+    managed = is_managed_identity(node)
+    # A managed identity is its own application: client_id is only a rate-limit key then.
+    client_id = problems.string(node.get("client_id"), f"{path}.client_id", required=not managed)
+    if managed and client_id is None:
+        identity = node.get("managed_identity")
+        client_id = (
+            str(identity.get("client_id"))
+            if isinstance(identity, dict) and identity.get("client_id")
+            else f"managed-identity:{node.get('tenant_id')}"
+        )
+    elif client_id and not is_guid(client_id):
+        problems.add(f"{path}.client_id", f"{client_id!r} is not a GUID (the application ID)")
+    name: str | None = tenant_id
+    if "name" in node:
+        name = problems.string(node["name"], f"{path}.name")
+        if name and (len(name) > MAX_NAME_LENGTH or any(ord(c) < 32 for c in name)):
+            problems.add(f"{path}.name", f"must be at most {MAX_NAME_LENGTH} printable characters")
+    return tenant_id, client_id, name

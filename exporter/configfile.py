@@ -31,18 +31,10 @@ from exporter.config import (
     TenantConfig,
     format_duration,
 )
-from exporter.configcredentials import (
-    CREDENTIAL_KEYS,
-    is_guid,
-    is_managed_identity,
-    parse_credential,
-)
+from exporter.configcredentials import CREDENTIAL_KEYS, parse_credential, parse_identity
 from exporter.problems import Problems, join, read_yaml_file
 
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
-_DOMAIN_RE = re.compile(
-    r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
-)
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
 _VAR_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
 _VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -67,7 +59,6 @@ MIN_TIMEOUT = 0.1
 MAX_TIMEOUT = 300.0
 DEFAULT_CONCURRENCY = 32
 MAX_CONCURRENCY = 1000
-MAX_NAME_LENGTH = 128
 
 
 # --------------------------------------------------------------------------- scalars
@@ -92,11 +83,6 @@ def parse_rate_limit(text: object) -> RateLimit:
     if requests < 1 or per <= 0:
         raise ValueError(f"{text!r}: requests and period must be positive")
     return RateLimit(requests, per)
-
-
-def is_domain(text: str) -> bool:
-    """True for a DNS domain such as ``contoso.onmicrosoft.com``."""
-    return bool(_DOMAIN_RE.match(text))
 
 
 def _parse_int(value: Any, path: str, low: int, high: int, problems: Problems) -> int | None:
@@ -376,33 +362,6 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
 # --------------------------------------------------------------------------- one tenant
 
 
-def _parse_identity(
-    node: dict[str, Any], path: str, problems: Problems
-) -> tuple[str | None, str | None, str | None]:
-    """(tenant_id, client_id, name) of a tenant, each None where it has a problem."""
-    tenant_id = problems.string(node.get("tenant_id"), f"{path}.tenant_id")
-    if tenant_id and not (is_guid(tenant_id) or is_domain(tenant_id)):
-        problems.add(f"{path}.tenant_id", f"{tenant_id!r} is neither a GUID nor a domain name")
-    managed = is_managed_identity(node)
-    # A managed identity is its own application: client_id is only a rate-limit key then.
-    client_id = problems.string(node.get("client_id"), f"{path}.client_id", required=not managed)
-    if managed and client_id is None:
-        identity = node.get("managed_identity")
-        client_id = (
-            str(identity.get("client_id"))
-            if isinstance(identity, dict) and identity.get("client_id")
-            else f"managed-identity:{node.get('tenant_id')}"
-        )
-    elif client_id and not is_guid(client_id):
-        problems.add(f"{path}.client_id", f"{client_id!r} is not a GUID (the application ID)")
-    name: str | None = tenant_id
-    if "name" in node:
-        name = problems.string(node["name"], f"{path}.name")
-        if name and (len(name) > MAX_NAME_LENGTH or any(ord(c) < 32 for c in name)):
-            problems.add(f"{path}.name", f"must be at most {MAX_NAME_LENGTH} printable characters")
-    return tenant_id, client_id, name
-
-
 def _tenant_settings(
     node: dict[str, Any], path: str, context: _Context, problems: Problems
 ) -> tuple[_Settings | None, CloudEndpoints | None]:
@@ -430,7 +389,7 @@ def _parse_tenant(
         return None
     before = len(problems.lines)
     problems.check_keys(node, _TENANT_KEYS, path)
-    tenant_id, client_id, name = _parse_identity(node, path, problems)
+    tenant_id, client_id, name = parse_identity(node, path, problems)
     credential = parse_credential(node, path, context.environ, problems)
     settings, endpoints = _tenant_settings(node, path, context, problems)
     if (

@@ -12,7 +12,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -74,36 +74,34 @@ def _logfmt_value(value: Any) -> str:
     return f'"{escaped}"'
 
 
-class LogfmtFormatter(logging.Formatter):
+class StructuredFormatter(logging.Formatter):
+    """A record as its fields (ts, level, logger, msg, then ``extra``), rendered by ``render``."""
+
+    def __init__(self, render: Callable[[dict[str, Any]], str]) -> None:
+        super().__init__()
+        self._render = render
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields.update(_extra_fields(record))
+        if record.exc_info and record.exc_info[1] is not None:
+            fields["error"] = type(record.exc_info[1]).__name__
+        return self._render(fields)
+
+
+def render_logfmt(fields: dict[str, Any]) -> str:
     """``ts=... level=info msg="..." tenant=contoso result=throttled``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = {
-            "ts": _timestamp(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields.update(_extra_fields(record))
-        if record.exc_info and record.exc_info[1] is not None:
-            fields["error"] = type(record.exc_info[1]).__name__
-        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
+    return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
 
 
-class JsonFormatter(logging.Formatter):
+def render_json(fields: dict[str, Any]) -> str:
     """One JSON object per line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, Any] = {
-            "ts": _timestamp(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields.update(_extra_fields(record))
-        if record.exc_info and record.exc_info[1] is not None:
-            fields["error"] = type(record.exc_info[1]).__name__
-        return json.dumps(fields, default=str)
+    return json.dumps(fields, default=str)
 
 
 REDACTOR = SecretRedactor()
@@ -114,7 +112,7 @@ def configure_logging(
 ) -> None:
     """Send every log line to ``stream`` (stderr) in ``fmt``, at ``level``, secrets redacted."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    handler.setFormatter(StructuredFormatter(render_json if fmt == "json" else render_logfmt))
     handler.addFilter(REDACTOR)
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -59,12 +59,28 @@ def wants_openmetrics(accept: str) -> bool:
     return "application/openmetrics-text" in accept
 
 
+def _qvalue(params: str) -> float:
+    """The ``q`` weight among a coding's parameters (RFC 9110 §12.4.2); 1 when absent."""
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                weight = float(value.strip())
+            except ValueError:
+                return 0.0
+            return weight if 0.0 <= weight <= 1.0 else 0.0
+    return 1.0
+
+
 def wants_gzip(accept_encoding: str) -> bool:
-    """True when the Accept-Encoding header allows gzip."""
-    return any(
-        part.split(";")[0].strip().lower() == "gzip" and "q=0" not in part.replace(" ", "")
-        for part in accept_encoding.split(",")
-    )
+    """True when the Accept-Encoding header allows gzip: a weight above 0, or ``*``'s."""
+    weights: dict[str, float] = {}
+    for part in accept_encoding.split(","):
+        name, _, params = part.partition(";")
+        coding = name.strip().lower()
+        if coding:
+            weights[coding] = _qvalue(params)
+    return weights.get("gzip", weights.get("*", 0.0)) > 0.0
 
 
 def _age(seconds: float | None) -> str:

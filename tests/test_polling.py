@@ -15,7 +15,14 @@ from entra_simulator import SimTenant
 from exporter.auth import msal_client_credential
 from exporter.config import Config
 from exporter.configfile import load_config
-from tests.conftest import Pipeline, SimEnv, max_in_window, run_cli, write_app_certificate
+from tests.conftest import (
+    Pipeline,
+    SimEnv,
+    exposition_samples,
+    max_in_window,
+    run_cli,
+    write_app_certificate,
+)
 
 # fault → (result, HTTP status, Graph's or the identity provider's error code)
 FAULT_RESULTS = [
@@ -298,6 +305,38 @@ async def test_changed_credentials_take_effect_at_reload(
     assert pipeline.poller("tenant-0000").tokens is not old_tokens  # old MSAL app dropped
     assert (await pipeline.poll("tenant-0000")).result == "success"
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 2
+
+
+async def test_token_requests_counter_never_goes_backwards_when_a_credential_changes(
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline], tmp_path: Path
+) -> None:
+    def counted() -> float:
+        text = pipeline.store.render().decode()
+        return exposition_samples(text)[
+            ("entra_exporter_token_requests_total", (("tenant", "tenant-0000"),))
+        ]
+
+    secret_file = tmp_path / "secret"
+    tenant = sim_env.sim.find("tenant-0000")
+    assert tenant is not None and tenant.secret
+    secret_file.write_text(tenant.secret)
+    document = sim_env.config()
+    del document["tenants"][0]["client_secret"]
+    document["tenants"][0]["client_secret_file"] = str(secret_file)
+    sim_env.write_config(document)
+    pipeline = make_pipeline(load_config(sim_env.config_file))
+    for _ in range(3):  # three token requests with the first credential
+        pipeline.poller("tenant-0000").forget_tokens()
+        assert (await pipeline.poll("tenant-0000")).result == "success"
+    assert counted() == 3
+
+    tenant.secret = "rotated-secret-value"
+    secret_file.write_text("rotated-secret-value")
+    pipeline.apply(load_config(sim_env.config_file))  # a new MSAL app, its own count from 0
+    result = await pipeline.poll("tenant-0000")
+    assert (result.result, result.token_requests) == ("success", 1)
+    assert counted() == 4  # 3 + 1, not the new app's 1
+    assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 4
 
 
 async def test_short_lived_tokens_are_reused_for_most_of_their_lifetime(

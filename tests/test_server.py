@@ -152,3 +152,10 @@ def test_gzip_negotiation() -> None:
     assert not wants_gzip("gzip;q=0")
     assert not wants_gzip("identity")
     assert not wants_gzip("")
+    # Weights between 0 and 1 still allow gzip (a substring test for "q=0" refused these).
+    assert wants_gzip("gzip;q=0.5")
+    assert wants_gzip("br, gzip; q=0.001")
+    assert wants_gzip("identity, *")
+    assert not wants_gzip("gzip;q=0.000")
+    assert not wants_gzip("*;q=0.5, gzip;q=0")  # an explicit refusal beats the wildcard
+    assert not wants_gzip("gzip;q=abc")

@@ -18,7 +18,7 @@ from exporter import webconfig
 from exporter.metrics import MetricsStore
 from exporter.problems import ConfigError
 from exporter.server import ServerHooks, make_server, serve_in_thread
-from exporter.webconfig import parse_web_config
+from exporter.webconfig import load_web_config, parse_web_config
 from tests.conftest import SimEnv, run_cli, wait_until
 from tests.conftest import tenant_config as tenant
 
@@ -272,6 +272,28 @@ def test_invalid_web_configs_name_the_key(pki: Pki, document: dict[str, Any], pr
     assert any(problem in line for line in caught.value.problems), caught.value.problems
 
 
+def test_a_key_given_twice_is_refused_with_file_line_and_column(tmp_path: Path) -> None:
+    # yaml.safe_load would keep the second user silently; the web config reads YAML strictly.
+    web_file = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    web_file.write_text(f"basic_auth_users:\n  alice: '{hashed}'\n  alice: '{hashed}'\n")
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(str(web_file))
+    assert caught.value.problems == [
+        f"{web_file}:3:3: YAML syntax error: key 'alice' appears twice in one mapping"
+    ]
+
+
+def test_cli_refuses_a_web_config_with_a_duplicate_key(sim_env: SimEnv, tmp_path: Path) -> None:
+    web_file = tmp_path / "web.yml"
+    web_file.write_text("http_server_config:\n  headers: {}\nhttp_server_config: {}\n")
+    result = run_cli(
+        f"--config.file={sim_env.config_file}", f"--web.config.file={web_file}", "--check-config"
+    )
+    assert result.returncode == 2
+    assert "appears twice" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_cli_serves_https_with_basic_auth(
     sim_env: SimEnv, pki: Pki, tmp_path: Path, start_exporter: Any
 ) -> None:
@@ -329,3 +351,14 @@ def test_cli_refuses_a_bad_web_config(sim_env: SimEnv, tmp_path: Path) -> None:
         result.stderr.strip()
         == "basic_auth_users.prometheus: is not a bcrypt hash ($2a$, $2b$ or $2y$)"
     )
+
+
+def test_http2_loads_as_in_exporter_toolkit_and_says_it_has_no_effect() -> None:
+    web = parse_web_config({"http_server_config": {"http2": True}})
+    assert web.warnings == (
+        "http_server_config.http2: this exporter serves HTTP/1.1 only; http2 has no effect",
+    )
+    assert parse_web_config({"http_server_config": {"http2": False}}).warnings == ()
+    with pytest.raises(ConfigError) as caught:
+        parse_web_config({"http_server_config": {"http2": "yes"}})
+    assert caught.value.problems == ["http_server_config.http2: must be true or false"]
