@@ -407,13 +407,8 @@ def _parse_tenant(
         tenant_id=tenant_id,
         client_id=client_id,
         credential=credential,
-        interval=settings.interval,
-        timeout=settings.timeout,
-        jitter=settings.jitter,
-        cloud=settings.cloud,
-        source=settings.source,
-        stale_after=settings.stale_after,
         endpoints=endpoints,
+        **dataclasses.asdict(settings),
     )
 
 
