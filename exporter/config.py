@@ -136,6 +136,36 @@ DEFAULT_PER_APP_PER_TENANT = RateLimit(5, 10.0)
 DEFAULT_PER_APP = RateLimit(122, 10.0)
 
 
+# usersRegisteredByFeature's privilegedAdmin roles, by role template ID (Microsoft's built-in
+# roles page): Global, Security, Conditional Access, Exchange, SharePoint, Helpdesk, Billing,
+# User and Authentication Administrator.
+DEFAULT_PRIVILEGED_ROLES = (
+    "62e90394-69f5-4237-9190-012177145e10",
+    "194ae4cb-b126-40b2-bd5b-6091b380977d",
+    "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9",
+    "29232cdf-9323-42fd-ade2-1d097af3e4de",
+    "f28a1f50-f6e7-4571-818b-6a12f2af6b6c",
+    "729827e3-9c14-49f7-bb1b-9608f156bbb8",
+    "b0f54661-2d74-4c50-afa3-1ec803f12efe",
+    "fe930be7-5e62-47db-91af-98c3a49a38b1",
+    "c4e39bd9-1100-46d3-8c65-fb160da0071f",
+)
+# Clouds for which Microsoft does not document getCredentialUserRegistrationCount.
+DETAILS_ONLY_CLOUDS = ("usgov", "usgovdod", "china")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentsConfig:
+    """What the successor report is broken down by, besides user type and ``isAdmin``."""
+
+    # Role template IDs whose holders count as privileged_admin (empty: no role look-ups).
+    privileged_roles: tuple[str, ...] = ()
+    # Also PIM-eligible assignments of those roles (Entra ID P2).
+    include_eligible: bool = False
+    # (label value, group object ID): coverage per group, transitive members.
+    groups: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class TenantConfig:
     """One tenant to poll, with the defaults already applied."""
@@ -151,6 +181,7 @@ class TenantConfig:
     source: str
     stale_after: float
     endpoints: CloudEndpoints
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
 
     @property
     def authority(self) -> str:

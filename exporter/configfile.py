@@ -23,6 +23,8 @@ from exporter.config import (
     DEFAULT_PER_APP,
     DEFAULT_PER_APP_PER_TENANT,
     DEFAULT_SOURCE,
+    DETAILS_ONLY_CLOUDS,
+    DETAILS_SOURCE,
     SOURCES,
     ClientSecretCredential,
     CloudEndpoints,
@@ -32,6 +34,7 @@ from exporter.config import (
     format_duration,
 )
 from exporter.configcredentials import CREDENTIAL_KEYS, parse_credential, parse_identity
+from exporter.configsegments import check_default_segments, parse_segments
 from exporter.problems import Problems, join, read_yaml_file
 
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
@@ -44,13 +47,15 @@ DEFAULTS_KEYS = ("interval", "timeout", "jitter", "cloud", "source", "stale_afte
 _TOP_KEYS = frozenset(
     {"defaults", "concurrency", "rate_limits", "endpoints", "tls_ca_file", "tenants"}
 )
-_TENANT_KEYS = frozenset({"name", "tenant_id", "client_id", *CREDENTIAL_KEYS, *DEFAULTS_KEYS})
-_BUILTIN_DEFAULTS: dict[str, str] = {
+_TENANT_KEYS = frozenset(
+    {"name", "tenant_id", "client_id", "segments", *CREDENTIAL_KEYS, *DEFAULTS_KEYS}
+)
+_BUILTIN_DEFAULTS: dict[str, str | None] = {
     "interval": "10m",
     "timeout": "30s",
     "jitter": "30s",
     "cloud": "global",
-    "source": DEFAULT_SOURCE,
+    "source": None,  # depends on the cloud: see _source_for
     "stale_after": "3x",
 }
 MIN_INTERVAL = 1.0
@@ -204,7 +209,7 @@ def _parse_settings(raw: _RawSettings, problems: Problems) -> _Settings | None:
     if cloud not in CLOUD_NAMES:
         problems.add(raw.paths["cloud"], f"{cloud!r} is not one of {', '.join(CLOUD_NAMES)}")
         ok = False
-    if source not in SOURCES:
+    if source is not None and source not in SOURCES:
         problems.add(raw.paths["source"], f"{source!r} is not one of {', '.join(SOURCES)}")
         ok = False
     interval = durations.get("interval") if durations else None
@@ -216,9 +221,27 @@ def _parse_settings(raw: _RawSettings, problems: Problems) -> _Settings | None:
         timeout=durations["timeout"],
         jitter=durations["jitter"],
         cloud=str(cloud),
-        source=str(source),
+        source=_source_for(str(cloud), source, raw.paths["source"], problems),
         stale_after=stale_after,
     )
+
+
+def _source_for(cloud: str, source: str | None, path: str, problems: Problems) -> str:
+    """The report source: as configured, else the cloud's default.
+
+    Microsoft documents getCredentialUserRegistrationCount for the global cloud only, so the
+    national clouds read userRegistrationDetails unless told otherwise (then with a warning).
+    """
+    if cloud not in DETAILS_ONLY_CLOUDS:
+        return source or DEFAULT_SOURCE
+    if source is None:
+        return DETAILS_SOURCE
+    if source == DEFAULT_SOURCE:
+        problems.warnings.append(
+            f"{path}: Microsoft documents getCredentialUserRegistrationCount for the global "
+            f"cloud only, not {cloud}; userRegistrationDetails is this cloud's default source"
+        )
+    return source
 
 
 # --------------------------------------------------------------------------- top-level keys
@@ -229,21 +252,27 @@ class _Context:
     """What every tenant of one file is parsed against."""
 
     defaults: _RawSettings
+    default_segments: dict[str, Any]
     custom_endpoints: CloudEndpoints | None
     # An invalid 'endpoints' was already reported; a custom-cloud tenant does not repeat it.
     endpoints_given: bool
     environ: Mapping[str, str]
 
 
-def _parse_defaults(document: dict[str, Any], problems: Problems) -> _RawSettings:
+def _parse_defaults(
+    document: dict[str, Any], problems: Problems
+) -> tuple[_RawSettings, dict[str, Any]]:
+    """The polling settings under ``defaults`` (built-ins filled in), and its ``segments``."""
     values: dict[str, Any] = dict(_BUILTIN_DEFAULTS)
     node = document.get("defaults") or {}
+    segments: dict[str, Any] = {}
     if not isinstance(node, dict):
         problems.add("defaults", "must be a mapping")
     else:
-        problems.check_keys(node, set(DEFAULTS_KEYS), "defaults")
+        problems.check_keys(node, {*DEFAULTS_KEYS, "segments"}, "defaults")
         values.update({k: v for k, v in node.items() if k in DEFAULTS_KEYS})
-    return _RawSettings(values, {key: f"defaults.{key}" for key in DEFAULTS_KEYS})
+        segments = check_default_segments(node.get("segments"), problems)
+    return _RawSettings(values, {key: f"defaults.{key}" for key in DEFAULTS_KEYS}), segments
 
 
 def _parse_rate_limits(document: dict[str, Any], problems: Problems) -> dict[str, RateLimit]:
@@ -328,7 +357,7 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
     environ = os.environ if environ is None else environ
     document = expand_env(document, "", environ, problems)
     problems.check_keys(document, _TOP_KEYS, "")
-    defaults = _parse_defaults(document, problems)
+    defaults, default_segments = _parse_defaults(document, problems)
     concurrency = DEFAULT_CONCURRENCY
     if "concurrency" in document:
         concurrency = (
@@ -339,6 +368,7 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
     endpoints_given = document.get("endpoints") is not None
     context = _Context(
         defaults=defaults,
+        default_segments=default_segments,
         custom_endpoints=(
             _parse_endpoints(document["endpoints"], "endpoints", problems)
             if endpoints_given
@@ -356,6 +386,7 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         per_app_per_tenant=limits["per_app_per_tenant"],
         per_app=limits["per_app"],
         tls_ca_file=tls_ca_file,
+        warnings=tuple(problems.warnings),
     )
 
 
@@ -392,6 +423,13 @@ def _parse_tenant(
     tenant_id, client_id, name = parse_identity(node, path, problems)
     credential = parse_credential(node, path, context.environ, problems)
     settings, endpoints = _tenant_settings(node, path, context, problems)
+    segments = parse_segments(
+        context.default_segments,
+        node.get("segments"),
+        f"{path}.segments",
+        settings.source if settings else None,
+        problems,
+    )
     if (
         len(problems.lines) > before
         or tenant_id is None
@@ -400,6 +438,7 @@ def _parse_tenant(
         or credential is None
         or settings is None
         or endpoints is None
+        or segments is None
     ):
         return None
     return TenantConfig(
@@ -408,6 +447,7 @@ def _parse_tenant(
         client_id=client_id,
         credential=credential,
         endpoints=endpoints,
+        segments=segments,
         **dataclasses.asdict(settings),
     )
 
@@ -465,5 +505,6 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     """Read, parse and validate the config file; raise ConfigError on any problem."""
     file = Path(path)
     config = parse_config(read_yaml_file(file, "config file"), environ)
-    warnings = _world_readable_warnings(file, config) + rate_limit_warnings(config)
+    warnings = config.warnings + _world_readable_warnings(file, config)
+    warnings += rate_limit_warnings(config)
     return dataclasses.replace(config, warnings=warnings)

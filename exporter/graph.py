@@ -35,23 +35,13 @@ from exporter.failures import (
     is_retryable_status,
 )
 from exporter.ratelimit import GraphRateLimiter, RateLimitedError
-from exporter.report import (
-    DETAIL_FIELDS,
-    RegistrationDetailsCounter,
-    RegistrationReport,
-    ReportParseError,
-    parse_registration_report,
-)
+from exporter.report import RegistrationReport, ReportParseError, parse_registration_report
 from exporter.transport import HttpResponse, ResponseBodyError, Transport
 
 log = logging.getLogger("exporter.graph")
 
 REPORT_PATH = "/beta/reports/getCredentialUserRegistrationCount()"
-# The successor report (application permission AuditLog.Read.All): one object per user, paged
-# through @odata.nextLink; only the fields counted are selected.
-DETAILS_PATH = "/v1.0/reports/authenticationMethods/userRegistrationDetails"
-DETAILS_QUERY = "$select=" + ",".join(DETAIL_FIELDS) + "&$top=999"
-MAX_DETAIL_PAGES = 10_000
+MAX_PAGES = 10_000
 MAX_ATTEMPTS = 3
 MIN_RETRY_SECONDS = 0.1
 MAX_THROTTLED_ATTEMPTS = 6
@@ -226,39 +216,41 @@ class GraphClient:
                 )
             ) from None
 
-    async def fetch_registration_details(
+    async def get_pages(
         self,
         tenant: TenantConfig,
-        token: AccessToken,
-        deadline: float,
-        tally: RequestTally,
-    ) -> RegistrationReport:
-        """Count users over every page of userRegistrationDetails; any failed page fails all.
+        url: str,
+        request: tuple[AccessToken, float, RequestTally],
+        add_page: Callable[[Any], str | None],
+        what: str,
+    ) -> int:
+        """GET ``url`` and every ``@odata.nextLink`` after it; ``add_page`` takes each page.
 
-        Pages are fetched one after the other and counted as they come, so memory stays flat
-        whatever the tenant's size; each page is a request like any other (rate limits,
-        retries, the poll's deadline).
+        ``request`` is (token, deadline, tally). Pages are fetched one after the other and
+        handed over as they come, so memory stays flat whatever the size; each page is a
+        request like any other (rate limits, retries, the poll's deadline), and any failed
+        page fails the whole walk. Returns the number of pages.
         """
+        token, deadline, tally = request
         host = tenant.endpoints.graph_host
-        url: str | None = f"{host}{DETAILS_PATH}?{DETAILS_QUERY}"
-        counter = RegistrationDetailsCounter()
+        next_url: str | None = url
         pages = 0
-        while url is not None:
-            if not url.startswith(f"{host}/"):
+        while next_url is not None:
+            if not next_url.startswith(f"{host}/"):
                 # Never send the tenant's token to a host other than its Graph.
                 raise GraphError(
-                    PollFailure(PARSE_ERROR, "@odata.nextLink points away from Graph", 200)
+                    PollFailure(PARSE_ERROR, f"{what}: @odata.nextLink points away from Graph", 200)
                 )
-            document, request_id = await self._get_json(tenant, url, token, deadline, tally)
+            document, request_id = await self._get_json(tenant, next_url, token, deadline, tally)
             pages += 1
             try:
-                url = counter.add_page(document)
+                next_url = add_page(document)
             except ReportParseError as err:
-                message = f"unusable userRegistrationDetails page {pages}: {err}"
+                message = f"unusable {what} page {pages}: {err}"
                 raise GraphError(PollFailure(PARSE_ERROR, message, 200, None, request_id)) from None
-            if pages > MAX_DETAIL_PAGES:
-                raise GraphError(PollFailure(PARSE_ERROR, f"more than {MAX_DETAIL_PAGES} pages"))
-        return counter.report()
+            if pages > MAX_PAGES:
+                raise GraphError(PollFailure(PARSE_ERROR, f"{what}: more than {MAX_PAGES} pages"))
+        return pages
 
     async def _get_json(
         self,

@@ -29,135 +29,48 @@ from dataclasses import dataclass, replace
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client import exposition as text_exposition
 from prometheus_client.openmetrics import exposition as om_exposition
-from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.config import TenantConfig
+from exporter.details import SEGMENT_STATUSES, STRENGTHS
 from exporter.failures import RESULTS, SUCCESS
+from exporter.families import (
+    BUILD_INFO,
+    DATA_TIMESTAMP,
+    GRAPH_REQUESTS,
+    GROUP_REGISTRATION,
+    GROUP_STRENGTH,
+    GROUP_USERS,
+    LAST_DURATION,
+    LAST_SUCCESS,
+    METHOD_USERS,
+    POLLS,
+    REGISTRATION_USERS,
+    RELOAD_OK,
+    RELOAD_TIME,
+    REPORT_FAMILIES,
+    SCHEDULER_EVENT_KINDS,
+    SCHEDULER_EVENTS,
+    SEGMENT_REGISTRATION,
+    SEGMENT_STRENGTH,
+    SEGMENT_USERS,
+    SYSTEM_PREFERRED,
+    TENANT_FAMILIES,
+    TENANT_INFO,
+    TENANT_UP,
+    TENANT_USERS,
+    THROTTLED_RESPONSES,
+    TOKEN_REQUESTS,
+    escape_label_value,
+    format_value,
+)
 from exporter.poller import PollResult
-from exporter.report import RegistrationReport
+from exporter.report import CoverageCounts, RegistrationReport, SegmentReport
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds for which process metrics (RSS, CPU, file descriptors) are served from one reading.
 PROCESS_METRICS_TTL = 1.0
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-@dataclass(frozen=True, slots=True)
-class Family:
-    """A metric family: its exposition name, type and HELP text."""
-
-    name: str
-    kind: str
-    help: str
-
-    def header(self, openmetrics: bool) -> str:
-        name = self.name
-        if openmetrics and self.kind == "counter" and name.endswith("_total"):
-            name = name[: -len("_total")]
-        return f"# HELP {name} {self.help}\n# TYPE {name} {self.kind}\n"
-
-
-REGISTRATION_USERS = Family(
-    "entra_credential_registration_users",
-    "gauge",
-    "Users per credential registration status, from Graph getCredentialUserRegistrationCount "
-    "(or counted from userRegistrationDetails), as of the last successful poll.",
-)
-METHOD_USERS = Family(
-    "entra_authentication_method_users",
-    "gauge",
-    "Users per registered authentication method, counted from Graph userRegistrationDetails "
-    "methodsRegistered, as of the last successful poll.",
-)
-TENANT_USERS = Family(
-    "entra_tenant_users",
-    "gauge",
-    "Users in the tenant (Graph totalUserCount), as of the last successful poll.",
-)
-TENANT_INFO = Family(
-    "entra_tenant_info",
-    "gauge",
-    "Configured tenant: its ID, cloud and report source (always 1), from the config file.",
-)
-TENANT_UP = Family(
-    "entra_exporter_tenant_up", "gauge", "1 if the last poll of the tenant succeeded, else 0."
-)
-LAST_SUCCESS = Family(
-    "entra_exporter_last_success_timestamp_seconds",
-    "gauge",
-    "Unix time of the tenant's last successful poll.",
-)
-LAST_DURATION = Family(
-    "entra_exporter_last_poll_duration_seconds",
-    "gauge",
-    "Wall time of the tenant's last poll (token and Graph request).",
-)
-POLLS = Family("entra_exporter_polls_total", "counter", "Polls of the tenant by result class.")
-TOKEN_REQUESTS = Family(
-    "entra_exporter_token_requests_total",
-    "counter",
-    "Token requests sent to the identity provider for the tenant (cache hits not counted).",
-)
-GRAPH_REQUESTS = Family(
-    "entra_exporter_graph_requests_total",
-    "counter",
-    "Requests sent to Graph for the tenant, retries included.",
-)
-THROTTLED_RESPONSES = Family(
-    "entra_exporter_graph_throttled_responses_total",
-    "counter",
-    "Graph answers for the tenant that asked to slow down (429 or 503), retried or not.",
-)
-# Families with one or more lines per tenant, in exposition order; the first three are the
-# report's and disappear when the report turns stale.
-TENANT_FAMILIES = (
-    REGISTRATION_USERS,
-    TENANT_USERS,
-    METHOD_USERS,
-    TENANT_INFO,
-    TENANT_UP,
-    LAST_SUCCESS,
-    LAST_DURATION,
-    POLLS,
-    TOKEN_REQUESTS,
-    GRAPH_REQUESTS,
-    THROTTLED_RESPONSES,
-)
-REPORT_FAMILY_COUNT = 3
-
-RELOAD_OK = Family(
-    "entra_exporter_config_last_reload_successful",
-    "gauge",
-    "1 if the last configuration load succeeded, else 0.",
-)
-RELOAD_TIME = Family(
-    "entra_exporter_config_last_reload_success_timestamp_seconds",
-    "gauge",
-    "Unix time of the last successful configuration load.",
-)
-BUILD_INFO = Family(
-    "entra_exporter_build_info", "gauge", "Exporter version and Python version (always 1)."
-)
-SCHEDULER_EVENTS = Family(
-    "entra_exporter_scheduler_events_total",
-    "counter",
-    "Scheduler events by kind: missed (a run started too late and was skipped), "
-    "max_instances (a poll was still running), error (a job raised).",
-)
-SCHEDULER_EVENT_KINDS = ("missed", "max_instances", "error")
-
-
-def escape_label_value(value: str) -> str:
-    """Escape a label value for the text exposition formats."""
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def format_value(value: float) -> str:
-    """Integers as integers, other numbers the way Go formats floats."""
-    if isinstance(value, int):
-        return str(value)
-    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +168,7 @@ def render_tenant_block(snapshot: TenantSnapshot) -> tuple[str, ...]:
     tokens = f"{TOKEN_REQUESTS.name}{{{tenant}}} {snapshot.token_requests}\n"
     graph = f"{GRAPH_REQUESTS.name}{{{tenant}}} {snapshot.graph_requests}\n"
     throttled = f"{THROTTLED_RESPONSES.name}{{{tenant}}} {snapshot.throttled_responses}\n"
+    segments = snapshot.report.segments if snapshot.report is not None else None
     return (
         registration,
         users,
@@ -267,6 +181,63 @@ def render_tenant_block(snapshot: TenantSnapshot) -> tuple[str, ...]:
         tokens,
         graph,
         throttled,
+        *render_segments(tenant, segments),
+    )
+
+
+def _coverage_lines(
+    labels: str, counts: CoverageCounts, families: tuple[str, str, str]
+) -> tuple[str, str, str]:
+    """Users, per-status and per-strength lines of one segment or group (``labels`` escaped)."""
+    users_family, status_family, strength_family = families
+    users = f"{users_family}{{{labels}}} {counts.users}\n"
+    if not counts.users:
+        return users, "", ""
+    statuses = "".join(
+        f'{status_family}{{{labels},registrationStatus="{status}"}} {value}\n'
+        for status, value in zip(SEGMENT_STATUSES, counts.statuses, strict=True)
+    )
+    strengths = "".join(
+        f'{strength_family}{{{labels},strength="{strength}"}} {value}\n'
+        for strength, value in zip(STRENGTHS, counts.strengths, strict=True)
+    )
+    return users, statuses, strengths
+
+
+def render_segments(tenant: str, report: SegmentReport | None) -> tuple[str, ...]:
+    """The segment families' lines (``tenant`` is the escaped tenant label); empty without."""
+    if report is None:
+        return ("",) * 8
+    segment_parts: list[tuple[str, str, str]] = [
+        _coverage_lines(
+            f'{tenant},user_type="{escape_label_value(user_type)}",role="{role}"',
+            counts,
+            (SEGMENT_USERS.name, SEGMENT_REGISTRATION.name, SEGMENT_STRENGTH.name),
+        )
+        for user_type, role, counts in report.segments
+    ]
+    group_parts: list[tuple[str, str, str]] = [
+        _coverage_lines(
+            f'{tenant},group="{escape_label_value(name)}"',
+            counts,
+            (GROUP_USERS.name, GROUP_REGISTRATION.name, GROUP_STRENGTH.name),
+        )
+        for name, counts in report.groups
+    ]
+    preferred = "".join(
+        f'{SYSTEM_PREFERRED.name}{{{tenant},method="{escape_label_value(method)}"}} {count}\n'
+        for method, count in report.system_preferred
+    )
+    timestamp = (
+        f"{DATA_TIMESTAMP.name}{{{tenant}}} {format_value(report.data_timestamp)}\n"
+        if report.data_timestamp is not None
+        else ""
+    )
+    return (
+        *("".join(part[i] for part in segment_parts) for i in range(3)),
+        *("".join(part[i] for part in group_parts) for i in range(3)),
+        preferred,
+        timestamp,
     )
 
 
@@ -389,7 +360,7 @@ class MetricsStore:
                 valid_until = min(valid_until, expires)
         parts: list[str] = []
         for index, family in enumerate(TENANT_FAMILIES):
-            source = fresh if index < REPORT_FAMILY_COUNT else entries
+            source = fresh if family in REPORT_FAMILIES else entries
             parts.append(family.header(openmetrics))
             parts.extend(entry.lines[index] for entry in source)
         parts.append(RELOAD_OK.header(openmetrics))

@@ -19,6 +19,7 @@ from exporter.config import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantC
 from exporter.failures import AUTH_ERROR, SUCCESS, TIMEOUT, PollFailure
 from exporter.graph import GraphClient, GraphError, RequestTally
 from exporter.report import RegistrationReport
+from exporter.successor import fetch_registration_details
 from exporter.transport import Transport
 
 log = logging.getLogger("exporter.poller")
@@ -79,13 +80,13 @@ async def fetch_from_source(
 ) -> tuple[RegistrationReport, str]:
     """The report from ``source``; ``auto`` falls back to the successor when the seed is gone."""
     if source == DETAILS_SOURCE:
-        return await graph.fetch_registration_details(tenant, token, deadline, tally), source
+        return await fetch_registration_details(graph, tenant, token, deadline, tally), source
     try:
         report = await graph.fetch_registration_report(tenant, token, deadline, tally)
     except GraphError as err:
         if source != AUTO_SOURCE or not seed_report_is_gone(err.failure):
             raise
-        report = await graph.fetch_registration_details(tenant, token, deadline, tally)
+        report = await fetch_registration_details(graph, tenant, token, deadline, tally)
         return report, DETAILS_SOURCE
     return report, DEFAULT_SOURCE
 

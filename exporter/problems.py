@@ -30,6 +30,8 @@ class Problems:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        # What loads but deserves a word at start-up (and in --check-config).
+        self.warnings: list[str] = []
 
     def add(self, path: str, message: str) -> None:
         """Note one problem at ``path`` (empty: about the whole file)."""

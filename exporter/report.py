@@ -1,4 +1,5 @@
-"""Pure parsing: Graph's getCredentialUserRegistrationCount JSON → :class:`RegistrationReport`.
+"""Pure parsing: Graph's getCredentialUserRegistrationCount JSON → :class:`RegistrationReport`
+(the successor's pages are counted in :mod:`exporter.details`).
 
 Microsoft's documentation spells the fields of one status entry three ways, and the parser
 accepts each of them:
@@ -31,6 +32,29 @@ class ReportParseError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class CoverageCounts:
+    """One segment's or group's users, per status and per strength class (zeros included)."""
+
+    users: int
+    statuses: tuple[int, ...]  # in the order of details.SEGMENT_STATUSES
+    strengths: tuple[int, ...]  # in the order of details.STRENGTHS
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentReport:
+    """Who is covered where it matters, counted from userRegistrationDetails."""
+
+    # (user_type, role, counts) for each segment that has users.
+    segments: tuple[tuple[str, str, CoverageCounts], ...] = ()
+    # (group name, counts) for every configured group, users or not.
+    groups: tuple[tuple[str, CoverageCounts], ...] = ()
+    # Users by the first of systemPreferredAuthenticationMethods ("none" when empty).
+    system_preferred: tuple[tuple[str, int], ...] = ()
+    # Newest lastUpdatedDateTime in the report, Unix time (None: no row had one).
+    data_timestamp: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RegistrationReport:
     """Users in a tenant, and users per credential registration status (Graph's spelling)."""
 
@@ -38,13 +62,8 @@ class RegistrationReport:
     users_by_status: tuple[tuple[str, int], ...]
     # Users per registered authentication method (userRegistrationDetails only).
     users_by_method: tuple[tuple[str, int], ...] = ()
-
-    def count(self, status: str) -> int | None:
-        """Users with ``status``, or None when Graph did not report that status."""
-        for name, value in self.users_by_status:
-            if name == status:
-                return value
-        return None
+    # The segments (userRegistrationDetails only).
+    segments: SegmentReport | None = None
 
 
 def _as_count(value: Any, where: str) -> int:
@@ -126,61 +145,3 @@ def parse_registration_report(document: Any) -> RegistrationReport:
             raise ReportParseError(f"{where}: status {status!r} appears twice")
         counts[status] = _as_count(count_field[1], f"{where}.{count_field[0]}")
     return RegistrationReport(total_users=total, users_by_status=tuple(counts.items()))
-
-
-# userRegistrationDetails property → the registrationStatus it counts (dashboards keep working).
-DETAIL_FLAGS = (
-    ("isSsprRegistered", "registered"),
-    ("isSsprEnabled", "enabled"),
-    ("isSsprCapable", "capable"),
-    ("isMfaRegistered", "mfaRegistered"),
-    ("isMfaCapable", "mfaCapable"),
-    ("isPasswordlessCapable", "passwordlessCapable"),
-)
-DETAIL_FIELDS = ("id", *(name for name, _ in DETAIL_FLAGS), "methodsRegistered")
-MAX_METHODS = 200
-
-
-class RegistrationDetailsCounter:
-    """Counts users page by page, keeping only the counts (memory stays flat)."""
-
-    def __init__(self) -> None:
-        self.users = 0
-        self.by_status = dict.fromkeys((status for _, status in DETAIL_FLAGS), 0)
-        self.by_method: dict[str, int] = {}
-
-    def add_page(self, document: Any) -> str | None:
-        """Count one page of ``userRegistrationDetails``; return its ``@odata.nextLink``."""
-        if not isinstance(document, dict) or not isinstance(document.get("value"), list):
-            raise ReportParseError("userRegistrationDetails page has no 'value' list")
-        for index, user in enumerate(document["value"]):
-            if not isinstance(user, dict):
-                raise ReportParseError(f"value[{index}] is not an object")
-            self.users += 1
-            for field, status in DETAIL_FLAGS:
-                flag = user.get(field)
-                if flag is True:
-                    self.by_status[status] += 1
-                elif flag not in (False, None):
-                    raise ReportParseError(f"value[{index}].{field} is not a boolean")
-            methods = user.get("methodsRegistered") or []
-            if not isinstance(methods, list):
-                raise ReportParseError(f"value[{index}].methodsRegistered is not a list")
-            for method in set(methods):
-                if not isinstance(method, str) or not method or len(method) > MAX_STATUS_LENGTH:
-                    raise ReportParseError(f"value[{index}].methodsRegistered holds {method!r}")
-                if method not in self.by_method and len(self.by_method) >= MAX_METHODS:
-                    raise ReportParseError("more distinct authentication methods than expected")
-                self.by_method[method] = self.by_method.get(method, 0) + 1
-        next_link = document.get("@odata.nextLink")
-        if next_link is not None and not isinstance(next_link, str):
-            raise ReportParseError("@odata.nextLink is not a string")
-        return next_link
-
-    def report(self) -> RegistrationReport:
-        """The counts as a report (users counted stand for the tenant's users)."""
-        return RegistrationReport(
-            total_users=self.users,
-            users_by_status=tuple(self.by_status.items()),
-            users_by_method=tuple(sorted(self.by_method.items())),
-        )

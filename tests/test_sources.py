@@ -11,7 +11,8 @@ import pytest
 from entra_simulator import SimTenant, details_page, details_truth, parse_filter
 from exporter.config import Config
 from exporter.configfile import load_config
-from exporter.report import DETAIL_FLAGS, RegistrationDetailsCounter, ReportParseError
+from exporter.details import DETAIL_FLAGS, RegistrationDetailsCounter
+from exporter.report import ReportParseError
 from tests.conftest import Pipeline, SimEnv
 
 STATUS_OF_FLAG = dict(DETAIL_FLAGS)

@@ -1,0 +1,118 @@
+"""The successor source: ``userRegistrationDetails``, read page by page after the ID sets its
+segments need (privileged admins, configured groups).
+
+The ID sets are fetched first, in the same poll, so one poll's numbers always come from one
+look at roles, groups and report; a failed page anywhere fails the poll and nothing partial is
+published. Permissions: AuditLog.Read.All (the report), RoleManagement.Read.Directory (role
+assignments and eligibilities), GroupMember.Read.All (group members).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+from dataclasses import replace
+
+from exporter.auth import AccessToken
+from exporter.config import TenantConfig
+from exporter.details import (
+    DETAIL_FIELDS,
+    DirectoryIdCollector,
+    RegistrationDetailsCounter,
+    SegmentContext,
+)
+from exporter.graph import GraphClient, GraphError, RequestTally
+from exporter.report import RegistrationReport
+
+# One object per user (application permission AuditLog.Read.All); only counted fields selected.
+DETAILS_PATH = "/v1.0/reports/authenticationMethods/userRegistrationDetails"
+DETAILS_QUERY = {"$select": ",".join(DETAIL_FIELDS), "$top": "999"}
+ASSIGNMENTS_PATH = "/v1.0/roleManagement/directory/roleAssignments"
+ELIGIBILITIES_PATH = "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances"
+MEMBERS_QUERY = {"$select": "id", "$top": "999"}
+
+
+def graph_url(tenant: TenantConfig, path: str, query: dict[str, str]) -> str:
+    """``path`` on the tenant's Graph with ``query`` encoded as Graph's examples write it."""
+    encoded = urllib.parse.urlencode(query, safe="$,'()", quote_via=urllib.parse.quote)
+    return f"{tenant.endpoints.graph_host}{path}?{encoded}"
+
+
+async def _group_users(
+    graph: GraphClient,
+    tenant: TenantConfig,
+    group_id: str,
+    request: tuple[AccessToken, float, RequestTally],
+    what: str,
+) -> set[int]:
+    """The IDs of a group's transitive members (users and untyped objects)."""
+    collector = DirectoryIdCollector()
+    url = graph_url(tenant, f"/v1.0/groups/{group_id}/transitiveMembers", MEMBERS_QUERY)
+    try:
+        await graph.get_pages(
+            tenant, url, request, lambda page: collector.add_page(page, principals=False), what
+        )
+    except GraphError as err:
+        failure = err.failure
+        raise GraphError(replace(failure, message=f"{what}: {failure.message}")) from None
+    return collector.users
+
+
+async def fetch_privileged_ids(
+    graph: GraphClient, tenant: TenantConfig, request: tuple[AccessToken, float, RequestTally]
+) -> frozenset[int]:
+    """Users holding a configured role: directly, or through a (role-assignable) group.
+
+    Active assignments, and with ``include_eligible`` PIM-eligible ones too; service
+    principals are skipped, and users the report does not list never match anything.
+    """
+    segments = tenant.segments
+    collector = DirectoryIdCollector()
+    paths = (
+        (ASSIGNMENTS_PATH, ELIGIBILITIES_PATH) if segments.include_eligible else (ASSIGNMENTS_PATH,)
+    )
+    for path in paths:
+        for role in segments.privileged_roles:
+            query = {"$filter": f"roleDefinitionId eq '{role}'", "$expand": "principal"}
+            await graph.get_pages(
+                tenant,
+                graph_url(tenant, path, query),
+                request,
+                lambda page: collector.add_page(page, principals=True),
+                f"role assignments of {role}",
+            )
+    users = set(collector.users)
+    for group in sorted(collector.groups):
+        group_id = str(uuid.UUID(int=group))
+        users |= await _group_users(graph, tenant, group_id, request, f"role group {group_id}")
+    return frozenset(users)
+
+
+async def fetch_segment_context(
+    graph: GraphClient, tenant: TenantConfig, request: tuple[AccessToken, float, RequestTally]
+) -> SegmentContext:
+    """The ID sets the tenant's segments need (empty when none are configured)."""
+    segments = tenant.segments
+    privileged: frozenset[int] = frozenset()
+    if segments.privileged_roles:
+        privileged = await fetch_privileged_ids(graph, tenant, request)
+    groups = []
+    for name, group_id in segments.groups:
+        members = await _group_users(graph, tenant, group_id, request, f"group {name}")
+        groups.append((name, frozenset(members)))
+    return SegmentContext(privileged=privileged, groups=tuple(groups))
+
+
+async def fetch_registration_details(
+    graph: GraphClient,
+    tenant: TenantConfig,
+    token: AccessToken,
+    deadline: float,
+    tally: RequestTally,
+) -> RegistrationReport:
+    """Count users over every page of userRegistrationDetails, with the tenant's segments."""
+    request = (token, deadline, tally)
+    counter = RegistrationDetailsCounter(await fetch_segment_context(graph, tenant, request))
+    url = graph_url(tenant, DETAILS_PATH, DETAILS_QUERY)
+    await graph.get_pages(tenant, url, request, counter.add_page, "userRegistrationDetails")
+    return counter.report()
