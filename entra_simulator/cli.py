@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from entra_simulator.directory import REPORT_SHAPES
 from entra_simulator.simulator import Simulator
 from exporter.configfile import parse_duration
 
@@ -45,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="the first N tenants answer the seed's report as gone (for source auto)",
     )
+    parser.add_argument(
+        "--report-shapes",
+        choices=("metadata", "mixed"),
+        default="metadata",
+        help="metadata: every report in Graph's metadata shape; mixed: tenants cycle through "
+        "the spellings Microsoft's documents show, and every other one adds a status Graph's "
+        "enum does not have",
+    )
     parser.add_argument("--config-out", help="write a ready exporter config here")
     parser.add_argument("--ca-out", help="write the CA bundle here (default: next to --config-out)")
     return parser
@@ -77,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     for index, tenant in enumerate(sim.tenants.values()):
         tenant.users = args.users
         tenant.seed_gone = index < args.gone_tenants
+        if args.report_shapes == "mixed":
+            tenant.shape = index % REPORT_SHAPES
+            tenant.extra_status = index % 2 == 1
     url = sim.start(args.listen)
     ca_out = args.ca_out or (
         str(Path(args.config_out).with_name("simulator-ca.pem")) if args.config_out else None

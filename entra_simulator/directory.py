@@ -4,6 +4,7 @@ stored, so a tenant may have a million users)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import random
 import re
@@ -34,17 +35,43 @@ DETAIL_FLAGS = (
     "isMfaCapable",
     "isPasswordlessCapable",
 )
+# (method, how many users out of 256 have it): methodsRegistered values Graph documents, and
+# one that it does not (yet): Microsoft adds methods, the exporter must take them as they come.
 METHODS = (
-    "microsoftAuthenticatorPush",
-    "softwareOneTimePasscode",
-    "mobilePhone",
-    "email",
-    "fido2SecurityKey",
-    "windowsHelloForBusiness",
-    "microsoftAuthenticatorPasswordless",
-    "passKeyDeviceBound",
+    ("microsoftAuthenticatorPush", 90),
+    ("softwareOneTimePasscode", 60),
+    ("mobilePhone", 110),
+    ("email", 90),
+    ("fido2SecurityKey", 20),
+    ("windowsHelloForBusiness", 30),
+    ("microsoftAuthenticatorPasswordless", 25),
+    ("passKeyDeviceBound", 12),
+    ("passKeySynced", 8),
+    ("alternateMobilePhone", 15),
+    ("hardwareOneTimePasscode", 5),
+    ("securityQuestion", 20),
+    ("temporaryAccessPass", 4),
+    ("futureMethodNotYetDocumented", 3),
 )
+# systemPreferredAuthenticationMethods: the first registered method of this list, in order.
+SYSTEM_PREFERRED = (
+    ("fido2SecurityKey", "fido2"),
+    ("passKeyDeviceBound", "fido2"),
+    ("microsoftAuthenticatorPush", "push"),
+    ("softwareOneTimePasscode", "oath"),
+    ("hardwareOneTimePasscode", "oath"),
+    ("mobilePhone", "sms"),
+)
+# Graph's enum for the report's statuses (its metadata), unknownFutureValue left out.
+REPORT_STATUSES = ("registered", "enabled", "capable", "mfaRegistered")
+# Report shapes: Graph's metadata (registrationStatus / registrationCount in a value collection),
+# the seed document's misspelling (userRegistationCount), its correct spelling
+# (userRegistrationStatus / userRegistrationCount), and the resource page's bare object.
+REPORT_SHAPES = 4
+METADATA_SHAPE, MISSPELLED_SHAPE, SEED_SHAPE, BARE_SHAPE = range(REPORT_SHAPES)
 MAX_PAGE = 999
+# When the report's data was last refreshed (users are a few minutes to hours behind).
+DATA_REFRESHED_AT = 1_764_050_400.0  # 2025-11-25T06:00:00Z
 
 
 @dataclass(slots=True)
@@ -57,8 +84,8 @@ class SimTenant:
     secret: str | None = None
     certificate_pem: str | None = None
     federated_token: str | None = None
-    shape: int = 0
-    extra_status: bool = False
+    shape: int = METADATA_SHAPE
+    extra_status: bool = False  # report a status Graph's enum does not have (yet)
     fault_rate: float | None = None  # overrides the simulator's --fault-rate for this tenant
     seed_gone: bool = False  # getCredentialUserRegistrationCount answers 400 (retired)
     trusted_issuer_pem: str | None = None  # subject name + issuer auth: trust this CA
@@ -72,6 +99,12 @@ class SimTenant:
     graph_requests: int = 0
     faults: list[list[Any]] = field(default_factory=list)  # [kind, remaining (0 = sticky)]
     last_report: dict[str, Any] | None = None
+    # userRegistrationDetails users holding an admin role (isAdmin true), by index.
+    admin_indexes: frozenset[int] = frozenset()
+    # Roles and groups (built on first use: see entra_simulator.segments).
+    directory: Any = None
+    role_page_size: int = 3  # Graph chooses its page sizes; small ones exercise paging
+    fail_group_page: int | None = None  # this page of any group's members answers 500
 
     def take_fault(self, kinds: tuple[str, ...]) -> str | None:
         """The next queued fault of one of ``kinds``, consuming one use of it."""
@@ -100,20 +133,13 @@ def make_tenant(index: int, rng: random.Random) -> SimTenant:
         tenant_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         client_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         secret=f"sim-secret-{index}-{rng.getrandbits(64):016x}",
-        shape=index % 3,
-        extra_status=index % 2 == 1,
         total_users=total,
         base_counts=counts,
     )
 
 
 def report_document(tenant: SimTenant, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(JSON body, the truth it encodes) for the ``step``-th report of ``tenant``.
-
-    Shapes, as Microsoft's documentation shows them: 0 = API example spelled correctly inside
-    ``value``; 1 = API example's own misspelling ``userRegistationCount``; 2 = the resource
-    page's ``registrationStatus`` / ``registrationCount`` as a bare object.
-    """
+    """(JSON body, the truth it encodes) for the ``step``-th report of ``tenant``."""
     drift = step // 2
     counts = {
         status: min(tenant.total_users, value + drift)
@@ -122,51 +148,75 @@ def report_document(tenant: SimTenant, step: int) -> tuple[dict[str, Any], dict[
     if tenant.extra_status:
         counts["mfaCapable"] = min(tenant.total_users, counts["capable"] + 1)
     truth = {"totalUserCount": tenant.total_users, "userRegistrationCounts": counts}
-    if tenant.shape == 2:
-        entries = [{"registrationStatus": s, "registrationCount": c} for s, c in counts.items()]
-        body: dict[str, Any] = {
-            "id": tenant.tenant_id,
-            "totalUserCount": tenant.total_users,
-            "userRegistrationCounts": entries,
-        }
-        return body, truth
-    count_key = "userRegistationCount" if tenant.shape == 1 else "userRegistrationCount"
-    entries = [{"userRegistrationStatus": s, count_key: c} for s, c in counts.items()]
+    status_key, count_key = {
+        METADATA_SHAPE: ("registrationStatus", "registrationCount"),
+        MISSPELLED_SHAPE: ("userRegistrationStatus", "userRegistationCount"),
+        SEED_SHAPE: ("userRegistrationStatus", "userRegistrationCount"),
+        BARE_SHAPE: ("registrationStatus", "registrationCount"),
+    }[tenant.shape]
+    report = {
+        "id": tenant.tenant_id,
+        "totalUserCount": tenant.total_users,
+        "userRegistrationCounts": [{status_key: s, count_key: c} for s, c in counts.items()],
+    }
+    if tenant.shape == BARE_SHAPE:
+        return report, truth
     body = {
         "@odata.context": "https://graph.microsoft.com/beta/$metadata"
         "#Collection(microsoft.graph.credentialUserRegistrationCount)",
-        "value": [
-            {
-                "id": tenant.tenant_id,
-                "totalUserCount": tenant.total_users,
-                "userRegistrationCounts": entries,
-            }
-        ],
+        "value": [report],
     }
     return body, truth
 
 
+def user_id(tenant: SimTenant, index: int) -> str:
+    """The object ID of user ``index`` (cheap: segments need many)."""
+    digest = hashlib.blake2b(f"{tenant.tenant_id}:id:{index}".encode(), digest_size=16).digest()
+    return str(uuid.UUID(bytes=digest, version=4))
+
+
+def _user_type(byte: int) -> str:
+    if byte < 20:
+        return "guest"
+    if byte == 255:
+        return "unknownFutureValue"  # Graph's evolvable enums send this for new values
+    return "member"
+
+
 def detail_user(tenant: SimTenant, index: int) -> dict[str, Any]:
-    """User ``index`` of the tenant, the same every time (nothing is stored)."""
-    digest = hashlib.blake2b(f"{tenant.tenant_id}:{index}".encode(), digest_size=16).digest()
-    # Thresholds out of 256 give each flag a plausible share of users.
-    flags = dict(
-        zip(
-            DETAIL_FLAGS,
-            (b < t for b, t in zip(digest[:6], (150, 200, 170, 190, 180, 40), strict=True)),
-            strict=True,
+    """User ``index`` of the tenant with every documented property, the same every time."""
+    d = hashlib.blake2b(f"{tenant.tenant_id}:{index}".encode(), digest_size=48).digest()
+    # Thresholds out of 256 give each flag a plausible share; a few are null, as Graph sends.
+    flags = {
+        name: None if null < 6 else b < t
+        for name, b, t, null in zip(
+            DETAIL_FLAGS, d[0:6], (150, 200, 170, 190, 180, 40), d[6:12], strict=True
         )
-    )
-    methods = [m for m, b in zip(METHODS, digest[6:14], strict=True) if b < 90]
+    }
+    methods = [m for (m, share), b in zip(METHODS, d[12:26], strict=True) if b < share]
+    preferred = [code for method, code in SYSTEM_PREFERRED if method in methods][:1]
+    updated = DATA_REFRESHED_AT - d[26] * 60 - d[27] / 7.0
     return {
-        "id": str(uuid.UUID(bytes=digest, version=4)),
+        "id": user_id(tenant, index),
         "userPrincipalName": f"user{index}@{tenant.name}.example",
         "userDisplayName": f"User {index}",
-        "isAdmin": digest[14] < 3,
+        "userType": _user_type(d[28]),
+        "isAdmin": d[29] < 3 or index in tenant.admin_indexes,
         **flags,
+        "isSystemPreferredAuthenticationMethodEnabled": d[30] < 200,
         "methodsRegistered": methods,
-        "userType": "guest" if digest[15] < 20 else "member",
+        "systemPreferredAuthenticationMethods": preferred,
+        "userPreferredMethodForSecondaryAuthentication": preferred[0] if preferred else "none",
+        "lastUpdatedDateTime": _graph_time(updated),
     }
+
+
+def _graph_time(when: float) -> str:
+    """Graph's way of writing a time: UTC, seven fractional digits, ``Z``."""
+    whole = int(when)
+    fraction = min(9_999_999, round((when - whole) * 10_000_000))
+    stamp = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{fraction:07d}Z"
 
 
 def tenant_users(tenant: SimTenant) -> int:
@@ -231,7 +281,7 @@ def details_truth(tenant: SimTenant) -> dict[str, Any]:
     for index in range(total):
         user = detail_user(tenant, index)
         for flag in DETAIL_FLAGS:
-            flags[flag] += user[flag]
+            flags[flag] += user[flag] is True
         for method in user["methodsRegistered"]:
             methods[method] = methods.get(method, 0) + 1
     return {"users": total, "flags": flags, "methods": methods}

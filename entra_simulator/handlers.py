@@ -24,6 +24,7 @@ from entra_simulator.directory import (
     details_page,
     report_document,
 )
+from entra_simulator.segments import directory_of, members_page, role_page
 
 if TYPE_CHECKING:
     from entra_simulator.simulator import Simulator
@@ -55,6 +56,12 @@ DETAILS_PATHS = (
     "/v1.0/reports/authenticationMethods/userRegistrationDetails",
     "/beta/reports/authenticationMethods/userRegistrationDetails",
 )
+ROLE_PATHS = (
+    "/v1.0/roleManagement/directory/roleAssignments",
+    "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances",
+)
+GROUPS_PREFIX = "/v1.0/groups/"
+MEMBERS = "/transitiveMembers"
 REPORT_PATHS = (
     "/beta/reports/getCredentialUserRegistrationCount()",
     "/beta/reports/getCredentialUserRegistrationCount",
@@ -167,6 +174,8 @@ class _SimHandler(BaseHTTPRequestHandler):
             self._report()
         elif path in DETAILS_PATHS:
             self._details(urllib.parse.urlsplit(self.path).query)
+        elif path in ROLE_PATHS or (path.startswith(GROUPS_PREFIX) and path.endswith(MEMBERS)):
+            self._directory_objects(path, urllib.parse.urlsplit(self.path).query)
         elif path.endswith("/v2.0/.well-known/openid-configuration"):
             tenant_key = path.split("/")[1]
             discovered = sim.find(tenant_key)
@@ -364,16 +373,44 @@ class _SimHandler(BaseHTTPRequestHandler):
         )
         self._record("token", tenant)
 
-    def _details(self, query: str) -> None:
-        """One page of userRegistrationDetails, generated from the tenant's seed."""
+    def _graph_call(self, query: str) -> tuple[SimTenant, dict[str, str]] | None:
+        """Tenant and query of a Graph call; None when it was answered (401 or a fault)."""
         tenant = self._graph_tenant()
         if tenant is None:
-            return
+            return None
         fault, _ = self._take_graph_fault(tenant)
         if fault is not None:
             self._fault(fault)
+            return None
+        directory_of(tenant)  # isAdmin follows the role assignments
+        return tenant, {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
+
+    def _send_page(
+        self,
+        path: str,
+        params: dict[str, str],
+        value: list[dict[str, Any]],
+        next_offset: int | None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        body: dict[str, Any] = {
+            "@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#{path}",
+            **(extra or {}),
+            "value": value,
+        }
+        if next_offset is not None:
+            next_query = urllib.parse.urlencode(
+                {**params, "$skiptoken": str(next_offset)}, safe="$,'()"
+            )
+            body["@odata.nextLink"] = f"{self.sim.base_url}{path}?{next_query}"
+        self._json(200, body, {"request-id": str(uuid.uuid4())})
+
+    def _details(self, query: str) -> None:
+        """One page of userRegistrationDetails, generated from the tenant's seed."""
+        call = self._graph_call(query)
+        if call is None:
             return
-        params = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
+        tenant, params = call
         try:
             page = details_page(tenant, params, self.headers.get("ConsistencyLevel"))
         except ValueError as err:
@@ -382,21 +419,42 @@ class _SimHandler(BaseHTTPRequestHandler):
         if tenant.fail_page is not None and page.number == tenant.fail_page:
             self._graph_error(500, "InternalServerError", "Something went wrong on this page.")
             return
-        body: dict[str, Any] = {
-            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata"
-            "#reports/authenticationMethods/userRegistrationDetails",
-            "value": page.users,
-        }
-        if page.count is not None:
-            body["@odata.count"] = page.count
-        if page.next_offset is not None:
-            next_params = {**params, "$skiptoken": str(page.next_offset)}
-            next_query = urllib.parse.urlencode(next_params, safe="$,")
-            body["@odata.nextLink"] = f"{self.sim.base_url}{DETAILS_PATHS[0]}?{next_query}"
+        extra = {"@odata.count": page.count} if page.count is not None else {}
         with self.sim.lock:
             tenant.details_pages += 1
-        self._json(200, body, {"request-id": str(uuid.uuid4())})
+        self._send_page(DETAILS_PATHS[0], params, page.users, page.next_offset, extra)
         self._record("details", tenant)
+
+    def _directory_objects(self, path: str, query: str) -> None:
+        """Role assignments or eligibilities (by role, principal expanded), or group members."""
+        call = self._graph_call(query)
+        if call is None:
+            return
+        tenant, params = call
+        try:
+            if path in ROLE_PATHS:
+                items, following = role_page(tenant, path == ROLE_PATHS[1], params)
+                number = 0
+            else:
+                group_id = path[len(GROUPS_PREFIX) : -len(MEMBERS)]
+                page = members_page(tenant, group_id, params)
+                if page is None:
+                    self._graph_error(
+                        404,
+                        "Request_ResourceNotFound",
+                        f"Resource '{group_id}' does not exist or one of its queried "
+                        "reference-property objects are not present.",
+                    )
+                    return
+                items, following, number = page
+                if number == tenant.fail_group_page:
+                    self._graph_error(500, "InternalServerError", "Something went wrong.")
+                    return
+        except ValueError as err:
+            self._graph_error(400, "BadRequest", str(err))
+            return
+        self._send_page(path, params, items, following)
+        self._record("directory", tenant)
 
     def _fault(self, fault: str) -> None:
         """Answer with ``fault`` (one of :data:`GRAPH_FAULTS`) instead of the report."""

@@ -11,7 +11,6 @@ import dataclasses
 import math
 import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +25,13 @@ from exporter.config import (
     DETAILS_ONLY_CLOUDS,
     DETAILS_SOURCE,
     SOURCES,
-    ClientSecretCredential,
     CloudEndpoints,
     Config,
     RateLimit,
     TenantConfig,
     format_duration,
 )
+from exporter.configchecks import rate_limit_warnings, world_readable_warnings
 from exporter.configcredentials import CREDENTIAL_KEYS, parse_credential, parse_identity
 from exporter.configsegments import check_default_segments, parse_segments
 from exporter.problems import Problems, join, read_yaml_file
@@ -455,56 +454,10 @@ def _parse_tenant(
 # --------------------------------------------------------------------------- the file
 
 
-def _world_readable_warnings(path: Path, config: Config) -> tuple[str, ...]:
-    files = [path] + [
-        Path(t.credential.secret_file)
-        for t in config.tenants
-        if isinstance(t.credential, ClientSecretCredential) and t.credential.secret_file
-    ]
-    warnings = []
-    for file in files:
-        try:
-            mode = file.stat().st_mode
-        except OSError:
-            continue
-        if mode & stat.S_IROTH:
-            warnings.append(
-                f"{file} is readable by every user on this machine; it may hold secrets "
-                f"(chmod o-r {file})"
-            )
-    return tuple(warnings)
-
-
-def rate_limit_warnings(config: Config) -> tuple[str, ...]:
-    """Warn where the intervals ask for more Graph requests than the rate limits allow."""
-    warnings = []
-    tenant_limit = config.per_app_per_tenant
-    for tenant in config.tenants:
-        if tenant.interval * tenant_limit.requests < tenant_limit.per_seconds:
-            warnings.append(
-                f"tenant {tenant.name}: interval {format_duration(tenant.interval)} polls more "
-                f"often than rate_limits.per_app_per_tenant {tenant_limit} allows; "
-                "polls will wait for the limit and fail as throttled"
-            )
-    per_app: dict[str, float] = {}
-    for tenant in config.tenants:
-        per_app[tenant.client_id.lower()] = per_app.get(tenant.client_id.lower(), 0.0) + (
-            config.per_app.per_seconds / tenant.interval
-        )
-    for client_id, requests in per_app.items():
-        if requests > config.per_app.requests:
-            warnings.append(
-                f"client_id {client_id}: its tenants need about {requests:.0f} requests per "
-                f"{format_duration(config.per_app.per_seconds)}, more than rate_limits.per_app "
-                f"{config.per_app} allows; polls will wait for the limit"
-            )
-    return tuple(warnings)
-
-
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
     """Read, parse and validate the config file; raise ConfigError on any problem."""
     file = Path(path)
     config = parse_config(read_yaml_file(file, "config file"), environ)
-    warnings = config.warnings + _world_readable_warnings(file, config)
+    warnings = config.warnings + world_readable_warnings(file, config)
     warnings += rate_limit_warnings(config)
     return dataclasses.replace(config, warnings=warnings)

@@ -11,9 +11,11 @@ import trustme
 from exporter.cli import describe_config
 from exporter.config import (
     CLOUDS,
+    DEFAULT_PRIVILEGED_ROLES,
     CertificateCredential,
     ClientSecretCredential,
     Secret,
+    SegmentsConfig,
     WorkloadIdentityCredential,
     format_duration,
 )
@@ -22,6 +24,7 @@ from exporter.problems import ConfigError
 from tests.conftest import run_cli
 
 CONFFILES = Path(__file__).parent / "conffiles"
+GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "00000000-0000-0000-0000-000000000001"
 
@@ -338,3 +341,59 @@ def test_intervals_beyond_the_rate_limits_are_warned_about(tmp_path: Path) -> No
     warnings = load_config(path, environ={}).warnings
     assert sum("rate_limits.per_app_per_tenant 5/10s" in w for w in warnings) == 3
     assert any(f"client_id {CLIENT}" in w and "rate_limits.per_app 20/10s" in w for w in warnings)
+
+
+def test_national_clouds_default_to_the_successor_and_warn_about_the_seed_report() -> None:
+    config = parse_config(
+        {
+            "tenants": [
+                {**minimal()["tenants"][0], "name": "gov", "cloud": "usgov"},
+                {**minimal()["tenants"][0], "name": "cn", "cloud": "china"},
+                {
+                    **minimal()["tenants"][0],
+                    "name": "dod",
+                    "cloud": "usgovdod",
+                    "source": "credentialUserRegistrationCount",
+                },
+                {**minimal()["tenants"][0], "name": "global"},
+            ]
+        },
+        environ={},
+    )
+    sources = {t.name: t.source for t in config.tenants}
+    assert sources == {
+        "gov": "userRegistrationDetails",
+        "cn": "userRegistrationDetails",
+        "dod": "credentialUserRegistrationCount",  # explicit: honoured...
+        "global": "credentialUserRegistrationCount",
+    }
+    assert len(config.warnings) == 1  # ...with one warning
+    assert config.warnings[0].startswith("tenants[2].source: Microsoft documents")
+
+
+def test_segments_defaults_and_overrides() -> None:
+    group = "3F1C2B9E-0000-4000-8000-000000000001"
+    config = parse_config(
+        {
+            "defaults": {
+                "source": "userRegistrationDetails",
+                "segments": {"privileged_roles": True, "include_eligible": True},
+            },
+            "tenants": [
+                {**minimal()["tenants"][0], "name": "a"},
+                {
+                    **minimal()["tenants"][0],
+                    "name": "b",
+                    "segments": {"privileged_roles": [GLOBAL_ADMIN], "groups": {"finance": group}},
+                },
+                {**minimal()["tenants"][0], "name": "c", "segments": {"privileged_roles": False}},
+            ],
+        },
+        environ={},
+    )
+    a, b, c = (t.segments for t in config.tenants)
+    assert a.privileged_roles == DEFAULT_PRIVILEGED_ROLES and a.include_eligible
+    assert b.privileged_roles == (GLOBAL_ADMIN,) and b.include_eligible
+    assert b.groups == (("finance", group.lower()),)
+    assert c.privileged_roles == () and c.include_eligible
+    assert parse_config(minimal(), environ={}).tenants[0].segments == SegmentsConfig()

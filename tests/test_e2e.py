@@ -51,7 +51,9 @@ def sim_process(tmp_path: Path) -> Iterator[SimProcess]:
             "-m",
             "entra_simulator",
             "--tenants",
-            "3",
+            "4",
+            "--report-shapes",
+            "mixed",
             "--seed",
             "11",
             "--interval",
@@ -120,8 +122,10 @@ def test_gauges_equal_the_simulators_numbers_and_the_token_is_reused(
         assert (
             values[("entra_exporter_polls_total", (("result", "success"), ("tenant", name)))] >= 3
         )
-    # The simulator reports a status beyond the documented four for some tenants.
-    assert any(key[1][0] == ("registrationStatus", "mfaCapable") for key in values)
+    # Every spelling Microsoft documents was served and read (tenants cycle through them)...
+    assert len(stats) == 4
+    # ...and a status beyond Graph's enum for some tenants.
+    assert any(("registrationStatus", "mfaCapable") in key[1] for key in values)
     assert exporter.stop() == 0
 
 
@@ -158,7 +162,7 @@ def test_once_exits_one_when_a_tenant_fails(sim_process: SimProcess) -> None:
 def test_check_config_summarises_without_secrets(sim_process: SimProcess) -> None:
     result = run_cli(f"--config.file={sim_process.config_file}", "--check-config")
     assert result.returncode == 0, result.stderr
-    assert "3 tenant(s)" in result.stdout
+    assert "4 tenant(s)" in result.stdout
     assert "credential=client_secret" in result.stdout and "cloud=custom" in result.stdout
     config = yaml.safe_load(sim_process.config_file.read_text())
     for tenant in config["tenants"]:
