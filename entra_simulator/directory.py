@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import random
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,8 +71,11 @@ REPORT_STATUSES = ("registered", "enabled", "capable", "mfaRegistered")
 REPORT_SHAPES = 4
 METADATA_SHAPE, MISSPELLED_SHAPE, SEED_SHAPE, BARE_SHAPE = range(REPORT_SHAPES)
 MAX_PAGE = 999
-# When the report's data was last refreshed (users are a few minutes to hours behind).
-DATA_REFRESHED_AT = 1_764_050_400.0  # 2025-11-25T06:00:00Z
+
+
+def _last_full_hour() -> float:
+    """When the report's data was last refreshed: the previous full hour (users lag behind)."""
+    return (time.time() // 3600 - 1) * 3600
 
 
 @dataclass(slots=True)
@@ -105,6 +109,7 @@ class SimTenant:
     directory: Any = None
     role_page_size: int = 3  # Graph chooses its page sizes; small ones exercise paging
     fail_group_page: int | None = None  # this page of any group's members answers 500
+    data_refreshed_at: float = field(default_factory=_last_full_hour)
 
     def take_fault(self, kinds: tuple[str, ...]) -> str | None:
         """The next queued fault of one of ``kinds``, consuming one use of it."""
@@ -195,7 +200,7 @@ def detail_user(tenant: SimTenant, index: int) -> dict[str, Any]:
     }
     methods = [m for (m, share), b in zip(METHODS, d[12:26], strict=True) if b < share]
     preferred = [code for method, code in SYSTEM_PREFERRED if method in methods][:1]
-    updated = DATA_REFRESHED_AT - d[26] * 60 - d[27] / 7.0
+    updated = tenant.data_refreshed_at - d[26] * 60 - d[27] / 7.0
     return {
         "id": user_id(tenant, index),
         "userPrincipalName": f"user{index}@{tenant.name}.example",

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from entra_simulator import Simulator, details_truth
+from entra_simulator.segments import directory_of
 from tests.conftest import (
     REPO,
     ExporterProcess,
@@ -91,9 +92,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulator,
     assert details_tenant is not None
     details_tenant.users = 300
     document = yaml.safe_load(config_file.read_text())
-    next(t for t in document["tenants"] if t["name"] == DETAILS_TENANT)["source"] = (
-        "userRegistrationDetails"
-    )
+    entry = next(t for t in document["tenants"] if t["name"] == DETAILS_TENANT)
+    entry["source"] = "userRegistrationDetails"
+    # ...with segments, so the "Who is covered" panels and the segment rules have data.
+    entry["segments"] = {
+        "privileged_roles": True,
+        "groups": {"finance": directory_of(details_tenant).group_named("finance").id},
+    }
     config_file.write_text(yaml.safe_dump(document))
     config_file.chmod(0o600)
     exporter = ExporterProcess([f"--config.file={config_file}"])
@@ -171,6 +176,14 @@ def test_recording_rules_evaluate(stack: tuple[Simulator, Prometheus]) -> None:
     )
     assert len(ratios) == 3
     assert all(0 < float(r["value"][1]) <= 1 for r in ratios)
+    groups = wait_until(
+        lambda: prometheus.query("tenant_group:entra_group_mfa_registered_users:ratio"), timeout=20
+    )
+    assert by_labels(groups, "tenant", "group").keys() == {(DETAILS_TENANT, "finance")}
+    without_mfa = wait_until(
+        lambda: prometheus.query("tenant:entra_privileged_admins_without_mfa:count"), timeout=20
+    )
+    assert [r["metric"]["tenant"] for r in without_mfa] == [DETAILS_TENANT]
 
 
 def panel_queries() -> list[tuple[str, str]]:

@@ -4,6 +4,8 @@ with the simulator's truth exactly, through the real MSAL, httpx and TLS."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +22,7 @@ from entra_simulator.segments import (
 )
 from exporter.config import DEFAULT_PRIVILEGED_ROLES, Config
 from exporter.configfile import load_config
-from tests.conftest import Pipeline, SimEnv, exposition_samples
+from tests.conftest import Pipeline, SimEnv, exposition_samples, run_cli
 
 TENANT = "tenant-0001"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -268,3 +270,30 @@ async def test_every_role_and_group_page_is_a_counted_graph_request(
     assert served >= 9 + 1 + 1 + 2
     snapshot = pipeline.store.snapshot(TENANT)
     assert snapshot is not None and snapshot.graph_requests == served
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_notes_only_the_deliberate_camel_case_label_with_segments(
+    sim_env: SimEnv,
+) -> None:
+    configure(sim_env, privileged_roles=True, groups=["finance", "devices-only"])
+    result = run_cli(f"--config.file={sim_env.config_file}", "--once")
+    assert result.returncode == 0, result.stderr
+    assert "entra_group_strength_users{" in result.stdout
+    check = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=result.stdout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    notes = {line for line in (check.stdout + check.stderr).splitlines() if line.strip()}
+    camel = "label names should be written in 'snake_case' not 'camelCase'"
+    assert notes == {
+        f"{family} {camel}"
+        for family in (
+            "entra_credential_registration_users",
+            "entra_segment_registration_users",
+            "entra_group_registration_users",
+        )
+    }
