@@ -18,6 +18,7 @@ import yaml
 
 from entra_simulator.directory import GRAPH_FAULTS, TOKEN_FAULTS, SimTenant, make_tenant
 from entra_simulator.handlers import make_server
+from entra_simulator.segments import directory_of
 from entra_simulator.tls import check_certificate_assertion, make_tls_material
 from exporter.config import format_duration
 
@@ -160,12 +161,18 @@ class Simulator:
         jitter: float = 1.0,
         timeout: float = 10.0,
         sources: dict[str, str] | None = None,
+        segments: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """A ready exporter config (as a YAML-able dict) for every simulated tenant.
 
-        ``sources`` sets the ``source`` of some tenants, by name.
+        ``sources`` sets the ``source`` of some tenants, ``segments`` their ``segments``
+        (group names resolved to the simulated groups' IDs), by tenant name.
         """
         sources = sources or {}
+        segments = {
+            name: _with_group_ids(self.find(name), wanted)
+            for name, wanted in (segments or {}).items()
+        }
         with self.lock:
             tenants = [
                 {
@@ -174,6 +181,7 @@ class Simulator:
                     "client_id": t.client_id,
                     "client_secret": t.secret,
                     **({"source": sources[t.name]} if t.name in sources else {}),
+                    **({"segments": segments[t.name]} if t.name in segments else {}),
                 }
                 for t in self.tenants.values()
                 if t.secret
@@ -236,3 +244,12 @@ class Simulator:
         if tenant.certificate_pem is None and tenant.trusted_issuer_pem is None:
             return "AADSTS700027: Client assertion failed signature validation."
         return check_certificate_assertion(assertion, tenant, token_url)
+
+
+def _with_group_ids(tenant: SimTenant | None, segments: dict[str, Any]) -> dict[str, Any]:
+    """``segments`` with ``groups`` given as a list of simulated group names made name: ID."""
+    if tenant is None or "groups" not in segments:
+        return segments
+    directory = directory_of(tenant)
+    groups = {name: directory.group_named(name).id for name in segments["groups"]}
+    return {**segments, "groups": groups}

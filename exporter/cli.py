@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter import __version__
-from exporter.config import Config, format_duration
+from exporter.config import Config, TenantConfig, format_duration
 from exporter.configfile import load_config
 from exporter.failures import SUCCESS
 from exporter.logs import FORMATS, LEVELS, REDACTOR, configure_logging
@@ -42,6 +42,7 @@ EXIT_USAGE = 2
 HEARTBEAT_MAX_AGE_SECONDS = 30.0
 RELOAD_WAIT_SECONDS = 30.0
 DEMO_TENANTS = 4
+CONDITIONAL_ACCESS_ADMINISTRATOR = "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9"
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,11 +283,20 @@ def run_demo(settings: Settings) -> int:
             jitter=0.5,
             timeout=5.0,
             sources={retired.name: "auto"},
+            # Who is covered: a privileged role held through a role-assignable group, and a
+            # rollout group, counted per user. With the seed report's refusal and one report
+            # page that is 5 requests: Graph's 5 per 10 s let the first poll finish at once.
+            segments={
+                retired.name: {
+                    "privileged_roles": [CONDITIONAL_ACCESS_ADMINISTRATOR],
+                    "groups": ["rollout-wave-1"],
+                }
+            },
         )
         host, port = parse_listen_address(settings.listen_address)
         log.info(
             f"demo: simulator at {url} with {DEMO_TENANTS} tenants ({flaky.name} fails now and "
-            f"then; {retired.name} reads userRegistrationDetails); "
+            f"then; {retired.name} reads userRegistrationDetails, with segments); "
             f"metrics at http://{host or 'localhost'}:{port}{settings.telemetry_path}",
         )
         demo_settings = dataclasses.replace(settings, config_file=config_file)
@@ -306,9 +316,20 @@ def describe_config(config: Config) -> list[str]:
         lines.append(
             f"  {tenant.name}: tenant_id={tenant.tenant_id} client_id={tenant.client_id} "
             f"credential={tenant.credential.kind} cloud={tenant.cloud} source={tenant.source} "
-            f"interval={format_duration(tenant.interval)}"
+            f"interval={format_duration(tenant.interval)}{_describe_segments(tenant)}"
         )
     return lines
+
+
+def _describe_segments(tenant: TenantConfig) -> str:
+    segments = tenant.segments
+    parts = []
+    if segments.privileged_roles:
+        eligible = "+eligible" if segments.include_eligible else ""
+        parts.append(f"privileged_roles={len(segments.privileged_roles)}{eligible}")
+    if segments.groups:
+        parts.append(f"groups={','.join(name for name, _ in segments.groups)}")
+    return f" segments: {' '.join(parts)}" if parts else ""
 
 
 def check_config(settings: Settings, full_config: Config, config: Config, web: WebConfig) -> int:

@@ -254,6 +254,8 @@ def test_demo_serves_report_gauges_for_every_demo_tenant_within_10_seconds(
     wait_until(every_tenant_reported, timeout=10)
     assert time.monotonic() - started < 10
     text = exporter.metrics()
-    assert 'source="userRegistrationDetails"' in text  # the retired tenant switched
+    assert 'source="userRegistrationDetails"' in text  # the retired tenant switched...
+    assert 'entra_segment_users{tenant="tenant-0002"' in text  # ...and shows its segments
+    assert 'entra_group_users{tenant="tenant-0002",group="rollout-wave-1"}' in text
     assert exporter.stop() == 0
     assert "Traceback" not in exporter.log_text()
