@@ -14,6 +14,11 @@ Scenarios (sizes settable, defaults as in docs/performance.md):
    cold and warm poll.
 4. economy — token lifetime 120 s, interval 10 s, 6 minutes: token and Graph requests per
    tenant against the minimum (one token per lifetime, one report call per interval).
+5. segments — N tenants of 100 users on userRegistrationDetails with segments (privileged
+   roles, two groups): series, RSS, scrape median against ``generate_latest``; and one tenant
+   of U users (200,000) with two groups of U/4 and 500 privileged admins, polled with and
+   without segments: exporter CPU for the poll, users counted per CPU-second, peak RSS over the
+   idle exporter.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -82,6 +88,7 @@ class Report:
 
 @dataclass(frozen=True)
 class Sizes:
+    big_tenant_users: int
     tenants: int
     latency: float
     concurrency: int
@@ -93,8 +100,8 @@ class Sizes:
     economy_interval: int
 
 
-FULL = Sizes(1000, 0.25, 50, (1, 100, 1000), 200, 100, 360.0, 120, 10)
-SMOKE = Sizes(20, 0.02, 5, (1, 20), 20, 5, 12.0, 4, 1)
+FULL = Sizes(200_000, 1000, 0.25, 50, (1, 100, 1000), 200, 100, 360.0, 120, 10)
+SMOKE = Sizes(4_000, 20, 0.02, 5, (1, 20), 20, 5, 12.0, 4, 1)
 
 
 @dataclass
@@ -115,6 +122,7 @@ def start_stack(
     concurrency: int,
     interval: float,
     token_lifetime: int = 3599,
+    extra_args: tuple[str, ...] = (),
 ) -> Stack:
     sim = SimulatorProcess(
         workdir,
@@ -125,6 +133,7 @@ def start_stack(
         jitter="0s",
         timeout="30s",
         config_overrides={"concurrency": concurrency, "rate_limits": FAST_LIMITS},
+        extra_args=extra_args,
     )
     exporter = ExporterProcess(sim.config_file, workdir / "exporter.log")
     return Stack(sim, exporter)
@@ -375,6 +384,134 @@ def scrape(stack: Stack, sizes: Sizes, report: Report) -> None:
         )
 
 
+def generate_latest_median(body: bytes, runs: int) -> tuple[float, int]:
+    """prometheus_client's ``generate_latest`` over the series of ``body``: (median s, series)."""
+    families = list(text_string_to_metric_families(body.decode()))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))  # type: ignore[arg-type]
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        generate_latest(registry)
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings), sum(len(f.samples) for f in families)
+
+
+def segments_at_scale(workdir: Path, sizes: Sizes, report: Report) -> None:
+    """Scenario 5a: N small tenants, all with segments."""
+    folder = workdir / "segments-many"
+    folder.mkdir()
+    stack = start_stack(
+        folder,
+        sizes.tenants,
+        latency=0.0,
+        concurrency=sizes.concurrency,
+        interval=600,
+        extra_args=("--users=100", "--segments"),
+    )
+    try:
+        stack.exporter.wait_ready(timeout=600)
+        status, body = stack.exporter.get("/metrics")
+        assert status == 200
+        base, series = generate_latest_median(body, max(5, sizes.scrape_requests // 10))
+        single = _timed_gets(stack.exporter.port, "/metrics", {}, sizes.scrape_requests)
+        rss = stack.exporter.sample().rss_bytes
+    finally:
+        stack.stop()
+    n = sizes.tenants
+    report.add(Figure("segments", f"series@{n}", series, "series", series / n, "per tenant"))
+    report.add(Figure("segments", f"rss_mb@{n}", rss / 2**20, "MB"))
+    median = statistics.median(single)
+    report.add(
+        Figure(
+            "segments",
+            f"scrape_median_ms@{n}",
+            median * 1000,
+            "ms",
+            median / base,
+            f"generate_latest median {base * 1000:.2f}ms over {series} series",
+        )
+    )
+
+
+def big_tenant_poll(workdir: Path, sizes: Sizes, with_segments: bool) -> tuple[float, int, int]:
+    """One poll of the big tenant: (exporter CPU seconds, peak RSS, RSS when idle).
+
+    The CPU is the exporter's from ``/healthz`` answering (imports done) to ``/readyz``
+    answering (the poll recorded): the poll itself, token included.
+    """
+    users = sizes.big_tenant_users
+    folder = workdir / f"big-{'segments' if with_segments else 'plain'}"
+    folder.mkdir()
+    sim = SimulatorProcess(
+        folder,
+        1,
+        interval="1h",
+        config_overrides={"concurrency": 8, "rate_limits": FAST_LIMITS},
+        extra_args=(
+            f"--users={users}",
+            "--segments",
+            f"--group-size={users // 4}",
+            "--privileged-admins=500",
+        ),
+    )
+    if not with_segments:
+        document = yaml.safe_load(sim.config_file.read_text())
+        del document["tenants"][0]["segments"]
+        sim.config_file.write_text(yaml.safe_dump(document))
+    stack = Stack(sim, ExporterProcess(sim.config_file, folder / "exporter.log"))
+    try:
+        wait_for(lambda: stack.exporter.get("/healthz", timeout=5)[0] == 200, 60, "exporter up")
+        idle = stack.exporter.sample()
+        stack.exporter.wait_ready(timeout=900)
+        done = stack.exporter.sample()
+        _, body = stack.exporter.get("/metrics")
+        assert b'entra_exporter_tenant_up{tenant="tenant-0000"} 1' in body, "poll failed"
+    finally:
+        stack.stop()
+    return done.cpu_seconds - idle.cpu_seconds, done.peak_rss_bytes, idle.rss_bytes
+
+
+def big_tenant(workdir: Path, sizes: Sizes, report: Report) -> None:
+    """Scenario 5b: one tenant of U users, with and without segments."""
+    users = sizes.big_tenant_users
+    plain_cpu, plain_peak, plain_idle = big_tenant_poll(workdir, sizes, with_segments=False)
+    cpu, peak, idle = big_tenant_poll(workdir, sizes, with_segments=True)
+    for label, seconds, top, base in (
+        ("plain", plain_cpu, plain_peak, plain_idle),
+        ("segments", cpu, peak, idle),
+    ):
+        report.add(Figure("segments", f"poll_cpu_seconds_{label}@{users}", seconds, "s"))
+        report.add(
+            Figure(
+                "segments",
+                f"users_per_cpu_second_{label}@{users}",
+                users / seconds,
+                "users/s",
+            )
+        )
+        report.add(
+            Figure(
+                "segments",
+                f"peak_rss_growth_mb_{label}@{users}",
+                (top - base) / 2**20,
+                "MB",
+                None,
+                f"peak {top / 2**20:.1f} MB over idle {base / 2**20:.1f} MB",
+            )
+        )
+    report.add(
+        Figure(
+            "segments",
+            f"segments_cpu_cost@{users}",
+            cpu / plain_cpu,
+            "x",
+            cpu / plain_cpu,
+            "poll CPU with segments vs without, same tenant",
+        )
+    )
+
+
 def economy(workdir: Path, sizes: Sizes, report: Report) -> None:
     """Scenario 4."""
     folder = workdir / "economy"
@@ -441,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=["fanout", "scrape", "footprint", "economy"],
+        choices=["fanout", "scrape", "footprint", "economy", "segments"],
         help="run only these",
     )
     args = parser.parse_args(argv)
@@ -459,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.economy_seconds:
         overrides["economy_seconds"] = args.economy_seconds
     sizes = Sizes(**{**sizes.__dict__, **overrides})
-    only = set(args.only or ["fanout", "scrape", "footprint", "economy"])
+    only = set(args.only or ["fanout", "scrape", "footprint", "economy", "segments"])
     report = Report()
     print(f"{'benchmark':10} {'figure':40} {'value':>14} {'unit':8} ratio")
     with tempfile.TemporaryDirectory(prefix="entra-bench-") as name:
@@ -473,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
                 stack.stop()
         if "economy" in only:
             economy(workdir, sizes, report)
+        if "segments" in only:
+            segments_at_scale(workdir, sizes, report)
+            big_tenant(workdir, sizes, report)
     return 0
 
 

@@ -58,6 +58,7 @@ class ProcessSample:
     """Resource use of a process, read from /proc."""
 
     rss_bytes: int
+    peak_rss_bytes: int
     threads: int
     open_fds: int
     cpu_seconds: float
@@ -73,7 +74,8 @@ def sample_process(pid: int) -> ProcessSample:
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(stat[11]) + int(stat[12])) / ticks
-    return ProcessSample(rss_kb * 1024, threads, fds, cpu)
+    peak_kb = int(fields["VmHWM"].split()[0])
+    return ProcessSample(rss_kb * 1024, peak_kb * 1024, threads, fds, cpu)
 
 
 class SimulatorProcess:
@@ -91,6 +93,7 @@ class SimulatorProcess:
         jitter: str = "0s",
         timeout: str = "30s",
         config_overrides: dict[str, Any] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.config_file = workdir / "config.yaml"
         self.ca_file = workdir / "simulator-ca.pem"
@@ -107,6 +110,7 @@ class SimulatorProcess:
             f"--timeout={timeout}",
             "--seed=1",
             f"--config-out={self.config_file}",
+            *extra_args,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=REPO)
         assert self.proc.stdout is not None

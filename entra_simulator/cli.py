@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from entra_simulator.directory import REPORT_SHAPES
 from entra_simulator.simulator import Simulator
@@ -54,6 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
         "the spellings Microsoft's documents show, and every other one adds a status Graph's "
         "enum does not have",
     )
+    parser.add_argument(
+        "--segments",
+        action="store_true",
+        help="--config-out: every tenant reads userRegistrationDetails with segments "
+        "(privileged roles and two groups)",
+    )
+    parser.add_argument(
+        "--privileged-admins", type=int, default=6, help="privileged admins per tenant"
+    )
+    parser.add_argument(
+        "--group-size",
+        type=int,
+        default=None,
+        help="two groups, rollout-wave-1 and -2, of this many users each",
+    )
     parser.add_argument("--config-out", help="write a ready exporter config here")
     parser.add_argument("--ca-out", help="write the CA bundle here (default: next to --config-out)")
     return parser
@@ -86,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     for index, tenant in enumerate(sim.tenants.values()):
         tenant.users = args.users
         tenant.seed_gone = index < args.gone_tenants
+        tenant.privileged_admins = args.privileged_admins
+        tenant.group_size = args.group_size
         if args.report_shapes == "mixed":
             tenant.shape = index % REPORT_SHAPES
             tenant.extra_status = index % 2 == 1
@@ -96,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if ca_out:
         sim.write_ca(ca_out)
     if args.config_out:
-        sim.write_config(args.config_out, ca_out or "", **durations)
+        sim.write_config(args.config_out, ca_out or "", **durations, **_segments(sim, args))
     print(f"simulator listening on {url}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -108,3 +126,16 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _segments(sim: Simulator, args: argparse.Namespace) -> dict[str, Any]:
+    """``sources`` and ``segments`` for the written config, when ``--segments`` asks."""
+    if not args.segments:
+        return {}
+    second = "rollout-wave-2" if args.group_size else "finance"
+    names = [tenant.name for tenant in sim.tenants.values()]
+    segments = {"privileged_roles": True, "groups": ["rollout-wave-1", second]}
+    return {
+        "sources": dict.fromkeys(names, "userRegistrationDetails"),
+        "segments": dict.fromkeys(names, segments),
+    }

@@ -110,6 +110,8 @@ class SimTenant:
     role_page_size: int = 3  # Graph chooses its page sizes; small ones exercise paging
     fail_group_page: int | None = None  # this page of any group's members answers 500
     data_refreshed_at: float = field(default_factory=_last_full_hour)
+    privileged_admins: int = 6  # users holding privileged roles in the default directory
+    group_size: int | None = None  # two rollout groups of this many users, else the default
 
     def take_fault(self, kinds: tuple[str, ...]) -> str | None:
         """The next queued fault of one of ``kinds``, consuming one use of it."""

@@ -112,9 +112,10 @@ class SimDirectory:
         return found
 
 
-def build_directory(tenant: SimTenant, privileged: int = 6, group_share: int = 10) -> SimDirectory:
+def build_directory(tenant: SimTenant) -> SimDirectory:
     """The default directory of ``tenant`` (see the module doc); sizes scale with its users."""
     users = tenant_users(tenant)
+    privileged, group_share = tenant.privileged_admins, 10
     directory = SimDirectory()
 
     def add_group(name: str, members: list[tuple[str, str]]) -> SimGroup:
@@ -153,8 +154,14 @@ def build_directory(tenant: SimTenant, privileged: int = 6, group_share: int = 1
         + [(GROUP, emea.id), (DEVICE, object_id(tenant, "device:finance"))]
         + [(USER, object_id(tenant, "disabled-member"))],
     )
-    add_group("rollout-wave-1", [(USER, user_id(tenant, i)) for i in range(0, users, 3)])
     add_group("devices-only", [(DEVICE, object_id(tenant, "device:lab"))])
+    if tenant.group_size is None:
+        add_group("rollout-wave-1", [(USER, user_id(tenant, i)) for i in range(0, users, 3)])
+        return directory
+    size = min(tenant.group_size, users // 2)
+    for wave in (1, 2):
+        members = range((wave - 1) * size, wave * size)
+        add_group(f"rollout-wave-{wave}", [(USER, user_id(tenant, i)) for i in members])
     return directory
 
 

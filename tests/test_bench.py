@@ -19,6 +19,13 @@ EXPECTED = {
     ("scrape", "generate_latest_median_ms"),
     ("economy", "token_requests_per_tenant"),
     ("economy", "graph_requests_per_tenant"),
+    ("segments", "series@20"),
+    ("segments", "rss_mb@20"),
+    ("segments", "scrape_median_ms@20"),
+    ("segments", "users_per_cpu_second_plain@4000"),
+    ("segments", "users_per_cpu_second_segments@4000"),
+    ("segments", "peak_rss_growth_mb_segments@4000"),
+    ("segments", "segments_cpu_cost@4000"),
 }
 SCRAPE = {
     f"{stat}_ms_{scrapers}_{encoding}"
