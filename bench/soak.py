@@ -67,6 +67,7 @@ def _floor(samples: Iterable[ProcessSample]) -> ProcessSample:
     rss = sorted(s.rss_bytes for s in phase)
     return ProcessSample(
         rss_bytes=rss[len(rss) // 2],
+        peak_rss_bytes=max(s.peak_rss_bytes for s in phase),
         threads=min(s.threads for s in phase),
         open_fds=min(s.open_fds for s in phase),
         cpu_seconds=max(s.cpu_seconds for s in phase),
