@@ -13,7 +13,6 @@ import threading
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import msal
@@ -34,6 +33,7 @@ from exporter.failures import (
     classify_transport_error,
     describe_error,
 )
+from exporter.files import read_text
 from exporter.transport import MsalHttpAdapter, Transport
 
 log = logging.getLogger("exporter.auth")
@@ -59,7 +59,7 @@ class TokenError(Exception):
 
 def read_federated_token(token_file: str) -> str:
     """Read the projected service-account token; called for every token request."""
-    return Path(token_file).read_text(encoding="utf-8").strip()
+    return read_text(token_file).strip()
 
 
 def msal_client_credential(tenant: TenantConfig) -> str | dict[str, Any]:

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 from exporter import __version__
 from exporter.config import Config, TenantConfig, format_duration
 from exporter.configfile import load_config
-from exporter.failures import SUCCESS
+from exporter.failures import SUCCESS, describe_error
 from exporter.logs import FORMATS, LEVELS, REDACTOR, configure_logging
 from exporter.problems import ConfigError
 from exporter.runtime import Pipeline, build_pipeline
@@ -41,6 +42,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 HEARTBEAT_MAX_AGE_SECONDS = 30.0
 RELOAD_WAIT_SECONDS = 30.0
+RELOAD_DEADLINE_SECONDS = 20.0
 DEMO_TENANTS = 4
 CONDITIONAL_ACCESS_ADMINISTRATOR = "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9"
 
@@ -141,6 +143,18 @@ def parse_settings(argv: list[str] | None) -> Settings:
     )
 
 
+def _settle(
+    future: asyncio.Future[Config], config: Config | None, error: BaseException | None
+) -> None:
+    if future.done():
+        return  # the reload gave up waiting
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert config is not None
+        future.set_result(config)
+
+
 def print_config_errors(problems: list[str]) -> None:
     """One line per problem on stderr."""
     for line in problems:
@@ -163,36 +177,76 @@ class Service:
         return time.monotonic() - self.pipeline.scheduler.heartbeat < HEARTBEAT_MAX_AGE_SECONDS
 
     async def reload(self) -> tuple[bool, str]:
-        """Re-read the config file and its secret files; keep the running config if invalid."""
+        """Re-read the config file and its secret files; keep the running config if invalid.
+
+        Any failure, of any kind, is a refused reload: the running config stays, the metric
+        says 0, one log line per problem, and the caller gets an answer.
+        """
         async with self._reload_lock:
             store = self.pipeline.store
             try:
-                config = self.settings.shard.select(load_config(self.settings.config_file))
+                config = await self._load_off_loop()
             except ConfigError as err:
-                for line in err.problems:
-                    log.error(f"config reload refused: {line}")
-                store.record_reload(False)
-                return False, "config reload refused:\n" + "\n".join(err.problems)
-            for warning in config.warnings:
-                log.warning(warning)
-            running = self.pipeline.config
-            kept = [
-                name
-                for name in ("tls_ca_file", "concurrency")
-                if getattr(config, name) != getattr(running, name)
-            ]
-            if kept:
-                log.warning(f"{', '.join(kept)} changed: takes effect after a restart")
-            REDACTOR.set_secrets(config.secrets())
-            self.pipeline.apply(config)
-            store.record_reload(True)
-            log.info("config reloaded", extra={"tenants": len(config.tenants)})
-            return True, f"config reloaded: {len(config.tenants)} tenant(s)"
+                problems = err.problems
+            except Exception as err:  # noqa: BLE001 - a reload never takes the exporter down
+                problems = [f"{self.settings.config_file}: {describe_error(err)}"]
+            else:
+                self._apply(config)
+                store.record_reload(True)
+                log.info("config reloaded", extra={"tenants": len(config.tenants)})
+                return True, f"config reloaded: {len(config.tenants)} tenant(s)"
+            for line in problems:
+                log.error(f"config reload refused: {line}")
+            store.record_reload(False)
+            return False, "config reload refused:\n" + "\n".join(problems)
+
+    async def _load_off_loop(self) -> Config:
+        """Load the config in a daemon thread, within :data:`RELOAD_DEADLINE_SECONDS`.
+
+        Not on the event loop (polls and signals go on whatever the files do), and not in the
+        loop's default executor, whose threads would hold up the process at exit.
+        """
+        future: asyncio.Future[Config] = self._loop.create_future()
+
+        def load() -> None:
+            try:
+                config = self.settings.shard.select(load_config(self.settings.config_file))
+            except BaseException as err:  # noqa: BLE001 - handed over to the waiting coroutine
+                self._loop.call_soon_threadsafe(_settle, future, None, err)
+            else:
+                self._loop.call_soon_threadsafe(_settle, future, config, None)
+
+        threading.Thread(target=load, name="reload", daemon=True).start()
+        try:
+            async with asyncio.timeout(RELOAD_DEADLINE_SECONDS):
+                return await future
+        except TimeoutError:
+            raise ConfigError(
+                [f"{self.settings.config_file}: not read within {RELOAD_DEADLINE_SECONDS:.0f}s"]
+            ) from None
+
+    def _apply(self, config: Config) -> None:
+        for warning in config.warnings:
+            log.warning(warning)
+        running = self.pipeline.config
+        kept = [
+            name
+            for name in ("tls_ca_file", "concurrency")
+            if getattr(config, name) != getattr(running, name)
+        ]
+        if kept:
+            log.warning(f"{', '.join(kept)} changed: takes effect after a restart")
+        REDACTOR.set_secrets(config.secrets())
+        self.pipeline.apply(config)
 
     def reload_from_thread(self) -> tuple[bool, str]:
         """Run :meth:`reload` on the event loop and wait for it (HTTP server threads)."""
         future = asyncio.run_coroutine_threadsafe(self.reload(), self._loop)
-        return future.result(RELOAD_WAIT_SECONDS)
+        try:
+            return future.result(RELOAD_WAIT_SECONDS)
+        except Exception as err:  # noqa: BLE001 - the POST is answered whatever happened
+            future.cancel()
+            return False, f"config reload failed: {describe_error(err)}"
 
     async def run(self) -> int:
         """Serve until SIGTERM / SIGINT."""

@@ -228,6 +228,6 @@ def parse_identity(
     name: str | None = tenant_id
     if "name" in node:
         name = problems.string(node["name"], f"{path}.name")
-        if name and (len(name) > MAX_NAME_LENGTH or any(ord(c) < 32 for c in name)):
+        if name and (len(name) > MAX_NAME_LENGTH or not name.isprintable()):
             problems.add(f"{path}.name", f"must be at most {MAX_NAME_LENGTH} printable characters")
     return tenant_id, client_id, name

@@ -109,8 +109,8 @@ def _groups(node: Any, path: str, problems: Problems) -> tuple[tuple[str, str], 
         where = join(path, str(name))
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
             problems.add(where, f"a group name must be 1 to {MAX_NAME_LENGTH} characters")
-        elif any(ord(c) < 32 for c in name):
-            problems.add(where, "a group name must be printable")
+        elif not name.isprintable():
+            problems.add(where, "a group name must be printable (no control characters)")
         elif not isinstance(group_id, str) or not is_guid(group_id.strip()):
             problems.add(where, f"{group_id!r} is not a group object ID (a GUID)")
         else:

@@ -16,11 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from exporter.report import (
-    MAX_STATUS_LENGTH,
     CoverageCounts,
     RegistrationReport,
     ReportParseError,
     SegmentReport,
+    usable_label,
 )
 
 # userRegistrationDetails property → the registrationStatus it counts (dashboards keep working).
@@ -152,7 +152,7 @@ class RegistrationDetailsCounter:
     def _user_type(self, value: Any, where: str) -> str:
         if value is None:
             return NULL_USER_TYPE
-        if not isinstance(value, str) or not value or len(value) > MAX_STATUS_LENGTH:
+        if not usable_label(value):
             raise ReportParseError(f"{where}.userType is not a usable user type")
         if len(self._segments) >= MAX_USER_TYPES * len(ROLES) and all(
             key[0] != value for key in self._segments
@@ -163,7 +163,7 @@ class RegistrationDetailsCounter:
     def _count_preferred(self, value: Any, where: str) -> None:
         if value is None or value == []:
             first = NO_METHOD
-        elif isinstance(value, list) and _usable_name(value[0]):
+        elif isinstance(value, list) and usable_label(value[0]):
             first = value[0]
         else:
             raise ReportParseError(f"{where}.systemPreferredAuthenticationMethods is not a list")
@@ -218,18 +218,14 @@ def _flag(value: Any, where: str, field: str) -> int:
     raise ReportParseError(f"{where}.{field} is not a boolean")
 
 
-def _usable_name(value: Any) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_STATUS_LENGTH
-
-
 def _methods(value: Any, where: str) -> set[str]:
     if value is None:
         return set()
     if not isinstance(value, list):
         raise ReportParseError(f"{where}.methodsRegistered is not a list")
     for method in value:
-        if not _usable_name(method):
-            raise ReportParseError(f"{where}.methodsRegistered holds {str(method)[:40]!r}")
+        if not usable_label(method):
+            raise ReportParseError(f"{where}.methodsRegistered holds {str(method)[:40]!a}")
     return set(value)
 
 

@@ -61,6 +61,16 @@ def classify_transport_error(error: BaseException) -> str:
     return NETWORK_ERROR
 
 
+def unexpected_failure(error: BaseException) -> PollFailure:
+    """The failure of a poll that raised what nothing below expected (a bug, or input no check
+    foresaw): connection trouble as such, anything else as an answer we could not use."""
+    if isinstance(error, httpx.HTTPError | OSError | TimeoutError):
+        result = classify_transport_error(error)
+    else:
+        result = PARSE_ERROR
+    return PollFailure(result, f"unexpected failure: {describe_error(error)}")
+
+
 def classify_oauth_error(error: str | None) -> str:
     """Result class of an OAuth error answer from the token endpoint."""
     if error in _TRANSIENT_OAUTH_ERRORS:

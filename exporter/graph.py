@@ -71,11 +71,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²".isdigit() is true too, and float() refuses it
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -96,7 +96,7 @@ def graph_error_details(response: HttpResponse) -> tuple[str | None, str | None,
     message = f"HTTP {response.status_code}"
     try:
         document: Any = json.loads(response.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return code, request_id, message
     error = document.get("error") if isinstance(document, dict) else None
     if isinstance(error, dict):
@@ -331,7 +331,7 @@ def _decode_json(response: HttpResponse, client_request_id: str) -> tuple[Any, s
     request_id = response.headers.get("request-id") or client_request_id
     try:
         return json.loads(response.body), request_id
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested a few thousand deep
         content_type = response.headers.get("content-type", "unknown")
         raise GraphError(
             PollFailure(

@@ -7,11 +7,13 @@ their debug output may quote request bodies.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
@@ -34,11 +36,15 @@ class SecretRedactor(logging.Filter):
         self._lock = threading.Lock()
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
-        """Replace the set of values to redact (called at start-up and at every reload)."""
+        """Replace the set of values to redact (called at start-up and at every reload).
+
+        Each secret is redacted as written and in every encoding an identity provider or a
+        proxy might echo it in: URL-encoded, base64 (at any offset in a longer text), and
+        JSON-escaped.
+        """
+        variants = {v for s in secrets if len(s) >= 4 for v in encodings_of(s)}
         with self._lock:
-            self._secrets = tuple(
-                sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-            )
+            self._secrets = tuple(sorted(variants, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
         """``text`` with every known secret replaced."""
@@ -102,6 +108,38 @@ def render_logfmt(fields: dict[str, Any]) -> str:
 def render_json(fields: dict[str, Any]) -> str:
     """One JSON object per line."""
     return json.dumps(fields, default=str)
+
+
+def _base64_cores(secret: bytes) -> set[str]:
+    """The base64 characters that depend on ``secret`` alone, wherever it starts in a text.
+
+    Base64 packs 3 bytes into 4 characters, so a secret inside a longer value (``id:secret``
+    in a Basic header) is encoded differently for each of 3 offsets; the characters that mix
+    in neighbouring bytes are left out.
+    """
+    cores = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + secret + b"\0\0").decode()
+        first = -(-8 * offset // 6)  # the first character made of secret bits only
+        last = (8 * (offset + len(secret))) // 6  # one past the last such character
+        core = encoded[first:last]
+        if len(core) >= 4:
+            cores |= {core, core.replace("+", "-").replace("/", "_")}
+    return cores
+
+
+def encodings_of(secret: str) -> set[str]:
+    """``secret`` as written, URL-encoded (both ways), JSON-escaped, and base64-encoded."""
+    raw = secret.encode()
+    return {
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret, safe=""),
+        urllib.parse.quote(secret),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        *_base64_cores(raw),
+    }
 
 
 REDACTOR = SecretRedactor()

@@ -255,6 +255,20 @@ class _Rendered:
     gzipped: bytes
 
 
+def _encodable(lines: tuple[str, ...]) -> tuple[str, ...]:
+    """``lines``, made safe to encode as UTF-8.
+
+    Every string is checked where it enters (Graph values, config names), so this is the last
+    guard: one tenant's unencodable text must never break the scrape for every tenant.
+    """
+    try:
+        for part in lines:
+            part.encode()
+    except UnicodeEncodeError:
+        return tuple(part.encode("utf-8", "replace").decode() for part in lines)
+    return lines
+
+
 def _process_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
@@ -285,7 +299,7 @@ class MetricsStore:
     # ------------------------------------------------------------------ writers
 
     def _store(self, snapshot: TenantSnapshot) -> None:
-        entry = _Entry(snapshot, render_tenant_block(snapshot))
+        entry = _Entry(snapshot, _encodable(render_tenant_block(snapshot)))
         with self._lock:
             self._entries[snapshot.name] = entry
             self._generation += 1

@@ -16,7 +16,14 @@ from dataclasses import dataclass, field, replace
 
 from exporter.auth import AccessToken, TenantTokenSource, TokenError
 from exporter.config import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
-from exporter.failures import AUTH_ERROR, SUCCESS, TIMEOUT, PollFailure
+from exporter.failures import (
+    AUTH_ERROR,
+    SUCCESS,
+    TIMEOUT,
+    PollFailure,
+    describe_error,
+    unexpected_failure,
+)
 from exporter.graph import GraphClient, GraphError, RequestTally
 from exporter.report import RegistrationReport
 from exporter.successor import fetch_registration_details
@@ -141,6 +148,12 @@ async def poll_tenant(
         failure = err.failure
     except TimeoutError:
         failure = PollFailure(TIMEOUT, f"poll did not finish within {budget:.1f}s")
+    except Exception as err:  # noqa: BLE001 - a poll never raises: whatever failed is a result
+        failure = unexpected_failure(err)
+        log.error(
+            "poll failed unexpectedly",
+            extra={"tenant": tenant.name, "result": failure.result, "error": describe_error(err)},
+        )
     return PollResult(
         result=SUCCESS if failure is None else failure.result,
         report=report,
@@ -199,7 +212,7 @@ class TenantPoller:
         self.tokens.forget_tokens()
 
     async def poll(self) -> PollResult:
-        """Poll the tenant once; the outcome is logged with the tenant's name."""
+        """Poll the tenant once; the outcome is logged with the tenant's name. Never raises."""
         tenant, tokens = self._tenant, self.tokens
         result = await poll_tenant(tenant, tokens, self._graph, self._settled_source)
         result = replace(result, token_requests=tokens.take_token_requests())

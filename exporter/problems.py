@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from exporter.files import read_text
+
 
 class ConfigError(Exception):
     """A config file is invalid; ``problems`` holds one ``path: message`` line each."""
@@ -60,7 +62,7 @@ class Problems:
     def read_text_file(self, file_name: str, path: str) -> str | None:
         """The UTF-8 text of a file a key names, or None with a problem at ``path``."""
         try:
-            return Path(file_name).read_text(encoding="utf-8")
+            return read_text(file_name)
         except OSError as err:
             self.add(path, f"cannot read {file_name}: {err.strerror or err}")
         except UnicodeDecodeError:
@@ -104,16 +106,86 @@ def _yaml_error_line(path: str, err: yaml.YAMLError) -> str:
     return f"{path}: YAML syntax error: {problem}"
 
 
+# Bounds on what a config document may be once its aliases are expanded: a YAML "billion
+# laughs" (aliases of aliases) or a 50,000-deep nesting is refused before anything walks it.
+# Aliases may repeat a block (a shared `segments:` mapping, say), not multiply the document.
+ALIAS_EXPANSION_ALLOWANCE = 10_000
+MAX_YAML_NODES = 5_000_000
+MAX_YAML_DEPTH = 64
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_size(root: yaml.Node) -> str | None:
+    """Why the document is too large or deep once aliases are expanded, or None.
+
+    Aliases share their node, so each node's expanded size is computed once (post-order,
+    without recursion): the cost is the document's, not the expansion's.
+    """
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_nodes.discard(key)
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            depths[key] = 1 + max((depths[id(child)] for child in children), default=0)
+            if sizes[key] > min(MAX_YAML_NODES, 2 * len(sizes) + ALIAS_EXPANSION_ALLOWANCE):
+                return "expands through its aliases far beyond its size (aliases of aliases?)"
+            if depths[key] > MAX_YAML_DEPTH:
+                return f"is nested more than {MAX_YAML_DEPTH} levels deep"
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            return "holds an alias to itself"
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    return None
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    loader = StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        too_big = _check_size(node)
+        if too_big is not None:
+            mark = node.start_mark
+            raise ConfigError(
+                [f"{where}:{mark.line + 1}:{mark.column + 1}: the document {too_big}"]
+            )
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError(
+            [f"{where}: the document is nested too deeply (at most {MAX_YAML_DEPTH} levels)"]
+        ) from None
+    finally:
+        loader.dispose()
+
+
 def read_yaml_file(path: str | Path, what: str = "config file") -> Any:
     """The YAML document in ``path``, read strictly; errors name ``file:line:col``."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_text(file)
     except OSError as err:
         raise ConfigError([f"{file}: cannot read {what}: {err.strerror or err}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{file}: {what} is not UTF-8 text"]) from None
     try:
-        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return _parse_yaml(text, str(file))
     except yaml.YAMLError as err:
         raise ConfigError([_yaml_error_line(str(file), err)]) from None

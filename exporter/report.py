@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 STATUS_FIELDS = ("userRegistrationStatus", "registrationStatus")
 COUNT_FIELDS = ("userRegistrationCount", "userRegistationCount", "registrationCount")
-_INTEGER_RE = re.compile(r"^\s*\d+\s*$")
+# ASCII digits only: int() would also take Arabic-Indic or fullwidth digits, which no Graph
+# count is.
+_INTEGER_RE = re.compile(r"^\s*[0-9]{1,16}\s*$", re.ASCII)
 MAX_STATUS_LENGTH = 200
+# The largest count a float64 (what Prometheus stores) holds exactly.
+MAX_COUNT = 2**53
 MAX_STATUSES = 1000
 
 
@@ -67,20 +71,37 @@ class RegistrationReport:
 
 
 def _as_count(value: Any, where: str) -> int:
-    """Accept non-negative integers, integral floats and numeric strings ("23")."""
+    """Accept non-negative integers, integral floats and numeric strings ("23") up to 2**53."""
     if isinstance(value, bool):
         raise ReportParseError(f"{where} is a boolean, not a count")
     if isinstance(value, int):
         number = value
-    elif (isinstance(value, float) and value.is_integer()) or (
+    elif (isinstance(value, float) and value.is_integer() and abs(value) <= MAX_COUNT) or (
         isinstance(value, str) and _INTEGER_RE.match(value)
     ):
         number = int(value)
     else:
-        raise ReportParseError(f"{where} is not an integer count: {str(value)[:40]!r}")
+        raise ReportParseError(f"{where} is not an integer count: {_quote(value)}")
     if number < 0:
         raise ReportParseError(f"{where} is negative")
+    if number > MAX_COUNT:
+        raise ReportParseError(f"{where} is larger than a float64 holds exactly (2**53)")
     return number
+
+
+def _quote(value: Any) -> str:
+    """A short, printable rendering of a bad value for an error message."""
+    text = value if isinstance(value, str) else type(value).__name__
+    return ascii(text[:40])
+
+
+def usable_label(value: Any) -> TypeGuard[str]:
+    """True for a string that may become a label value: 1 to 200 printable characters.
+
+    Refuses what would break the exposition for everyone (a lone surrogate cannot be encoded)
+    or a reader of it (control characters).
+    """
+    return isinstance(value, str) and 0 < len(value) <= MAX_STATUS_LENGTH and value.isprintable()
 
 
 def _first_present(entry: dict[str, Any], names: tuple[str, ...]) -> tuple[str, Any] | None:
@@ -139,7 +160,7 @@ def parse_registration_report(document: Any) -> RegistrationReport:
         if count_field is None:
             raise ReportParseError(f"{where} has no registration count")
         status = status_field[1]
-        if not isinstance(status, str) or not status.strip() or len(status) > MAX_STATUS_LENGTH:
+        if not usable_label(status) or not status.strip():
             raise ReportParseError(f"{where}.{status_field[0]} is not a usable status name")
         if status in counts:
             raise ReportParseError(f"{where}: status {status!r} appears twice")

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from exporter import __version__
+from exporter.connections import BUSY, IDLE, READING, ConnectionGuard
 from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, MetricsStore
 from exporter.webconfig import WebConfig
 
@@ -114,7 +115,7 @@ def render_landing_page(store: MetricsStore, telemetry_path: str) -> bytes:
         + "".join(rows)
         + "</table></body></html>"
     )
-    return page.encode()
+    return page.encode("utf-8", "replace")
 
 
 class ExporterRequestHandler(BaseHTTPRequestHandler):
@@ -125,16 +126,44 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     timeout = CONNECTION_TIMEOUT_SECONDS
     hooks: ServerHooks  # set on the subclass built by make_server
 
+    server: ExporterHTTPServer
+
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if isinstance(self.connection, ssl.SSLSocket):
-            # Here, in the connection's own thread and under its timeout, not in accept().
+            # Here, in the connection's own thread and under its timeout, not in accept(); the
+            # guard counts the handshake as part of the request's arrival.
             self.connection.do_handshake()
 
     def handle(self) -> None:
-        with contextlib.suppress(ssl.SSLError, ConnectionError, TimeoutError):
+        with contextlib.suppress(ssl.SSLError, ConnectionError, TimeoutError, ValueError):
             super().handle()
+
+    def finish(self) -> None:
+        self.server.guard.forget(self.request)
+        with contextlib.suppress(OSError, ValueError):
+            super().finish()
+
+    def handle_one_request(self) -> None:
+        """Wait idle for the next request, then give it the guard's deadline to arrive."""
+        guard = self.server.guard
+        guard.mark(self.request, IDLE)
+        try:
+            # Blocks until the first byte (or what a pipelining client already sent is in the
+            # buffer), for at most the connection timeout; it reads nothing away.
+            first = self.rfile.peek(1)  # type: ignore[attr-defined]
+        except (OSError, ValueError):
+            first = b""
+        if not first:
+            self.close_connection = True
+            return
+        guard.mark(self.request, READING)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        self.server.guard.mark(self.request, BUSY)  # the request line and headers are in
+        return super().parse_request()
 
     def _authorized(self) -> bool:
         """Client certificate and basic auth; answers 403/401 itself when refused."""
@@ -252,7 +281,7 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
 
 
 class ExporterHTTPServer(ThreadingHTTPServer):
-    """Threaded server; binds IPv6 when the host is an IPv6 address."""
+    """Threaded server with a connection ceiling; binds IPv6 for an IPv6 host."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -262,6 +291,18 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
+        self.guard = ConnectionGuard()
+        self.guard.run_reaper()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.guard.admit(request):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def server_close(self) -> None:
+        self.guard.stop()
+        super().server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that breaks its connection is not worth a traceback."""
