@@ -25,8 +25,13 @@ GRAPH_FAULTS = (
     "missing_fields",  # 200 with JSON lacking the report's fields
     "forbidden",  # 403 Authentication_ApplicationHasNoReadAuditLogDataAccess
     "oversized",  # 200 with a 2 MiB body
+    "surrogate_status",  # 200 with a status name holding a lone UTF-16 surrogate
+    "huge_count",  # 200 with a 400-digit count
+    "deep_json",  # 200 with 100,000 nested arrays
+    "throttle_superscript",  # 429 with Retry-After: ²
+    "nextlink_loop",  # 200 with no rows and a nextLink to the same page
 )
-TOKEN_FAULTS = ("invalid_client", "token_down")
+TOKEN_FAULTS = ("invalid_client", "token_down", "echo_secret", "expires_in_null")
 RANDOM_FAULTS = ("throttle", "error500", "error503", "reset", "malformed")
 DETAIL_FLAGS = (
     "isSsprRegistered",

@@ -3,6 +3,7 @@ metadata service), Graph's two reports, faults, and the ``/_sim/...`` control AP
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import email.utils
@@ -24,33 +25,12 @@ from entra_simulator.directory import (
     details_page,
     report_document,
 )
+from entra_simulator.faults import FAULT_ANSWERS, FAULT_BODIES
 from entra_simulator.segments import directory_of, members_page, role_page
 
 if TYPE_CHECKING:
     from entra_simulator.simulator import Simulator
 
-# Faults answered with a Graph error: (status, code, message, headers).
-_FAULT_ANSWERS: dict[str, tuple[int, str, str, dict[str, str]]] = {
-    "throttle": (429, "TooManyRequests", "Too many requests.", {"Retry-After": "1"}),
-    "error500": (500, "InternalServerError", "Something went wrong.", {}),
-    "error503": (503, "ServiceUnavailable", "Service unavailable.", {"Retry-After": "1"}),
-    "forbidden": (
-        403,
-        "Authentication_ApplicationHasNoReadAuditLogDataAccess",
-        "Calling principal does not have required MSGraph permissions AuditLog.Read.All",
-        {},
-    ),
-}
-# Faults answered 200 with a body that is not a usable report: (body, content type).
-_FAULT_BODIES: dict[str, tuple[bytes, str]] = {
-    "malformed": (b'{"value": [{"totalUserCount": 12,', "application/json"),
-    "html": (
-        b"<html><head><title>Service Error</title></head><body>Oops</body></html>",
-        "text/html",
-    ),
-    "missing_fields": (b'{"value": [{"id": "x"}]}', "application/json"),
-    "oversized": (b" " * (2 * 1024 * 1024), "application/json"),
-}
 
 DETAILS_PATHS = (
     "/v1.0/reports/authenticationMethods/userRegistrationDetails",
@@ -288,6 +268,17 @@ class _SimHandler(BaseHTTPRequestHandler):
         reason = sim.check_client(tenant, form, f"{sim.base_url}{path}")
         if fault == "invalid_client":
             reason = "AADSTS7000222: The provided client secret keys for app are expired."
+        if fault == "echo_secret":
+            # Some proxies and IdPs echo the request back: the secret in three encodings.
+            echoed = form.get("client_secret", "")
+            reason = (
+                f"AADSTS90014: bad request client_secret={urllib.parse.quote(echoed, safe='')}"
+                f" body={base64.b64encode(urllib.parse.urlencode(form).encode()).decode()}"
+                f" json={json.dumps({'client_secret': echoed})}"
+            )
+        if fault == "expires_in_null" and reason is None:
+            self._json(200, {**sim.issue_token(tenant), "expires_in": None})
+            return
         if reason is not None:
             self._json(
                 401,
@@ -458,7 +449,7 @@ class _SimHandler(BaseHTTPRequestHandler):
 
     def _fault(self, fault: str) -> None:
         """Answer with ``fault`` (one of :data:`GRAPH_FAULTS`) instead of the report."""
-        answer = _FAULT_ANSWERS.get(fault)
+        answer = FAULT_ANSWERS.get(fault)
         if answer is not None:
             status, code, message, headers = answer
             self._graph_error(status, code, message, headers)
@@ -470,8 +461,11 @@ class _SimHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif fault == "reset":
             self._reset()
-        elif fault in _FAULT_BODIES:
-            body, content_type = _FAULT_BODIES[fault]
+        elif fault == "nextlink_loop":
+            loop = {"value": [], "@odata.nextLink": f"{self.sim.base_url}{self.path}"}
+            self._json(200, loop)
+        elif fault in FAULT_BODIES:
+            body, content_type = FAULT_BODIES[fault]
             self._raw(200, body, content_type)
 
 

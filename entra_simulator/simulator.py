@@ -231,14 +231,16 @@ class Simulator:
         if form.get("client_id") != tenant.client_id:
             return "AADSTS700016: Application not found in the directory."
         if "client_secret" in form:
-            if tenant.secret and secrets.compare_digest(form["client_secret"], tenant.secret):
+            if tenant.secret and secrets.compare_digest(
+                form["client_secret"].encode(), tenant.secret.encode()
+            ):
                 return None
             return "AADSTS7000215: Invalid client secret provided."
         assertion = form.get("client_assertion", "")
         if not assertion:
             return "AADSTS7000216: client_assertion or client_secret is required."
         if tenant.federated_token is not None:
-            if secrets.compare_digest(assertion, tenant.federated_token):
+            if secrets.compare_digest(assertion.encode(), tenant.federated_token.encode()):
                 return None
             return "AADSTS700213: No matching federated identity record found."
         if tenant.certificate_pem is None and tenant.trusted_issuer_pem is None:

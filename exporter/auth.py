@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msal
@@ -30,8 +30,8 @@ from exporter.failures import (
     AUTH_ERROR,
     PollFailure,
     classify_oauth_error,
-    classify_transport_error,
     describe_error,
+    unexpected_failure,
 )
 from exporter.files import read_text
 from exporter.transport import MsalHttpAdapter, Transport
@@ -183,11 +183,11 @@ class TenantTokenSource:
                 )
             ) from None
         except Exception as err:  # noqa: BLE001 - transport errors arrive wrapped by MSAL's thread
+            # Connection trouble is network_error; anything else (MSAL choking on an answer,
+            # e.g. "expires_in": null) is an answer we could not use.
+            failure = unexpected_failure(err)
             raise TokenError(
-                PollFailure(
-                    classify_transport_error(err),
-                    f"token request failed: {describe_error(err)}",
-                )
+                replace(failure, message=f"token request failed: {describe_error(err)}")
             ) from None
         if "access_token" in result:
             token = AccessToken(result["access_token"])

@@ -42,6 +42,8 @@ log = logging.getLogger("exporter.graph")
 
 REPORT_PATH = "/beta/reports/getCredentialUserRegistrationCount()"
 MAX_PAGES = 10_000
+# Graph may answer a page without rows now and then; this many in a row is a loop.
+MAX_EMPTY_PAGES = 20
 MAX_ATTEMPTS = 3
 MIN_RETRY_SECONDS = 0.1
 MAX_THROTTLED_ATTEMPTS = 6
@@ -109,6 +111,39 @@ def graph_error_details(response: HttpResponse) -> tuple[str | None, str | None,
             inner_id = inner.get("request-id")
             request_id = inner_id if isinstance(inner_id, str) else None
     return code, request_id, message
+
+
+class _PageWalk:
+    """Guards a walk along ``@odata.nextLink``: same host, no loop, an end in sight."""
+
+    def __init__(self, host: str, what: str) -> None:
+        self._host = host
+        self._what = what
+        self._seen: set[str] = set()
+        self._empty_in_a_row = 0
+        self.pages = 0
+
+    def _fail(self, message: str) -> GraphError:
+        return GraphError(PollFailure(PARSE_ERROR, f"{self._what}: {message}", 200))
+
+    def check(self, url: str) -> None:
+        """Before fetching ``url``: refuse another host and a link already followed."""
+        if not url.startswith(f"{self._host}/"):
+            # Never send the tenant's token to a host other than its Graph.
+            raise self._fail("@odata.nextLink points away from Graph")
+        if url in self._seen:
+            raise self._fail(f"@odata.nextLink loops back to page {len(self._seen)} or earlier")
+        self._seen.add(url)
+        self.pages += 1
+        if self.pages > MAX_PAGES:
+            raise self._fail(f"more than {MAX_PAGES} pages")
+
+    def after_page(self, document: Any, next_url: str | None) -> None:
+        """After a page: pages with no rows that keep linking on are a loop too."""
+        rows = document.get("value") if isinstance(document, dict) else None
+        self._empty_in_a_row = 0 if rows else self._empty_in_a_row + 1
+        if next_url is not None and self._empty_in_a_row >= MAX_EMPTY_PAGES:
+            raise self._fail(f"{MAX_EMPTY_PAGES} pages in a row without rows, and still a link")
 
 
 @dataclass(slots=True)
@@ -232,25 +267,18 @@ class GraphClient:
         page fails the whole walk. Returns the number of pages.
         """
         token, deadline, tally = request
-        host = tenant.endpoints.graph_host
+        walk = _PageWalk(tenant.endpoints.graph_host, what)
         next_url: str | None = url
-        pages = 0
         while next_url is not None:
-            if not next_url.startswith(f"{host}/"):
-                # Never send the tenant's token to a host other than its Graph.
-                raise GraphError(
-                    PollFailure(PARSE_ERROR, f"{what}: @odata.nextLink points away from Graph", 200)
-                )
+            walk.check(next_url)
             document, request_id = await self._get_json(tenant, next_url, token, deadline, tally)
-            pages += 1
             try:
                 next_url = add_page(document)
             except ReportParseError as err:
-                message = f"unusable {what} page {pages}: {err}"
+                message = f"unusable {what} page {walk.pages}: {err}"
                 raise GraphError(PollFailure(PARSE_ERROR, message, 200, None, request_id)) from None
-            if pages > MAX_PAGES:
-                raise GraphError(PollFailure(PARSE_ERROR, f"{what}: more than {MAX_PAGES} pages"))
-        return pages
+            walk.after_page(document, next_url)
+        return walk.pages
 
     async def _get_json(
         self,

@@ -72,11 +72,18 @@ def _timestamp(record: logging.LogRecord) -> str:
     return f"{seconds}.{int(record.msecs):03d}Z"
 
 
+_LOGFMT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def _logfmt_value(value: Any) -> str:
+    """A logfmt value: bare when it can be, else quoted, with every control character escaped
+    (a raw carriage return would let a value forge the start of a log line)."""
     text = str(value)
-    if text and not any(c in text for c in ' ="\\\n\t'):
+    if text and text.isprintable() and not any(c in text for c in ' ="\\'):
         return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = "".join(
+        _LOGFMT_ESCAPES.get(c, c if c.isprintable() else f"\\u{ord(c):04x}") for c in text
+    )
     return f'"{escaped}"'
 
 
@@ -129,17 +136,17 @@ def _base64_cores(secret: bytes) -> set[str]:
 
 
 def encodings_of(secret: str) -> set[str]:
-    """``secret`` as written, URL-encoded (both ways), JSON-escaped, and base64-encoded."""
-    raw = secret.encode()
-    return {
+    """``secret`` as written, URL-encoded (both ways), JSON-escaped, and each of those
+    base64-encoded (a proxy may echo the whole form body in base64)."""
+    texts = {
         secret,
         urllib.parse.quote(secret, safe=""),
         urllib.parse.quote_plus(secret, safe=""),
         urllib.parse.quote(secret),
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
-        *_base64_cores(raw),
     }
+    return texts | {core for text in texts for core in _base64_cores(text.encode())}
 
 
 REDACTOR = SecretRedactor()

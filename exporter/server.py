@@ -55,9 +55,23 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def _media_weights(accept: str) -> dict[str, float]:
+    """Media range → q weight, from an Accept header."""
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        media, _, params = part.partition(";")
+        media = media.strip().lower()
+        if media:
+            weights[media] = _qvalue(params)
+    return weights
+
+
 def wants_openmetrics(accept: str) -> bool:
-    """True when the Accept header asks for OpenMetrics."""
-    return "application/openmetrics-text" in accept
+    """True when the Accept header prefers OpenMetrics to the text format (by q-value)."""
+    weights = _media_weights(accept)
+    openmetrics = weights.get("application/openmetrics-text", 0.0)
+    text = weights.get("text/plain", weights.get("text/*", weights.get("*/*", 0.0)))
+    return openmetrics > 0.0 and openmetrics >= text
 
 
 def _qvalue(params: str) -> float:

@@ -1,0 +1,42 @@
+"""What the simulator answers for each Graph fault that is a fixed answer (the others —
+hang, reset, a dated Retry-After, a nextLink loop — are made in the handler)."""
+
+from __future__ import annotations
+
+# Faults answered with a Graph error: (status, code, message, headers).
+FAULT_ANSWERS: dict[str, tuple[int, str, str, dict[str, str]]] = {
+    "throttle": (429, "TooManyRequests", "Too many requests.", {"Retry-After": "1"}),
+    # "²".isdigit() is true in Python; float("²") raises.
+    "throttle_superscript": (429, "TooManyRequests", "Too many requests.", {"Retry-After": "²"}),
+    "error500": (500, "InternalServerError", "Something went wrong.", {}),
+    "error503": (503, "ServiceUnavailable", "Service unavailable.", {"Retry-After": "1"}),
+    "forbidden": (
+        403,
+        "Authentication_ApplicationHasNoReadAuditLogDataAccess",
+        "Calling principal does not have required MSGraph permissions AuditLog.Read.All",
+        {},
+    ),
+}
+# Faults answered 200 with a body that is not a usable report: (body, content type).
+FAULT_BODIES: dict[str, tuple[bytes, str]] = {
+    "malformed": (b'{"value": [{"totalUserCount": 12,', "application/json"),
+    "html": (
+        b"<html><head><title>Service Error</title></head><body>Oops</body></html>",
+        "text/html",
+    ),
+    "missing_fields": (b'{"value": [{"id": "x"}]}', "application/json"),
+    "oversized": (b" " * (2 * 1024 * 1024), "application/json"),
+    # Hostile answers: a status no exposition can encode, a count no float64 holds, JSON
+    # nested past any parser's recursion limit.
+    "surrogate_status": (
+        b'{"value": [{"totalUserCount": 5, "userRegistrationCounts": '
+        b'[{"registrationStatus": "x\\ud800y", "registrationCount": 1}]}]}',
+        "application/json",
+    ),
+    "huge_count": (
+        b'{"value": [{"totalUserCount": 5, "userRegistrationCounts": '
+        b'[{"registrationStatus": "registered", "registrationCount": ' + b"9" * 400 + b"}]}]}",
+        "application/json",
+    ),
+    "deep_json": (b"[" * 100_000, "application/json"),
+}
