@@ -1,11 +1,14 @@
-"""Soak: N tenants, some failing at random, 20 scrapers hammering ``/metrics`` the whole run.
+"""Soak: N tenants, half failing at random with every fault kind the simulator has, one
+poisoned for good, 20 scrapers hammering ``/metrics`` and a reload every few seconds that
+alternates between two tenant sets, the whole run.
 
     python -m bench.soak                      # a long run by hand (10 minutes)
     python -m bench.soak --tenants 20 --duration 20 --interval 1s    # the test suite's run
 
-Reports, as a table and one JSON line: failed scrapes, unhandled exceptions in the log, thread
-count and open file descriptors after warm-up and at the end, RSS growth after warm-up, and the
-oldest last success among the healthy tenants (those without injected faults).
+Reports, as a table and one JSON line: failed scrapes and reloads, unhandled exceptions in the
+log, thread count, open file descriptors and RSS after warm-up and at the end with their slope
+per minute, the oldest last success among the healthy tenants (those without injected faults),
+and whether the poisoned tenant (a status no exposition can encode, every time) is the one down.
 """
 
 from __future__ import annotations
@@ -15,14 +18,20 @@ import json
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import ExporterProcess, ProcessSample, SimulatorProcess
+from entra_simulator import GRAPH_FAULTS
 from exporter.configfile import parse_duration
+
+# Every Graph fault the simulator can inject, drawn at random for the faulty half.
+ALL_FAULTS = list(GRAPH_FAULTS)
 
 
 @dataclass
@@ -44,6 +53,12 @@ class SoakReport:
     rss_growth_percent: float
     oldest_healthy_success_seconds: float
     interval_seconds: float
+    reloads: int = 0
+    failed_reloads: int = 0
+    poisoned_tenant_up: float | None = None
+    threads_slope_per_minute: float = 0.0
+    fds_slope_per_minute: float = 0.0
+    rss_slope_mb_per_minute: float = 0.0
 
 
 def _scraper(
@@ -74,6 +89,52 @@ def _floor(samples: Iterable[ProcessSample]) -> ProcessSample:
     )
 
 
+def _reloader(
+    exporter: ExporterProcess,
+    config_file: Path,
+    every: float,
+    stop: threading.Event,
+    counts: dict[str, int],
+) -> None:
+    """Alternate between the full tenant set and one without its last two faulty tenants."""
+    full = yaml.safe_load(config_file.read_text())
+    smaller = {**full, "tenants": full["tenants"][2:]}
+    documents = [smaller, full]
+    while not stop.wait(every):
+        document = documents[counts["reloads"] % 2]
+        config_file.write_text(yaml.safe_dump(document, sort_keys=False))
+        request = urllib.request.Request(f"{exporter.url}/-/reload", data=b"", method="POST")
+        counts["reloads"] += 1
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                ok = response.status == 200
+        except OSError:
+            ok = False
+        counts["failed_reloads"] += 0 if ok else 1
+    config_file.write_text(yaml.safe_dump(full, sort_keys=False))
+
+
+def _slope(samples: list[tuple[float, ProcessSample]], duration: float, field: str) -> float:
+    """Least-squares slope of ``field`` per minute over the samples after warm-up."""
+    points = [(at * duration / 60, getattr(s, field)) for at, s in samples if at >= 0.25]
+    if len(points) < 2:
+        return 0.0
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
+
+
+def _tenant_up(exporter: ExporterProcess, tenant: str) -> float | None:
+    _, body = exporter.get("/metrics")
+    for family in text_string_to_metric_families(body.decode()):
+        if family.name == "entra_exporter_tenant_up":
+            for sample in family.samples:
+                if sample.labels["tenant"] == tenant:
+                    return float(sample.value)
+    return None
+
+
 def _last_successes(exporter: ExporterProcess) -> dict[str, float]:
     status, body = exporter.get("/metrics")
     assert status == 200
@@ -92,6 +153,7 @@ def run_soak(
     fault_rate: float = 0.2,
     scrapers: int = 20,
     warmup_share: float = 0.25,
+    reload_every: float = 3.0,
 ) -> SoakReport:
     """Run the soak and return its figures."""
     interval_seconds = parse_duration(interval)
@@ -106,21 +168,31 @@ def run_soak(
             config_overrides={
                 "rate_limits": {"per_app_per_tenant": "50/1s", "per_app": "10000/1s"}
             },
+            extra_args=("--hang=3s",),
         )
         exporter = ExporterProcess(sim.config_file, workdir / "exporter.log")
         try:
             names = sorted(sim.stats()["tenants"])
             faulty = names[: len(names) // 2] if fault_rate > 0 else []
+            poisoned = names[-1]
             for name in faulty:
-                sim.call("/_sim/faults", {"tenant": name, "rate": fault_rate})
+                sim.call("/_sim/faults", {"tenant": name, "rate": fault_rate, "kinds": ALL_FAULTS})
+            sim.call("/_sim/faults", {"tenant": poisoned, "fault": "surrogate_status", "count": 0})
             exporter.wait_ready()
             stop = threading.Event()
             lock = threading.Lock()
-            counts = {"scrapes": 0, "failed": 0}
+            counts = {"scrapes": 0, "failed": 0, "reloads": 0, "failed_reloads": 0}
             threads = [
                 threading.Thread(target=_scraper, args=(exporter, stop, counts, lock), daemon=True)
                 for _ in range(scrapers)
             ]
+            threads.append(
+                threading.Thread(
+                    target=_reloader,
+                    args=(exporter, sim.config_file, reload_every, stop, counts),
+                    daemon=True,
+                )
+            )
             for thread in threads:
                 thread.start()
             started = time.monotonic()
@@ -137,7 +209,8 @@ def run_soak(
             stop.set()
             for thread in threads:
                 thread.join(30)
-            healthy = [name for name in names if name not in faulty]
+            poisoned_up = _tenant_up(exporter, poisoned)
+            healthy = [name for name in names if name not in faulty and name != poisoned]
             oldest = max((now - last.get(name, 0.0) for name in healthy), default=0.0)
         finally:
             exporter.stop()
@@ -160,6 +233,12 @@ def run_soak(
         rss_growth_percent=round(100 * (end.rss_bytes - warm.rss_bytes) / warm.rss_bytes, 2),
         oldest_healthy_success_seconds=round(oldest, 2),
         interval_seconds=interval_seconds,
+        reloads=counts["reloads"],
+        failed_reloads=counts["failed_reloads"],
+        poisoned_tenant_up=poisoned_up,
+        threads_slope_per_minute=round(_slope(samples, duration, "threads"), 3),
+        fds_slope_per_minute=round(_slope(samples, duration, "open_fds"), 3),
+        rss_slope_mb_per_minute=round(_slope(samples, duration, "rss_bytes") / 2**20, 3),
     )
 
 

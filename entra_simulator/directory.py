@@ -96,6 +96,7 @@ class SimTenant:
     shape: int = METADATA_SHAPE
     extra_status: bool = False  # report a status Graph's enum does not have (yet)
     fault_rate: float | None = None  # overrides the simulator's --fault-rate for this tenant
+    random_faults: tuple[str, ...] | None = None  # what random faults it draws from
     seed_gone: bool = False  # getCredentialUserRegistrationCount answers 400 (retired)
     trusted_issuer_pem: str | None = None  # subject name + issuer auth: trust this CA
     managed_identity: str | None = None  # "system", or a user-assigned identity's client_id

@@ -210,9 +210,11 @@ class _SimHandler(BaseHTTPRequestHandler):
             body = self._read_json()
             try:
                 if "rate" in body:
-                    rate = body["rate"]
+                    rate, kinds = body["rate"], body.get("kinds")
                     self.sim.set_fault_rate(
-                        str(body["tenant"]), None if rate is None else float(rate)
+                        str(body["tenant"]),
+                        None if rate is None else float(rate),
+                        tuple(map(str, kinds)) if kinds else None,
                     )
                 else:
                     self.sim.set_fault(
@@ -313,7 +315,7 @@ class _SimHandler(BaseHTTPRequestHandler):
             fault = tenant.take_fault(GRAPH_FAULTS)
             rate = sim.fault_rate if tenant.fault_rate is None else tenant.fault_rate
             if fault is None and rate and sim.rng.random() < rate:
-                fault = sim.rng.choice(RANDOM_FAULTS)
+                fault = sim.rng.choice(tenant.random_faults or RANDOM_FAULTS)
             step = tenant.graph_requests
         if sim.latency:
             sim.stopping.wait(sim.latency)

@@ -74,15 +74,22 @@ class Simulator:
                 found = next((t for t in self.tenants.values() if t.name == key), None)
             return found
 
-    def set_fault_rate(self, key: str, rate: float | None) -> None:
-        """Make a share of the tenant's report calls fail at random (None: the global rate)."""
+    def set_fault_rate(
+        self, key: str, rate: float | None, kinds: tuple[str, ...] | None = None
+    ) -> None:
+        """Make a share of the tenant's Graph calls fail at random (None: the global rate),
+        with faults drawn from ``kinds`` (default: a few common ones)."""
         tenant = self.find(key)
         if tenant is None:
             raise KeyError(key)
         if rate is not None and not 0 <= rate <= 1:
             raise ValueError("rate must be between 0 and 1")
+        unknown = set(kinds or ()) - set(GRAPH_FAULTS)
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}")
         with self.lock:
             tenant.fault_rate = rate
+            tenant.random_faults = kinds
 
     def set_fault(self, key: str, fault: str | None, count: int = 1) -> None:
         """Queue ``fault`` for the tenant ``count`` times (0: until cleared); None clears all."""

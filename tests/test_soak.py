@@ -15,3 +15,5 @@ def test_short_soak_holds_steady(capsys) -> None:
     assert report.fds_at_end <= report.fds_after_warmup + 1
     assert report.rss_growth_percent < 5
     assert report.oldest_healthy_success_seconds < 2 * report.interval_seconds
+    assert report.reloads >= 4 and report.failed_reloads == 0
+    assert report.poisoned_tenant_up == 0  # down, while the healthy ones stayed fresh
