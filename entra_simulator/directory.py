@@ -31,6 +31,8 @@ GRAPH_FAULTS = (
     "throttle_superscript",  # 429 with Retry-After: ²
     "nextlink_loop",  # 200 with no rows and a nextLink to the same page
 )
+# A queued answer of given bytes (Simulator.set_body); never drawn at random.
+CUSTOM_ANSWER = "custom_answer"
 TOKEN_FAULTS = ("invalid_client", "token_down", "echo_secret", "expires_in_null")
 RANDOM_FAULTS = ("throttle", "error500", "error503", "reset", "malformed")
 DETAIL_FLAGS = (
@@ -97,6 +99,7 @@ class SimTenant:
     extra_status: bool = False  # report a status Graph's enum does not have (yet)
     fault_rate: float | None = None  # overrides the simulator's --fault-rate for this tenant
     random_faults: tuple[str, ...] | None = None  # what random faults it draws from
+    custom_answer: tuple[int, bytes, str] | None = None  # status, body, content type
     seed_gone: bool = False  # getCredentialUserRegistrationCount answers 400 (retired)
     trusted_issuer_pem: str | None = None  # subject name + issuer auth: trust this CA
     managed_identity: str | None = None  # "system", or a user-assigned identity's client_id

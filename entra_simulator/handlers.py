@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from entra_simulator.directory import (
+    CUSTOM_ANSWER,
     GRAPH_FAULTS,
     RANDOM_FAULTS,
     TOKEN_FAULTS,
@@ -64,6 +65,7 @@ class _SimServer6(_SimServer):
 class _SimHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     sim: Simulator
+    custom_answer: tuple[int, bytes, str] = (200, b"{}", "application/json")
     timeout = 120
 
     def setup(self) -> None:
@@ -312,7 +314,9 @@ class _SimHandler(BaseHTTPRequestHandler):
         sim = self.sim
         with sim.lock:
             tenant.graph_requests += 1
-            fault = tenant.take_fault(GRAPH_FAULTS)
+            fault = tenant.take_fault((*GRAPH_FAULTS, CUSTOM_ANSWER))
+            if fault == CUSTOM_ANSWER and tenant.custom_answer is not None:
+                self.custom_answer = tenant.custom_answer
             rate = sim.fault_rate if tenant.fault_rate is None else tenant.fault_rate
             if fault is None and rate and sim.rng.random() < rate:
                 fault = sim.rng.choice(tenant.random_faults or RANDOM_FAULTS)
@@ -463,6 +467,9 @@ class _SimHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif fault == "reset":
             self._reset()
+        elif fault == CUSTOM_ANSWER:
+            status, body, content_type = self.custom_answer
+            self._raw(status, body, content_type)
         elif fault == "nextlink_loop":
             loop = {"value": [], "@odata.nextLink": f"{self.sim.base_url}{self.path}"}
             self._json(200, loop)

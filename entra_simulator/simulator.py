@@ -16,7 +16,13 @@ from typing import Any
 
 import yaml
 
-from entra_simulator.directory import GRAPH_FAULTS, TOKEN_FAULTS, SimTenant, make_tenant
+from entra_simulator.directory import (
+    CUSTOM_ANSWER,
+    GRAPH_FAULTS,
+    TOKEN_FAULTS,
+    SimTenant,
+    make_tenant,
+)
 from entra_simulator.handlers import make_server
 from entra_simulator.segments import directory_of
 from entra_simulator.tls import check_certificate_assertion, make_tls_material
@@ -103,6 +109,15 @@ class Simulator:
                 tenant.faults.append([fault, count])
             else:
                 raise ValueError(f"unknown fault {fault!r}")
+
+    def set_body(self, key: str, status: int, body: bytes, content_type: str) -> None:
+        """Answer the tenant's next Graph call with exactly these bytes (property tests)."""
+        tenant = self.find(key)
+        if tenant is None:
+            raise KeyError(key)
+        with self.lock:
+            tenant.custom_answer = (status, body, content_type)
+            tenant.faults.append([CUSTOM_ANSWER, 1])
 
     def stats(self) -> dict[str, Any]:
         """Requests per tenant and the last report each was served."""
