@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -60,6 +61,8 @@ class Settings:
     check_config: bool
     once: bool
     demo: bool
+    # --once: write the exposition here (atomically) instead of to stdout.
+    output: str | None = None
     # This replica's shard (the index defaults to $EXPORTER_SHARD_INDEX, else 0).
     shard: Shard = field(default_factory=Shard)
 
@@ -71,24 +74,76 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The exporter's flags, named as Prometheus exporters name theirs."""
+    """The exporter's flags, named as Prometheus exporters name theirs, each with its default."""
     parser = _Parser(
         prog="entra-registration-exporter",
         description="Prometheus exporter for Microsoft Entra ID SSPR and MFA registration counts.",
     )
-    parser.add_argument("--config.file", dest="config_file", default="config.yaml", metavar="PATH")
+    _add_serving_flags(parser)
+    _add_mode_flags(parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def _add_serving_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--web.listen-address", dest="listen_address", default=":9836", metavar="HOST:PORT"
+        "--config.file",
+        dest="config_file",
+        default="config.yaml",
+        metavar="PATH",
+        help="tenants and polling settings (YAML) (default: %(default)s)",
     )
-    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics")
-    parser.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH")
-    parser.add_argument("--log.level", dest="log_level", default="info", choices=LEVELS)
-    parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=FORMATS)
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=":9836",
+        metavar="HOST:PORT",
+        help="where the HTTP server listens; ':PORT' is every address, IPv4 and IPv6 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        metavar="PATH",
+        help="path under which metrics are served (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        metavar="PATH",
+        help="exporter-toolkit web config for TLS and basic auth (default: none, plain HTTP)",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=LEVELS,
+        help="only log messages at this level or above (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=FORMATS,
+        help="log line format; every line about a tenant carries tenant= (default: %(default)s)",
+    )
+
+
+def _add_mode_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check-config", action="store_true", help="validate the config, print a summary, exit"
     )
     parser.add_argument(
         "--once", action="store_true", help="poll every tenant once, print the exposition, exit"
+    )
+    parser.add_argument(
+        "--output",
+        default=None,
+        metavar="FILE",
+        help="with --once: write the exposition to FILE atomically (for node_exporter's "
+        "textfile collector) instead of stdout (default: stdout)",
     )
     parser.add_argument(
         "--demo", action="store_true", help="run against an embedded simulator (no config needed)"
@@ -99,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="split the tenants over N replicas (default 1: no sharding)",
+        help="split the tenants over N replicas (default: 1, no sharding)",
     )
     parser.add_argument(
         "--shard.index",
@@ -107,10 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="I",
         help=f"this replica's shard, 0..N-1, or a StatefulSet pod name ending in -I "
-        f"(default ${SHARD_INDEX_ENV}, else 0)",
+        f"(default: ${SHARD_INDEX_ENV}, else 0)",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return parser
 
 
 def parse_settings(argv: list[str] | None) -> Settings:
@@ -124,6 +177,8 @@ def parse_settings(argv: list[str] | None) -> Settings:
         shard = shard_from(args.shard_count, args.shard_index, os.environ)
     except ValueError as err:
         build_parser().error(f"--shard: {err}")
+    if args.output is not None and not args.once:
+        build_parser().error("--output needs --once")
     reserved = ("/", *PROBE_PATHS)
     if not args.telemetry_path.startswith("/") or args.telemetry_path in reserved:
         build_parser().error(
@@ -138,6 +193,7 @@ def parse_settings(argv: list[str] | None) -> Settings:
         log_format=args.log_format,
         check_config=args.check_config,
         once=args.once,
+        output=args.output,
         demo=args.demo,
         shard=shard,
     )
@@ -269,13 +325,11 @@ class Service:
         self._loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
         self.pipeline.scheduler.start()
         serve_in_thread(server)
-        host, port = server.server_address[:2]
-        host = host.decode() if isinstance(host, bytes) else str(host)
         log.info(
             "exporter started",
             extra={
                 "version": __version__,
-                "address": f"{host or '0.0.0.0'}:{port}",  # noqa: S104 - only reporting it
+                "address": server.display_address,
                 "tenants": len(self.pipeline.config.tenants),
             },
         )
@@ -294,16 +348,43 @@ class Service:
         task.add_done_callback(self._background.discard)
 
 
-async def run_once(config: Config) -> int:
-    """Poll every tenant once and print the exposition; 0 if every poll succeeded."""
+async def run_once(config: Config, output: str | None = None) -> int:
+    """Poll every tenant once and print (or write) the exposition; 0 if every poll succeeded."""
     pipeline = build_pipeline(config)
     try:
         results = await pipeline.poll_all()
     finally:
         await pipeline.aclose()
-    sys.stdout.buffer.write(pipeline.store.render())
-    sys.stdout.flush()
+    exposition = pipeline.store.render()
+    if output is None:
+        sys.stdout.buffer.write(exposition)
+        sys.stdout.flush()
+    else:
+        try:
+            write_atomically(Path(output), exposition)
+        except OSError as err:
+            log.error(f"cannot write {output}: {err.strerror or err}")
+            return EXIT_FAILURE
     return EXIT_OK if all(r is not None and r.result == SUCCESS for r in results) else EXIT_FAILURE
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A reader (node_exporter's textfile collector) sees the old file or the new one, never half.
+    """
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 async def serve_forever(settings: Settings, config: Config, web: WebConfig) -> int:
@@ -417,7 +498,7 @@ def run_with_config(settings: Settings) -> int:
     for warning in config.warnings + web.warnings:
         log.warning(warning)
     if settings.once:
-        return asyncio.run(run_once(config))
+        return asyncio.run(run_once(config, settings.output))
     return asyncio.run(serve_forever(settings, config, web))
 
 

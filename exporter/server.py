@@ -294,19 +294,53 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
 
+def _dual_stack() -> bool:
+    """True when this machine can serve IPv4 and IPv6 on one IPv6 socket."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            probe.bind(("::", 0))
+    except OSError:
+        return False
+    return True
+
+
 class ExporterHTTPServer(ThreadingHTTPServer):
-    """Threaded server with a connection ceiling; binds IPv6 for an IPv6 host."""
+    """Threaded server with a connection ceiling.
+
+    As Go exporters do, ``:PORT`` (and ``[::]:PORT``) listens on every address, IPv4 and IPv6,
+    through one dual-stack socket (IPv4 only where the machine has no IPv6); an IPv6 host binds
+    IPv6, an IPv4 host IPv4.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        host, port = address
+        self._dual_stack = host in ("", "::") and _dual_stack()
+        if self._dual_stack:
+            address = ("::", port)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
         self.guard = ConnectionGuard()
         self.guard.run_reaper()
+
+    def server_bind(self) -> None:
+        if self._dual_stack:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+    @property
+    def display_address(self) -> str:
+        """``HOST:PORT`` as a person writes it: IPv6 in brackets, every address as ``[::]``."""
+        host, port = self.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        return f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"  # noqa: S104
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.guard.admit(request):
