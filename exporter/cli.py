@@ -452,7 +452,11 @@ def describe_config(config: Config) -> list[str]:
             f"  {tenant.name}: tenant_id={tenant.tenant_id} client_id={tenant.client_id} "
             f"credential={tenant.credential.kind} cloud={tenant.cloud} source={tenant.source} "
             f"interval={format_duration(tenant.interval)}{_describe_segments(tenant)}"
+            + (" (shared app from defaults)" if tenant.shared_app else "")
         )
+    shared = [tenant.name for tenant in config.tenants if tenant.shared_app]
+    if shared:
+        lines.append(f"shared app (defaults) used by {len(shared)} tenant(s): {', '.join(shared)}")
     return lines
 
 

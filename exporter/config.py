@@ -182,6 +182,8 @@ class TenantConfig:
     stale_after: float
     endpoints: CloudEndpoints
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
+    # Its client_id or credential comes from defaults (one multi-tenant app).
+    shared_app: bool = False
 
     @property
     def authority(self) -> str:

@@ -11,11 +11,16 @@ from exporter.config import ClientSecretCredential, Config, format_duration
 
 def world_readable_warnings(path: Path, config: Config) -> tuple[str, ...]:
     """Warn about the config file and secret files that every local user can read."""
-    files = [path] + [
-        Path(t.credential.secret_file)
-        for t in config.tenants
-        if isinstance(t.credential, ClientSecretCredential) and t.credential.secret_file
-    ]
+    files = list(
+        dict.fromkeys(
+            [path]
+            + [
+                Path(t.credential.secret_file)
+                for t in config.tenants
+                if isinstance(t.credential, ClientSecretCredential) and t.credential.secret_file
+            ]
+        )
+    )
     warnings = []
     for file in files:
         try:

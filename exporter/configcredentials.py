@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -231,3 +232,54 @@ def parse_identity(
         if name and (len(name) > MAX_NAME_LENGTH or not name.isprintable()):
             problems.add(f"{path}.name", f"must be at most {MAX_NAME_LENGTH} printable characters")
     return tenant_id, client_id, name
+
+
+# --------------------------------------------------------------------------- one app, many tenants
+
+SHARED_APP_KEYS = frozenset({"client_id", *CREDENTIAL_KEYS})
+
+
+@dataclass(frozen=True, slots=True)
+class SharedApp:
+    """``client_id`` and one credential under ``defaults``: a multi-tenant app consented in
+    every tenant, so a tenant entry may be just ``tenant_id`` and ``name``."""
+
+    node: Mapping[str, Any]  # the keys as written under defaults
+    credential: Credential | None = None  # parsed once (None: none given, or refused)
+
+    def has_credential(self) -> bool:
+        return any(key in self.node for key in CREDENTIAL_KEYS)
+
+
+def parse_shared_app(
+    defaults: dict[str, Any], environ: Mapping[str, str], problems: Problems
+) -> SharedApp:
+    """The shared app under ``defaults``; its problems are reported once, at ``defaults``."""
+    node = {key: value for key, value in defaults.items() if key in SHARED_APP_KEYS}
+    if "client_id" in node:
+        client_id = problems.string(node["client_id"], "defaults.client_id")
+        if client_id and not is_guid(client_id):
+            problems.add("defaults.client_id", f"{client_id!r} is not a GUID (the application ID)")
+    shared = SharedApp(node)
+    if shared.has_credential():
+        shared = SharedApp(node, parse_credential(node, "defaults", environ, problems))
+    return shared
+
+
+def has_own_credential(node: Mapping[str, Any]) -> bool:
+    """True when a tenant entry names a credential (which then replaces the shared one whole)."""
+    return any(node.get(key) not in (None, False) for key in CREDENTIAL_KEYS)
+
+
+def with_shared_app(node: dict[str, Any], shared: SharedApp) -> tuple[dict[str, Any], bool]:
+    """The tenant's keys with the shared app's filled in where the tenant has none of its own
+    (the credential as a whole: never a mix of two), and whether any was used."""
+    merged = dict(node)
+    used = False
+    if "client_id" not in node and "client_id" in shared.node:
+        merged["client_id"] = shared.node["client_id"]
+        used = True
+    if not has_own_credential(node) and shared.has_credential():
+        merged.update({k: v for k, v in shared.node.items() if k in CREDENTIAL_KEYS})
+        used = True
+    return merged, used

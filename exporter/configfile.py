@@ -32,7 +32,16 @@ from exporter.config import (
     format_duration,
 )
 from exporter.configchecks import rate_limit_warnings, world_readable_warnings
-from exporter.configcredentials import CREDENTIAL_KEYS, parse_credential, parse_identity
+from exporter.configcredentials import (
+    CREDENTIAL_KEYS,
+    SHARED_APP_KEYS,
+    SharedApp,
+    has_own_credential,
+    parse_credential,
+    parse_identity,
+    parse_shared_app,
+    with_shared_app,
+)
 from exporter.configsegments import check_default_segments, parse_segments
 from exporter.problems import Problems, join, read_yaml_file
 
@@ -252,6 +261,7 @@ class _Context:
 
     defaults: _RawSettings
     default_segments: dict[str, Any]
+    shared_app: SharedApp
     custom_endpoints: CloudEndpoints | None
     # An invalid 'endpoints' was already reported; a custom-cloud tenant does not repeat it.
     endpoints_given: bool
@@ -259,19 +269,23 @@ class _Context:
 
 
 def _parse_defaults(
-    document: dict[str, Any], problems: Problems
-) -> tuple[_RawSettings, dict[str, Any]]:
-    """The polling settings under ``defaults`` (built-ins filled in), and its ``segments``."""
+    document: dict[str, Any], environ: Mapping[str, str], problems: Problems
+) -> tuple[_RawSettings, dict[str, Any], SharedApp]:
+    """The polling settings under ``defaults`` (built-ins filled in), its ``segments``, and
+    the app (``client_id`` and credential) its tenants share."""
     values: dict[str, Any] = dict(_BUILTIN_DEFAULTS)
     node = document.get("defaults") or {}
     segments: dict[str, Any] = {}
+    shared = SharedApp({})
     if not isinstance(node, dict):
         problems.add("defaults", "must be a mapping")
     else:
-        problems.check_keys(node, {*DEFAULTS_KEYS, "segments"}, "defaults")
+        problems.check_keys(node, {*DEFAULTS_KEYS, "segments", *SHARED_APP_KEYS}, "defaults")
         values.update({k: v for k, v in node.items() if k in DEFAULTS_KEYS})
         segments = check_default_segments(node.get("segments"), problems)
-    return _RawSettings(values, {key: f"defaults.{key}" for key in DEFAULTS_KEYS}), segments
+        shared = parse_shared_app(node, environ, problems)
+    paths = {key: f"defaults.{key}" for key in DEFAULTS_KEYS}
+    return _RawSettings(values, paths), segments, shared
 
 
 def _parse_rate_limits(document: dict[str, Any], problems: Problems) -> dict[str, RateLimit]:
@@ -356,7 +370,7 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
     environ = os.environ if environ is None else environ
     document = expand_env(document, "", environ, problems)
     problems.check_keys(document, _TOP_KEYS, "")
-    defaults, default_segments = _parse_defaults(document, problems)
+    defaults, default_segments, shared = _parse_defaults(document, environ, problems)
     concurrency = DEFAULT_CONCURRENCY
     if "concurrency" in document:
         concurrency = (
@@ -368,6 +382,7 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
     context = _Context(
         defaults=defaults,
         default_segments=default_segments,
+        shared_app=shared,
         custom_endpoints=(
             _parse_endpoints(document["endpoints"], "endpoints", problems)
             if endpoints_given
@@ -419,8 +434,12 @@ def _parse_tenant(
         return None
     before = len(problems.lines)
     problems.check_keys(node, _TENANT_KEYS, path)
-    tenant_id, client_id, name = parse_identity(node, path, problems)
-    credential = parse_credential(node, path, context.environ, problems)
+    merged, shared_app = with_shared_app(node, context.shared_app)
+    tenant_id, client_id, name = parse_identity(merged, path, problems)
+    if has_own_credential(node) or not context.shared_app.has_credential():
+        credential = parse_credential(node, path, context.environ, problems)
+    else:
+        credential = context.shared_app.credential  # problems already said at defaults
     settings, endpoints = _tenant_settings(node, path, context, problems)
     segments = parse_segments(
         context.default_segments,
@@ -447,6 +466,7 @@ def _parse_tenant(
         credential=credential,
         endpoints=endpoints,
         segments=segments,
+        shared_app=shared_app,
         **dataclasses.asdict(settings),
     )
 

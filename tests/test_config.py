@@ -21,7 +21,7 @@ from exporter.config import (
 )
 from exporter.configfile import load_config, parse_config, parse_duration, parse_rate_limit
 from exporter.problems import ConfigError
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_app_certificate
 
 CONFFILES = Path(__file__).parent / "conffiles"
 GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
@@ -397,3 +397,52 @@ def test_segments_defaults_and_overrides() -> None:
     assert b.groups == (("finance", group.lower()),)
     assert c.privileged_roles == () and c.include_eligible
     assert parse_config(minimal(), environ={}).tenants[0].segments == SegmentsConfig()
+
+
+def test_one_multi_tenant_app_in_defaults_serves_tenants_that_name_only_themselves(
+    tmp_path: Path,
+) -> None:
+    secret_file = tmp_path / "app-secret"
+    secret_file.write_text("shared-secret-value\n")
+    own_key, own_cert, _ = write_app_certificate(tmp_path)
+    config = parse_config(
+        {
+            "defaults": {"client_id": CLIENT, "client_secret_file": str(secret_file)},
+            "tenants": [
+                {"name": "a", "tenant_id": TENANT},
+                {"name": "b", "tenant_id": "fabrikam.onmicrosoft.com"},
+                {  # its own credential replaces the shared one whole
+                    "name": "c",
+                    "tenant_id": "3c0f1b2e-0000-4000-8000-000000000003",
+                    "client_id": "00000000-0000-0000-0000-000000000003",
+                    "certificate": {
+                        "private_key_file": str(own_key),
+                        "certificate_file": str(own_cert),
+                    },
+                },
+            ],
+        },
+        environ={},
+    )
+    a, b, c = config.tenants
+    assert a.client_id == b.client_id == CLIENT and a.shared_app and b.shared_app
+    assert isinstance(a.credential, ClientSecretCredential)
+    assert a.credential.secret.reveal() == "shared-secret-value"
+    assert isinstance(c.credential, CertificateCredential) and not c.shared_app
+    summary = "\n".join(describe_config(config))
+    assert "shared app (defaults) used by 2 tenant(s): a, b" in summary
+    assert "shared-secret-value" not in summary
+
+
+def test_a_broken_shared_credential_is_reported_once_at_defaults() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            {
+                "defaults": {"client_id": "not-a-guid", "client_secret_file": "/nonexistent"},
+                "tenants": [{"tenant_id": TENANT}, {"tenant_id": "fabrikam.onmicrosoft.com"}],
+            },
+            environ={},
+        )
+    problems = caught.value.problems
+    assert sum("defaults.client_secret_file: cannot read /nonexistent" in p for p in problems) == 1
+    assert any(p.startswith("defaults.client_id: 'not-a-guid' is not a GUID") for p in problems)
