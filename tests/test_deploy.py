@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+import runpy
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -17,7 +20,14 @@ from exporter.configfile import load_config
 from tests.conftest import REPO
 
 KUBERNETES = REPO / "deploy" / "kubernetes"
-CRD_KINDS = {"ServiceMonitor", "PodMonitor"}
+# The Prometheus Operator's own CRDs (tests/schemas, see its README): kubernetes-validate only
+# warns on custom resources, so these are checked against the operator's schemas here.
+SCHEMAS = {
+    "PrometheusRule": "monitoring.coreos.com_prometheusrules.yaml",
+    "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
+    "PodMonitor": "monitoring.coreos.com_podmonitors.yaml",
+}
+CRD_KINDS = set(SCHEMAS)
 
 
 def manifests() -> list[tuple[Path, dict[str, Any]]]:
@@ -41,6 +51,67 @@ def test_every_kubernetes_object_validates_strictly_against_1_30() -> None:
     assert checked >= 8
 
 
+def strict(schema: Any) -> Any:
+    """A CRD schema that refuses unknown fields (the API server would silently drop them)."""
+    if isinstance(schema, dict):
+        schema = {k: strict(v) for k, v in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    return schema
+
+
+def crd_validator(kind: str) -> jsonschema.Draft7Validator:
+    crd = yaml.safe_load((REPO / "tests" / "schemas" / SCHEMAS[kind]).read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    return jsonschema.Draft7Validator(strict(version["schema"]["openAPIV3Schema"]))
+
+
+def test_custom_resources_validate_against_the_operators_crd_schemas() -> None:
+    checked = set()
+    for path, document in manifests():
+        if document["kind"] in CRD_KINDS:
+            errors = list(crd_validator(document["kind"]).iter_errors(document))
+            assert not errors, (path, [e.message for e in errors])
+            checked.add(document["kind"])
+    assert checked == CRD_KINDS
+
+
+def test_a_typo_in_a_custom_resource_would_be_caught() -> None:
+    monitor = next(d for _, d in manifests() if d["kind"] == "ServiceMonitor")
+    broken = yaml.safe_load(yaml.safe_dump(monitor))
+    broken["spec"]["endpoints"][0]["intervall"] = "30s"
+    assert list(crd_validator("ServiceMonitor").iter_errors(broken))
+
+
+def test_the_prometheus_rule_and_dashboard_configmap_are_the_shipped_files() -> None:
+    generated = runpy.run_path(str(KUBERNETES / "monitoring" / "generate.py"))["rendered"]()
+    for name, text in generated.items():
+        assert (KUBERNETES / "monitoring" / name).read_text() == text, (
+            f"{name} is stale: run python deploy/kubernetes/monitoring/generate.py"
+        )
+    rule = yaml.safe_load((KUBERNETES / "monitoring" / "prometheusrule.yaml").read_text())
+    rules = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yml").read_text())
+    assert rule["spec"]["groups"] == rules["groups"]
+    config_map = yaml.safe_load(
+        (KUBERNETES / "monitoring" / "dashboard-configmap.yaml").read_text()
+    )
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = REPO / "deploy" / "grafana" / "entra-registration.json"
+    assert json.loads(config_map["data"]["entra-registration.json"]) == json.loads(
+        dashboard.read_text()
+    )
+
+
+def test_dashboard_variables_have_a_current_value() -> None:
+    # Grafana's dashboard schema wants text and value in every variable's "current".
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "entra-registration.json").read_text())
+    for variable in dashboard["templating"]["list"]:
+        assert {"text", "value"} <= variable["current"].keys(), variable["name"]
+
+
 def test_a_typo_in_a_manifest_would_be_caught() -> None:
     deployment = next(d for p, d in manifests() if d["kind"] == "Deployment")
     broken = yaml.safe_load(yaml.safe_dump(deployment))
@@ -49,7 +120,9 @@ def test_a_typo_in_a_manifest_would_be_caught() -> None:
         kubernetes_validate.validate(broken, "1.30.0", strict=True)
 
 
-@pytest.mark.parametrize("directory", ["standalone", "sidecar", "sharded"])
+@pytest.mark.parametrize(
+    "directory", ["standalone", "sidecar", "sidecar-native", "sharded", "monitoring"]
+)
 def test_kustomization_lists_every_manifest(directory: str) -> None:
     folder = KUBERNETES / directory
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
@@ -63,7 +136,12 @@ def containers() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     for _, document in manifests():
         if document["kind"] in ("Deployment", "StatefulSet"):
             pod = document["spec"]["template"]
-            for container in pod["spec"]["containers"]:
+            sidecars = [
+                c
+                for c in pod["spec"].get("initContainers", [])
+                if c.get("restartPolicy") == "Always"
+            ]
+            for container in pod["spec"]["containers"] + sidecars:
                 found.append((document["metadata"]["name"], pod, container))
     return found
 
@@ -83,14 +161,19 @@ def test_containers_are_locked_down_and_probed() -> None:
         if "entra-registration-exporter" in container["image"]:
             exporters += 1
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            # A sidecar must never hold its host pod out of the Service while Graph is slow.
+            beside_an_app = (
+                len(pod["spec"]["containers"]) + len(pod["spec"].get("initContainers", [])) > 1
+            )
+            ready = "/healthz" if beside_an_app else "/readyz"
+            assert container["readinessProbe"]["httpGet"]["path"] == ready
             assert {"name": "metrics", "containerPort": 9836, "protocol": "TCP"} in container[
                 "ports"
             ]
             annotations = pod["metadata"]["annotations"]
             assert annotations["prometheus.io/scrape"] == "true"
             assert annotations["prometheus.io/port"] == "9836"
-    assert exporters == 3
+    assert exporters == 4
 
 
 def test_service_monitor_and_pod_monitor_point_at_real_ports() -> None:
