@@ -312,6 +312,7 @@ class Service:
             reload=self.reload_from_thread,
             telemetry_path=self.settings.telemetry_path,
             web=self.web,
+            next_poll=self.pipeline.scheduler.next_poll,
         )
         try:
             server = make_server(self.settings.listen_address, hooks)

@@ -8,6 +8,7 @@ their debug output may quote request bodies.
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import logging
 import sys
@@ -149,7 +150,44 @@ def encodings_of(secret: str) -> set[str]:
     return texts | {core for text in texts for core in _base64_cores(text.encode())}
 
 
+class TenantLogTail(logging.Handler):
+    """The last lines logged about each tenant (``tenant=`` in the record), for the tenant page.
+
+    Bounded per tenant, and in tenants by the lines it has seen; lines are formatted (logfmt)
+    after redaction, like every other log line.
+    """
+
+    LINES_PER_TENANT = 20
+    MAX_TENANTS = 20_000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(StructuredFormatter(render_logfmt))
+        self._lines: dict[str, collections.deque[tuple[float, str]]] = {}
+        self._lock_tail = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tenant = getattr(record, "tenant", None)
+        if not isinstance(tenant, str):
+            return
+        line = self.format(record)
+        with self._lock_tail:
+            lines = self._lines.get(tenant)
+            if lines is None:
+                if len(self._lines) >= self.MAX_TENANTS:
+                    self._lines.pop(next(iter(self._lines)))
+                lines = self._lines[tenant] = collections.deque(maxlen=self.LINES_PER_TENANT)
+            lines.append((record.created, line))
+
+    def since(self, tenant: str, started: float) -> tuple[str, ...]:
+        """The tenant's lines logged at or after ``started`` (Unix time)."""
+        with self._lock_tail:
+            lines = list(self._lines.get(tenant, ()))
+        return tuple(line for created, line in lines if created >= started - 0.001)
+
+
 REDACTOR = SecretRedactor()
+TENANT_LOG = TenantLogTail()
 
 
 def configure_logging(
@@ -163,6 +201,8 @@ def configure_logging(
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
+    TENANT_LOG.addFilter(REDACTOR)
+    root.addHandler(TENANT_LOG)
     root.setLevel(getattr(logging, level.upper()))
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

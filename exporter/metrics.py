@@ -64,6 +64,7 @@ from exporter.families import (
     escape_label_value,
     format_value,
 )
+from exporter.logs import TENANT_LOG
 from exporter.poller import PollResult
 from exporter.report import CoverageCounts, RegistrationReport, SegmentReport
 
@@ -71,6 +72,40 @@ TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds for which process metrics (RSS, CPU, file descriptors) are served from one reading.
 PROCESS_METRICS_TTL = 1.0
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+# Polls per tenant that the tenant page lists.
+RECENT_POLLS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    """One poll as the tenant page lists it: no report, no secret, no user."""
+
+    finished_at: float
+    result: str
+    duration: float
+    source: str
+    graph_requests: int
+    reason: str = ""
+    http_status: int | None = None
+    error_code: str | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def of(cls, result: PollResult) -> PollRecord:
+        failure = result.failure
+        return cls(
+            finished_at=result.finished_at,
+            result=result.result,
+            duration=result.duration,
+            source=result.source,
+            graph_requests=result.tally.graph_requests,
+            reason=failure.message if failure else "",
+            http_status=failure.http_status if failure else None,
+            error_code=failure.error_code if failure else None,
+            request_id=failure.request_id if failure else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +127,9 @@ class TenantSnapshot:
     token_requests: int = 0
     graph_requests: int = 0
     throttled_responses: int = 0
+    # The last polls, newest last (for the landing page), and the log lines of the last failure.
+    recent: tuple[PollRecord, ...] = ()
+    last_failure_log: tuple[str, ...] = ()
 
     @classmethod
     def for_tenant(cls, tenant: TenantConfig) -> TenantSnapshot:
@@ -102,8 +140,13 @@ class TenantSnapshot:
         """The same history under a (possibly changed) configuration."""
         return replace(self, tenant_id=tenant.tenant_id, cloud=tenant.cloud, source=tenant.source)
 
-    def after_poll(self, result: PollResult, stale_after: float) -> TenantSnapshot:
-        """The snapshot after ``result``: a success replaces the report, a failure keeps it."""
+    def after_poll(
+        self, result: PollResult, stale_after: float, log_lines: tuple[str, ...] = ()
+    ) -> TenantSnapshot:
+        """The snapshot after ``result``: a success replaces the report, a failure keeps it.
+
+        ``log_lines``: what was logged about the tenant during the poll (kept if it failed).
+        """
         polls = tuple(
             count + (1 if name == result.result else 0)
             for name, count in zip(RESULTS, self.polls, strict=True)
@@ -125,6 +168,8 @@ class TenantSnapshot:
             token_requests=self.token_requests + result.token_requests,
             graph_requests=self.graph_requests + result.tally.graph_requests,
             throttled_responses=self.throttled_responses + result.tally.throttled_responses,
+            recent=(*self.recent, PollRecord.of(result))[-RECENT_POLLS:],
+            last_failure_log=self.last_failure_log if succeeded else log_lines,
         )
 
 
@@ -326,7 +371,8 @@ class MetricsStore:
         entry = self._entries.get(tenant.name)
         if entry is None:
             return None
-        snapshot = entry.snapshot.after_poll(result, tenant.stale_after)
+        lines = () if result.result == SUCCESS else TENANT_LOG.since(tenant.name, result.started_at)
+        snapshot = entry.snapshot.after_poll(result, tenant.stale_after, lines)
         self._store(snapshot)
         return snapshot
 

@@ -58,6 +58,11 @@ class PollResult:
     # Requests this poll sent to the identity provider (MSAL's cache hits send none).
     token_requests: int = 0
 
+    @property
+    def started_at(self) -> float:
+        """Unix time the poll started."""
+        return self.finished_at - self.duration
+
 
 def poll_budget(tenant: TenantConfig, source: str | None = None) -> float:
     """Hard overall deadline of one poll, in seconds.

@@ -117,6 +117,12 @@ class PollScheduler:
         if self._scheduler.get_job(name) is not None:
             self._scheduler.remove_job(name)
 
+    def next_poll(self, name: str) -> float | None:
+        """When tenant ``name`` is polled next (Unix time), None if it is not scheduled."""
+        job = self._scheduler.get_job(name)
+        when = getattr(job, "next_run_time", None) if job is not None else None
+        return when.timestamp() if when is not None else None
+
     async def _poll_job(self, name: str) -> None:
         try:
             await self.poll(name)

@@ -7,13 +7,12 @@ handler only reads snapshots that the polls left behind and never waits on Graph
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
 import socket
 import ssl
 import sys
 import threading
-import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +21,7 @@ from typing import Any
 from exporter import __version__
 from exporter.connections import BUSY, IDLE, READING, ConnectionGuard
 from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, MetricsStore
+from exporter.pages import render_landing_page, render_tenant_page
 from exporter.webconfig import WebConfig
 
 log = logging.getLogger("exporter.server")
@@ -32,6 +32,8 @@ CONNECTION_TIMEOUT_SECONDS = 30.0
 
 
 PROBE_PATHS = ("/healthz", "/readyz")
+TENANT_PAGES = "/tenants/"
+HTML = "text/html; charset=utf-8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,8 @@ class ServerHooks:
     reload: Callable[[], tuple[bool, str]]
     telemetry_path: str = "/metrics"
     web: WebConfig = field(default_factory=WebConfig)
+    # When a tenant is polled next (Unix time), for the pages.
+    next_poll: Callable[[str], float | None] = lambda _name: None
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -96,40 +100,6 @@ def wants_gzip(accept_encoding: str) -> bool:
         if coding:
             weights[coding] = _qvalue(params)
     return weights.get("gzip", weights.get("*", 0.0)) > 0.0
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    age = max(0.0, time.time() - seconds)
-    return f"{age:.0f}s ago"
-
-
-def render_landing_page(store: MetricsStore, telemetry_path: str) -> bytes:
-    """A small HTML page: version, link to the metrics, one row per tenant (never secrets)."""
-    rows = []
-    for snap in store.snapshots():
-        result = snap.last_result or "not polled yet"
-        rows.append(
-            "<tr>"
-            f"<td>{html.escape(snap.name)}</td><td>{html.escape(snap.tenant_id)}</td>"
-            f"<td>{html.escape(snap.cloud)}</td><td>{html.escape(result)}</td>"
-            f"<td>{_age(snap.last_success)}</td>"
-            "</tr>"
-        )
-    path = html.escape(telemetry_path)
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        "<title>Entra registration exporter</title></head><body>"
-        f"<h1>Entra registration exporter</h1><p>Version {html.escape(__version__)}. "
-        f"<a href='{path}'>Metrics</a> · <a href='/healthz'>healthz</a> · "
-        "<a href='/readyz'>readyz</a></p>"
-        "<table border='1' cellpadding='4'><tr><th>tenant</th><th>tenant ID</th><th>cloud</th>"
-        "<th>last poll result</th><th>last success</th></tr>"
-        + "".join(rows)
-        + "</table></body></html>"
-    )
-    return page.encode("utf-8", "replace")
 
 
 class ExporterRequestHandler(BaseHTTPRequestHandler):
@@ -247,31 +217,47 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self._authorized():
             return
-        hooks = self.hooks
         path = self._path()
-        if path == hooks.telemetry_path:
-            openmetrics = wants_openmetrics(self.headers.get("Accept", ""))
-            gzipped = wants_gzip(self.headers.get("Accept-Encoding", ""))
-            body = hooks.store.render_parts(openmetrics=openmetrics, gzipped=gzipped)
-            headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzipped else {}
-            content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-            self._send(200, body, content_type, headers)
-        elif path == "/healthz":
-            if hooks.is_alive():
-                self._send(200, b"ok\n")
-            else:
-                self._send(503, b"event loop or scheduler stalled\n")
-        elif path == "/readyz":
-            if hooks.store.all_polled():
-                self._send(200, b"ready\n")
-            else:
-                self._send(503, b"not every tenant has been polled yet\n")
-        elif path == "/":
-            self._send(200, render_landing_page(hooks.store, hooks.telemetry_path), "text/html")
+        if path == self.hooks.telemetry_path:
+            self._metrics()
+        elif path in PROBE_PATHS:
+            self._probe(path)
+        elif path == "/" or path.startswith(TENANT_PAGES):
+            self._pages(path)
         elif path == "/-/reload":
             self._send(405, b"use POST\n", headers={"Allow": "POST"})
         else:
             self._send(404, b"not found\n")
+
+    def _metrics(self) -> None:
+        openmetrics = wants_openmetrics(self.headers.get("Accept", ""))
+        gzipped = wants_gzip(self.headers.get("Accept-Encoding", ""))
+        body = self.hooks.store.render_parts(openmetrics=openmetrics, gzipped=gzipped)
+        headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzipped else {}
+        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        self._send(200, body, content_type, headers)
+
+    def _probe(self, path: str) -> None:
+        hooks = self.hooks
+        if path == "/healthz":
+            ok, good, bad = hooks.is_alive(), b"ok\n", b"event loop or scheduler stalled\n"
+        else:
+            ok, good, bad = hooks.store.all_polled(), b"ready\n", b"not every tenant polled yet\n"
+        self._send(200 if ok else 503, good if ok else bad)
+
+    def _pages(self, path: str) -> None:
+        hooks = self.hooks
+        if path == "/":
+            snapshots = hooks.store.snapshots()
+            self._send(
+                200, render_landing_page(snapshots, hooks.telemetry_path, hooks.next_poll), HTML
+            )
+            return
+        snapshot = hooks.store.snapshot(urllib.parse.unquote(path[len(TENANT_PAGES) :]))
+        if snapshot is None:
+            self._send(404, b"no such tenant\n")
+        else:
+            self._send(200, render_tenant_page(snapshot, hooks.next_poll), HTML)
 
     do_HEAD = do_GET
 

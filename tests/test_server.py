@@ -96,7 +96,7 @@ def test_landing_page_escapes_names_and_shows_results(harness: Harness) -> None:
         harness.config, PollResult("success", RegistrationReport(1, ()), None, 0.1, time.time())
     )
     status, headers, body = harness.request("GET", "/")
-    assert status == 200 and headers["Content-Type"] == "text/html"
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     page = body.decode()
     assert "&lt;b&gt;contoso&lt;/b&gt;" in page and "<b>contoso</b>" not in page
     assert "success" in page and "href='/metrics'" in page

@@ -1,0 +1,109 @@
+"""The landing page and a tenant page in a real headless browser (Debian's chromium), against
+the simulator with a failing tenant and a tenant with segments."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from entra_simulator.segments import directory_of
+from tests.conftest import ExporterProcess, SimEnv, wait_until
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it as root)"
+)
+FAILING, SEGMENTED = "tenant-0001", "tenant-0002"
+
+
+def chromium(tmp_path: Path, *args: str) -> str:
+    """Run headless chromium, as the machine's notes say it runs here; its stdout."""
+    assert CHROMIUM is not None
+    result = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def visible_text(dom: str) -> str:
+    """What a person reads: the DOM without tags, styles and extra white space."""
+    dom = re.sub(r"<style>.*?</style>", "", dom, flags=re.DOTALL)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", dom)).split())
+
+
+@pytest.fixture
+def exporter(sim_env: SimEnv, start_exporter: Callable[..., ExporterProcess]) -> ExporterProcess:
+    segmented = sim_env.sim.find(SEGMENTED)
+    assert segmented is not None
+    segmented.users = 400
+    document = sim_env.config()
+    entry = document["tenants"][2]
+    entry["source"] = "userRegistrationDetails"
+    entry["segments"] = {
+        "privileged_roles": True,
+        "groups": {"finance": directory_of(segmented).group_named("finance").id},
+    }
+    sim_env.write_config(document)
+    sim_env.sim.set_fault(FAILING, "forbidden", count=0)
+    process = start_exporter(f"--config.file={sim_env.config_file}")
+    process.wait_ready()
+    wait_until(lambda: "auth_error" in process.get("/")[2].decode())
+    return process
+
+
+def test_the_landing_page_shows_what_an_operator_needs(
+    exporter: ExporterProcess, tmp_path: Path
+) -> None:
+    text = visible_text(chromium(tmp_path, "--dump-dom", f"{exporter.url}/"))
+    assert "Entra registration exporter" in text
+    for name in ("tenant-0000", FAILING, SEGMENTED):
+        assert name in text
+    # The failing tenant: result class, HTTP status, Graph's error code, request id.
+    assert "auth_error" in text and "HTTP 403" in text
+    assert "Authentication_ApplicationHasNoReadAuditLogDataAccess" in text
+    assert "request-id" in text
+    assert "MFA-registered of" in text and "next poll" in text
+    assert "privileged admins:" in text  # the segments of the segmented tenant
+    assert "sim-secret" not in text and "sim-token" not in text  # never a secret
+
+
+def test_a_tenant_page_lists_recent_polls_and_the_failed_polls_log(
+    exporter: ExporterProcess, tmp_path: Path
+) -> None:
+    text = visible_text(chromium(tmp_path, "--dump-dom", f"{exporter.url}/tenants/{FAILING}"))
+    assert f"{FAILING}" in text and "Recent polls" in text
+    assert "Log of the last failed poll" in text and "poll failed:" in text
+    assert f"tenant={FAILING}" in text and "result=auth_error" in text
+    segments = visible_text(chromium(tmp_path, "--dump-dom", f"{exporter.url}/tenants/{SEGMENTED}"))
+    assert "Segments" in segments and "privileged_admin" in segments and "finance" in segments
+    assert "user0@" not in segments and "User 0" not in segments  # never a user's name
+
+
+def test_a_screenshot_of_the_landing_page(exporter: ExporterProcess, tmp_path: Path) -> None:
+    shot = tmp_path / "landing-page.png"
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,600", f"{exporter.url}/")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 10_000
