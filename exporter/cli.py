@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import dataclasses
 import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +19,9 @@ from pathlib import Path
 from exporter import __version__
 from exporter.config import Config, TenantConfig, format_duration
 from exporter.configfile import load_config
+from exporter.demo import run_demo
 from exporter.failures import SUCCESS, describe_error
+from exporter.files import write_atomically
 from exporter.logs import FORMATS, LEVELS, REDACTOR, configure_logging
 from exporter.problems import ConfigError
 from exporter.runtime import Pipeline, build_pipeline
@@ -44,8 +43,6 @@ EXIT_USAGE = 2
 HEARTBEAT_MAX_AGE_SECONDS = 30.0
 RELOAD_WAIT_SECONDS = 30.0
 RELOAD_DEADLINE_SECONDS = 20.0
-DEMO_TENANTS = 4
-CONDITIONAL_ACCESS_ADMINISTRATOR = "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9"
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,77 +366,9 @@ async def run_once(config: Config, output: str | None = None) -> int:
     return EXIT_OK if all(r is not None and r.result == SUCCESS for r in results) else EXIT_FAILURE
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
-
-    A reader (node_exporter's textfile collector) sees the old file or the new one, never half.
-    """
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
 async def serve_forever(settings: Settings, config: Config, web: WebConfig) -> int:
     """Run the exporter until SIGTERM / SIGINT."""
     return await Service(settings, build_pipeline(config), web).run()
-
-
-def run_demo(settings: Settings) -> int:
-    """Start the embedded simulator with a few tenants and run the exporter against it."""
-    # Imported here: the simulator is never part of a serving exporter's import graph.
-    from entra_simulator import Simulator  # noqa: PLC0415
-
-    simulator = Simulator(tenants=DEMO_TENANTS, seed=20261124)
-    tenants = list(simulator.tenants.values())
-    # One demo tenant fails now and then, to show what failures look like.
-    flaky = tenants[-1]
-    flaky.fault_rate = 0.3
-    # One has lost the seed's report: with source auto it moves to userRegistrationDetails.
-    retired = tenants[-2]
-    retired.seed_gone = True
-    retired.users = 800
-    url = simulator.start("127.0.0.1:0")
-    with tempfile.TemporaryDirectory(prefix="entra-demo-") as workdir:
-        ca_file = str(Path(workdir) / "simulator-ca.pem")
-        config_file = str(Path(workdir) / "config.yaml")
-        simulator.write_ca(ca_file)
-        simulator.write_config(
-            config_file,
-            ca_file,
-            interval=15.0,
-            jitter=0.5,
-            timeout=5.0,
-            sources={retired.name: "auto"},
-            # Who is covered: a privileged role held through a role-assignable group, and a
-            # rollout group, counted per user. With the seed report's refusal and one report
-            # page that is 5 requests: Graph's 5 per 10 s let the first poll finish at once.
-            segments={
-                retired.name: {
-                    "privileged_roles": [CONDITIONAL_ACCESS_ADMINISTRATOR],
-                    "groups": ["rollout-wave-1"],
-                }
-            },
-        )
-        host, port = parse_listen_address(settings.listen_address)
-        log.info(
-            f"demo: simulator at {url} with {DEMO_TENANTS} tenants ({flaky.name} fails now and "
-            f"then; {retired.name} reads userRegistrationDetails, with segments); "
-            f"metrics at http://{host or 'localhost'}:{port}{settings.telemetry_path}",
-        )
-        demo_settings = dataclasses.replace(settings, config_file=config_file)
-        try:
-            return run_with_config(demo_settings)
-        finally:
-            simulator.stop()
 
 
 def describe_config(config: Config) -> list[str]:
@@ -512,5 +441,5 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
     configure_logging(settings.log_level, settings.log_format)
     if settings.demo:
-        return run_demo(settings)
+        return run_demo(settings, run_with_config)
     return run_with_config(settings)

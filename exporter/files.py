@@ -7,8 +7,10 @@ hang or a ``MemoryError``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 # Far more than any config, secret, certificate bundle or token file needs.
@@ -47,3 +49,22 @@ def read_regular_file(path: str | Path, limit: int = MAX_FILE_BYTES) -> bytes:
 def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
     """:func:`read_regular_file` decoded as UTF-8 (``UnicodeDecodeError`` if it is not)."""
     return read_regular_file(path, limit).decode("utf-8")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A reader (node_exporter's textfile collector) sees the old file or the new one, never half.
+    """
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

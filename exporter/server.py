@@ -12,6 +12,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from exporter import __version__
 from exporter.connections import BUSY, IDLE, READING, ConnectionGuard
 from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, MetricsStore
 from exporter.pages import render_landing_page, render_tenant_page
-from exporter.webconfig import WebConfig
+from exporter.webconfig import RateLimitSettings, WebConfig
 
 log = logging.getLogger("exporter.server")
 
@@ -154,13 +155,15 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         web = self.hooks.web
         if self._path() in PROBE_PATHS:
             return True  # Kubernetes probes can present neither certificates nor passwords
+        if not self.server.requests.take():
+            self._send(429, b"Too Many Requests\n", headers={"Retry-After": "1"})
+            return False
         if (
             web.tls is not None
-            and web.tls.requires_client_cert
             and isinstance(self.connection, ssl.SSLSocket)
-            and not self.connection.getpeercert()
+            and not web.tls.allows_client(self.connection.getpeercert())
         ):
-            self._send(403, b"a client certificate is required\n")
+            self._send(403, b"a client certificate (with an allowed name) is required\n")
             return False
         if web.basic_auth is not None and not web.basic_auth.check(
             self.headers.get("Authorization")
@@ -280,6 +283,31 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
 
+class RequestBucket:
+    """The web config's ``rate_limit``: a token bucket of ``burst`` tokens, one more per
+    ``interval``; a request without a token is answered 429 (probes are never limited)."""
+
+    def __init__(self, settings: RateLimitSettings | None) -> None:
+        self._settings = settings
+        self._tokens = float(settings.burst) if settings else 0.0
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        settings = self._settings
+        if settings is None:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            refill = (now - self._at) / settings.interval
+            self._tokens = min(float(settings.burst), self._tokens + refill)
+            self._at = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            return False
+
+
 def _dual_stack() -> bool:
     """True when this machine can serve IPv4 and IPv6 on one IPv6 socket."""
     if not socket.has_ipv6:
@@ -315,6 +343,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         super().__init__(address, handler)
         self.guard = ConnectionGuard()
         self.guard.run_reaper()
+        self.requests = RequestBucket(None)
 
     def server_bind(self) -> None:
         if self._dual_stack:
@@ -351,6 +380,7 @@ def make_server(address: str, hooks: ServerHooks) -> ExporterHTTPServer:
     """Bind the HTTP server (not yet serving); HTTPS when the web config has TLS."""
     handler = type("BoundRequestHandler", (ExporterRequestHandler,), {"hooks": hooks})
     server = ExporterHTTPServer(parse_listen_address(address), handler)
+    server.requests = RequestBucket(hooks.web.rate_limit)
     if hooks.web.tls is not None:
         server.socket = hooks.web.tls.ssl_context().wrap_socket(
             server.socket, server_side=True, do_handshake_on_connect=False

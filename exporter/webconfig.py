@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -36,22 +35,10 @@ from typing import Any
 
 import bcrypt
 
+from exporter.configfile import parse_duration
 from exporter.problems import Problems, read_yaml_file
+from exporter.webtls import TlsSettings, parse_tls
 
-CLIENT_AUTH_TYPES = (
-    "NoClientCert",
-    "RequestClientCert",
-    "RequireAnyClientCert",
-    "VerifyClientCertIfGiven",
-    "RequireAndVerifyClientCert",
-)
-_REQUIRES_CERT = ("RequireAnyClientCert", "RequireAndVerifyClientCert")
-TLS_VERSIONS: Mapping[str, ssl.TLSVersion] = {
-    "TLS10": ssl.TLSVersion.TLSv1,
-    "TLS11": ssl.TLSVersion.TLSv1_1,
-    "TLS12": ssl.TLSVersion.TLSv1_2,
-    "TLS13": ssl.TLSVersion.TLSv1_3,
-}
 # The security headers exporter-toolkit lets a web config set.
 ALLOWED_HEADERS = (
     "Content-Security-Policy",
@@ -61,46 +48,23 @@ ALLOWED_HEADERS = (
     "Strict-Transport-Security",
 )
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
-_TLS_KEYS = frozenset(
-    {"cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version", "max_version"}
-)
-_TOP_KEYS = frozenset({"tls_server_config", "http_server_config", "basic_auth_users"})
-TLS_PATH = "tls_server_config"
+_TOP_KEYS = frozenset({"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"})
+# Values exporter-toolkit allows for two of the headers (it refuses any other).
+_HEADER_VALUES = {
+    "X-Content-Type-Options": ("nosniff",),
+    "X-Frame-Options": ("deny", "sameorigin"),
+}
 # Unknown users are checked against this hash so that they cost as much time as known ones.
 _DUMMY_HASH = bcrypt.hashpw(b"unknown-user", bcrypt.gensalt(rounds=10))
 _CACHE_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
-class TlsSettings:
-    """``tls_server_config``, validated."""
+class RateLimitSettings:
+    """``rate_limit``: a request per ``interval`` seconds on average, ``burst`` at once."""
 
-    cert_file: str
-    key_file: str
-    client_auth_type: str = "NoClientCert"
-    client_ca_file: str | None = None
-    min_version: str = "TLS12"
-    max_version: str = "TLS13"
-
-    @property
-    def requires_client_cert(self) -> bool:
-        return self.client_auth_type in _REQUIRES_CERT
-
-    def ssl_context(self) -> ssl.SSLContext:
-        """A server-side context; handshakes let cert-less clients in (see the module doc)."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = TLS_VERSIONS[self.min_version]
-        context.maximum_version = TLS_VERSIONS[self.max_version]
-        if context.minimum_version < ssl.TLSVersion.TLSv1_2:
-            # OpenSSL's default security level refuses TLS 1.0/1.1 whatever the minimum says;
-            # whoever asks for them in the web config gets them.
-            context.set_ciphers("DEFAULT:@SECLEVEL=0")
-        context.load_cert_chain(self.cert_file, self.key_file)
-        if self.client_auth_type != "NoClientCert":
-            assert self.client_ca_file is not None
-            context.load_verify_locations(cafile=self.client_ca_file)
-            context.verify_mode = ssl.CERT_OPTIONAL
-        return context
+    interval: float
+    burst: int
 
 
 class BasicAuth:
@@ -154,79 +118,9 @@ class WebConfig:
     tls: TlsSettings | None = None
     basic_auth: BasicAuth | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    rate_limit: RateLimitSettings | None = None
     # Keys that load but do nothing here, said once at start-up.
     warnings: tuple[str, ...] = ()
-
-
-def _tls_strings(node: dict[str, Any], problems: Problems) -> dict[str, str]:
-    """The keys of ``tls_server_config`` that are set, each a non-empty string."""
-    problems.check_keys(node, _TLS_KEYS, TLS_PATH)
-    values: dict[str, str] = {}
-    for key in sorted(_TLS_KEYS):
-        value = node.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str) or not value:
-            problems.add(f"{TLS_PATH}.{key}", "must be a non-empty string")
-            continue
-        values[key] = value
-    for key in ("cert_file", "key_file", "client_ca_file"):
-        if key in values and not Path(values[key]).is_file():
-            problems.add(f"{TLS_PATH}.{key}", f"cannot read {values[key]}")
-    for key in ("cert_file", "key_file"):
-        if node.get(key) is None:
-            problems.add(f"{TLS_PATH}.{key}", "is required")
-    return values
-
-
-def _check_client_auth(values: dict[str, str], problems: Problems) -> str:
-    auth = values.get("client_auth_type", "NoClientCert")
-    path = f"{TLS_PATH}.client_auth_type"
-    if auth not in CLIENT_AUTH_TYPES:
-        problems.add(path, f"{auth!r} is not one of {', '.join(CLIENT_AUTH_TYPES)}")
-    elif auth == "NoClientCert" and "client_ca_file" in values:
-        problems.add(f"{TLS_PATH}.client_ca_file", "is set but client_auth_type is NoClientCert")
-    elif auth != "NoClientCert" and "client_ca_file" not in values:
-        problems.add(f"{TLS_PATH}.client_ca_file", f"is required with client_auth_type {auth}")
-    return auth
-
-
-def _check_versions(values: dict[str, str], problems: Problems) -> tuple[str, str]:
-    low, high = values.get("min_version", "TLS12"), values.get("max_version", "TLS13")
-    for key, version in (("min_version", low), ("max_version", high)):
-        if version not in TLS_VERSIONS:
-            problems.add(
-                f"{TLS_PATH}.{key}", f"{version!r} is not one of {', '.join(TLS_VERSIONS)}"
-            )
-    if low in TLS_VERSIONS and high in TLS_VERSIONS and TLS_VERSIONS[low] > TLS_VERSIONS[high]:
-        problems.add(f"{TLS_PATH}.min_version", f"{low} is above max_version {high}")
-    return low, high
-
-
-def _parse_tls(node: Any, problems: Problems) -> TlsSettings | None:
-    if not isinstance(node, dict):
-        problems.add(TLS_PATH, "must be a mapping")
-        return None
-    before = len(problems.lines)
-    values = _tls_strings(node, problems)
-    auth = _check_client_auth(values, problems)
-    low, high = _check_versions(values, problems)
-    if len(problems.lines) > before:
-        return None
-    settings = TlsSettings(
-        cert_file=values["cert_file"],
-        key_file=values["key_file"],
-        client_auth_type=auth,
-        client_ca_file=values.get("client_ca_file"),
-        min_version=low,
-        max_version=high,
-    )
-    try:
-        settings.ssl_context()
-    except (ssl.SSLError, OSError) as err:
-        problems.add(TLS_PATH, f"cannot load the certificate, key or CA: {err.strerror or err}")
-        return None
-    return settings
 
 
 def _parse_http(node: Any, problems: Problems, warnings: list[str]) -> dict[str, str]:
@@ -246,22 +140,32 @@ def _parse_http(node: Any, problems: Problems, warnings: list[str]) -> dict[str,
         problems.add(f"{path}.headers", "must be a mapping")
         return {}
     headers: dict[str, str] = {}
-    for name, value in raw_headers.items():
+    for name, raw in raw_headers.items():
+        # YAML reads `X-XSS-Protection: 1` as a number; Go's YAML gives the header its text.
+        value = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        allowed = _HEADER_VALUES.get(name)
         if name not in ALLOWED_HEADERS:
             problems.add(
-                f"{path}.headers.{name}", f"not an allowed header ({', '.join(ALLOWED_HEADERS)})"
+                f"{path}.headers.{name}",
+                f"HTTP header {name!r} can not be configured ({', '.join(ALLOWED_HEADERS)} can)",
             )
-        elif not isinstance(value, str) or "\n" in value or "\r" in value:
-            problems.add(f"{path}.headers.{name}", "must be a one-line string")
+        elif isinstance(raw, dict | list) or raw is None or "\n" in value or "\r" in value:
+            problems.add(f"{path}.headers.{name}", "must be a one-line value")
+        elif allowed is not None and value.lower() not in allowed:
+            problems.add(
+                f"{path}.headers.{name}", f"invalid value for {name}: use {' or '.join(allowed)}"
+            )
         else:
             headers[name] = value
     return headers
 
 
 def _parse_basic_auth(users: Any, problems: Problems) -> BasicAuth | None:
-    if not isinstance(users, dict) or not users:
+    if not isinstance(users, dict):
         problems.add("basic_auth_users", "must be a mapping of user names to bcrypt hashes")
         return None
+    if not users:
+        return None  # as exporter-toolkit: no users, no authentication
     before = len(problems.lines)
     for name, hashed in users.items():
         if (
@@ -275,8 +179,29 @@ def _parse_basic_auth(users: Any, problems: Problems) -> BasicAuth | None:
     return BasicAuth({str(k): str(v) for k, v in users.items()})
 
 
-def parse_web_config(document: Any) -> WebConfig:
-    """Validate a parsed web config; raise ConfigError with every problem."""
+def _parse_rate_limit(node: Any, problems: Problems) -> RateLimitSettings | None:
+    """``rate_limit: {interval, burst}``: one request per interval, bursts of ``burst``."""
+    if not isinstance(node, dict):
+        problems.add("rate_limit", "must be a mapping with interval and burst")
+        return None
+    problems.check_keys(node, {"interval", "burst"}, "rate_limit")
+    interval_raw, burst = node.get("interval", 0), node.get("burst", 0)
+    try:
+        interval = 0.0 if interval_raw in (0, "0", None) else parse_duration(interval_raw)
+    except ValueError as err:
+        problems.add("rate_limit.interval", str(err))
+        return None
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 0:
+        problems.add("rate_limit.burst", "must be a whole number, 0 or more")
+        return None
+    return RateLimitSettings(interval, burst) if interval > 0 else None
+
+
+def parse_web_config(document: Any, base: Path | None = None) -> WebConfig:
+    """Validate a parsed web config; raise ConfigError with every problem.
+
+    Relative file names resolve against ``base``, the web config file's folder.
+    """
     if document is None:
         return WebConfig()
     problems = Problems()
@@ -285,16 +210,25 @@ def parse_web_config(document: Any) -> WebConfig:
         problems.raise_if_any()
     problems.check_keys(document, _TOP_KEYS, "")
     warnings: list[str] = []
-    tls = headers = basic_auth = None
-    if document.get("tls_server_config") is not None:
-        tls = _parse_tls(document["tls_server_config"], problems)
-    if document.get("http_server_config") is not None:
-        headers = _parse_http(document["http_server_config"], problems, warnings)
+    tls = headers = basic_auth = rate_limit = None
+    http = document.get("http_server_config")
+    http2 = not (isinstance(http, dict) and http.get("http2") is False)
+    if http is not None:
+        headers = _parse_http(http, problems, warnings)
+    node = document.get("tls_server_config")
+    if node is not None:
+        tls = parse_tls(node, base or Path.cwd(), http2, problems)
     if document.get("basic_auth_users") is not None:
         basic_auth = _parse_basic_auth(document["basic_auth_users"], problems)
+    if document.get("rate_limit") is not None:
+        rate_limit = _parse_rate_limit(document["rate_limit"], problems)
     problems.raise_if_any()
     return WebConfig(
-        tls=tls, basic_auth=basic_auth, headers=headers or {}, warnings=tuple(warnings)
+        tls=tls,
+        basic_auth=basic_auth,
+        headers=headers or {},
+        rate_limit=rate_limit,
+        warnings=tuple(warnings),
     )
 
 
@@ -313,4 +247,4 @@ def describe_web_config(web: WebConfig) -> str:
 
 def load_web_config(path: str) -> WebConfig:
     """Read and validate ``--web.config.file`` (strict YAML, as the main config)."""
-    return parse_web_config(read_yaml_file(path, "web config file"))
+    return parse_web_config(read_yaml_file(path, "web config file"), Path(path).resolve().parent)

@@ -234,16 +234,16 @@ def start_exporter() -> Iterator[Callable[..., ExporterProcess]]:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:
-    """Run the exporter CLI to completion."""
+    """Run the exporter CLI to completion (from ``cwd``, the repository by default)."""
     return subprocess.run(  # noqa: PLW1510
         [sys.executable, "-m", "exporter", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
-        cwd=REPO,
+        cwd=cwd,
     )
 
 

@@ -206,7 +206,10 @@ def test_plain_http_client_gets_nothing_from_a_tls_port(pki: Pki, start_tls_serv
     ("document", "problem"),
     [
         ({"tls_server_config": {"cert_file": "x"}, "oops": 1}, "oops: unknown key"),
-        ({"tls_server_config": {"key_file": "KEY"}}, "tls_server_config.cert_file: is required"),
+        (
+            {"tls_server_config": {"key_file": "KEY"}},
+            "tls_server_config.cert_file: missing cert_file or cert",
+        ),
         (
             {
                 "tls_server_config": {
@@ -222,18 +225,8 @@ def test_plain_http_client_gets_nothing_from_a_tls_port(pki: Pki, start_tls_serv
             "tls_server_config.client_ca_file: is set but client_auth_type is NoClientCert",
         ),
         (
-            {
-                "tls_server_config": {
-                    "cert_file": "CERT",
-                    "key_file": "KEY",
-                    "client_auth_type": "RequireAndVerifyClientCert",
-                }
-            },
-            "tls_server_config.client_ca_file: is required with client_auth_type RequireAndVerifyClientCert",
-        ),
-        (
             {"tls_server_config": {"cert_file": "CERT", "key_file": "KEY", "min_version": "TLS14"}},
-            "tls_server_config.min_version: 'TLS14' is not one of",
+            "tls_server_config.min_version: unknown TLS version 'TLS14'",
         ),
         (
             {
@@ -256,7 +249,7 @@ def test_plain_http_client_gets_nothing_from_a_tls_port(pki: Pki, start_tls_serv
         ),
         (
             {"http_server_config": {"headers": {"Server": "x"}}},
-            "http_server_config.headers.Server: not an allowed header",
+            "http_server_config.headers.Server: HTTP header 'Server' can not be configured",
         ),
     ],
 )

@@ -1,0 +1,69 @@
+"""``--demo``: the embedded simulator with a few sample tenants, and the exporter against it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from exporter.server import parse_listen_address
+
+if TYPE_CHECKING:
+    from exporter.cli import Settings
+
+log = logging.getLogger("exporter")
+
+DEMO_TENANTS = 4
+CONDITIONAL_ACCESS_ADMINISTRATOR = "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9"
+
+
+def run_demo(settings: Settings, run: Callable[[Settings], int]) -> int:
+    """Start the embedded simulator with a few tenants and run the exporter against it."""
+    # Imported here: the simulator is never part of a serving exporter's import graph.
+    from entra_simulator import Simulator  # noqa: PLC0415
+
+    simulator = Simulator(tenants=DEMO_TENANTS, seed=20261124)
+    tenants = list(simulator.tenants.values())
+    # One demo tenant fails now and then, to show what failures look like.
+    flaky = tenants[-1]
+    flaky.fault_rate = 0.3
+    # One has lost the seed's report: with source auto it moves to userRegistrationDetails.
+    retired = tenants[-2]
+    retired.seed_gone = True
+    retired.users = 800
+    url = simulator.start("127.0.0.1:0")
+    with tempfile.TemporaryDirectory(prefix="entra-demo-") as workdir:
+        ca_file = str(Path(workdir) / "simulator-ca.pem")
+        config_file = str(Path(workdir) / "config.yaml")
+        simulator.write_ca(ca_file)
+        simulator.write_config(
+            config_file,
+            ca_file,
+            interval=15.0,
+            jitter=0.5,
+            timeout=5.0,
+            sources={retired.name: "auto"},
+            # Who is covered: a privileged role held through a role-assignable group, and a
+            # rollout group, counted per user. With the seed report's refusal and one report
+            # page that is 5 requests: Graph's 5 per 10 s let the first poll finish at once.
+            segments={
+                retired.name: {
+                    "privileged_roles": [CONDITIONAL_ACCESS_ADMINISTRATOR],
+                    "groups": ["rollout-wave-1"],
+                }
+            },
+        )
+        host, port = parse_listen_address(settings.listen_address)
+        log.info(
+            f"demo: simulator at {url} with {DEMO_TENANTS} tenants ({flaky.name} fails now and "
+            f"then; {retired.name} reads userRegistrationDetails, with segments); "
+            f"metrics at http://{host or 'localhost'}:{port}{settings.telemetry_path}",
+        )
+        demo_settings = dataclasses.replace(settings, config_file=config_file)
+        try:
+            return run(demo_settings)
+        finally:
+            simulator.stop()
