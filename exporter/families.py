@@ -125,6 +125,16 @@ DATA_TIMESTAMP = Family(
     "Newest lastUpdatedDateTime in Graph userRegistrationDetails (Microsoft refreshes the "
     "report every few hours), as of the last successful poll.",
 )
+SEGMENT_FAMILIES = (
+    SEGMENT_USERS,
+    SEGMENT_REGISTRATION,
+    SEGMENT_STRENGTH,
+    GROUP_USERS,
+    GROUP_REGISTRATION,
+    GROUP_STRENGTH,
+    SYSTEM_PREFERRED,
+    DATA_TIMESTAMP,
+)
 # Families with one or more lines per tenant, in exposition order; those in REPORT_FAMILIES
 # are the report's and disappear when the report turns stale.
 TENANT_FAMILIES = (
@@ -139,30 +149,9 @@ TENANT_FAMILIES = (
     TOKEN_REQUESTS,
     GRAPH_REQUESTS,
     THROTTLED_RESPONSES,
-    SEGMENT_USERS,
-    SEGMENT_REGISTRATION,
-    SEGMENT_STRENGTH,
-    GROUP_USERS,
-    GROUP_REGISTRATION,
-    GROUP_STRENGTH,
-    SYSTEM_PREFERRED,
-    DATA_TIMESTAMP,
+    *SEGMENT_FAMILIES,
 )
-REPORT_FAMILIES = frozenset(
-    {
-        REGISTRATION_USERS,
-        TENANT_USERS,
-        METHOD_USERS,
-        SEGMENT_USERS,
-        SEGMENT_REGISTRATION,
-        SEGMENT_STRENGTH,
-        GROUP_USERS,
-        GROUP_REGISTRATION,
-        GROUP_STRENGTH,
-        SYSTEM_PREFERRED,
-        DATA_TIMESTAMP,
-    }
-)
+REPORT_FAMILIES = frozenset({REGISTRATION_USERS, TENANT_USERS, METHOD_USERS, *SEGMENT_FAMILIES})
 
 RELOAD_OK = Family(
     "entra_exporter_config_last_reload_successful",

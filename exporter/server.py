@@ -60,20 +60,20 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _media_weights(accept: str) -> dict[str, float]:
-    """Media range → q weight, from an Accept header."""
+def _weights(header: str) -> dict[str, float]:
+    """Media range or content coding → q weight, from an Accept or Accept-Encoding header."""
     weights: dict[str, float] = {}
-    for part in accept.split(","):
-        media, _, params = part.partition(";")
-        media = media.strip().lower()
-        if media:
-            weights[media] = _qvalue(params)
+    for part in header.split(","):
+        name, _, params = part.partition(";")
+        name = name.strip().lower()
+        if name:
+            weights[name] = _qvalue(params)
     return weights
 
 
 def wants_openmetrics(accept: str) -> bool:
     """True when the Accept header prefers OpenMetrics to the text format (by q-value)."""
-    weights = _media_weights(accept)
+    weights = _weights(accept)
     openmetrics = weights.get("application/openmetrics-text", 0.0)
     text = weights.get("text/plain", weights.get("text/*", weights.get("*/*", 0.0)))
     return openmetrics > 0.0 and openmetrics >= text
@@ -94,12 +94,7 @@ def _qvalue(params: str) -> float:
 
 def wants_gzip(accept_encoding: str) -> bool:
     """True when the Accept-Encoding header allows gzip: a weight above 0, or ``*``'s."""
-    weights: dict[str, float] = {}
-    for part in accept_encoding.split(","):
-        name, _, params = part.partition(";")
-        coding = name.strip().lower()
-        if coding:
-            weights[coding] = _qvalue(params)
+    weights = _weights(accept_encoding)
     return weights.get("gzip", weights.get("*", 0.0)) > 0.0
 
 
