@@ -233,6 +233,21 @@ def start_exporter() -> Iterator[Callable[..., ExporterProcess]]:
         process.kill()
 
 
+def promtool_notes(exposition: str) -> set[str]:
+    """What ``promtool check metrics`` says about an exposition, one note per line."""
+    check = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {line for line in (check.stdout + check.stderr).splitlines() if line.strip()}
+
+
+CAMEL_CASE_NOTE = "label names should be written in 'snake_case' not 'camelCase'"
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:

@@ -18,9 +18,11 @@ import pytest
 import yaml
 
 from tests.conftest import (
+    CAMEL_CASE_NOTE,
     REPO,
     ExporterProcess,
     allow_fast_polling,
+    promtool_notes,
     run_cli,
     sim_request,
     wait_until,
@@ -173,16 +175,8 @@ def test_check_config_summarises_without_secrets(sim_process: SimProcess) -> Non
 def test_promtool_notes_only_the_deliberate_camel_case_label(sim_process: SimProcess) -> None:
     result = run_cli(f"--config.file={sim_process.config_file}", "--once")
     assert result.returncode == 0
-    check = subprocess.run(
-        ["promtool", "check", "metrics"],
-        input=result.stdout,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    notes = {line for line in (check.stdout + check.stderr).splitlines() if line.strip()}
-    assert notes == {
-        "entra_credential_registration_users label names should be written in 'snake_case' not 'camelCase'"
+    assert promtool_notes(result.stdout) == {
+        f"entra_credential_registration_users {CAMEL_CASE_NOTE}"
     }
 
 

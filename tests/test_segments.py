@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,14 @@ from entra_simulator.segments import (
 )
 from exporter.config import DEFAULT_PRIVILEGED_ROLES, Config
 from exporter.configfile import load_config
-from tests.conftest import Pipeline, SimEnv, exposition_samples, run_cli
+from tests.conftest import (
+    CAMEL_CASE_NOTE,
+    Pipeline,
+    SimEnv,
+    exposition_samples,
+    promtool_notes,
+    run_cli,
+)
 
 TENANT = "tenant-0001"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -280,17 +286,8 @@ def test_promtool_notes_only_the_deliberate_camel_case_label_with_segments(
     result = run_cli(f"--config.file={sim_env.config_file}", "--once")
     assert result.returncode == 0, result.stderr
     assert "entra_group_strength_users{" in result.stdout
-    check = subprocess.run(
-        ["promtool", "check", "metrics"],
-        input=result.stdout,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    notes = {line for line in (check.stdout + check.stderr).splitlines() if line.strip()}
-    camel = "label names should be written in 'snake_case' not 'camelCase'"
-    assert notes == {
-        f"{family} {camel}"
+    assert promtool_notes(result.stdout) == {
+        f"{family} {CAMEL_CASE_NOTE}"
         for family in (
             "entra_credential_registration_users",
             "entra_segment_registration_users",
