@@ -158,6 +158,12 @@ RELOAD_OK = Family(
     "gauge",
     "1 if the last configuration load succeeded, else 0.",
 )
+WEB_RELOAD_OK = Family(
+    "entra_exporter_web_config_last_reload_successful",
+    "gauge",
+    "1 if the web config (and the certificates it names) last loaded, at start or after a "
+    "change, else 0: the last good one is in force.",
+)
 RELOAD_TIME = Family(
     "entra_exporter_config_last_reload_success_timestamp_seconds",
     "gauge",

@@ -61,6 +61,7 @@ from exporter.families import (
     TENANT_USERS,
     THROTTLED_RESPONSES,
     TOKEN_REQUESTS,
+    WEB_RELOAD_OK,
     escape_label_value,
     format_value,
 )
@@ -331,6 +332,7 @@ class MetricsStore:
         self._generation = 0
         self._cache: dict[bool, _Rendered] = {}
         self._reload_ok = 1
+        self._web_reload_ok = 1
         self._reload_time = time.time()
         self._scheduler_events = dict.fromkeys(SCHEDULER_EVENT_KINDS, 0)
         self._process = _process_registry()
@@ -384,6 +386,12 @@ class MetricsStore:
                 self._reload_time = time.time()
             self._generation += 1
 
+    def record_web_reload(self, ok: bool) -> None:
+        """Set the web-config reload gauge (certificates rotated, web config changed)."""
+        with self._lock:
+            self._web_reload_ok = 1 if ok else 0
+            self._generation += 1
+
     def record_scheduler_event(self, kind: str) -> None:
         """Count a scheduler event (missed, max_instances, error)."""
         with self._lock:
@@ -410,6 +418,7 @@ class MetricsStore:
             generation = self._generation
             entries = list(self._entries.values())
             reload_ok, reload_time = self._reload_ok, self._reload_time
+            web_reload_ok = self._web_reload_ok
             events = dict(self._scheduler_events)
         valid_until = float("inf")
         fresh: list[_Entry] = []
@@ -425,6 +434,8 @@ class MetricsStore:
             parts.extend(entry.lines[index] for entry in source)
         parts.append(RELOAD_OK.header(openmetrics))
         parts.append(f"{RELOAD_OK.name} {reload_ok}\n")
+        parts.append(WEB_RELOAD_OK.header(openmetrics))
+        parts.append(f"{WEB_RELOAD_OK.name} {web_reload_ok}\n")
         parts.append(RELOAD_TIME.header(openmetrics))
         parts.append(f"{RELOAD_TIME.name} {format_value(reload_time)}\n")
         parts.append(BUILD_INFO.header(openmetrics))

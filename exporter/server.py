@@ -12,7 +12,6 @@ import socket
 import ssl
 import sys
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,8 @@ from exporter import __version__
 from exporter.connections import BUSY, IDLE, READING, ConnectionGuard
 from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, MetricsStore
 from exporter.pages import render_landing_page, render_tenant_page
-from exporter.webconfig import RateLimitSettings, WebConfig
+from exporter.webconfig import WebConfig
+from exporter.webreload import LiveWebConfig
 
 log = logging.getLogger("exporter.server")
 
@@ -147,10 +147,10 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
 
     def _authorized(self) -> bool:
         """Client certificate and basic auth; answers 403/401 itself when refused."""
-        web = self.hooks.web
+        web = self.server.live.web
         if self._path() in PROBE_PATHS:
             return True  # Kubernetes probes can present neither certificates nor passwords
-        if not self.server.requests.take():
+        if not self.server.live.requests.take():
             self._send(429, b"Too Many Requests\n", headers={"Retry-After": "1"})
             return False
         if (
@@ -186,7 +186,7 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(sum(len(part) for part in parts)))
-        for name, value in {**self.hooks.web.headers, **(headers or {})}.items():
+        for name, value in {**self.server.live.web.headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -278,31 +278,6 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
 
-class RequestBucket:
-    """The web config's ``rate_limit``: a token bucket of ``burst`` tokens, one more per
-    ``interval``; a request without a token is answered 429 (probes are never limited)."""
-
-    def __init__(self, settings: RateLimitSettings | None) -> None:
-        self._settings = settings
-        self._tokens = float(settings.burst) if settings else 0.0
-        self._at = time.monotonic()
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        settings = self._settings
-        if settings is None:
-            return True
-        with self._lock:
-            now = time.monotonic()
-            refill = (now - self._at) / settings.interval
-            self._tokens = min(float(settings.burst), self._tokens + refill)
-            self._at = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return True
-            return False
-
-
 def _dual_stack() -> bool:
     """True when this machine can serve IPv4 and IPv6 on one IPv6 socket."""
     if not socket.has_ipv6:
@@ -338,7 +313,17 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         super().__init__(address, handler)
         self.guard = ConnectionGuard()
         self.guard.run_reaper()
-        self.requests = RequestBucket(None)
+        self.live = LiveWebConfig(WebConfig())
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Accept a connection, wrapped in TLS with the web config in force right now."""
+        connection, address = self.socket.accept()
+        context = self.live.current()
+        if context is not None:
+            connection = context.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
 
     def server_bind(self) -> None:
         if self._dual_stack:
@@ -375,11 +360,7 @@ def make_server(address: str, hooks: ServerHooks) -> ExporterHTTPServer:
     """Bind the HTTP server (not yet serving); HTTPS when the web config has TLS."""
     handler = type("BoundRequestHandler", (ExporterRequestHandler,), {"hooks": hooks})
     server = ExporterHTTPServer(parse_listen_address(address), handler)
-    server.requests = RequestBucket(hooks.web.rate_limit)
-    if hooks.web.tls is not None:
-        server.socket = hooks.web.tls.ssl_context().wrap_socket(
-            server.socket, server_side=True, do_handshake_on_connect=False
-        )
+    server.live = LiveWebConfig(hooks.web, hooks.store.record_web_reload)
     return server
 
 

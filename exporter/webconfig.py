@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
@@ -121,6 +122,9 @@ class WebConfig:
     rate_limit: RateLimitSettings | None = None
     # Keys that load but do nothing here, said once at start-up.
     warnings: tuple[str, ...] = ()
+    # The file it was read from, and every file it names: re-read when one of them changes.
+    source: str | None = None
+    watched: tuple[str, ...] = ()
 
 
 def _parse_http(node: Any, problems: Problems, warnings: list[str]) -> dict[str, str]:
@@ -247,4 +251,7 @@ def describe_web_config(web: WebConfig) -> str:
 
 def load_web_config(path: str) -> WebConfig:
     """Read and validate ``--web.config.file`` (strict YAML, as the main config)."""
-    return parse_web_config(read_yaml_file(path, "web config file"), Path(path).resolve().parent)
+    file = Path(path).resolve()
+    web = parse_web_config(read_yaml_file(path, "web config file"), file.parent)
+    named = web.tls.files if web.tls is not None else ()
+    return dataclasses.replace(web, source=str(file), watched=(str(file), *named))

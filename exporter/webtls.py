@@ -120,6 +120,8 @@ class TlsSettings:
     cipher_suites: tuple[str, ...] = ()
     prefer_server_cipher_suites: bool = True
     curve_preferences: tuple[str, ...] = ()
+    # The certificate, key and CA files it was read from (absolute paths).
+    files: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"TlsSettings({self.min_version}-{self.max_version}, {self.client_auth_type})"
@@ -294,6 +296,11 @@ def parse_tls(node: Any, base: Path, http2: bool, problems: Problems) -> TlsSett
         cipher_suites=ciphers,
         prefer_server_cipher_suites=bool(prefer),
         curve_preferences=curves,
+        files=tuple(
+            str(base / node[key])
+            for key in ("cert_file", "key_file", "client_ca_file")
+            if isinstance(node.get(key), str) and node[key]
+        ),
     )
     try:
         settings.ssl_context()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import http.client
+import shutil
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -355,3 +357,59 @@ def test_http2_loads_as_in_exporter_toolkit_and_says_it_has_no_effect() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_web_config({"http_server_config": {"http2": "yes"}})
     assert caught.value.problems == ["http_server_config.http2: must be true or false"]
+
+
+def served_certificate(port: int, pki: Pki) -> bytes:
+    """The certificate a new TLS connection is served (DER)."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        pki.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def test_a_rotated_certificate_is_served_without_a_restart_and_a_bad_one_is_not(
+    sim_env: SimEnv, pki: Pki, tmp_path: Path, start_exporter: Any
+) -> None:
+    folder = tmp_path / "web"
+    folder.mkdir()
+    shutil.copy(pki.cert_file, folder / "tls.crt")
+    shutil.copy(pki.key_file, folder / "tls.key")
+    web_file = folder / "web.yml"  # relative names: resolved against this folder
+    web_file.write_text("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n")
+    exporter = start_exporter(
+        f"--config.file={sim_env.config_file}", f"--web.config.file={web_file}"
+    )
+    wait_until(lambda: served_certificate(exporter.port, pki))
+    first = served_certificate(exporter.port, pki)
+
+    rotated = pki.ca.issue_cert("127.0.0.1", "localhost")  # what cert-manager does
+    rotated.private_key_pem.write_to_path(str(folder / "tls.key"))
+    rotated.cert_chain_pems[0].write_to_path(str(folder / "tls.crt"))
+    second = wait_until(lambda: (der := served_certificate(exporter.port, pki)) != first and der)
+    assert second != first
+
+    (folder / "tls.crt").write_text("not a certificate\n")  # a broken rotation
+    # Files are looked at when a connection arrives (at most once a second).
+    wait_until(
+        lambda: (
+            served_certificate(exporter.port, pki)
+            and "web config reload refused" in exporter.log_text()
+        )
+    )
+    assert served_certificate(exporter.port, pki) == second  # the last good one stays
+    status, _, body = http_get_tls(exporter.port, pki)
+    assert status == 200
+    assert b"entra_exporter_web_config_last_reload_successful 0" in body
+
+
+def http_get_tls(port: int, pki: Pki) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=pki.client_context())
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        return response.status, dict(response.headers), response.read()
+    finally:
+        connection.close()
