@@ -161,6 +161,14 @@ def _add_mode_flags(parser: argparse.ArgumentParser) -> None:
         help=f"this replica's shard, 0..N-1, or a StatefulSet pod name ending in -I "
         f"(default: ${SHARD_INDEX_ENV}, else 0)",
     )
+    parser.add_argument(
+        "--shard.split-app-limit",
+        dest="split_app_limit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pace each replica to 1/N of rate_limits.per_app, since replicas share the app; "
+        "--no-shard.split-app-limit gives each the whole limit (default: split)",
+    )
 
 
 def parse_settings(argv: list[str] | None) -> Settings:
@@ -171,7 +179,7 @@ def parse_settings(argv: list[str] | None) -> Settings:
     except ValueError as err:
         build_parser().error(f"--web.listen-address: {err}")
     try:
-        shard = shard_from(args.shard_count, args.shard_index, os.environ)
+        shard = shard_from(args.shard_count, args.shard_index, os.environ, args.split_app_limit)
     except ValueError as err:
         build_parser().error(f"--shard: {err}")
     if args.output is not None and not args.once:
@@ -410,7 +418,8 @@ def check_config(settings: Settings, full_config: Config, config: Config, web: W
     if shard.count > 1:
         print(
             f"shard {shard.index} of {shard.count}: {len(config.tenants)} of "
-            f"{len(full_config.tenants)} tenants"
+            f"{len(full_config.tenants)} tenants, pacing to {config.per_app} of the app's "
+            f"{full_config.per_app}"
         )
     if settings.web_config_file:
         print(f"web config ok: {describe_web_config(web)}")

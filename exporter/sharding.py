@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from exporter.config import Config, TenantConfig
+from exporter.config import Config, RateLimit, TenantConfig
 
 SHARD_INDEX_ENV = "EXPORTER_SHARD_INDEX"
 _ORDINAL_RE = re.compile(r"(?:^|-)(\d+)$")
@@ -24,6 +24,8 @@ class Shard:
 
     index: int = 0
     count: int = 1
+    # Pace this replica to 1/count of each app's per-app limit (replicas share the app).
+    split_app_limit: bool = True
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -36,10 +38,20 @@ class Shard:
         return shard_of(tenant.tenant_id, self.count) == self.index
 
     def select(self, config: Config) -> Config:
-        """The config with only this replica's tenants."""
+        """The config with only this replica's tenants, paced to its share of the app limit.
+
+        Graph counts an app's requests whichever replica sends them: N replicas that each
+        paced to the whole ``per_app`` limit would send N times what Graph allows. So each
+        paces to ``per_app / N`` (at least one request per window) unless told otherwise;
+        the price is budget left unused when the shards' tenants are unbalanced.
+        """
         if self.count == 1:
             return config
-        return dataclasses.replace(config, tenants=tuple(t for t in config.tenants if self.owns(t)))
+        tenants = tuple(t for t in config.tenants if self.owns(t))
+        per_app = config.per_app
+        if self.split_app_limit:
+            per_app = RateLimit(max(1, per_app.requests // self.count), per_app.per_seconds)
+        return dataclasses.replace(config, tenants=tenants, per_app=per_app)
 
 
 def shard_of(tenant_id: str, count: int) -> int:
@@ -56,7 +68,9 @@ def parse_shard_index(value: str) -> int:
     return int(match.group(1))
 
 
-def shard_from(count: int, index: str | None, environ: Mapping[str, str]) -> Shard:
+def shard_from(
+    count: int, index: str | None, environ: Mapping[str, str], split_app_limit: bool = True
+) -> Shard:
     """The shard from ``--shard.count``/``--shard.index``, the index defaulting to the env var."""
     text = index if index is not None else environ.get(SHARD_INDEX_ENV, "0")
-    return Shard(parse_shard_index(text), count)
+    return Shard(parse_shard_index(text), count, split_app_limit)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 import uuid
+from pathlib import Path
 
 import pytest
 
+from exporter.config import Config, RateLimit
 from exporter.sharding import Shard, parse_shard_index, shard_from, shard_of
-from tests.conftest import SimEnv, run_cli
+from tests.conftest import SimEnv, run_cli, tenant_config
 
 IDS = [str(uuid.UUID(int=random.Random(7).getrandbits(128) ^ i, version=4)) for i in range(1000)]
 
@@ -87,3 +89,35 @@ def test_cli_polls_only_its_shard(sim_env: SimEnv) -> None:
     )
     assert bad.returncode == 2
     assert "--shard" in bad.stderr
+
+
+def test_replicas_share_the_apps_limit_by_default() -> None:
+    config = Config(
+        tenants=tuple(tenant_config(f"t{i}") for i in range(3)), per_app=RateLimit(122, 10.0)
+    )
+    assert Shard(0, 3).select(config).per_app == RateLimit(40, 10.0)  # 3 x 40 <= 122
+    assert Shard(0, 1).select(config).per_app == RateLimit(122, 10.0)
+    assert Shard(0, 3, split_app_limit=False).select(config).per_app == RateLimit(122, 10.0)
+    assert Shard(0, 500).select(config).per_app == RateLimit(1, 10.0)  # never zero
+
+
+def test_check_config_says_the_share(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "tenants:\n"
+        "  - {tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47, "
+        "client_id: 00000000-0000-0000-0000-000000000001, client_secret: s3cret-value}\n"
+    )
+    config.chmod(0o600)
+    split = run_cli(
+        f"--config.file={config}", "--check-config", "--shard.count=2", "--shard.index=0"
+    )
+    assert "pacing to 61/10s of the app's 122/10s" in split.stdout, split.stderr
+    whole = run_cli(
+        f"--config.file={config}",
+        "--check-config",
+        "--shard.count=2",
+        "--shard.index=0",
+        "--no-shard.split-app-limit",
+    )
+    assert "pacing to 122/10s of the app's 122/10s" in whole.stdout
