@@ -278,12 +278,7 @@ def parse_tls(node: Any, base: Path, http2: bool, problems: Problems) -> TlsSett
         or versions is None
     ):
         return None
-    if http2 and ciphers and versions[0] != "TLS13" and not set(ciphers) & set(HTTP2_CIPHERS):
-        problems.add(
-            f"{TLS_PATH}.cipher_suites",
-            "is missing an HTTP/2-required cipher (TLS_ECDHE_*_WITH_AES_128_GCM_SHA256); "
-            "add one or set http_server_config.http2: false, as exporter-toolkit requires",
-        )
+    if not _http2_ready(http2, ciphers, versions[0], problems):
         return None
     settings = TlsSettings(
         cert_pem=cert,
@@ -296,16 +291,35 @@ def parse_tls(node: Any, base: Path, http2: bool, problems: Problems) -> TlsSett
         cipher_suites=ciphers,
         prefer_server_cipher_suites=bool(prefer),
         curve_preferences=curves,
-        files=tuple(
-            str(base / node[key])
-            for key in ("cert_file", "key_file", "client_ca_file")
-            if isinstance(node.get(key), str) and node[key]
-        ),
+        files=_named_files(node, base),
     )
+    return settings if _usable(settings, problems) else None
+
+
+def _http2_ready(http2: bool, ciphers: tuple[str, ...], low: str, problems: Problems) -> bool:
+    """Go's HTTP/2 server needs one of its ciphers among TLS 1.2 suites (exporter-toolkit)."""
+    if http2 and ciphers and low != "TLS13" and not set(ciphers) & set(HTTP2_CIPHERS):
+        problems.add(
+            f"{TLS_PATH}.cipher_suites",
+            "is missing an HTTP/2-required cipher (TLS_ECDHE_*_WITH_AES_128_GCM_SHA256); "
+            "add one or set http_server_config.http2: false, as exporter-toolkit requires",
+        )
+        return False
+    return True
+
+
+def _named_files(node: Mapping[str, Any], base: Path) -> tuple[str, ...]:
+    """The certificate, key and CA files the settings were read from (to watch them)."""
+    names = (node.get(name) for name in ("cert_file", "key_file", "client_ca_file"))
+    return tuple(str(base / name) for name in names if isinstance(name, str) and name)
+
+
+def _usable(settings: TlsSettings, problems: Problems) -> bool:
+    """True when OpenSSL takes the certificate, key, CA and ciphers together."""
     try:
         settings.ssl_context()
     except (ssl.SSLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or "invalid"
         problems.add(TLS_PATH, f"cannot use the certificate, key, CA or ciphers: {reason}")
-        return None
-    return settings
+        return False
+    return True
