@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from entra_simulator.directory import REPORT_SHAPES
+from entra_simulator.limits import PER_APP, PER_APP_PER_TENANT, GraphLimits, Limit
 from entra_simulator.simulator import Simulator
 from exporter.configfile import parse_duration
 
@@ -70,6 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="two groups, rollout-wave-1 and -2, of this many users each",
     )
+    parser.add_argument(
+        "--enforce-limits",
+        action="store_true",
+        help="answer 429 past Graph's documented report limits (5/10s per app per tenant, "
+        "122/10s per app), counting refusals in /_sim/stats",
+    )
+    parser.add_argument(
+        "--limits",
+        default=None,
+        metavar="PER_APP_PER_TENANT,PER_APP",
+        help="with --enforce-limits: other limits, e.g. 2/1s,5/1s",
+    )
+    parser.add_argument(
+        "--one-app",
+        action="store_true",
+        help="every tenant uses the same client_id (one multi-tenant app)",
+    )
     parser.add_argument("--config-out", help="write a ready exporter config here")
     parser.add_argument("--ca-out", help="write the CA bundle here (default: next to --config-out)")
     return parser
@@ -92,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     sim = Simulator(
+        limits=_limits(args),
         tenants=args.tenants,
         latency=latency,
         fault_rate=args.fault_rate,
@@ -102,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     for index, tenant in enumerate(sim.tenants.values()):
         tenant.users = args.users
         tenant.seed_gone = index < args.gone_tenants
+        if args.one_app:
+            tenant.client_id = first_client_id(sim)
         tenant.privileged_admins = args.privileged_admins
         tenant.group_size = args.group_size
         if args.report_shapes == "mixed":
@@ -139,3 +160,17 @@ def _segments(sim: Simulator, args: argparse.Namespace) -> dict[str, Any]:
         "sources": dict.fromkeys(names, "userRegistrationDetails"),
         "segments": dict.fromkeys(names, segments),
     }
+
+
+def _limits(args: argparse.Namespace) -> GraphLimits | None:
+    if not args.enforce_limits:
+        return None
+    if args.limits:
+        tenant, _, app = args.limits.partition(",")
+        return GraphLimits(Limit.parse(tenant), Limit.parse(app))
+    return GraphLimits(PER_APP_PER_TENANT, PER_APP)
+
+
+def first_client_id(sim: Simulator) -> str:
+    """The client_id of the first tenant: the one app every tenant uses with --one-app."""
+    return next(iter(sim.tenants.values())).client_id

@@ -1,7 +1,29 @@
-"""What the simulator answers for each Graph fault that is a fixed answer (the others —
-hang, reset, a dated Retry-After, a nextLink loop — are made in the handler)."""
+"""Fixed answers: each Graph fault that is one (the others — hang, reset, a dated Retry-After,
+a nextLink loop — are made in the handler), and the identity provider's OpenID discovery."""
 
 from __future__ import annotations
+
+from typing import Any
+
+
+def openid_configuration(base: str, tenant_key: str) -> dict[str, Any]:
+    """The OpenID discovery document MSAL reads for ``tenant_key``."""
+    return {
+        "token_endpoint": f"{base}/{tenant_key}/oauth2/v2.0/token",
+        "authorization_endpoint": f"{base}/{tenant_key}/oauth2/v2.0/authorize",
+        "device_authorization_endpoint": f"{base}/{tenant_key}/oauth2/v2.0/devicecode",
+        "issuer": f"{base}/{tenant_key}/v2.0",
+        "jwks_uri": f"{base}/{tenant_key}/discovery/v2.0/keys",
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
+        ],
+        "response_types_supported": ["code", "id_token", "code id_token", "token id_token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "tenant_region_scope": "NA",
+    }
+
 
 # Faults answered with a Graph error: (status, code, message, headers).
 FAULT_ANSWERS: dict[str, tuple[int, str, str, dict[str, str]]] = {

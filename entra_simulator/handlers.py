@@ -26,7 +26,8 @@ from entra_simulator.directory import (
     details_page,
     report_document,
 )
-from entra_simulator.faults import FAULT_ANSWERS, FAULT_BODIES
+from entra_simulator.faults import FAULT_ANSWERS, FAULT_BODIES, openid_configuration
+from entra_simulator.limits import retry_after
 from entra_simulator.segments import directory_of, members_page, role_page
 
 if TYPE_CHECKING:
@@ -170,30 +171,7 @@ class _SimHandler(BaseHTTPRequestHandler):
                     },
                 )
                 return
-            base = sim.base_url
-            self._json(
-                200,
-                {
-                    "token_endpoint": f"{base}/{tenant_key}/oauth2/v2.0/token",
-                    "authorization_endpoint": f"{base}/{tenant_key}/oauth2/v2.0/authorize",
-                    "device_authorization_endpoint": f"{base}/{tenant_key}/oauth2/v2.0/devicecode",
-                    "issuer": f"{base}/{tenant_key}/v2.0",
-                    "jwks_uri": f"{base}/{tenant_key}/discovery/v2.0/keys",
-                    "token_endpoint_auth_methods_supported": [
-                        "client_secret_post",
-                        "private_key_jwt",
-                        "client_secret_basic",
-                    ],
-                    "response_types_supported": [
-                        "code",
-                        "id_token",
-                        "code id_token",
-                        "token id_token",
-                    ],
-                    "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                    "tenant_region_scope": "NA",
-                },
-            )
+            self._json(200, openid_configuration(sim.base_url, tenant_key))
             self._record("discovery", discovered)
         elif path == "/metadata/identity/oauth2/token":
             self._managed_identity_token(urllib.parse.urlsplit(self.path).query)
@@ -309,6 +287,17 @@ class _SimHandler(BaseHTTPRequestHandler):
             )
         return tenant
 
+    def _over_limits(self, tenant: SimTenant) -> bool:
+        """Answer 429 (and True) when the request would cross Graph's report limits."""
+        limits = self.sim.limits
+        wait = limits.admit(tenant.client_id, tenant.tenant_id) if limits else None
+        if wait is None:
+            return False
+        self._graph_error(
+            429, "TooManyRequests", "Too many requests.", {"Retry-After": retry_after(wait)}
+        )
+        return True
+
     def _take_graph_fault(self, tenant: SimTenant) -> tuple[str | None, int]:
         """Count a Graph request; pick its fault (queued or random) and wait the latency."""
         sim = self.sim
@@ -329,6 +318,8 @@ class _SimHandler(BaseHTTPRequestHandler):
         sim = self.sim
         tenant = self._graph_tenant()
         if tenant is None:
+            return
+        if self._over_limits(tenant):
             return
         fault, step = self._take_graph_fault(tenant)
         if fault is not None:
@@ -370,10 +361,15 @@ class _SimHandler(BaseHTTPRequestHandler):
         )
         self._record("token", tenant)
 
-    def _graph_call(self, query: str) -> tuple[SimTenant, dict[str, str]] | None:
-        """Tenant and query of a Graph call; None when it was answered (401 or a fault)."""
+    def _graph_call(
+        self, query: str, limited: bool = False
+    ) -> tuple[SimTenant, dict[str, str]] | None:
+        """Tenant and query of a Graph call; None when it was answered (401, 429, a fault).
+
+        ``limited``: a report call, subject to Graph's report limits when they are enforced.
+        """
         tenant = self._graph_tenant()
-        if tenant is None:
+        if tenant is None or (limited and self._over_limits(tenant)):
             return None
         fault, _ = self._take_graph_fault(tenant)
         if fault is not None:
@@ -404,7 +400,7 @@ class _SimHandler(BaseHTTPRequestHandler):
 
     def _details(self, query: str) -> None:
         """One page of userRegistrationDetails, generated from the tenant's seed."""
-        call = self._graph_call(query)
+        call = self._graph_call(query, limited=True)
         if call is None:
             return
         tenant, params = call

@@ -24,6 +24,7 @@ from entra_simulator.directory import (
     make_tenant,
 )
 from entra_simulator.handlers import make_server
+from entra_simulator.limits import GraphLimits
 from entra_simulator.segments import directory_of
 from entra_simulator.tls import check_certificate_assertion, make_tls_material
 from exporter.config import format_duration
@@ -40,8 +41,11 @@ class Simulator:
         token_lifetime: int = 3599,
         hang_seconds: float = 60.0,
         seed: int | None = None,
+        limits: GraphLimits | None = None,
     ) -> None:
         self.rng = random.Random(seed)
+        # Graph's report limits, when the simulator enforces them (None: it does not).
+        self.limits = limits
         self.latency = latency
         self.fault_rate = fault_rate
         self.token_lifetime = token_lifetime
@@ -135,6 +139,7 @@ class Simulator:
             "tenants": tenants,
             "token_requests": sum(t["token_requests"] for t in tenants.values()),
             "graph_requests": sum(t["graph_requests"] for t in tenants.values()),
+            "refused_by_limits": self.limits.refused if self.limits else 0,
         }
 
     # ---------------------------------------------------------------- server
