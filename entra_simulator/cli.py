@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval", default="30s", help="interval written into --config-out")
     parser.add_argument("--jitter", default="1s", help="jitter written into --config-out")
     parser.add_argument("--timeout", default="10s", help="timeout written into --config-out")
+    _add_directory_flags(parser)
+    _add_limit_flags(parser)
+    return parser
+
+
+def _add_directory_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--users",
         type=int,
@@ -71,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="two groups, rollout-wave-1 and -2, of this many users each",
     )
+    parser.add_argument("--config-out", help="write a ready exporter config here")
+    parser.add_argument("--ca-out", help="write the CA bundle here (default: next to --config-out)")
+
+
+def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--enforce-limits",
         action="store_true",
@@ -88,9 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every tenant uses the same client_id (one multi-tenant app)",
     )
-    parser.add_argument("--config-out", help="write a ready exporter config here")
-    parser.add_argument("--ca-out", help="write the CA bundle here (default: next to --config-out)")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
