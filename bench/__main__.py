@@ -19,6 +19,9 @@ Scenarios (sizes settable, defaults as in docs/performance.md):
    of U users (200,000) with two groups of U/4 and 500 privileged admins, polled with and
    without segments: exporter CPU for the poll, users counted per CPU-second, peak RSS over the
    idle exporter.
+6. pacing — N tenants of one app against a simulator enforcing Graph's documented limits
+   (5/10 s per app per tenant, 122/10 s per app): round time against the minimum the limits
+   allow, and the answers the simulator refused (429).
 """
 
 from __future__ import annotations
@@ -512,6 +515,34 @@ def big_tenant(workdir: Path, sizes: Sizes, report: Report) -> None:
     )
 
 
+def pacing(workdir: Path, sizes: Sizes, report: Report) -> None:
+    """Scenario 6: one app, N tenants, Graph's real limits enforced by the simulator."""
+    folder = workdir / "pacing"
+    folder.mkdir()
+    tenants = sizes.tenants
+    sim = SimulatorProcess(
+        folder,
+        tenants,
+        interval="1h",
+        config_overrides={"concurrency": sizes.concurrency},  # Graph's documented limits
+        extra_args=("--enforce-limits", "--one-app"),
+    )
+    stack = Stack(sim, ExporterProcess(sim.config_file, folder / "exporter.log"))
+    try:
+        calls = wait_for(lambda: len(r := reports(sim)) >= tenants and r, 600, "pacing round")
+        refused = sim.stats()["refused_by_limits"]
+    finally:
+        stack.stop()
+    span = max(end for _, end in calls[:tenants]) - min(start for start, _ in calls[:tenants])
+    # The last of N arrivals can come no sooner than floor((N-1)/122) windows after the first.
+    minimum = ((tenants - 1) // 122) * 10.0
+    against = f"minimum floor(({tenants}-1)/122)*10s={minimum:.0f}s"
+    report.add(
+        Figure("pacing", f"round_seconds@{tenants}", span, "s", span / max(minimum, 1.0), against)
+    )
+    report.add(Figure("pacing", f"refused_by_graph@{tenants}", refused, "429s", None, "target 0"))
+
+
 def economy(workdir: Path, sizes: Sizes, report: Report) -> None:
     """Scenario 4."""
     folder = workdir / "economy"
@@ -578,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=["fanout", "scrape", "footprint", "economy", "segments"],
+        choices=["fanout", "scrape", "footprint", "economy", "segments", "pacing"],
         help="run only these",
     )
     args = parser.parse_args(argv)
@@ -596,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.economy_seconds:
         overrides["economy_seconds"] = args.economy_seconds
     sizes = Sizes(**{**sizes.__dict__, **overrides})
-    only = set(args.only or ["fanout", "scrape", "footprint", "economy", "segments"])
+    only = set(args.only or ["fanout", "scrape", "footprint", "economy", "segments", "pacing"])
     report = Report()
     print(f"{'benchmark':10} {'figure':40} {'value':>14} {'unit':8} ratio")
     with tempfile.TemporaryDirectory(prefix="entra-bench-") as name:
@@ -613,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         if "segments" in only:
             segments_at_scale(workdir, sizes, report)
             big_tenant(workdir, sizes, report)
+        if "pacing" in only:
+            pacing(workdir, sizes, report)
     return 0
 
 

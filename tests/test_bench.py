@@ -26,6 +26,8 @@ EXPECTED = {
     ("segments", "users_per_cpu_second_segments@4000"),
     ("segments", "peak_rss_growth_mb_segments@4000"),
     ("segments", "segments_cpu_cost@4000"),
+    ("pacing", "round_seconds@20"),
+    ("pacing", "refused_by_graph@20"),
 }
 SCRAPE = {
     f"{stat}_ms_{scrapers}_{encoding}"
