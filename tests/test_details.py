@@ -109,3 +109,19 @@ def test_principals_users_groups_and_what_is_skipped() -> None:
         principals=False,
     )
     assert members.users == {uuid.UUID(BOB).int}
+
+
+def test_a_number_where_a_boolean_belongs_is_refused_after_the_same_true_was_seen() -> None:
+    # Seen flag combinations are remembered; 1 == True in Python, so the memory must not let
+    # a JSON 1 pass for a true that was seen before.
+    counter = RegistrationDetailsCounter()
+    counter.add_page({"value": [user(isMfaRegistered=True)]})
+    with pytest.raises(ReportParseError, match="isMfaRegistered is not a boolean"):
+        counter.add_page({"value": [user(isMfaRegistered=1)]})
+
+
+def test_unhashable_labels_are_refused_not_crashed_on() -> None:
+    counter = RegistrationDetailsCounter()
+    counter.add_page({"value": [user(userType="member")]})
+    with pytest.raises(ReportParseError, match="userType is not a usable user type"):
+        counter.add_page({"value": [user(userType=["member"])]})
