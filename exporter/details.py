@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeGuard
+from typing import Any
 
 from exporter.report import (
     CoverageCounts,
@@ -33,7 +33,6 @@ DETAIL_FLAGS = (
     ("isPasswordlessCapable", "passwordlessCapable"),
 )
 SEGMENT_STATUSES = tuple(status for _, status in DETAIL_FLAGS)
-_FLAG_FIELDS = tuple(field for field, _ in DETAIL_FLAGS)
 DETAIL_FIELDS = (
     "id",
     *(name for name, _ in DETAIL_FLAGS),
@@ -114,8 +113,6 @@ class RegistrationDetailsCounter:
         self._preferred: dict[str, int] = {}
         self._newest: float | None = None
         self._pages = 0
-        self._flags: dict[tuple[int, ...], tuple[int, ...]] = {}
-        self._labels: set[str] = set()
 
     def add_page(self, document: Any) -> str | None:
         """Count one page of ``userRegistrationDetails``; return its ``@odata.nextLink``."""
@@ -124,105 +121,57 @@ class RegistrationDetailsCounter:
         for index, user in enumerate(document["value"]):
             if not isinstance(user, dict):
                 raise ReportParseError(f"value[{index}] is not an object")
-            self._count(user, index)
+            self._count(user, f"value[{index}]")
         self._pages += 1
         return next_link(document)
 
-    def _count(self, user: dict[str, Any], index: int) -> None:
-        # The hot loop of a poll (200,000 users is 200,000 calls): validated values are
-        # remembered, so each distinct flag combination or label is checked once.
-        get = user.get
-        flags = self._flags.get(tuple(map(id, map(get, _FLAG_FIELDS))))
-        if flags is None:
-            flags = self._new_flags(user, index)
-        methods = self._methods(get("methodsRegistered"), index)
+    def _count(self, user: dict[str, Any], where: str) -> None:
+        flags = [_flag(user.get(field), where, field) for field, _ in DETAIL_FLAGS]
+        methods = _methods(user.get("methodsRegistered"), where)
         strength = strength_of(methods)
-        ids = self._context.needs_ids
-        user_id = parse_object_id(get("id"), f"value[{index}].id") if ids else 0
+        user_id = parse_object_id(user.get("id"), f"{where}.id") if self._context.needs_ids else 0
         if user_id in self._context.privileged:
             role = "privileged_admin"
         else:
-            role = "admin" if _flag(get("isAdmin"), f"value[{index}]", "isAdmin") else "user"
-        key = (self._user_type(get("userType"), index), role)
+            role = "admin" if _flag(user.get("isAdmin"), where, "isAdmin") else "user"
+        key = (self._user_type(user.get("userType"), where), role)
         row = self._segments.get(key)
         if row is None:
             row = self._segments[key] = [0] * _ROW
         _add(row, flags, strength)
-        if ids:
-            for (_, members), group_row in zip(self._context.groups, self._groups, strict=True):
-                if user_id in members:
-                    _add(group_row, flags, strength)
-        by_method = self._by_method
+        for (_, members), group_row in zip(self._context.groups, self._groups, strict=True):
+            if user_id in members:
+                _add(group_row, flags, strength)
         for method in methods:
-            by_method[method] = by_method.get(method, 0) + 1
-        if len(by_method) > MAX_METHODS:
+            self._by_method[method] = self._by_method.get(method, 0) + 1
+        if len(self._by_method) > MAX_METHODS:
             raise ReportParseError("more distinct authentication methods than expected")
-        self._count_preferred(get("systemPreferredAuthenticationMethods"), index)
-        self._note_updated(get("lastUpdatedDateTime"), index)
+        self._count_preferred(user.get("systemPreferredAuthenticationMethods"), where)
+        self._note_updated(user.get("lastUpdatedDateTime"), where)
 
-    def _new_flags(self, user: dict[str, Any], index: int) -> tuple[int, ...]:
-        """The flags of a combination not seen yet, checked (true, false or null each).
-
-        Remembered by the identities of the values: ``True``, ``False`` and ``None`` are
-        singletons, and a JSON ``1`` (which equals ``True``) has another identity.
-        """
-        values = tuple(user.get(field) for field in _FLAG_FIELDS)
-        flags = tuple(
-            _flag(v, f"value[{index}]", field)
-            for v, field in zip(values, _FLAG_FIELDS, strict=True)
-        )
-        self._flags[tuple(map(id, values))] = flags
-        return flags
-
-    def _label(self, value: Any) -> TypeGuard[str]:
-        """True for a usable label value (remembered once seen)."""
-        try:
-            if value in self._labels:
-                return True
-        except TypeError:  # unhashable: a list or an object where a string belongs
-            return False
-        if usable_label(value):
-            self._labels.add(value)
-            return True
-        return False
-
-    def _methods(self, value: Any, index: int) -> set[str]:
-        if value is None:
-            return set()
-        if not isinstance(value, list):
-            raise ReportParseError(f"value[{index}].methodsRegistered is not a list")
-        for method in value:
-            if not self._label(method):
-                raise ReportParseError(
-                    f"value[{index}].methodsRegistered holds {str(method)[:40]!a}"
-                )
-        return set(value)
-
-    def _user_type(self, value: Any, index: int) -> str:
+    def _user_type(self, value: Any, where: str) -> str:
         if value is None:
             return NULL_USER_TYPE
-        if not self._label(value):
-            raise ReportParseError(f"value[{index}].userType is not a usable user type")
+        if not usable_label(value):
+            raise ReportParseError(f"{where}.userType is not a usable user type")
         if len(self._segments) >= MAX_USER_TYPES * len(ROLES) and all(
             key[0] != value for key in self._segments
         ):
             raise ReportParseError("more distinct user types than expected")
         return value
 
-    def _count_preferred(self, value: Any, index: int) -> None:
+    def _count_preferred(self, value: Any, where: str) -> None:
         if value is None or value == []:
             first = NO_METHOD
-        elif isinstance(value, list) and self._label(value[0]):
+        elif isinstance(value, list) and usable_label(value[0]):
             first = value[0]
         else:
-            raise ReportParseError(
-                f"value[{index}].systemPreferredAuthenticationMethods is not a list"
-            )
+            raise ReportParseError(f"{where}.systemPreferredAuthenticationMethods is not a list")
         if first not in self._preferred and len(self._preferred) >= MAX_METHODS:
             raise ReportParseError("more distinct system-preferred methods than expected")
         self._preferred[first] = self._preferred.get(first, 0) + 1
 
-    def _note_updated(self, value: Any, index: int) -> None:
+    def _note_updated(self, value: Any, where: str) -> None:
         if value is None:
             return
         try:
@@ -230,7 +179,7 @@ class RegistrationDetailsCounter:
         except ValueError:
             when = None
         if when is None:
-            raise ReportParseError(f"value[{index}].lastUpdatedDateTime is not a date and time")
+            raise ReportParseError(f"{where}.lastUpdatedDateTime is not a date and time")
         if self._newest is None or when > self._newest:
             self._newest = when
 
@@ -269,15 +218,22 @@ def _flag(value: Any, where: str, field: str) -> int:
     raise ReportParseError(f"{where}.{field} is not a boolean")
 
 
-def _add(row: list[int], flags: tuple[int, ...], strength: int) -> None:
+def _methods(value: Any, where: str) -> set[str]:
+    if value is None:
+        return set()
+    if not isinstance(value, list):
+        raise ReportParseError(f"{where}.methodsRegistered is not a list")
+    for method in value:
+        if not usable_label(method):
+            raise ReportParseError(f"{where}.methodsRegistered holds {str(method)[:40]!a}")
+    return set(value)
+
+
+def _add(row: list[int], flags: list[int], strength: int) -> None:
     row[0] += 1
-    row[1] += flags[0]
-    row[2] += flags[1]
-    row[3] += flags[2]
-    row[4] += flags[3]
-    row[5] += flags[4]
-    row[6] += flags[5]
-    row[7 + strength] += 1
+    for i, flag in enumerate(flags, 1):
+        row[i] += flag
+    row[1 + len(flags) + strength] += 1
 
 
 def _counts(row: list[int]) -> CoverageCounts:
