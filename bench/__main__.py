@@ -305,16 +305,7 @@ def scrape(stack: Stack, sizes: Sizes, report: Report) -> None:
     port = stack.exporter.port
     status, body = stack.exporter.get("/metrics")
     assert status == 200
-    families = list(text_string_to_metric_families(body.decode()))
-    series = sum(len(f.samples) for f in families)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))  # type: ignore[arg-type]
-    baseline = []
-    for _ in range(max(5, sizes.scrape_requests // 10)):
-        started = time.perf_counter()
-        generate_latest(registry)
-        baseline.append(time.perf_counter() - started)
-    base = statistics.median(baseline)
+    base, series = generate_latest_median(body, max(5, sizes.scrape_requests // 10))
     against = f"generate_latest median {base * 1000:.2f}ms over {series} series"
     report.add(
         Figure("scrape", "generate_latest_median_ms", base * 1000, "ms", None, f"{series} series")

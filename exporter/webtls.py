@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exporter.files import read_text
 from exporter.problems import Problems
 
 TLS_PATH = "tls_server_config"
@@ -191,12 +190,7 @@ def _pem(
         return inline if isinstance(inline, str) else None
     if not isinstance(file_name, str) or not file_name:
         return None
-    resolved = base / file_name
-    try:
-        return read_text(resolved)
-    except (OSError, UnicodeDecodeError) as err:
-        problems.add(path, f"cannot read {resolved}: {getattr(err, 'strerror', None) or err}")
-        return None
+    return problems.read_text_file(str(base / file_name), path)
 
 
 def _names(

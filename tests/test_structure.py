@@ -1,7 +1,7 @@
 """The shape the code keeps: small modules and functions, one-way imports, public seams for tests.
 
 These guard what review found once (a config module of 881 lines, the simulator in the
-exporter's import graph, tests reaching into ``scheduler._jobs``) from coming back unnoticed.
+exporter's import graph, tests reaching into the scheduler's private job table) from coming back unnoticed.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def test_the_exporter_does_not_import_the_simulator() -> None:
 
 
 def private_attribute_uses(tree: ast.AST) -> list[str]:
-    """``obj._name`` where ``obj`` is not ``self`` or ``cls`` (dunders allowed)."""
+    """Attributes with a leading underscore on anything but ``self`` or ``cls`` (dunders allowed)."""
     found = []
     for node in ast.walk(tree):
         if (
