@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench system-packages clean
+.PHONY: demo test lint bench mutation system-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,20 @@ system-packages:
 		echo "not root: tests that need $(SYSTEM_PACKAGES) will skip"; \
 	fi
 
+# Grafana's published dashboard schema (@grafana/schema, its TypeScript types) and tsc for the
+# dashboard test, pinned by tests/grafana_schema/package-lock.json; node and npm come with the
+# machine. Without npm the test skips, saying why.
+GRAFANA_SCHEMA := tests/grafana_schema
+NODE_STAMP := $(GRAFANA_SCHEMA)/node_modules/.installed-stamp
+$(NODE_STAMP): $(GRAFANA_SCHEMA)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(GRAFANA_SCHEMA) --no-audit --no-fund --silent && touch $@; \
+	else echo "no npm: the Grafana dashboard schema test will skip"; fi
+
 demo: $(STAMP)
 	$(BIN)/entra-registration-exporter --demo
 
-test: $(STAMP) system-packages
+test: $(STAMP) system-packages $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -46,5 +56,17 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Not part of `make test`: mutmut over the pure modules (docs/testing.md). Its own virtualenv,
+# without this project installed, because mutmut imports the mutated copy it makes.
+MUTATION_VENV := .venv-mutation
+$(MUTATION_VENV)/.installed-stamp: pyproject.toml
+	$(PYTHON) -m venv $(MUTATION_VENV)
+	$(MUTATION_VENV)/bin/pip install --quiet --disable-pip-version-check '.[test]' 'mutmut>=3.8,<4'
+	$(MUTATION_VENV)/bin/pip uninstall --quiet --yes entra-registration-exporter
+	touch $@
+
+mutation: $(STAMP) $(MUTATION_VENV)/.installed-stamp
+	$(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(MUTATION_VENV) $(GRAFANA_SCHEMA)/node_modules build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

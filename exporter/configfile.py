@@ -311,15 +311,13 @@ def _parse_endpoints(value: Any, path: str, problems: Problems) -> CloudEndpoint
         return None
     problems.check_keys(value, {"authority_host", "graph_host"}, path)
     hosts: list[str] = []
-    for key in ("authority_host", "graph_host"):
+    for key in ("authority_host", "graph_host"):  # both checked: every problem at once
         host = problems.string(value.get(key), join(path, key))
-        if host is None:
-            return None
-        if not _HTTPS_HOST_RE.match(host.rstrip("/")):
+        if host is not None and not _HTTPS_HOST_RE.match(host.rstrip("/")):
             problems.add(join(path, key), f"{host!r} must be an https:// URL without a path")
-            return None
-        hosts.append(host.rstrip("/"))
-    return CloudEndpoints(hosts[0], hosts[1])
+        elif host is not None:
+            hosts.append(host.rstrip("/"))
+    return CloudEndpoints(hosts[0], hosts[1]) if len(hosts) == 2 else None
 
 
 def _parse_tls_ca_file(document: dict[str, Any], problems: Problems) -> str | None:

@@ -24,7 +24,8 @@ from exporter.failures import (
     describe_error,
     unexpected_failure,
 )
-from exporter.graph import GraphClient, GraphError, RequestTally
+from exporter.graph import GraphClient
+from exporter.graphanswers import GraphError, RequestTally
 from exporter.report import RegistrationReport
 from exporter.successor import fetch_registration_details
 from exporter.transport import Transport

@@ -21,7 +21,8 @@ from exporter.details import (
     RegistrationDetailsCounter,
     SegmentContext,
 )
-from exporter.graph import GraphClient, GraphError, RequestTally
+from exporter.graph import GraphClient
+from exporter.graphanswers import GraphError, RequestTally
 from exporter.report import RegistrationReport
 
 # One object per user (application permission AuditLog.Read.All); only counted fields selected.

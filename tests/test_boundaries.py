@@ -23,9 +23,10 @@ from exporter.failures import (
     NETWORK_ERROR,
     PollFailure,
     classify_oauth_error,
+    describe_error,
     is_retryable_status,
 )
-from exporter.graph import RequestTally, graph_error_details, parse_retry_after
+from exporter.graphanswers import RequestTally, graph_error_details, parse_retry_after
 from exporter.metrics import MetricsStore
 from exporter.poller import PollResult
 from exporter.ratelimit import GraphRateLimiter, RateLimitedError
@@ -300,3 +301,18 @@ def test_user_assigned_managed_identity_and_the_send_x5c_default() -> None:
     assert config.tenants[0].credential == ManagedIdentityCredential(identity)
     assert config.tenants[0].client_id == identity  # the rate-limit key
     assert CertificateCredential(Secret("k"), "c", "kf", "cf").send_x5c is True
+
+
+@pytest.mark.parametrize(
+    ("error", "described"),
+    [
+        (ValueError(""), "ValueError"),
+        (OSError(), "OSError"),
+        (ValueError("first\nsecond"), "ValueError: first"),
+        (ValueError("x" * 200), "ValueError: " + "x" * 160),
+    ],
+)
+def test_describe_error_names_the_type_and_the_first_line_cut_short(
+    error: BaseException, described: str
+) -> None:
+    assert describe_error(error) == described

@@ -14,6 +14,7 @@ from exporter.config import (
     DEFAULT_PRIVILEGED_ROLES,
     CertificateCredential,
     ClientSecretCredential,
+    RateLimit,
     Secret,
     SegmentsConfig,
     WorkloadIdentityCredential,
@@ -446,3 +447,349 @@ def test_a_broken_shared_credential_is_reported_once_at_defaults() -> None:
     problems = caught.value.problems
     assert sum("defaults.client_secret_file: cannot read /nonexistent" in p for p in problems) == 1
     assert any(p.startswith("defaults.client_id: 'not-a-guid' is not a GUID") for p in problems)
+
+
+# ------------------------------------------------------ every refusal with its path and words
+# What an operator reads is the whole line: path and message. Each document here holds one kind
+# of mistake (or several of one kind, all reported at once).
+
+GUID = "11111111-2222-3333-4444-555555555555"
+SUCC = {"source": "userRegistrationDetails"}
+ROLE_UPPER = "62E90394-69F5-4237-9190-012177145E10"
+
+
+def t(**fields: object) -> dict[str, object]:
+    return {
+        "tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "client_id": "00000000-0000-0000-0000-000000000001",
+        "client_secret": "s",
+        **fields,
+    }
+
+
+def doc(*tenants: dict[str, object], **top: object) -> dict[str, object]:
+    return {"tenants": list(tenants) or [t()], **top}
+
+
+@pytest.mark.parametrize(
+    ("document", "problems"),
+    [
+        pytest.param(doc(defaults=5), ["defaults: must be a mapping"], id="defaults not a mapping"),
+        pytest.param(
+            doc(rate_limits=5), ["rate_limits: must be a mapping"], id="rate_limits not a mapping"
+        ),
+        pytest.param(
+            doc(rate_limits={"per_app": "5/10s", "bogus": 1}),
+            ["rate_limits.bogus: unknown key (expected one of: per_app, per_app_per_tenant)"],
+            id="rate_limits unknown key",
+        ),
+        pytest.param(
+            doc(rate_limits={"per_app": "0/10s"}),
+            ["rate_limits.per_app: '0/10s': requests and period must be positive"],
+            id="rate zero requests",
+        ),
+        pytest.param(
+            doc(rate_limits={"per_app_per_tenant": "5/0s"}),
+            ["rate_limits.per_app_per_tenant: '5/0s': requests and period must be positive"],
+            id="rate zero seconds",
+        ),
+        pytest.param(
+            doc(rate_limits={"per_app": 5}),
+            ["rate_limits.per_app: 5 is not a rate (use e.g. 5/10s)"],
+            id="rate not a string",
+        ),
+        pytest.param(
+            doc(concurrency=0), ["concurrency: 0 is out of range (1 to 1000)"], id="concurrency 0"
+        ),
+        pytest.param(
+            doc(concurrency=1001),
+            ["concurrency: 1001 is out of range (1 to 1000)"],
+            id="concurrency too big",
+        ),
+        pytest.param(
+            doc(t(cloud="custom"), endpoints=5),
+            ["endpoints: must be a mapping with authority_host and graph_host"],
+            id="endpoints not a mapping",
+        ),
+        pytest.param(
+            doc(
+                t(cloud="custom"),
+                endpoints={
+                    "authority_host": "https://a.example",
+                    "graph_host": "https://g.example",
+                    "x": 1,
+                },
+            ),
+            ["endpoints.x: unknown key (expected one of: authority_host, graph_host)"],
+            id="endpoints unknown key",
+        ),
+        pytest.param(
+            doc(
+                t(cloud="custom"), endpoints={"authority_host": "http://a.example", "graph_host": 5}
+            ),
+            [
+                "endpoints.authority_host: 'http://a.example' must be an https:// URL without a path",
+                "endpoints.graph_host: must be a non-empty string",
+            ],
+            id="endpoints bad host",
+        ),
+        pytest.param(
+            doc(t(interval="0s", timeout="zz", jitter="500h")),
+            [
+                "tenants[0].interval: 0s is out of range (1s to 24h)",
+                "tenants[0].timeout: 'zz' is not a duration (use e.g. 30s, 5m, 1h30m, 250ms)",
+                "tenants[0].jitter: 500h is out of range (0s to 24h)",
+            ],
+            id="three bad durations",
+        ),
+        pytest.param(
+            doc(t(interval="1m", jitter="2m")),
+            ["tenants[0].jitter: must not be longer than interval"],
+            id="jitter longer than interval",
+        ),
+        pytest.param(
+            doc(t(stale_after="0.5x")),
+            ["tenants[0].stale_after: '0.5x': use Nx with N >= 1 or a duration"],
+            id="stale 0.5x",
+        ),
+        pytest.param(
+            doc(t(stale_after="xx")),
+            ["tenants[0].stale_after: 'xx': use Nx with N >= 1 or a duration"],
+            id="stale xx",
+        ),
+        pytest.param(
+            doc(t(stale_after="5q")),
+            ["tenants[0].stale_after: '5q' is not a duration (use e.g. 30s, 5m, 1h30m, 250ms)"],
+            id="stale bad duration",
+        ),
+        pytest.param(
+            doc(t(stale_after="1m")),
+            ["tenants[0].stale_after: must not be shorter than interval"],
+            id="stale short",
+        ),
+        pytest.param(
+            doc(t(segments=5, **SUCC)),
+            ["tenants[0].segments: must be a mapping"],
+            id="segments not a mapping",
+        ),
+        pytest.param(
+            doc(defaults={"segments": 5}),
+            ["defaults.segments: must be a mapping"],
+            id="defaults.segments not a mapping",
+        ),
+        pytest.param(
+            doc(defaults={"segments": {"groups": {"a": GUID}, "bogus": 1}}),
+            [
+                "defaults.segments.groups: groups are set per tenant (group IDs differ per tenant)",
+                "defaults.segments.bogus: unknown key (expected one of: groups, include_eligible, privileged_roles)",
+            ],
+            id="defaults.segments groups",
+        ),
+        pytest.param(
+            doc(t(segments={"privileged_roles": "yes"})),
+            [
+                "tenants[0].segments.privileged_roles: must be true, false or a list of role template IDs"
+            ],
+            id="roles not a list",
+        ),
+        pytest.param(
+            doc(t(segments={"privileged_roles": []})),
+            [
+                "tenants[0].segments.privileged_roles: must be true, false or a list of role template IDs"
+            ],
+            id="roles empty list",
+        ),
+        pytest.param(
+            doc(defaults={"segments": {"privileged_roles": [5, "x"]}}),
+            [
+                "defaults.segments.privileged_roles[0]: 5 is not a role template ID (a GUID)",
+                "defaults.segments.privileged_roles[1]: 'x' is not a role template ID (a GUID)",
+            ],
+            id="defaults roles bad",
+        ),
+        pytest.param(
+            doc(t(segments={"include_eligible": "yes"})),
+            ["tenants[0].segments.include_eligible: must be true or false"],
+            id="eligible not bool",
+        ),
+        pytest.param(
+            doc(defaults={"segments": {"include_eligible": 1}}),
+            ["defaults.segments.include_eligible: must be true or false"],
+            id="defaults eligible not bool",
+        ),
+        pytest.param(
+            doc(t(segments={"groups": [GUID]}, **SUCC)),
+            ["tenants[0].segments.groups: must be a mapping of group names to group object IDs"],
+            id="groups not a mapping",
+        ),
+        pytest.param(
+            doc(t(segments={"groups": {}}, **SUCC)),
+            ["tenants[0].segments.groups: must be a mapping of group names to group object IDs"],
+            id="groups empty",
+        ),
+        pytest.param(
+            doc(t(segments={"groups": {f"g{i}": GUID for i in range(101)}}, **SUCC)),
+            ["tenants[0].segments.groups: at most 100 groups per tenant"],
+            id="too many groups",
+        ),
+        pytest.param(
+            doc(
+                t(
+                    segments={
+                        "groups": {"": GUID, "x" * 201: GUID, "a\tb": GUID, "ok": "nope", 5: GUID}
+                    },
+                    **SUCC,
+                )
+            ),
+            [
+                "tenants[0].segments.groups.: a group name must be 1 to 128 characters",
+                "tenants[0].segments.groups.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx: a group name must be 1 to 128 characters",
+                "tenants[0].segments.groups.a\tb: a group name must be printable (no control characters)",
+                "tenants[0].segments.groups.ok: 'nope' is not a group object ID (a GUID)",
+                "tenants[0].segments.groups.5: a group name must be 1 to 128 characters",
+            ],
+            id="group names",
+        ),
+        pytest.param(
+            doc(t(segments={"groups": {"a": GUID}})),
+            [
+                "tenants[0].segments.groups: needs source userRegistrationDetails or auto: the seed's report (credentialUserRegistrationCount) has no per-user rows to count groups from"
+            ],
+            id="groups on seed source",
+        ),
+        pytest.param(
+            doc(t(client_secret="${1BAD}")),
+            ["tenants[0].client_secret: ${1BAD} is not a valid environment variable reference"],
+            id="bad env ref",
+        ),
+        pytest.param(
+            doc(t(name="a", interval="zz"), t(name="b", tenant_id="nope")),
+            [
+                "tenants[0].interval: 'zz' is not a duration (use e.g. 30s, 5m, 1h30m, 250ms)",
+                "tenants[1].tenant_id: 'nope' is neither a GUID nor a domain name",
+            ],
+            id="two bad tenants",
+        ),
+        pytest.param(
+            doc(
+                {
+                    "tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+                    "client_id": "00000000-0000-0000-0000-000000000001",
+                }
+            ),
+            [
+                "tenants[0]: no credential: set exactly one of client_secret, client_secret_file, certificate, workload_identity"
+            ],
+            id="only credential missing",
+        ),
+        pytest.param(
+            doc(bogus=1),
+            [
+                "bogus: unknown key (expected one of: concurrency, defaults, endpoints, rate_limits, tenants, tls_ca_file)"
+            ],
+            id="unknown top key",
+        ),
+    ],
+)
+def test_each_refusal_names_its_path_and_says_why(
+    document: dict[str, object], problems: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_config(document, environ={})
+    assert refused.value.problems == problems
+
+
+def test_values_at_the_edge_of_their_range_are_accepted() -> None:
+    config = parse_config(
+        doc(
+            t(interval="1s", timeout="1s", jitter="1s", stale_after="1x"),
+            t(name="b", tenant_id=GUID, interval="24h", jitter="24h"),
+            concurrency=1,
+            rate_limits={"per_app": "1/1s", "per_app_per_tenant": "1/10s"},
+            endpoints={"authority_host": "https://a.example/", "graph_host": "https://g.example"},
+        ),
+        environ={},
+    )
+    assert config.concurrency == 1
+    assert config.per_app == RateLimit(1, 1.0)
+    assert config.per_app_per_tenant == RateLimit(1, 10.0)
+    assert config.tenants[0].stale_after == config.tenants[0].interval == 1.0
+    assert config.tenants[1].jitter == config.tenants[1].interval == 86400.0
+    assert parse_config(doc(concurrency=1000), environ={}).concurrency == 1000
+    custom = parse_config(
+        doc(
+            t(cloud="custom"),
+            endpoints={"authority_host": "https://a.example/", "graph_host": "https://g.example"},
+        ),
+        environ={},
+    )
+    assert custom.tenants[0].endpoints.authority_host == "https://a.example"
+
+
+def test_segments_from_defaults_and_a_tenants_own_keys() -> None:
+    config = parse_config(
+        doc(
+            t(name="a", segments={"privileged_roles": [ROLE_UPPER, ROLE_UPPER.lower()]}, **SUCC),
+            t(
+                name="b",
+                tenant_id=GUID,
+                segments={"groups": {"Pilot": f" {GUID.upper()} "}},
+                **SUCC,
+            ),
+            defaults={"segments": {"privileged_roles": True, "include_eligible": True}},
+        ),
+        environ={},
+    )
+    first, second = (tenant.segments for tenant in config.tenants)
+    assert first is not None and second is not None
+    assert first.privileged_roles == (ROLE_UPPER.lower(),)  # one role, however it is spelled
+    assert first.include_eligible and second.include_eligible
+    assert second.privileged_roles == DEFAULT_PRIVILEGED_ROLES
+    assert second.groups == (("Pilot", GUID.lower()),)
+    assert parse_config(doc(), environ={}).tenants[0].segments in (None, SegmentsConfig())
+
+
+def test_environment_references_come_from_the_process_environment_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENTRA_TEST_SECRET", "from-env")
+    config = parse_config(doc(t(client_secret="${ENTRA_TEST_SECRET}")))
+    credential = config.tenants[0].credential
+    assert isinstance(credential, ClientSecretCredential)
+    assert credential.secret.reveal() == "from-env"
+
+
+def test_a_ca_file_without_a_certificate_is_refused(tmp_path: Path) -> None:
+    empty = tmp_path / "ca.pem"
+    empty.write_text("not a certificate\n")
+    with pytest.raises(ConfigError) as refused:
+        parse_config(doc(tls_ca_file=str(empty)), environ={})
+    assert refused.value.problems == [f"tls_ca_file: {empty} holds no PEM certificate"]
+
+
+def test_a_missing_config_file_is_named_as_the_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path / "absent.yaml")
+    assert "config file" in " ".join(refused.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (0.25, "250ms"),
+        (0.0015, "2ms"),
+        (1, "1s"),
+        (1.9, "1s"),
+        (90, "1m30s"),
+        (3600, "1h"),
+        (3661, "1h1m1s"),
+        (86400, "24h"),
+    ],
+)
+def test_durations_are_written_as_they_are_read(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_a_secrets_repr_never_shows_it() -> None:
+    assert repr(Secret("hunter2")) == "Secret('********')"

@@ -105,11 +105,80 @@ def test_the_prometheus_rule_and_dashboard_configmap_are_the_shipped_files() -> 
     )
 
 
-def test_dashboard_variables_have_a_current_value() -> None:
-    # Grafana's dashboard schema wants text and value in every variable's "current".
-    dashboard = json.loads((REPO / "deploy" / "grafana" / "entra-registration.json").read_text())
-    for variable in dashboard["templating"]["list"]:
-        assert {"text", "value"} <= variable["current"].keys(), variable["name"]
+# Grafana's published dashboard schema is its CUE kind; Grafana ships it to npm as the TypeScript
+# types of @grafana/schema (tests/grafana_schema, installed by `make test` with `npm ci`). The
+# dashboard is type-checked as an object literal of the raw `Dashboard` type: a missing required
+# field, a value of the wrong type or an unknown key (TypeScript's excess-property check) fails.
+GRAFANA_SCHEMA = REPO / "tests" / "grafana_schema"
+DASHBOARD_TYPES = "node_modules/@grafana/schema/dist/types/raw/dashboard/x/types.gen"
+DASHBOARD_CHECK = """import type {{ Dashboard }} from "{types}";
+// The schema's TypeScript enums stand for the strings JSON spells.
+type AsJson<T> = T extends string ? `${{T}}` : T extends Array<infer U> ? Array<AsJson<U>>
+  : T extends object ? {{ [K in keyof T]: AsJson<T[K]> }} : T;
+const dashboard: AsJson<Dashboard> = {body};
+export default dashboard;
+"""
+
+
+def grafana_schema_errors(dashboard: dict[str, Any], folder: Path) -> str:
+    """What tsc says of ``dashboard`` against Grafana's schema ("" when it conforms)."""
+    tsc = GRAFANA_SCHEMA / "node_modules" / ".bin" / "tsc"
+    if not tsc.exists():
+        if shutil.which("npm") is None:
+            pytest.skip("no npm on this machine: Grafana's schema (@grafana/schema) not installed")
+        pytest.fail("tests/grafana_schema/node_modules is missing: make test runs npm ci there")
+    check = folder / "dashboard_check.ts"
+    types = (GRAFANA_SCHEMA / DASHBOARD_TYPES).as_posix()
+    check.write_text(DASHBOARD_CHECK.format(types=types, body=json.dumps(dashboard, indent=1)))
+    result = subprocess.run(
+        [
+            str(tsc),
+            "--noEmit",
+            "--strict",
+            "--target",
+            "es2022",
+            "--module",
+            "esnext",
+            "--moduleResolution",
+            "bundler",
+            str(check),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return (result.stdout + result.stderr).strip()
+
+
+def shipped_dashboard() -> dict[str, Any]:
+    return json.loads((REPO / "deploy" / "grafana" / "entra-registration.json").read_text())
+
+
+def test_the_dashboard_satisfies_grafanas_published_schema(tmp_path: Path) -> None:
+    assert grafana_schema_errors(shipped_dashboard(), tmp_path) == ""
+
+
+@pytest.mark.parametrize(
+    ("break_it", "complaint"),
+    [
+        # What the schema refused in the dashboard before: a variable whose current is {}.
+        (
+            lambda d: d["templating"]["list"][0].update(current={}),
+            "missing the following properties",
+        ),
+        (lambda d: d["panels"][0].update(gridPos="top"), "w: number"),
+        (lambda d: d["templating"]["list"][0].update(definition="x"), "'\"definition\"' does not"),
+        (lambda d: d.update(__inputs=[]), "'\"__inputs\"' does not"),
+        (lambda d: d.update(refresh=5), "'number' is not assignable to type 'string'"),
+    ],
+)
+def test_the_schema_check_refuses_a_broken_dashboard(
+    tmp_path: Path, break_it: Any, complaint: str
+) -> None:
+    dashboard = shipped_dashboard()
+    break_it(dashboard)
+    assert complaint in grafana_schema_errors(dashboard, tmp_path)
 
 
 def test_a_typo_in_a_manifest_would_be_caught() -> None:

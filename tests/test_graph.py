@@ -21,20 +21,25 @@ from exporter.failures import (
     PARSE_ERROR,
     THROTTLED,
     TIMEOUT,
+    PollFailure,
     classify_http_status,
     classify_oauth_error,
     classify_transport_error,
 )
-from exporter.graph import (
-    REPORT_PATH,
-    GraphClient,
+from exporter.graph import REPORT_PATH, GraphClient
+from exporter.graphanswers import (
+    BACKOFF_BASE_SECONDS,
+    MAX_THROTTLED_ATTEMPTS,
+    Attempts,
     GraphError,
     RequestTally,
     backoff_delay,
+    decode_json,
+    graph_error_details,
     parse_retry_after,
 )
 from exporter.ratelimit import GraphRateLimiter
-from exporter.transport import Transport, build_ssl_context
+from exporter.transport import HttpResponse, Transport, build_ssl_context
 from tests.conftest import tenant_config as metrics_tenant
 
 HOST = "https://graph.example"
@@ -326,3 +331,104 @@ async def test_no_retry_is_started_too_close_to_the_deadline() -> None:
         await fetch(sleeps, budget=0.05)
     assert caught.value.failure.http_status == 500
     assert route.call_count == 1 and sleeps.delays == []
+
+
+# ------------------------------------------------------- what Graph's answers mean (pure parts)
+
+
+def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> HttpResponse:
+    return HttpResponse(status, httpx.Headers(headers or {}), body)
+
+
+def test_a_200_that_is_not_json_is_a_parse_error_naming_its_content_type() -> None:
+    with pytest.raises(GraphError) as caught:
+        decode_json(answer(200, b"<html>"), "client-1")
+    assert caught.value.failure == PollFailure(
+        "parse_error",
+        "Graph answered 200 with a body that is not JSON (content-type unknown)",
+        http_status=200,
+        request_id="client-1",
+    )
+    assert str(caught.value) == caught.value.failure.message
+    with pytest.raises(GraphError) as caught:
+        decode_json(answer(200, b"{", {"content-type": "text/html", "request-id": "r-9"}), "c")
+    assert caught.value.failure.request_id == "r-9"
+    assert caught.value.failure.message.endswith("(content-type text/html)")
+
+
+def test_a_200_gives_its_document_and_graphs_request_id_or_ours() -> None:
+    assert decode_json(answer(200, b'{"a": 1}'), "client-1") == ({"a": 1}, "client-1")
+    assert decode_json(answer(200, b"[]", {"request-id": "r-1"}), "client-1") == ([], "r-1")
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "details"),
+    [
+        (b'{"error": {"code": 5, "message": ""}}', {}, (None, None, "HTTP 400")),
+        (b'{"error": {"message": 7}}', {"client-request-id": "c-1"}, (None, "c-1", "HTTP 400")),
+        (
+            b'{"error": {"code": "X", "message": "' + b"m" * 300 + b'"}}',
+            {},
+            ("X", None, "HTTP 400: " + "m" * 200),
+        ),
+        (
+            b'{"error": {"code": "X", "innererror": {"request-id": "inner-1"}}}',
+            {},
+            ("X", "inner-1", "HTTP 400"),
+        ),
+        (b'{"error": {"innerError": {"request-id": 5}}}', {}, (None, None, "HTTP 400")),
+    ],
+)
+def test_error_details_take_only_what_has_the_right_type(
+    body: bytes, headers: dict[str, str], details: tuple[str | None, str | None, str]
+) -> None:
+    assert graph_error_details(answer(400, body, headers)) == details
+
+
+def test_a_retry_after_date_without_a_zone_is_utc_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert parse_retry_after("Sun, 06 Nov 1994 08:49:37", now=784111777.0 - 30) == 30.0
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_throttled_answers_are_counted_and_retried_until_the_sixth() -> None:
+    attempts, tally = Attempts(), RequestTally()
+    delays = [
+        attempts.after_answer(answer(429, b"", {"retry-after": "7"}), "c", tally)[0]
+        for _ in range(MAX_THROTTLED_ATTEMPTS - 1)
+    ]
+    assert delays == [7.0] * (MAX_THROTTLED_ATTEMPTS - 1)
+    assert tally.throttled_responses == MAX_THROTTLED_ATTEMPTS - 1
+    with pytest.raises(GraphError) as caught:
+        attempts.after_answer(answer(503, b'{"error": {"message": "busy"}}'), "c", tally)
+    assert caught.value.failure.message == "HTTP 503: busy"
+    assert tally.throttled_responses == MAX_THROTTLED_ATTEMPTS
+    delay, failure = Attempts().after_answer(answer(429), "c", RequestTally())
+    assert 0.0 <= delay <= BACKOFF_BASE_SECONDS  # no Retry-After: the first backoff
+    assert failure.message == "HTTP 429" and failure.request_id == "c"
+
+
+def test_a_connection_error_names_itself_and_a_timeout_near_the_deadline_reports_the_cause() -> (
+    None
+):
+    attempts = Attempts()
+    _, failure = attempts.after_transport_error(OSError("reset"), "c-1", near_deadline=True)
+    assert failure == PollFailure(
+        "network_error", "Graph request failed: OSError: reset", request_id="c-1"
+    )
+    attempts.retried = failure
+    # A second connection error near the deadline is retried like the first...
+    assert (
+        attempts.after_transport_error(OSError("again"), "c-2", near_deadline=True)[1].request_id
+        == "c-2"
+    )
+    # ...but a timeout then reports what made us retry, not the deadline.
+    with pytest.raises(GraphError) as caught:
+        attempts.after_transport_error(TimeoutError(), "c-3", near_deadline=True)
+    assert caught.value.failure is failure

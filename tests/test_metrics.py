@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import re
 import time
+from pathlib import Path
 
+import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.failures import PollFailure
-from exporter.metrics import MetricsStore, TenantSnapshot, render_tenant_block
+from exporter.graphanswers import RequestTally
+from exporter.metrics import (
+    RECENT_POLLS,
+    MetricsStore,
+    PollRecord,
+    TenantSnapshot,
+    render_tenant_block,
+)
 from exporter.poller import PollResult
-from exporter.report import RegistrationReport
+from exporter.report import CoverageCounts, RegistrationReport, SegmentReport
 from tests.conftest import tenant_config as tenant
 
 REPORT = RegistrationReport(100, (("registered", 40), ("mfaRegistered", 30)))
@@ -192,3 +203,165 @@ def test_reload_failure_sets_the_gauge() -> None:
     assert samples(store)[("entra_exporter_config_last_reload_successful", frozenset())] == 0
     store.record_reload(True)
     assert samples(store)[("entra_exporter_config_last_reload_successful", frozenset())] == 1
+
+
+# ------------------------------------------------------------------ the whole exposition, exactly
+
+GOLDEN = Path(__file__).parent / "golden"
+CONTOSO = dataclasses.replace(tenant("contoso", stale_after=1e10), source="userRegistrationDetails")
+FABRIKAM = dataclasses.replace(
+    tenant('fab"ri\\kam', stale_after=1e10), tenant_id="11111111-2222-3333-4444-555555555555"
+)
+SEGMENTED = RegistrationReport(
+    total_users=10,
+    users_by_status=(("registered", 4), ("mfaRegistered", 3)),
+    users_by_method=(("email", 2), ("fido2SecurityKey", 1)),
+    segments=SegmentReport(
+        segments=(
+            ("guest", "user", CoverageCounts(0, (0,) * 6, (0,) * 6)),
+            (
+                "member",
+                "privileged_admin",
+                CoverageCounts(2, (1, 2, 0, 1, 0, 0), (1, 0, 0, 0, 0, 1)),
+            ),
+            ('odd"type', "admin", CoverageCounts(8, (3, 1, 4, 2, 5, 0), (0, 1, 2, 3, 1, 1))),
+        ),
+        groups=(
+            ('Pilot "A"', CoverageCounts(3, (1, 0, 0, 1, 1, 0), (1, 0, 1, 0, 0, 1))),
+            ("empty", CoverageCounts(0, (0,) * 6, (0,) * 6)),
+        ),
+        system_preferred=(("none", 5), ("push", 5)),
+        data_timestamp=1_750_000_000.5,
+    ),
+)
+
+
+def golden_store() -> MetricsStore:
+    """Two tenants: one with segments that then fails (its report kept), one that failed."""
+    store = MetricsStore()
+    store.set_tenants((CONTOSO, FABRIKAM))
+    store.record_poll(
+        CONTOSO,
+        PollResult(
+            "success",
+            SEGMENTED,
+            None,
+            1.25,
+            1_750_000_100.0,
+            RequestTally(3, 1, 0.5),
+            "userRegistrationDetails",
+            token_requests=1,
+        ),
+    )
+    store.record_poll(
+        FABRIKAM,
+        PollResult(
+            "throttled",
+            None,
+            PollFailure("throttled", "slow down", 429, "TooMany", "req-1"),
+            0.5,
+            1_750_000_200.0,
+            RequestTally(2, 2, 0.0),
+            "credentialUserRegistrationCount",
+        ),
+    )
+    store.record_poll(
+        CONTOSO,
+        PollResult(
+            "timeout",
+            None,
+            PollFailure("timeout", "too slow"),
+            2.0,
+            1_750_000_300.0,
+            RequestTally(1, 0, 0.0),
+            "userRegistrationDetails",
+            token_requests=2,
+        ),
+    )
+    for kind in ("missed", "missed", "error"):
+        store.record_scheduler_event(kind)
+    store.record_reload(ok=False)
+    store.record_web_reload(ok=False)
+    return store
+
+
+def golden_text(store: MetricsStore, openmetrics: bool) -> str:
+    """The tenant part of the exposition, with the reload time (set at start) and the Python
+    version blanked out."""
+    tenants, _ = store.render_parts(openmetrics=openmetrics)
+    text = re.sub(
+        r"^(entra_exporter_config_last_reload_success_timestamp_seconds) .*$",
+        r"\1 <start>",
+        tenants.decode(),
+        flags=re.MULTILINE,
+    )
+    return re.sub(r'python_version="[^"]*"', 'python_version="<python>"', text)
+
+
+@pytest.mark.parametrize(
+    ("openmetrics", "golden"), [(False, "exposition.txt"), (True, "exposition.openmetrics.txt")]
+)
+def test_the_whole_exposition_is_exactly_the_reviewed_one(openmetrics: bool, golden: str) -> None:
+    # The files in tests/golden were read line by line against the contract when written;
+    # regenerate them only on purpose (python -m tests.golden.regenerate) and review the diff.
+    assert golden_text(golden_store(), openmetrics) == (GOLDEN / golden).read_text()
+
+
+def test_a_poll_record_keeps_what_the_tenant_page_shows_and_nothing_more() -> None:
+    failed = PollResult(
+        "throttled",
+        None,
+        PollFailure("throttled", "slow down", 429, "TooMany", "req-1"),
+        0.5,
+        1_750_000_200.0,
+        RequestTally(2, 2, 0.0),
+        "credentialUserRegistrationCount",
+    )
+    assert PollRecord.of(failed) == PollRecord(
+        finished_at=1_750_000_200.0,
+        result="throttled",
+        duration=0.5,
+        source="credentialUserRegistrationCount",
+        graph_requests=2,
+        reason="slow down",
+        http_status=429,
+        error_code="TooMany",
+        request_id="req-1",
+    )
+    succeeded = PollResult("success", REPORT, None, 1.5, 1_750_000_000.0, RequestTally(3, 0, 0.0))
+    assert PollRecord.of(succeeded) == PollRecord(
+        1_750_000_000.0, "success", 1.5, succeeded.source, 3, "", None, None, None
+    )
+
+
+def test_the_tenant_page_keeps_the_last_polls_and_the_last_failures_log_lines() -> None:
+    snapshot = TenantSnapshot.for_tenant(tenant())
+    for n in range(RECENT_POLLS + 5):
+        snapshot = snapshot.after_poll(success(1_750_000_000.0 + n), 1800)
+    assert len(snapshot.recent) == RECENT_POLLS
+    assert snapshot.recent[-1].finished_at == 1_750_000_000.0 + RECENT_POLLS + 4
+    snapshot = snapshot.after_poll(failure(), 1800, ("line 1", "line 2"))
+    assert snapshot.last_failure_log == ("line 1", "line 2")
+    snapshot = snapshot.after_poll(success(), 1800, ("ignored",))
+    assert snapshot.last_failure_log == ("line 1", "line 2")  # a success keeps the last failure's
+    assert snapshot.recent[-2].result == "throttled"
+
+
+def test_an_unencodable_tenant_name_cannot_break_the_scrape_for_the_others() -> None:
+    store = MetricsStore()
+    store.set_tenants((tenant("bad\ud800name"), tenant("good")))
+    text = store.render().decode()
+    assert 'entra_exporter_tenant_up{tenant="bad?name"} 0' in text
+    assert 'entra_exporter_tenant_up{tenant="good"} 0' in text
+
+
+def test_process_metrics_are_read_once_per_second_and_end_openmetrics_with_eof() -> None:
+    store = MetricsStore()
+    _, first = store.render_parts()
+    _, again = store.render_parts()
+    assert again is first  # served from the one reading
+    _, openmetrics = store.render_parts(openmetrics=True)
+    assert openmetrics.endswith(b"# EOF\n") and b"process_" in openmetrics
+    assert not first.endswith(b"# EOF\n") and b"process_resident_memory_bytes" in first
+    _, zipped = store.render_parts(gzipped=True)
+    assert gzip.decompress(zipped) == first

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 
 import pytest
 
 from exporter.config import RateLimit
-from exporter.ratelimit import GraphRateLimiter, RateLimitedError
+from exporter.ratelimit import GraphRateLimiter, RateLimitedError, SlidingWindow
 from tests.conftest import max_in_window
 
 
@@ -83,3 +84,111 @@ async def test_forget_drops_idle_windows_of_unconfigured_pairs() -> None:
     limiter.forget(set())
     async with limiter.slot("app", "t", deadline=time.monotonic() + 0.1) as waited:
         assert waited < 0.1
+
+
+# ------------------------------------------------------- edges, on a clock the test moves by hand
+
+
+class Clock:
+    """A clock that moves only when told, and counts how often it was read."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+async def test_both_windows_use_the_limiters_clock() -> None:
+    clock = Clock()
+    limiter = GraphRateLimiter(RateLimit(1, 10.0), RateLimit(1, 10.0), clock=clock)
+    async with limiter.slot("app", "t"):
+        pass
+    clock.now += 10.0  # one window later on the limiter's clock (no real time has passed)
+    async with asyncio.timeout(5):
+        async with limiter.slot("app", "t") as waited:
+            assert waited == 0.0
+
+
+async def test_a_request_completed_exactly_one_window_ago_no_longer_counts() -> None:
+    clock = Clock()
+    window = SlidingWindow(RateLimit(1, 10.0), clock)
+    await window.enter()
+    window.leave()
+    clock.now += 10.0
+    await asyncio.wait_for(window.enter(), 5)
+
+
+async def test_a_waiter_is_woken_when_the_oldest_request_leaves_the_window() -> None:
+    # Woken when the window has room (0.05 s here), not a second or more later.
+    limiter = GraphRateLimiter(RateLimit(1, 0.05), RateLimit(1000, 1.0))
+    async with limiter.slot("app", "t"):
+        pass
+    loop = asyncio.get_running_loop()
+    async with limiter.slot("app", "t", deadline=loop.time() + 0.8) as waited:
+        assert 0.0 < waited < 0.8
+
+
+async def test_a_waiter_sleeps_until_the_window_has_room_instead_of_spinning() -> None:
+    clock = Clock()
+    window = SlidingWindow(RateLimit(1, 10.0), clock)
+    await window.enter()
+    window.leave()
+    waiter = asyncio.create_task(window.enter())
+    await asyncio.sleep(0.05)  # real time passes, the window's clock does not
+    assert not waiter.done()
+    assert clock.reads < 20  # one timer for the oldest request's expiry, not a busy loop
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+
+
+async def test_a_cancelled_waiter_does_not_free_a_slot_it_never_had() -> None:
+    clock = Clock()
+    window = SlidingWindow(RateLimit(1, 10.0), clock)
+    await window.enter()  # held
+    waiter = asyncio.create_task(window.enter())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    late = asyncio.create_task(window.enter())
+    await asyncio.sleep(0.02)
+    assert not late.done()  # the held slot still fills the window
+    late.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await late
+
+
+async def test_a_slot_granted_as_its_waiter_is_cancelled_is_handed_back_undated() -> None:
+    clock = Clock()
+    window = SlidingWindow(RateLimit(1, 10.0), clock)
+    await window.enter()
+    waiter = asyncio.create_task(window.enter())
+    await asyncio.sleep(0)
+    window.leave(sent=False)  # the holder never sent: its slot goes to the waiter...
+    waiter.cancel()  # ...which is cancelled before it runs
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    # The slot came back and was not dated: the window is empty again at once.
+    await asyncio.wait_for(window.enter(), 5)
+    assert window.idle is False
+
+
+async def test_forget_keeps_the_app_window_while_the_app_serves_a_configured_tenant() -> None:
+    clock = Clock()
+    limiter = GraphRateLimiter(RateLimit(5, 10.0), RateLimit(1, 10.0), clock=clock)
+    async with limiter.slot("app", "gone"):
+        pass
+    limiter.forget({("app", "kept")})  # "gone" is dropped, the app's window is not
+    with pytest.raises(RateLimitedError):
+        async with limiter.slot("app", "kept", deadline=clock.now + 0.01):
+            pass
+
+
+def test_the_rate_limited_error_says_how_long_it_waited() -> None:
+    error = RateLimitedError(2.25)
+    assert str(error) == "client-side rate limit: no request slot within 2.2s"
+    assert error.waited == 2.25

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.report import RegistrationReport, ReportParseError, parse_registration_report
+from exporter.report import (
+    MAX_STATUS_LENGTH,
+    MAX_STATUSES,
+    RegistrationReport,
+    ReportParseError,
+    parse_registration_report,
+    usable_label,
+)
 
 # The API page's example, verbatim in shape (note the misspelled count field).
 API_EXAMPLE = """
@@ -101,52 +108,114 @@ def test_an_empty_status_list_is_a_valid_report() -> None:
     )
 
 
+def counts(*entries: dict[str, object], total: object = 1) -> dict[str, object]:
+    return {"totalUserCount": total, "userRegistrationCounts": list(entries)}
+
+
+def status(name: object, count: object = 1) -> dict[str, object]:
+    return {"registrationStatus": name, "registrationCount": count}
+
+
+# Each refusal with its whole message: the message is what an operator reads in the log and
+# on the landing page, so a change to it is a change a test should see.
 @pytest.mark.parametrize(
     ("document", "message"),
     [
         ({"userRegistrationCounts": []}, "totalUserCount is missing"),
         ({"totalUserCount": 3}, "userRegistrationCounts is missing"),
         ({"value": [{"id": "x"}]}, "totalUserCount is missing"),
-        ({"value": []}, "expected one report"),
-        ({"value": [RESOURCE_EXAMPLE, RESOURCE_EXAMPLE]}, "expected one report"),
-        ([], "not a JSON object"),
-        ("text", "not a JSON object"),
-        ({"totalUserCount": -1, "userRegistrationCounts": []}, "negative"),
-        ({"totalUserCount": True, "userRegistrationCounts": []}, "boolean"),
-        ({"totalUserCount": "12a", "userRegistrationCounts": []}, "not an integer"),
-        ({"totalUserCount": 1.5, "userRegistrationCounts": []}, "not an integer"),
-        ({"totalUserCount": 1, "userRegistrationCounts": {}}, "not a list"),
-        ({"totalUserCount": 1, "userRegistrationCounts": [5]}, "not an object"),
+        ({"value": []}, "'value' holds 0 items, expected one report"),
         (
-            {"totalUserCount": 1, "userRegistrationCounts": [{"registrationCount": 1}]},
-            "no registration status",
+            {"value": [RESOURCE_EXAMPLE, RESOURCE_EXAMPLE]},
+            "'value' holds 2 items, expected one report",
+        ),
+        ({"value": [RESOURCE_EXAMPLE, 5]}, "'value' holds 2 items, expected one report"),
+        ({"value": 5}, "'value' is neither a list nor an object"),
+        ({"id": "x"}, "response has no totalUserCount or userRegistrationCounts"),
+        ([], "response is not a JSON object"),
+        ("text", "response is not a JSON object"),
+        (counts(total=-1), "totalUserCount is negative"),
+        (counts(total=True), "totalUserCount is a boolean, not a count"),
+        (counts(total="12a"), "totalUserCount is not an integer count: '12a'"),
+        (counts(total="9" * 50), f"totalUserCount is not an integer count: '{'9' * 40}'"),
+        (counts(total=1.5), "totalUserCount is not an integer count: 'float'"),
+        (counts(total=None), "totalUserCount is not an integer count: 'NoneType'"),
+        (counts(total=2**53 + 1), "totalUserCount is larger than a float64 holds exactly (2**53)"),
+        (counts(total=2.0**54), "totalUserCount is not an integer count: 'float'"),
+        (
+            {"totalUserCount": 1, "userRegistrationCounts": {}},
+            "userRegistrationCounts is not a list",
+        ),
+        (counts(5), "userRegistrationCounts[0] is not an object"),
+        (counts(status("a"), 5), "userRegistrationCounts[1] is not an object"),
+        (counts({"registrationCount": 1}), "userRegistrationCounts[0] has no registration status"),
+        (
+            counts({"registrationStatus": "a"}),
+            "userRegistrationCounts[0] has no registration count",
         ),
         (
-            {"totalUserCount": 1, "userRegistrationCounts": [{"registrationStatus": "a"}]},
-            "no registration count",
+            counts(status("")),
+            "userRegistrationCounts[0].registrationStatus is not a usable status name",
         ),
         (
-            {
-                "totalUserCount": 1,
-                "userRegistrationCounts": [{"registrationStatus": "", "registrationCount": 1}],
-            },
-            "not a usable status",
+            counts(status("  ")),
+            "userRegistrationCounts[0].registrationStatus is not a usable status name",
         ),
         (
-            {
-                "totalUserCount": 1,
-                "userRegistrationCounts": [
-                    {"registrationStatus": "a", "registrationCount": 1},
-                    {"userRegistrationStatus": "a", "userRegistrationCount": 2},
-                ],
-            },
-            "appears twice",
+            counts(status("a\x00")),
+            "userRegistrationCounts[0].registrationStatus is not a usable status name",
+        ),
+        (
+            counts(status(5)),
+            "userRegistrationCounts[0].registrationStatus is not a usable status name",
+        ),
+        (
+            counts(status("x" * 201)),
+            "userRegistrationCounts[0].registrationStatus is not a usable status name",
+        ),
+        (
+            counts({"RegistrationStatus": "", "registrationCount": 1}),
+            "userRegistrationCounts[0].RegistrationStatus is not a usable status name",
+        ),
+        (
+            counts(status("a"), {"userRegistrationStatus": "a", "userRegistrationCount": 2}),
+            "userRegistrationCounts[1]: status 'a' appears twice",
+        ),
+        (
+            counts(status("a", -1)),
+            "userRegistrationCounts[0].registrationCount is negative",
+        ),
+        (
+            counts({"registrationStatus": "a", "RegistrationCount": "x"}),
+            "userRegistrationCounts[0].RegistrationCount is not an integer count: 'x'",
+        ),
+        (
+            counts(*[status(f"s{i}") for i in range(MAX_STATUSES + 1)]),
+            "userRegistrationCounts holds 1001 entries",
         ),
     ],
 )
 def test_unusable_documents_raise_the_parsers_own_error(document: object, message: str) -> None:
-    with pytest.raises(ReportParseError, match=message):
+    with pytest.raises(ReportParseError) as refused:
         parse_registration_report(document)
+    assert str(refused.value) == message
+
+
+def test_the_largest_documented_values_are_accepted() -> None:
+    # 2**53 as an int and as a float, a 200-character status, 1,000 statuses: the limits' edges.
+    report = parse_registration_report(counts(status("x" * 200, 2.0**53), total=2**53))
+    assert report.total_users == 2**53
+    assert report.users_by_status == (("x" * 200, 2**53),)
+    many = parse_registration_report(counts(*[status(f"s{i}") for i in range(MAX_STATUSES)]))
+    assert len(many.users_by_status) == MAX_STATUSES
+
+
+def test_usable_label_edges() -> None:
+    assert usable_label("a") and usable_label("x" * MAX_STATUS_LENGTH)
+    assert not usable_label("")
+    assert not usable_label("x" * (MAX_STATUS_LENGTH + 1))
+    assert not usable_label("x\ud800")
+    assert not usable_label(5)
 
 
 json_values = st.recursive(

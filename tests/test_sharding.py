@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from pathlib import Path
@@ -121,3 +122,28 @@ def test_check_config_says_the_share(tmp_path: Path) -> None:
         "--no-shard.split-app-limit",
     )
     assert "pacing to 122/10s of the app's 122/10s" in whole.stdout
+
+
+def test_the_index_comes_from_the_flag_then_the_environment_then_zero() -> None:
+    assert shard_from(3, None, {}) == Shard(0, 3)
+    assert shard_from(3, "1", {"EXPORTER_SHARD_INDEX": "entra-exporter-2"}) == Shard(1, 3)
+    assert shard_from(3, "1", {}, split_app_limit=False) == Shard(1, 3, split_app_limit=False)
+
+
+def test_a_shard_count_below_one_is_refused_with_the_flags_name() -> None:
+    with pytest.raises(ValueError, match=r"^--shard\.count must be at least 1$"):
+        Shard(0, 0)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_each_replica_selects_exactly_its_own_tenants(count: int) -> None:
+    tenants = tuple(
+        dataclasses.replace(tenant_config(f"t{i}"), tenant_id=IDS[i]) for i in range(40)
+    )
+    config = Config(tenants=tenants, per_app=RateLimit(122, 10.0))
+    for index in range(count):
+        selected = Shard(index, count).select(config)
+        assert selected.tenants == tuple(
+            t for t in tenants if shard_of(t.tenant_id, count) == index
+        )
+        assert selected.per_app == RateLimit(122 // count, 10.0)
