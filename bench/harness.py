@@ -157,6 +157,7 @@ class ExporterProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = log_file
         self._log = log_file.open("wb")
+        self.started_at = time.time()
         self.proc = subprocess.Popen(
             [
                 sys.executable,

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from entra_simulator.directory import REPORT_SHAPES
+from entra_simulator.directory import MAX_PAGE, REPORT_SHAPES
 from entra_simulator.limits import PER_APP, PER_APP_PER_TENANT, GraphLimits, Limit
 from entra_simulator.simulator import Simulator
 from exporter.configfile import parse_duration
@@ -47,6 +47,12 @@ def _add_directory_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="users per tenant in userRegistrationDetails (default: the tenant's user count)",
+    )
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=MAX_PAGE,
+        help=f"userRegistrationDetails rows per page at most, 1 to {MAX_PAGE} (default {MAX_PAGE})",
     )
     parser.add_argument(
         "--gone-tenants",
@@ -128,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for index, tenant in enumerate(sim.tenants.values()):
         tenant.users = args.users
+        tenant.page_size = max(1, min(MAX_PAGE, args.page_size))
         tenant.seed_gone = index < args.gone_tenants
         if args.one_app:
             tenant.client_id = first_client_id(sim)

@@ -104,6 +104,7 @@ class SimTenant:
     trusted_issuer_pem: str | None = None  # subject name + issuer auth: trust this CA
     managed_identity: str | None = None  # "system", or a user-assigned identity's client_id
     users: int | None = None  # userRegistrationDetails users (default: total_users)
+    page_size: int = MAX_PAGE  # userRegistrationDetails rows per page, at most (Graph's choice)
     fail_page: int | None = None  # this page of userRegistrationDetails answers 500
     details_pages: int = 0
     total_users: int = 1000
@@ -281,6 +282,7 @@ def details_page(tenant: SimTenant, params: dict[str, str], consistency: str | N
         )
     users: list[dict[str, Any]] = []
     index = offset
+    top = min(top, tenant.page_size)
     while index < total and len(users) < top:
         user = detail_user(tenant, index)
         index += 1

@@ -26,8 +26,24 @@ EXPECTED = {
     ("segments", "users_per_cpu_second_segments@4000"),
     ("segments", "peak_rss_growth_mb_segments@4000"),
     ("segments", "segments_cpu_cost@4000"),
-    ("pacing", "round_seconds@20"),
-    ("pacing", "refused_by_graph@20"),
+    ("segments", "poll_cpu_seconds_plain@4000"),
+    ("counting", "decode_us_per_user_stdlib"),
+    ("counting", "decode_orjson_vs_stdlib"),
+    ("pacing", "round_seconds_one_app@20"),
+    ("pacing", "refused_one_app@20"),
+    ("pacing", "round_seconds_3_replicas@20"),
+    ("pacing", "refused_3_replicas@20"),
+    ("pacing", "round_seconds_paged@3000x999"),
+    ("pacing", "round_seconds_paged@3000x400"),
+    ("pacing", "refused_paged@3000x400"),
+    ("scale", "seconds_to_ready_plain@60"),
+    ("scale", "warm_round_seconds@60"),
+    ("scale", "rss_mb_plain@60"),
+    ("scale", "scrape_median_ms_plain@60"),
+    ("scale", "rss_mb_segments@60"),
+    ("scale", "scrape_median_ms_segments@60"),
+    ("scrape", "p99_20_scrapers_plain_vs_floor"),
+    ("scrape", "p99_20_scrapers_gzip_vs_floor"),
 }
 SCRAPE = {
     f"{stat}_ms_{scrapers}_{encoding}"
@@ -51,6 +67,7 @@ def test_benchmark_smoke_run_reports_every_figure() -> None:
     reported = {(f["benchmark"], f["figure"]) for f in figures}
     assert reported >= EXPECTED
     assert {("scrape", name) for name in SCRAPE} <= reported
+    assert "Figures with a target" in result.stdout  # the summary table closes the run
     for figure in figures:
         assert figure["value"] >= 0
         if figure["figure"].startswith(("cold", "warm", "median", "token", "graph")):

@@ -1,0 +1,183 @@
+"""Segments and counting: N tenants with segments (series, RSS, scrape), and one tenant of U
+users polled with and without segments (exporter CPU per user, peak RSS), with the JSON
+decoders measured side by side on the same pages."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import time
+from pathlib import Path
+
+import orjson
+import yaml
+
+from bench.figures import FAST_LIMITS, Figure, Report, Sizes, Stack, start_stack
+from bench.harness import ExporterProcess, SimulatorProcess, wait_for
+from bench.scrapes import generate_latest_median, timed_gets
+from entra_simulator.directory import MAX_PAGE, detail_user, make_tenant
+from exporter.details import DETAIL_FIELDS
+
+USERS_PER_CPU_SECOND_TARGET = 250_000.0
+SEGMENTS_COST_TARGET = 1.5  # x the poll CPU without segments
+PEAK_RSS_GROWTH_TARGET_MB = 40.0
+
+
+def segments_at_scale(workdir: Path, sizes: Sizes, report: Report) -> None:
+    """Scenario 5a: N small tenants, all with segments."""
+    folder = workdir / "segments-many"
+    folder.mkdir()
+    stack = start_stack(
+        folder,
+        sizes.tenants,
+        latency=0.0,
+        concurrency=sizes.concurrency,
+        interval=600,
+        extra_args=("--users=100", "--segments"),
+    )
+    try:
+        stack.exporter.wait_ready(timeout=600)
+        status, body = stack.exporter.get("/metrics")
+        assert status == 200
+        base, series = generate_latest_median(body, max(5, sizes.scrape_requests // 10))
+        single = timed_gets(stack.exporter.port, "/metrics", {}, sizes.scrape_requests)
+        rss = stack.exporter.sample().rss_bytes
+    finally:
+        stack.stop()
+    n = sizes.tenants
+    report.add(Figure("segments", f"series@{n}", series, "series", series / n, "per tenant"))
+    report.add(Figure("segments", f"rss_mb@{n}", rss / 2**20, "MB"))
+    median = statistics.median(single)
+    report.add(
+        Figure(
+            "segments",
+            f"scrape_median_ms@{n}",
+            median * 1000,
+            "ms",
+            median / base,
+            f"generate_latest median {base * 1000:.2f}ms over {series} series",
+        )
+    )
+
+
+def big_tenant_poll(workdir: Path, sizes: Sizes, with_segments: bool) -> tuple[float, int, int]:
+    """One poll of the big tenant: (exporter CPU seconds, peak RSS, RSS when idle).
+
+    The CPU is the exporter's from ``/healthz`` answering (imports done) to ``/readyz``
+    answering (the poll recorded): the poll itself, token included.
+    """
+    users = sizes.big_tenant_users
+    folder = workdir / f"big-{'segments' if with_segments else 'plain'}"
+    folder.mkdir()
+    sim = SimulatorProcess(
+        folder,
+        1,
+        interval="1h",
+        config_overrides={"concurrency": 8, "rate_limits": FAST_LIMITS},
+        extra_args=(
+            f"--users={users}",
+            "--segments",
+            f"--group-size={users // 4}",
+            "--privileged-admins=500",
+        ),
+    )
+    if not with_segments:
+        document = yaml.safe_load(sim.config_file.read_text())
+        del document["tenants"][0]["segments"]
+        sim.config_file.write_text(yaml.safe_dump(document))
+    stack = Stack(sim, ExporterProcess(sim.config_file, folder / "exporter.log"))
+    try:
+        wait_for(lambda: stack.exporter.get("/healthz", timeout=5)[0] == 200, 60, "exporter up")
+        idle = stack.exporter.sample()
+        stack.exporter.wait_ready(timeout=900)
+        done = stack.exporter.sample()
+        _, body = stack.exporter.get("/metrics")
+        assert b'entra_exporter_tenant_up{tenant="tenant-0000"} 1' in body, "poll failed"
+    finally:
+        stack.stop()
+    return done.cpu_seconds - idle.cpu_seconds, done.peak_rss_bytes, idle.rss_bytes
+
+
+def big_tenant(workdir: Path, sizes: Sizes, report: Report) -> None:
+    """Scenario 5b: one tenant of U users, with and without segments."""
+    users = sizes.big_tenant_users
+    plain_cpu, plain_peak, plain_idle = big_tenant_poll(workdir, sizes, with_segments=False)
+    cpu, peak, idle = big_tenant_poll(workdir, sizes, with_segments=True)
+    for label, seconds, top, base in (
+        ("plain", plain_cpu, plain_peak, plain_idle),
+        ("segments", cpu, peak, idle),
+    ):
+        report.add(Figure("segments", f"poll_cpu_seconds_{label}@{users}", seconds, "s"))
+        report.add(
+            Figure(
+                "segments",
+                f"users_per_cpu_second_{label}@{users}",
+                users / seconds,
+                "users/s",
+                target=USERS_PER_CPU_SECOND_TARGET if label == "plain" else None,
+                at_least=True,
+            )
+        )
+        report.add(
+            Figure(
+                "segments",
+                f"peak_rss_growth_mb_{label}@{users}",
+                (top - base) / 2**20,
+                "MB",
+                None,
+                f"peak {top / 2**20:.1f} MB over idle {base / 2**20:.1f} MB",
+                PEAK_RSS_GROWTH_TARGET_MB,
+            )
+        )
+    report.add(
+        Figure(
+            "segments",
+            f"segments_cpu_cost@{users}",
+            cpu / plain_cpu,
+            "x",
+            cpu / plain_cpu,
+            "poll CPU with segments vs without, same tenant",
+            SEGMENTS_COST_TARGET,
+        )
+    )
+
+
+def decoders(sizes: Sizes, report: Report) -> None:
+    """The standard library's json against orjson on the same pages of userRegistrationDetails.
+
+    The pages are the simulator's own (its users, the exporter's ``$select``), decoded here in
+    one process: CPU seconds per user, best of five, and orjson's ratio to the standard library.
+    """
+    rng = random.Random(1)
+    tenant = make_tenant(0, rng)
+    users = min(sizes.big_tenant_users, 50_000)
+    tenant.users = users
+    pages = []
+    for start in range(0, users, MAX_PAGE):
+        rows = [
+            {field: user[field] for field in DETAIL_FIELDS if field in user}
+            for user in (detail_user(tenant, i) for i in range(start, min(users, start + MAX_PAGE)))
+        ]
+        pages.append(json.dumps({"@odata.context": "x", "value": rows}).encode())
+    timings = {}
+    for name, loads in (("stdlib", json.loads), ("orjson", orjson.loads)):
+        best = math.inf
+        for _ in range(5):
+            started = time.process_time()
+            for page in pages:
+                loads(page)
+            best = min(best, time.process_time() - started)
+        timings[name] = best / users
+        report.add(Figure("counting", f"decode_us_per_user_{name}", timings[name] * 1e6, "us"))
+    report.add(
+        Figure(
+            "counting",
+            "decode_orjson_vs_stdlib",
+            timings["orjson"] * 1e6,
+            "us",
+            timings["orjson"] / timings["stdlib"],
+            f"the standard library's {timings['stdlib'] * 1e6:.2f} us/user, same pages",
+        )
+    )

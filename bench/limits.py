@@ -1,0 +1,132 @@
+"""Pacing at Graph's documented limits, against a simulator that enforces them as Graph does.
+
+Three scenarios, each against its own simulator (``--enforce-limits``: sliding windows per app
+and per app + tenant, counted at arrival, 429 past them) and each measured as its round's span
+(first arrival to last completion) against the least the limits allow, with the answers the
+simulator refused:
+
+- one app, N tenants (seed source): the app's window is the bound, floor((N-1)/122) windows;
+- one tenant of U users on userRegistrationDetails, at the simulator's 999-row pages and at a
+  smaller page size: the tenant's window is the bound, floor((pages-1)/5) windows;
+- three replicas (``--shard.count 3``) sharing the app of N tenants: each paces to a third of
+  the app's limit by default, so together they never cross it; the bound is the one-app one.
+
+They wait on Graph's windows, not on a core, so ``python -m bench`` runs them side by side.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from bench.figures import (
+    Figure,
+    Report,
+    Sizes,
+    Stack,
+    config_with,
+    events,
+    exporter_limits,
+    reports,
+    simulator_limits,
+    span,
+)
+from bench.harness import ExporterProcess, SimulatorProcess, wait_for
+
+
+def _limited_simulator(
+    folder: Path, tenants: int, sizes: Sizes, *extra: str, concurrency: int = 50
+) -> SimulatorProcess:
+    folder.mkdir()
+    return SimulatorProcess(
+        folder,
+        tenants,
+        interval="1h",
+        timeout="30s",
+        config_overrides={
+            "concurrency": concurrency,
+            "rate_limits": exporter_limits(sizes.graph_limits),
+        },
+        extra_args=("--enforce-limits", f"--limits={simulator_limits(sizes.graph_limits)}", *extra),
+    )
+
+
+def _minimum(requests: int, limit: tuple[int, float]) -> float:
+    """The least time from the first of ``requests`` arrivals to the last, at ``limit``."""
+    per_window, window = limit
+    return ((requests - 1) // per_window) * window
+
+
+def one_app(workdir: Path, sizes: Sizes, report: Report) -> None:
+    """N tenants of one app (seed source), one exporter."""
+    tenants = sizes.tenants
+    sim = _limited_simulator(workdir / "pacing-one-app", tenants, sizes, "--one-app")
+    stack = Stack(sim, ExporterProcess(sim.config_file, sim.config_file.parent / "exporter.log"))
+    try:
+        calls = wait_for(lambda: len(r := reports(sim)) >= tenants and r, 900, "pacing round")
+        refused = sim.stats()["refused_by_limits"]
+    finally:
+        stack.stop()
+    minimum = _minimum(tenants, sizes.graph_limits[1])
+    _add(report, f"round_seconds_one_app@{tenants}", span(calls[:tenants]), minimum, refused, 1.05)
+
+
+def paged_tenant(workdir: Path, sizes: Sizes, report: Report, page_size: int) -> None:
+    """One tenant of U users on userRegistrationDetails, pages of ``page_size``."""
+    users = sizes.paced_users
+    pages = math.ceil(users / page_size)
+    sim = _limited_simulator(
+        workdir / f"pacing-paged-{page_size}",
+        1,
+        sizes,
+        f"--users={users}",
+        f"--page-size={page_size}",
+        concurrency=8,
+    )
+    config_with(sim, source="userRegistrationDetails")
+    stack = Stack(sim, ExporterProcess(sim.config_file, sim.config_file.parent / "exporter.log"))
+    try:
+        calls = wait_for(
+            lambda: len(r := events(sim, "details")) >= pages and r, 3600, "paged round"
+        )
+        refused = sim.stats()["refused_by_limits"]
+    finally:
+        stack.stop()
+    minimum = _minimum(pages, sizes.graph_limits[0])
+    name = f"round_seconds_paged@{users}x{page_size}"
+    _add(report, name, span(calls[:pages]), minimum, refused, 1.05)
+
+
+def replicas(workdir: Path, sizes: Sizes, report: Report, count: int = 3) -> None:
+    """``count`` replicas (``--shard.count``) sharing one app of N tenants, one simulator."""
+    tenants = sizes.tenants
+    sim = _limited_simulator(workdir / "pacing-replicas", tenants, sizes, "--one-app")
+    folder = sim.config_file.parent
+    exporters = [
+        ExporterProcess(
+            sim.config_file,
+            folder / f"exporter-{index}.log",
+            f"--shard.count={count}",
+            f"--shard.index={index}",
+        )
+        for index in range(count)
+    ]
+    try:
+        calls = wait_for(lambda: len(r := reports(sim)) >= tenants and r, 900, "replicas round")
+        refused = sim.stats()["refused_by_limits"]
+    finally:
+        for exporter in exporters:
+            exporter.stop()
+        sim.stop()
+    minimum = _minimum(tenants, sizes.graph_limits[1])
+    name = f"round_seconds_{count}_replicas@{tenants}"
+    _add(report, name, span(calls[:tenants]), minimum, refused, 1.1)
+
+
+def _add(
+    report: Report, name: str, seconds: float, minimum: float, refused: int, target: float
+) -> None:
+    against = f"minimum the limits allow {minimum:g}s"
+    report.add(Figure("pacing", name, seconds, "s", seconds / max(minimum, 1e-9), against, target))
+    refused_name = name.replace("round_seconds", "refused")
+    report.add(Figure("pacing", refused_name, refused, "429s", None, "", 0))
