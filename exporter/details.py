@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, NamedTuple
+
+import msgspec
 
 from exporter.report import (
     CoverageCounts,
@@ -102,86 +104,185 @@ class SegmentContext:
         return bool(self.privileged) or bool(self.groups)
 
 
+class DetailsRow(msgspec.Struct, gc=False):
+    """One user of ``userRegistrationDetails``: the counted fields, typed.
+
+    msgspec checks every type while it decodes (a JSON 1 is not a boolean, a method is a
+    string); properties not listed here are skipped, as Graph adds new ones.
+    """
+
+    id: str | None = None
+    isSsprRegistered: bool | None = None
+    isSsprEnabled: bool | None = None
+    isSsprCapable: bool | None = None
+    isMfaRegistered: bool | None = None
+    isMfaCapable: bool | None = None
+    isPasswordlessCapable: bool | None = None
+    methodsRegistered: list[str] | None = None
+    userType: str | None = None
+    isAdmin: bool | None = None
+    systemPreferredAuthenticationMethods: list[str] | None = None
+    lastUpdatedDateTime: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+
+
+class DetailsPage(msgspec.Struct, gc=False):
+    """One page of ``userRegistrationDetails``."""
+
+    value: list[DetailsRow]
+    next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
+
+
+class Page(NamedTuple):
+    """What a page told the walk along ``@odata.nextLink``: the next link and its rows."""
+
+    next_link: str | None
+    rows: int
+
+
+_DECODER = msgspec.json.Decoder(DetailsPage)
+# (user type, role, the six flags, strength) of a row: what it adds to its segment.
+_RowKey = tuple[str, str, tuple[bool, ...], int]
+
+
+def decode_details_page(page: Any) -> DetailsPage:
+    """A page from Graph's bytes (or, in tests, an already-decoded document)."""
+    try:
+        if isinstance(page, bytes | bytearray | memoryview):
+            return _DECODER.decode(page)
+        return msgspec.convert(page, DetailsPage)
+    except msgspec.ValidationError as err:
+        raise ReportParseError(_where_first(str(err))) from None
+    except msgspec.DecodeError:
+        raise ReportParseError("the page is not JSON") from None
+
+
+def _where_first(message: str) -> str:
+    """msgspec's ``Expected X, got Y - at `$.value[3].isAdmin``` as ``value[3].isAdmin:
+    expected X, got Y``."""
+    text, _, where = message.partition(" - at `$")
+    text = text[:1].lower() + text[1:]
+    return f"{where.rstrip('`').lstrip('.')}: {text}" if where else text
+
+
 class RegistrationDetailsCounter:
-    """Counts users page by page into segments; keeps only counts and the given ID sets."""
+    """Counts users page by page into segments; keeps only counts and the given ID sets.
+
+    Per row, only what varies is looked at: the flags, user type and role, strength, methods
+    and preferred method become a few tuple keys counted per page, then folded into the
+    segments. Labels (methods, user types, preferred methods) are checked once each, the first
+    time they are seen, and bounded in number.
+    """
 
     def __init__(self, context: SegmentContext | None = None) -> None:
         self._context = context or SegmentContext()
         self._segments: dict[tuple[str, str], list[int]] = {}
         self._groups = [[0] * _ROW for _ in self._context.groups]
+        self._group_sets = [members for _, members in self._context.groups]
         self._by_method: dict[str, int] = {}
         self._preferred: dict[str, int] = {}
-        self._newest: float | None = None
+        self._ranks: dict[str, int] = {}  # every method seen (and checked), with its strength
+        self._user_types: set[str] = {NULL_USER_TYPE}
+        self._newest: datetime | None = None
         self._pages = 0
 
-    def add_page(self, document: Any) -> str | None:
-        """Count one page of ``userRegistrationDetails``; return its ``@odata.nextLink``."""
-        if not isinstance(document, dict) or not isinstance(document.get("value"), list):
-            raise ReportParseError("userRegistrationDetails page has no 'value' list")
-        for index, user in enumerate(document["value"]):
-            if not isinstance(user, dict):
-                raise ReportParseError(f"value[{index}] is not an object")
-            self._count(user, f"value[{index}]")
+    def add_page(self, page: Any) -> Page:
+        """Count one page of ``userRegistrationDetails`` (its JSON bytes)."""
+        rows = decode_details_page(page)
+        tally: dict[_RowKey, int] = {}
+        group_tally: dict[tuple[int, tuple[bool, ...], int], int] = {}
+        method_tally: dict[tuple[str, ...], int] = {}
+        for index, user in enumerate(rows.value):
+            methods = user.methodsRegistered or ()
+            if not self._ranks.keys() >= set(methods):
+                self._learn_methods(methods, index)
+            strength = min(map(self._ranks.__getitem__, methods), default=NO_STRENGTH)
+            flags = (
+                user.isSsprRegistered is True,
+                user.isSsprEnabled is True,
+                user.isSsprCapable is True,
+                user.isMfaRegistered is True,
+                user.isMfaCapable is True,
+                user.isPasswordlessCapable is True,
+            )
+            role, memberships = self._role(user, index)
+            key = (self._user_type(user.userType, index), role, flags, strength)
+            tally[key] = tally.get(key, 0) + 1
+            for group in memberships:
+                group_key = (group, flags, strength)
+                group_tally[group_key] = group_tally.get(group_key, 0) + 1
+            if methods:
+                combo = tuple(methods)
+                method_tally[combo] = method_tally.get(combo, 0) + 1
+            self._count_preferred(user.systemPreferredAuthenticationMethods, index)
+            stamp = user.lastUpdatedDateTime
+            if stamp is not None and (self._newest is None or stamp > self._newest):
+                self._newest = stamp
+        self._fold(tally, group_tally, method_tally)
         self._pages += 1
-        return next_link(document)
+        return Page(rows.next_link, len(rows.value))
 
-    def _count(self, user: dict[str, Any], where: str) -> None:
-        flags = [_flag(user.get(field), where, field) for field, _ in DETAIL_FLAGS]
-        methods = _methods(user.get("methodsRegistered"), where)
-        strength = strength_of(methods)
-        user_id = parse_object_id(user.get("id"), f"{where}.id") if self._context.needs_ids else 0
-        if user_id in self._context.privileged:
-            role = "privileged_admin"
-        else:
-            role = "admin" if _flag(user.get("isAdmin"), where, "isAdmin") else "user"
-        key = (self._user_type(user.get("userType"), where), role)
-        row = self._segments.get(key)
-        if row is None:
-            row = self._segments[key] = [0] * _ROW
-        _add(row, flags, strength)
-        for (_, members), group_row in zip(self._context.groups, self._groups, strict=True):
-            if user_id in members:
-                _add(group_row, flags, strength)
+    def _role(self, user: DetailsRow, index: int) -> tuple[str, list[int]]:
+        """The row's role, and the configured groups (by index) it belongs to."""
+        context = self._context
+        if not context.needs_ids:
+            return ("admin" if user.isAdmin else "user"), []
+        user_id = parse_object_id(user.id, f"value[{index}].id")
+        memberships = [n for n, members in enumerate(self._group_sets) if user_id in members]
+        if user_id in context.privileged:
+            return "privileged_admin", memberships
+        return ("admin" if user.isAdmin else "user"), memberships
+
+    def _learn_methods(self, methods: Iterable[str], index: int) -> None:
         for method in methods:
-            self._by_method[method] = self._by_method.get(method, 0) + 1
-        if len(self._by_method) > MAX_METHODS:
-            raise ReportParseError("more distinct authentication methods than expected")
-        self._count_preferred(user.get("systemPreferredAuthenticationMethods"), where)
-        self._note_updated(user.get("lastUpdatedDateTime"), where)
+            if method in self._ranks:
+                continue
+            if not usable_label(method):
+                raise ReportParseError(f"value[{index}].methodsRegistered holds {method[:40]!a}")
+            if len(self._ranks) >= MAX_METHODS:
+                raise ReportParseError("more distinct authentication methods than expected")
+            self._ranks[method] = METHOD_STRENGTH.get(method, UNCLASSIFIED)
 
-    def _user_type(self, value: Any, where: str) -> str:
+    def _user_type(self, value: str | None, index: int) -> str:
         if value is None:
             return NULL_USER_TYPE
+        if value in self._user_types:
+            return value
         if not usable_label(value):
-            raise ReportParseError(f"{where}.userType is not a usable user type")
-        if len(self._segments) >= MAX_USER_TYPES * len(ROLES) and all(
-            key[0] != value for key in self._segments
-        ):
+            raise ReportParseError(f"value[{index}].userType is not a usable user type")
+        if len(self._user_types) > MAX_USER_TYPES:
             raise ReportParseError("more distinct user types than expected")
+        self._user_types.add(value)
         return value
 
-    def _count_preferred(self, value: Any, where: str) -> None:
-        if value is None or value == []:
-            first = NO_METHOD
-        elif isinstance(value, list) and usable_label(value[0]):
-            first = value[0]
-        else:
-            raise ReportParseError(f"{where}.systemPreferredAuthenticationMethods is not a list")
-        if first not in self._preferred and len(self._preferred) >= MAX_METHODS:
-            raise ReportParseError("more distinct system-preferred methods than expected")
-        self._preferred[first] = self._preferred.get(first, 0) + 1
+    def _count_preferred(self, value: list[str] | None, index: int) -> None:
+        first = value[0] if value else NO_METHOD
+        if first not in self._preferred:
+            if not usable_label(first):
+                raise ReportParseError(
+                    f"value[{index}].systemPreferredAuthenticationMethods holds {first[:40]!a}"
+                )
+            if len(self._preferred) >= MAX_METHODS:
+                raise ReportParseError("more distinct system-preferred methods than expected")
+            self._preferred[first] = 0
+        self._preferred[first] += 1
 
-    def _note_updated(self, value: Any, where: str) -> None:
-        if value is None:
-            return
-        try:
-            when = datetime.fromisoformat(value).timestamp() if isinstance(value, str) else None
-        except ValueError:
-            when = None
-        if when is None:
-            raise ReportParseError(f"{where}.lastUpdatedDateTime is not a date and time")
-        if self._newest is None or when > self._newest:
-            self._newest = when
+    def _fold(
+        self,
+        tally: dict[_RowKey, int],
+        group_tally: dict[tuple[int, tuple[bool, ...], int], int],
+        method_tally: dict[tuple[str, ...], int],
+    ) -> None:
+        """Add one page's tallies to the counts."""
+        for (user_type, role, flags, strength), users in tally.items():
+            row = self._segments.get((user_type, role))
+            if row is None:
+                row = self._segments[(user_type, role)] = [0] * _ROW
+            _add(row, flags, strength, users)
+        for (group, flags, strength), users in group_tally.items():
+            _add(self._groups[group], flags, strength, users)
+        for combo, users in method_tally.items():
+            for method in set(combo):  # a method listed twice is still one user
+                self._by_method[method] = self._by_method.get(method, 0) + users
 
     def report(self) -> RegistrationReport:
         """The counts as a report (users counted stand for the tenant's users)."""
@@ -199,7 +300,7 @@ class RegistrationDetailsCounter:
                 for (name, _), row in zip(self._context.groups, self._groups, strict=True)
             ),
             system_preferred=tuple(sorted(self._preferred.items())),
-            data_timestamp=self._newest,
+            data_timestamp=None if self._newest is None else self._newest.timestamp(),
         )
         return RegistrationReport(
             total_users=totals[0],
@@ -209,31 +310,12 @@ class RegistrationDetailsCounter:
         )
 
 
-def _flag(value: Any, where: str, field: str) -> int:
-    """1 for true; 0 for false or null (Graph sends null for some users)."""
-    if value is True:
-        return 1
-    if value is False or value is None:
-        return 0
-    raise ReportParseError(f"{where}.{field} is not a boolean")
-
-
-def _methods(value: Any, where: str) -> set[str]:
-    if value is None:
-        return set()
-    if not isinstance(value, list):
-        raise ReportParseError(f"{where}.methodsRegistered is not a list")
-    for method in value:
-        if not usable_label(method):
-            raise ReportParseError(f"{where}.methodsRegistered holds {str(method)[:40]!a}")
-    return set(value)
-
-
-def _add(row: list[int], flags: list[int], strength: int) -> None:
-    row[0] += 1
+def _add(row: list[int], flags: tuple[bool, ...], strength: int, users: int) -> None:
+    row[0] += users
     for i, flag in enumerate(flags, 1):
-        row[i] += flag
-    row[1 + len(flags) + strength] += 1
+        if flag:
+            row[i] += users
+    row[1 + len(flags) + strength] += users
 
 
 def _counts(row: list[int]) -> CoverageCounts:
@@ -245,12 +327,28 @@ def _counts(row: list[int]) -> CoverageCounts:
     )
 
 
-def next_link(document: dict[str, Any]) -> str | None:
-    """A page's ``@odata.nextLink``, or None on the last page."""
-    link = document.get("@odata.nextLink")
-    if link is not None and not isinstance(link, str):
-        raise ReportParseError("@odata.nextLink is not a string")
-    return link
+class DirectoryObject(msgspec.Struct, gc=False):
+    """A directory object as member lists and expanded principals show it."""
+
+    id: str | None = None
+    kind: str | None = msgspec.field(default=None, name="@odata.type")
+
+
+class DirectoryItem(msgspec.Struct, gc=False):
+    """A member (``id``, ``@odata.type``) or a role assignment (``principal``/``principalId``)."""
+
+    id: str | None = None
+    kind: str | None = msgspec.field(default=None, name="@odata.type")
+    principal: DirectoryObject | None = None
+    principalId: str | None = None
+
+
+class DirectoryPage(msgspec.Struct, gc=False):
+    value: list[DirectoryItem]
+    next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
+
+
+_DIRECTORY_DECODER = msgspec.json.Decoder(DirectoryPage)
 
 
 class DirectoryIdCollector:
@@ -265,31 +363,31 @@ class DirectoryIdCollector:
         self.users: set[int] = set()
         self.groups: set[int] = set()
 
-    def add_page(self, document: Any, principals: bool) -> str | None:
-        """Collect one page (``principals``: role assignments); return its next link."""
-        if not isinstance(document, dict) or not isinstance(document.get("value"), list):
-            raise ReportParseError("page has no 'value' list")
-        for index, item in enumerate(document["value"]):
-            where = f"value[{index}]"
-            if not isinstance(item, dict):
-                raise ReportParseError(f"{where} is not an object")
-            if principals:
-                self._add_principal(item, where)
+    def add_page(self, page: Any, principals: bool) -> Page:
+        """Collect one page (its JSON bytes; ``principals``: role assignments)."""
+        try:
+            if isinstance(page, bytes | bytearray | memoryview):
+                document = _DIRECTORY_DECODER.decode(page)
             else:
-                self._add_object(item, where)
-        return next_link(document)
+                document = msgspec.convert(page, DirectoryPage)
+        except msgspec.ValidationError as err:
+            raise ReportParseError(_where_first(str(err))) from None
+        except msgspec.DecodeError:
+            raise ReportParseError("the page is not JSON") from None
+        for index, item in enumerate(document.value):
+            if not principals:
+                self._add_object(item.id, item.kind, f"value[{index}].id")
+            elif item.principal is not None:
+                principal = item.principal
+                self._add_object(principal.id, principal.kind, f"value[{index}].principal.id")
+            else:
+                where = f"value[{index}].principalId"
+                self.users.add(parse_object_id(item.principalId, where))
+        return Page(document.next_link, len(document.value))
 
-    def _add_principal(self, item: dict[str, Any], where: str) -> None:
-        principal = item.get("principal")
-        if isinstance(principal, dict):
-            self._add_object(principal, f"{where}.principal")
-        else:
-            self.users.add(parse_object_id(item.get("principalId"), f"{where}.principalId"))
-
-    def _add_object(self, item: dict[str, Any], where: str) -> None:
-        kind = item.get("@odata.type")
-        object_id = parse_object_id(item.get("id"), f"{where}.id")
+    def _add_object(self, object_id: str | None, kind: str | None, where: str) -> None:
+        number = parse_object_id(object_id, where)
         if kind == "#microsoft.graph.group":
-            self.groups.add(object_id)
+            self.groups.add(number)
         elif kind in (None, "#microsoft.graph.user"):
-            self.users.add(object_id)
+            self.users.add(number)

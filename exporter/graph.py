@@ -19,6 +19,7 @@ import httpx
 
 from exporter.auth import AccessToken
 from exporter.config import RateLimit, TenantConfig
+from exporter.details import Page
 from exporter.failures import (
     PARSE_ERROR,
     THROTTLED,
@@ -97,28 +98,29 @@ class GraphClient:
         tenant: TenantConfig,
         url: str,
         request: tuple[AccessToken, float, RequestTally],
-        add_page: Callable[[Any], str | None],
+        add_page: Callable[[bytes], Page],
         what: str,
     ) -> int:
         """GET ``url`` and every ``@odata.nextLink`` after it; ``add_page`` takes each page.
 
         ``request`` is (token, deadline, tally). Pages are fetched one after the other and
-        handed over as they come, so memory stays flat whatever the size; each page is a
-        request like any other (rate limits, retries, the poll's deadline), and any failed
-        page fails the whole walk. Returns the number of pages.
+        handed over as they come, as bytes (the consumer decodes them into the types it
+        counts), so memory stays flat whatever the size; each page is a request like any other
+        (rate limits, retries, the poll's deadline), and any failed page fails the whole walk.
+        Returns the number of pages.
         """
         token, deadline, tally = request
         walk = PageWalk(tenant.endpoints.graph_host, what)
         next_url: str | None = url
         while next_url is not None:
             walk.check(next_url)
-            document, request_id = await self._get_json(tenant, next_url, token, deadline, tally)
+            body, request_id = await self._get_body(tenant, next_url, token, deadline, tally)
             try:
-                next_url = add_page(document)
+                next_url, rows = add_page(body)
             except ReportParseError as err:
                 message = f"unusable {what} page {walk.pages}: {err}"
                 raise GraphError(PollFailure(PARSE_ERROR, message, 200, None, request_id)) from None
-            walk.after_page(document, next_url)
+            walk.after_page(rows, next_url)
         return walk.pages
 
     async def _get_json(
@@ -130,6 +132,30 @@ class GraphClient:
         tally: RequestTally,
     ) -> tuple[Any, str]:
         """GET ``url`` and decode its JSON, with retries; return (document, request id)."""
+        response, client_request_id = await self._get_ok(tenant, url, token, deadline, tally)
+        return decode_json(response, client_request_id)
+
+    async def _get_body(
+        self,
+        tenant: TenantConfig,
+        url: str,
+        token: AccessToken,
+        deadline: float,
+        tally: RequestTally,
+    ) -> tuple[bytes, str]:
+        """GET ``url`` with retries; return (the 200's body, request id)."""
+        response, client_request_id = await self._get_ok(tenant, url, token, deadline, tally)
+        return response.body, response.headers.get("request-id") or client_request_id
+
+    async def _get_ok(
+        self,
+        tenant: TenantConfig,
+        url: str,
+        token: AccessToken,
+        deadline: float,
+        tally: RequestTally,
+    ) -> tuple[HttpResponse, str]:
+        """GET ``url`` until a 200, with retries; return (response, our client-request-id)."""
         attempts = Attempts()
         while True:
             client_request_id = str(uuid.uuid4())
@@ -151,7 +177,7 @@ class GraphClient:
                 )
             else:
                 if response.status_code == 200:
-                    return decode_json(response, client_request_id)
+                    return response, client_request_id
                 delay, failure = attempts.after_answer(response, client_request_id, tally)
             await self._wait(delay, deadline, failure, tenant.name)
             attempts.retried = failure

@@ -124,9 +124,8 @@ class PageWalk:
         if self.pages > MAX_PAGES:
             raise self._fail(f"more than {MAX_PAGES} pages")
 
-    def after_page(self, document: Any, next_url: str | None) -> None:
-        """After a page: pages with no rows that keep linking on are a loop too."""
-        rows = document.get("value") if isinstance(document, dict) else None
+    def after_page(self, rows: int, next_url: str | None) -> None:
+        """After a page of ``rows``: pages with no rows that keep linking on are a loop too."""
         self._empty_in_a_row = 0 if rows else self._empty_in_a_row + 1
         if next_url is not None and self._empty_in_a_row >= MAX_EMPTY_PAGES:
             raise self._fail(f"{MAX_EMPTY_PAGES} pages in a row without rows, and still a link")

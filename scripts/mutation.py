@@ -73,9 +73,10 @@ class Score:
         return 100.0 * self.killed / self.made if self.made else 0.0  # nothing ran: a failure
 
 
-def scratch_copy(sources: list[str], tests: list[str]) -> Path:
-    """The tracked files in a temporary folder, with mutmut's section appended to pyproject."""
-    folder = Path(tempfile.mkdtemp(prefix="mutation-"))
+def snapshot_tree() -> Path:
+    """The project's files as they are now (tracked, and new ones git does not ignore), so
+    every module is tested against the same tree even if the work tree changes meanwhile."""
+    folder = Path(tempfile.mkdtemp(prefix="mutation-tree-"))
     tracked = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -84,9 +85,17 @@ def scratch_copy(sources: list[str], tests: list[str]) -> Path:
         text=True,
     ).stdout.split()
     for name in tracked:
-        target = folder / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target)
+        if (ROOT / name).is_file():
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target)
+    return folder
+
+
+def scratch_copy(tree: Path, sources: list[str], tests: list[str]) -> Path:
+    """A copy of ``tree`` with mutmut's section appended to its pyproject."""
+    folder = Path(tempfile.mkdtemp(prefix="mutation-"))
+    shutil.copytree(tree, folder, dirs_exist_ok=True)
     existing = [t for t in tests if (folder / t).exists()]
     section = (
         "\n[tool.mutmut]\n"
@@ -99,8 +108,8 @@ def scratch_copy(sources: list[str], tests: list[str]) -> Path:
     return folder
 
 
-def run_group(group: str, sources: list[str], tests: list[str]) -> Score:
-    folder = scratch_copy(sources, tests)
+def run_group(tree: Path, group: str, sources: list[str], tests: list[str]) -> Score:
+    folder = scratch_copy(tree, sources, tests)
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PYTHONPATH", None)
     mutmut = str(VENV_BIN / "mutmut")
@@ -149,9 +158,10 @@ def main() -> int:
     (ROOT / "build").mkdir(exist_ok=True)
     rows = ["| module | killed / made | score | target |", "|---|---|---|---|"]
     below = []
+    tree = snapshot_tree()
     for group in chosen:
         sources, tests = GROUPS[group]
-        score = run_group(group, sources, tests)
+        score = run_group(tree, group, sources, tests)
         mark = "met" if score.percent >= args.target else "NOT met"
         if score.percent < args.target:
             below.append(group)
@@ -162,6 +172,7 @@ def main() -> int:
         print(rows[-1], flush=True)
         for name in score.survivors:
             print(f"    survived: {name}  (diff in build/mutation-{group}.log)")
+    shutil.rmtree(tree, ignore_errors=True)
     (ROOT / "build" / "mutation.md").write_text("\n".join(rows) + "\n", encoding="utf-8")
     print("\n".join(rows))
     return 1 if below else 0

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from exporter.details import (
+    MAX_METHODS,
+    MAX_USER_TYPES,
     STRENGTHS,
     DirectoryIdCollector,
     RegistrationDetailsCounter,
@@ -66,16 +69,94 @@ def test_segments_by_user_type_and_role_with_null_and_unknown_values() -> None:
 @pytest.mark.parametrize(
     ("row", "problem"),
     [
-        (user(methodsRegistered=[{"not": "hashable"}]), "methodsRegistered holds"),
-        (user(isSsprEnabled="yes"), "isSsprEnabled is not a boolean"),
-        (user(userType=7), "userType is not a usable user type"),
-        (user(systemPreferredAuthenticationMethods="push"), "is not a list"),
-        (user(lastUpdatedDateTime="yesterday"), "lastUpdatedDateTime is not a date"),
+        (
+            user(methodsRegistered=[{"not": "hashable"}]),
+            "value[0].methodsRegistered[0]: expected `str`, got `object`",
+        ),
+        (
+            user(methodsRegistered=["mobile\nPhone"]),
+            "value[0].methodsRegistered holds 'mobile\\nPhone'",
+        ),
+        (user(methodsRegistered=[""]), "value[0].methodsRegistered holds ''"),
+        (user(isSsprEnabled="yes"), "value[0].isSsprEnabled: expected `bool | null`, got `str`"),
+        (user(isMfaRegistered=1), "value[0].isMfaRegistered: expected `bool | null`, got `int`"),
+        (user(userType=7), "value[0].userType: expected `str | null`, got `int`"),
+        (user(userType=["member"]), "value[0].userType: expected `str | null`, got `array`"),
+        (user(userType="x\ud800"), "value[0].userType is not a usable user type"),
+        (
+            user(systemPreferredAuthenticationMethods="push"),
+            "value[0].systemPreferredAuthenticationMethods: expected `array | null`, got `str`",
+        ),
+        (
+            user(systemPreferredAuthenticationMethods=["\t"]),
+            "value[0].systemPreferredAuthenticationMethods holds '\\t'",
+        ),
+        (
+            user(lastUpdatedDateTime="yesterday"),
+            "value[0].lastUpdatedDateTime: invalid RFC3339 encoded datetime",
+        ),
+        (
+            user(lastUpdatedDateTime="2026-12-01T10:00:00"),
+            "value[0].lastUpdatedDateTime: expected `datetime` with a timezone component",
+        ),
+        ("not a row", "value[0]: expected `object`, got `str`"),
     ],
 )
 def test_unusable_rows_are_parse_errors(row: dict[str, Any], problem: str) -> None:
-    with pytest.raises(ReportParseError, match=problem):
+    with pytest.raises(ReportParseError) as refused:
         RegistrationDetailsCounter().add_page({"value": [row]})
+    assert str(refused.value) == problem
+
+
+@pytest.mark.parametrize(
+    ("page", "problem"),
+    [
+        (b"{", "the page is not JSON"),
+        (b"[]", "expected `object`, got `array`"),
+        (b"{}", "object missing required field `value`"),
+        (
+            b'{"value": [], "@odata.nextLink": 5}',
+            "@odata.nextLink: expected `str | null`, got `int`",
+        ),
+    ],
+)
+def test_unusable_pages_are_parse_errors(page: bytes, problem: str) -> None:
+    with pytest.raises(ReportParseError) as refused:
+        RegistrationDetailsCounter().add_page(page)
+    assert str(refused.value) == problem
+
+
+def test_labels_are_bounded_in_number() -> None:
+    many = [user(methodsRegistered=[f"m{i}"]) for i in range(MAX_METHODS + 1)]
+    with pytest.raises(ReportParseError, match="more distinct authentication methods"):
+        RegistrationDetailsCounter().add_page({"value": many})
+    types = [user(userType=f"t{i}") for i in range(MAX_USER_TYPES + 1)]
+    with pytest.raises(ReportParseError, match="more distinct user types"):
+        RegistrationDetailsCounter().add_page({"value": types})
+
+
+def test_a_method_listed_twice_counts_its_user_once_and_the_newest_date_wins() -> None:
+    counter = RegistrationDetailsCounter()
+    page = counter.add_page(
+        {
+            "value": [
+                user(
+                    methodsRegistered=["email", "email"], lastUpdatedDateTime="2026-12-01T10:00:00Z"
+                ),
+                user(
+                    methodsRegistered=["email"], lastUpdatedDateTime="2026-12-01T12:00:00.1234567Z"
+                ),
+                user(lastUpdatedDateTime="2026-12-01T11:00:00+02:00"),
+            ],
+            "@odata.nextLink": "https://graph.example/next",
+        }
+    )
+    assert page == ("https://graph.example/next", 3)
+    report = counter.report()
+    assert report.users_by_method == (("email", 2),)
+    assert report.segments is not None
+    newest = datetime(2026, 12, 1, 12, 0, 0, 123457, tzinfo=UTC)  # 7 digits: microseconds kept
+    assert report.segments.data_timestamp == newest.timestamp()
 
 
 def test_ids_are_parsed_only_when_an_id_set_needs_them() -> None:
@@ -100,7 +181,7 @@ def test_principals_users_groups_and_what_is_skipped() -> None:
         },
         principals=True,
     )
-    assert link == "https://graph.example/next"
+    assert link == ("https://graph.example/next", 4)
     assert collector.users == {uuid.UUID(ALICE).int, uuid.UUID(CAROL).int}
     assert collector.groups == {uuid.UUID(BOB).int}
     members = DirectoryIdCollector()
@@ -112,16 +193,8 @@ def test_principals_users_groups_and_what_is_skipped() -> None:
 
 
 def test_a_number_where_a_boolean_belongs_is_refused_after_the_same_true_was_seen() -> None:
-    # Seen flag combinations are remembered; 1 == True in Python, so the memory must not let
-    # a JSON 1 pass for a true that was seen before.
+    # 1 == True in Python: a JSON 1 must not pass for a true seen before.
     counter = RegistrationDetailsCounter()
     counter.add_page({"value": [user(isMfaRegistered=True)]})
-    with pytest.raises(ReportParseError, match="isMfaRegistered is not a boolean"):
+    with pytest.raises(ReportParseError, match=r"isMfaRegistered: expected `bool \| null`"):
         counter.add_page({"value": [user(isMfaRegistered=1)]})
-
-
-def test_unhashable_labels_are_refused_not_crashed_on() -> None:
-    counter = RegistrationDetailsCounter()
-    counter.add_page({"value": [user(userType="member")]})
-    with pytest.raises(ReportParseError, match="userType is not a usable user type"):
-        counter.add_page({"value": [user(userType=["member"])]})

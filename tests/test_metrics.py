@@ -286,8 +286,8 @@ def golden_store() -> MetricsStore:
 
 
 def golden_text(store: MetricsStore, openmetrics: bool) -> str:
-    """The tenant part of the exposition, with the reload time (set at start) and the Python
-    version blanked out."""
+    """The tenant part of the exposition, with the reload time (set at start) and the versions
+    (the installed package's, Python's) blanked out."""
     tenants, _ = store.render_parts(openmetrics=openmetrics)
     text = re.sub(
         r"^(entra_exporter_config_last_reload_success_timestamp_seconds) .*$",
@@ -295,7 +295,11 @@ def golden_text(store: MetricsStore, openmetrics: bool) -> str:
         tenants.decode(),
         flags=re.MULTILINE,
     )
-    return re.sub(r'python_version="[^"]*"', 'python_version="<python>"', text)
+    return re.sub(
+        r'version="[^"]*",python_version="[^"]*"',
+        'version="<version>",python_version="<python>"',
+        text,
+    )
 
 
 @pytest.mark.parametrize(

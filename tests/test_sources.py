@@ -142,9 +142,9 @@ def test_the_counter_refuses_malformed_pages() -> None:
     ):
         with pytest.raises(ReportParseError):
             counter.add_page(page)
-    assert (
-        counter.add_page({"value": [], "@odata.nextLink": "https://graph/next"})
-        == "https://graph/next"
+    assert counter.add_page({"value": [], "@odata.nextLink": "https://graph/next"}) == (
+        "https://graph/next",
+        0,
     )
 
 
