@@ -18,7 +18,7 @@ from bench.figures import FAST_LIMITS, Figure, Report, Sizes, Stack, start_stack
 from bench.harness import ExporterProcess, SimulatorProcess, wait_for
 from bench.scrapes import generate_latest_median, timed_gets
 from entra_simulator.directory import MAX_PAGE, detail_user, make_tenant
-from exporter.details import DETAIL_FIELDS
+from exporter.details import DETAIL_FIELDS, decode_details_page
 
 USERS_PER_CPU_SECOND_TARGET = 250_000.0
 SEGMENTS_COST_TARGET = 1.5  # x the poll CPU without segments
@@ -145,10 +145,11 @@ def big_tenant(workdir: Path, sizes: Sizes, report: Report) -> None:
 
 
 def decoders(sizes: Sizes, report: Report) -> None:
-    """The standard library's json against orjson on the same pages of userRegistrationDetails.
+    """The standard library's json (into dicts) against msgspec (into the exporter's typed
+    rows, types checked) and orjson (into dicts), on the same pages of userRegistrationDetails.
 
     The pages are the simulator's own (its users, the exporter's ``$select``), decoded here in
-    one process: CPU seconds per user, best of five, and orjson's ratio to the standard library.
+    one process: CPU seconds per user, best of five, and each ratio to the standard library.
     """
     rng = random.Random(1)
     tenant = make_tenant(0, rng)
@@ -162,7 +163,12 @@ def decoders(sizes: Sizes, report: Report) -> None:
         ]
         pages.append(json.dumps({"@odata.context": "x", "value": rows}).encode())
     timings = {}
-    for name, loads in (("stdlib", json.loads), ("orjson", orjson.loads)):
+    decoders = (
+        ("stdlib", json.loads),
+        ("msgspec_typed", decode_details_page),
+        ("orjson", orjson.loads),
+    )
+    for name, loads in decoders:
         best = math.inf
         for _ in range(5):
             started = time.process_time()
@@ -171,13 +177,14 @@ def decoders(sizes: Sizes, report: Report) -> None:
             best = min(best, time.process_time() - started)
         timings[name] = best / users
         report.add(Figure("counting", f"decode_us_per_user_{name}", timings[name] * 1e6, "us"))
-    report.add(
-        Figure(
-            "counting",
-            "decode_orjson_vs_stdlib",
-            timings["orjson"] * 1e6,
-            "us",
-            timings["orjson"] / timings["stdlib"],
-            f"the standard library's {timings['stdlib'] * 1e6:.2f} us/user, same pages",
+    for name in ("msgspec_typed", "orjson"):
+        report.add(
+            Figure(
+                "counting",
+                f"decode_{name}_vs_stdlib",
+                timings[name] * 1e6,
+                "us",
+                timings[name] / timings["stdlib"],
+                f"the standard library's {timings['stdlib'] * 1e6:.2f} us/user, same pages",
+            )
         )
-    )

@@ -28,7 +28,7 @@ EXPECTED = {
     ("segments", "segments_cpu_cost@4000"),
     ("segments", "poll_cpu_seconds_plain@4000"),
     ("counting", "decode_us_per_user_stdlib"),
-    ("counting", "decode_orjson_vs_stdlib"),
+    ("counting", "decode_msgspec_typed_vs_stdlib"),
     ("pacing", "round_seconds_one_app@20"),
     ("pacing", "refused_one_app@20"),
     ("pacing", "round_seconds_3_replicas@20"),
