@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import logging
 import re
 import time
 from pathlib import Path
@@ -13,7 +14,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.failures import PollFailure
+from exporter.families import TENANT_FAMILIES
 from exporter.graphanswers import RequestTally
+from exporter.logs import TENANT_LOG
 from exporter.metrics import (
     RECENT_POLLS,
     MetricsStore,
@@ -369,3 +372,113 @@ def test_process_metrics_are_read_once_per_second_and_end_openmetrics_with_eof()
     assert not first.endswith(b"# EOF\n") and b"process_resident_memory_bytes" in first
     _, zipped = store.render_parts(gzipped=True)
     assert gzip.decompress(zipped) == first
+
+
+def test_every_change_shows_in_the_next_scrape_whatever_came_between() -> None:
+    # The cached exposition is keyed by a change counter: each kind of change must move it
+    # forward, so no sequence of changes can bring back a counter value already rendered.
+    store = MetricsStore()
+    store.set_tenants((tenant("a"),))
+    store.render()
+    changes = [
+        lambda: store.record_scheduler_event("missed"),
+        lambda: store.record_poll(tenant("a"), success()),
+        lambda: store.record_reload(ok=False),
+        lambda: store.record_web_reload(ok=False),
+        lambda: store.set_tenants((tenant("a"), tenant("b"))),
+        lambda: store.set_tenants((tenant("a"),)),
+        lambda: store.record_scheduler_event("error"),
+    ]
+    before = store.render()
+    for number, change in enumerate(changes):
+        change()
+        after = store.render()
+        assert after != before, f"change {number} did not reach the exposition"
+        before = after
+
+
+def test_reload_gauges_start_at_one_and_follow_each_reload() -> None:
+    store = MetricsStore()
+    text = store.render().decode()
+    assert "\nentra_exporter_config_last_reload_successful 1\n" in text
+    assert "\nentra_exporter_web_config_last_reload_successful 1\n" in text
+    store.record_web_reload(ok=False)
+    assert b"\nentra_exporter_web_config_last_reload_successful 0\n" in store.render()
+    store.record_web_reload(ok=True)
+    assert b"\nentra_exporter_web_config_last_reload_successful 1\n" in store.render()
+
+
+def test_a_tenant_block_has_one_part_per_family_with_or_without_a_report() -> None:
+    fresh = TenantSnapshot.for_tenant(tenant())
+    lines = render_tenant_block(fresh)
+    assert len(lines) == len(TENANT_FAMILIES)
+    assert lines[:3] == ("", "", "")  # no report yet: registration, users, methods
+    no_stamp = dataclasses.replace(
+        SEGMENTED,
+        segments=dataclasses.replace(SEGMENTED.segments, data_timestamp=None),  # type: ignore[arg-type]
+    )
+    polled = fresh.after_poll(success(report=no_stamp), 1800)
+    assert len(render_tenant_block(polled)) == len(TENANT_FAMILIES)
+    assert render_tenant_block(polled)[-1] == ""  # no lastUpdatedDateTime, no data age line
+
+
+def test_a_poll_updates_the_snapshot_a_failure_keeps_the_report_and_its_expiry() -> None:
+    config = dataclasses.replace(tenant(), source="auto")
+    snapshot = TenantSnapshot.for_tenant(config)
+    ok = PollResult(
+        "success", REPORT, None, 0.25, 1_750_000_000.0, source="userRegistrationDetails"
+    )
+    snapshot = snapshot.after_poll(ok, 1800)
+    assert (snapshot.polled, snapshot.up, snapshot.last_result) == (True, True, "success")
+    assert snapshot.source == "userRegistrationDetails"  # what auto settled on
+    assert snapshot.report_expires_at == 1_750_001_800.0
+    odd = PollResult("parse_error", REPORT, PollFailure("parse_error", "x"), 1.0, 1_750_000_600.0)
+    snapshot = snapshot.after_poll(odd, 1800)  # a failure that carries a report is no success
+    assert (snapshot.up, snapshot.last_result) == (False, "parse_error")
+    assert snapshot.report_expires_at == 1_750_001_800.0
+    assert snapshot.source == "credentialUserRegistrationCount"  # the failed poll's
+    moved = snapshot.with_config(dataclasses.replace(config, source="userRegistrationDetails"))
+    assert moved.source == "userRegistrationDetails"
+
+
+def test_a_failed_poll_keeps_the_log_lines_logged_about_its_tenant() -> None:
+    store = MetricsStore()
+    config = tenant("logged")
+    store.set_tenants((config,))
+    started = time.time()
+    logger = logging.getLogger("exporter.test.tail")
+    logger.addHandler(TENANT_LOG)  # as configure_logging does for the running exporter
+    try:
+        logger.warning("Graph said no", extra={"tenant": "logged"})
+    finally:
+        logger.removeHandler(TENANT_LOG)
+    failed = PollResult("http_error", None, PollFailure("http_error", "no"), 0.0, started)
+    snapshot = store.record_poll(config, failed)
+    assert snapshot is not None
+    assert any("Graph said no" in line for line in snapshot.last_failure_log)
+    snapshot = store.record_poll(config, success())
+    assert snapshot is not None and any(
+        "Graph said no" in line for line in snapshot.last_failure_log
+    )
+
+
+def test_a_change_after_any_other_change_still_refreshes_the_cached_exposition() -> None:
+    # Each change moves the cache key forward: after it, a poll's new numbers must show too.
+    changes = {
+        "reload": lambda store: store.record_reload(ok=False),
+        "web reload": lambda store: store.record_web_reload(ok=False),
+        "scheduler event": lambda store: store.record_scheduler_event("missed"),
+    }
+    for name, change in changes.items():
+        store = MetricsStore()
+        store.set_tenants((tenant("a"),))
+        store.record_poll(tenant("a"), success(report=RegistrationReport(5, ())))
+        store.render()
+        change(store)
+        store.record_poll(tenant("a"), success(report=RegistrationReport(7, ())))
+        assert b'entra_tenant_users{tenant="a"} 7' in store.render(), name
+    store = MetricsStore()
+    store.set_tenants((tenant("a"),))
+    store.render()
+    store.set_tenants(())
+    assert b'tenant="a"' not in store.render()
