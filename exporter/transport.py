@@ -25,7 +25,7 @@ from exporter import __version__
 
 MAX_BODY_BYTES = 1024 * 1024
 # Connections per httpx pool (see Transport).
-POOL_SIZE = 8
+POOL_SIZE = 4
 USER_AGENT = f"entra-registration-exporter/{__version__}"
 
 
