@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from bench.harness import ExporterProcess, SimulatorProcess
+from bench.harness import ExporterProcess, SimulatorProcess, wait_for
 
 # Graph's limits raised far past what a run sends: what is measured is the exporter's own cost.
 FAST_LIMITS = {"per_app_per_tenant": "1000/1s", "per_app": "100000/1s"}
@@ -162,6 +162,18 @@ def start_stack(
     )
     exporter = ExporterProcess(sim.config_file, workdir / "exporter.log")
     return Stack(sim, exporter)
+
+
+def wait_for_events(
+    sim: SimulatorProcess, kind: str, count: int, timeout: float, what: str
+) -> list[tuple[float, float]]:
+    """Wait until ``count`` requests of ``kind`` were answered, then return their events.
+
+    Polls the simulator's counts, not its event list: serialising 20,000 events every 50 ms
+    would cost the simulator more CPU than the requests being measured.
+    """
+    wait_for(lambda: sim.call("/_sim/counts").get(kind, 0) >= count, timeout, what, 0.2)
+    return events(sim, kind)
 
 
 def events(sim: SimulatorProcess, kind: str) -> list[tuple[float, float]]:

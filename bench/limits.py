@@ -25,13 +25,12 @@ from bench.figures import (
     Sizes,
     Stack,
     config_with,
-    events,
     exporter_limits,
-    reports,
     simulator_limits,
     span,
+    wait_for_events,
 )
-from bench.harness import ExporterProcess, SimulatorProcess, wait_for
+from bench.harness import ExporterProcess, SimulatorProcess
 
 
 def _limited_simulator(
@@ -63,7 +62,7 @@ def one_app(workdir: Path, sizes: Sizes, report: Report) -> None:
     sim = _limited_simulator(workdir / "pacing-one-app", tenants, sizes, "--one-app")
     stack = Stack(sim, ExporterProcess(sim.config_file, sim.config_file.parent / "exporter.log"))
     try:
-        calls = wait_for(lambda: len(r := reports(sim)) >= tenants and r, 900, "pacing round")
+        calls = wait_for_events(sim, "report", tenants, 900, "pacing round")
         refused = sim.stats()["refused_by_limits"]
     finally:
         stack.stop()
@@ -86,9 +85,7 @@ def paged_tenant(workdir: Path, sizes: Sizes, report: Report, page_size: int) ->
     config_with(sim, source="userRegistrationDetails")
     stack = Stack(sim, ExporterProcess(sim.config_file, sim.config_file.parent / "exporter.log"))
     try:
-        calls = wait_for(
-            lambda: len(r := events(sim, "details")) >= pages and r, 3600, "paged round"
-        )
+        calls = wait_for_events(sim, "details", pages, 3600, "paged round")
         refused = sim.stats()["refused_by_limits"]
     finally:
         stack.stop()
@@ -112,7 +109,7 @@ def replicas(workdir: Path, sizes: Sizes, report: Report, count: int = 3) -> Non
         for index in range(count)
     ]
     try:
-        calls = wait_for(lambda: len(r := reports(sim)) >= tenants and r, 900, "replicas round")
+        calls = wait_for_events(sim, "report", tenants, 900, "replicas round")
         refused = sim.stats()["refused_by_limits"]
     finally:
         for exporter in exporters:

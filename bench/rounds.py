@@ -7,7 +7,15 @@ import math
 import time
 from pathlib import Path
 
-from bench.figures import Figure, Report, Sizes, Stack, first_event, reports, start_stack
+from bench.figures import (
+    Figure,
+    Report,
+    Sizes,
+    Stack,
+    first_event,
+    start_stack,
+    wait_for_events,
+)
 from bench.harness import wait_for
 
 COLD_TARGET = 1.3  # x ideal, discovery and token included
@@ -35,15 +43,9 @@ def fanout_and_footprint(workdir: Path, sizes: Sizes, report: Report) -> Stack:
         )
         wait_for(lambda s=stack: s.exporter.get("/healthz", timeout=5)[0] == 200, 60, "exporter up")
         cpu_start = stack.exporter.sample().cpu_seconds
-        round_one = wait_for(
-            lambda s=stack, n=tenants: len(r := reports(s.sim)) >= n and r, 300, "round 1"
-        )
+        round_one = wait_for_events(stack.sim, "report", tenants, 300, "round 1")
         cpu_cold = stack.exporter.sample().cpu_seconds
-        round_two = wait_for(
-            lambda s=stack, n=tenants: len(r := reports(s.sim)) >= 2 * n and r,
-            300 + interval,
-            "round 2",
-        )
+        round_two = wait_for_events(stack.sim, "report", 2 * tenants, 300 + interval, "round 2")
         sample = stack.exporter.sample()
         cold_start = first_event(stack.sim)
         cold = max(end for _, end in round_one[:tenants]) - cold_start

@@ -15,8 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.figures import Figure, Report, Sizes, Stack, reports, span, start_stack
-from bench.harness import wait_for
+from bench.figures import Figure, Report, Sizes, Stack, span, start_stack, wait_for_events
 from bench.scrapes import generate_latest_median, timed_gets
 
 RSS_TARGET_MB = 450.0
@@ -75,11 +74,7 @@ def at_scale(workdir: Path, sizes: Sizes, report: Report, with_segments: bool) -
 
 
 def _rounds(stack: Stack, sizes: Sizes, report: Report, tenants: int, interval: float) -> None:
-    calls = wait_for(
-        lambda: len(r := reports(stack.sim)) >= 2 * tenants and r,
-        2 * interval + 600,
-        "two rounds",
-    )
+    calls = wait_for_events(stack.sim, "report", 2 * tenants, 2 * interval + 600, "two rounds")
     ideal = math.ceil(tenants / sizes.concurrency) * sizes.latency
     against = f"ideal ceil({tenants}/{sizes.concurrency})*{sizes.latency}s={ideal:.1f}s"
     cold, warm = span(calls[:tenants]), span(calls[tenants : 2 * tenants])

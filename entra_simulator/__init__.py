@@ -10,6 +10,8 @@ by it except lazily for ``--demo``. It serves:
   plausible counts that drift slowly, in each of the shapes Microsoft's documentation shows;
 - ``GET /v1.0/reports/authenticationMethods/userRegistrationDetails`` (paged, generated users);
 - ``GET /_sim/stats`` (token and Graph requests per tenant, and the last report served);
+- ``GET /_sim/events`` (every answered request: kind, app, tenant, arrival, completion) and
+  ``GET /_sim/counts`` (answered requests by kind, cheap enough to poll);
 - ``POST /_sim/faults`` ``{"tenant": NAME, "fault": KIND, "count": N}`` (``"count": 0`` means
   until cleared; ``"fault": null`` clears), or ``{"tenant": NAME, "rate": 0.3}`` (random faults
   for that tenant only), and ``POST /_sim/tenants`` (add a tenant with a

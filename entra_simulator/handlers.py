@@ -96,6 +96,8 @@ class _SimHandler(BaseHTTPRequestHandler):
         """Log a request that was answered (for pacing checks and benchmarks)."""
         event = (kind, tenant.client_id, tenant.tenant_id, self.started, time.time())
         self.sim.events.append(event)
+        with self.sim.lock:
+            self.sim.event_counts[kind] += 1
 
     def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self._raw(status, json.dumps(body).encode(), "application/json", headers)
@@ -179,6 +181,10 @@ class _SimHandler(BaseHTTPRequestHandler):
             self._json(200, sim.stats())
         elif path == "/_sim/events":
             self._json(200, {"events": list(sim.events)})
+        elif path == "/_sim/counts":
+            with sim.lock:
+                counts = dict(sim.event_counts)
+            self._json(200, counts)
         else:
             self._graph_error(404, "UnknownResource", f"no route for {path}")
 

@@ -60,6 +60,8 @@ class Simulator:
         self.events: collections.deque[tuple[str, str, str, float, float]] = collections.deque(
             maxlen=500_000
         )
+        # Answered requests by kind, cheap to read while a benchmark waits for a round.
+        self.event_counts: collections.Counter[str] = collections.Counter()
         self.stopping = threading.Event()
         self.tls = make_tls_material()
         self._server: ThreadingHTTPServer | None = None
