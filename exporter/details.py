@@ -73,14 +73,17 @@ MAX_USER_TYPES = 20
 _ROW = 1 + len(SEGMENT_STATUSES) + len(STRENGTHS)  # users, statuses, strengths
 
 
-def parse_object_id(value: Any, where: str) -> int:
-    """A directory object ID (a GUID) as a 128-bit int: a third of a string's memory."""
+def parse_object_id(value: Any, index: int, field: str = "id") -> int:
+    """A directory object ID (a GUID) as a 128-bit int: a third of a string's memory.
+
+    ``index`` and ``field`` say where, in the refusal only (this runs once per row).
+    """
     if isinstance(value, str) and len(value) == 36:
         try:
             return int(value.replace("-", ""), 16)
         except ValueError:
             pass
-    raise ReportParseError(f"{where} is not an object ID: {str(value)[:40]!r}")
+    raise ReportParseError(f"value[{index}].{field} is not an object ID: {str(value)[:40]!r}")
 
 
 def strength_of(methods: Iterable[str]) -> int:
@@ -177,7 +180,7 @@ class RegistrationDetailsCounter:
         self._context = context or SegmentContext()
         self._segments: dict[tuple[str, str], list[int]] = {}
         self._groups = [[0] * _ROW for _ in self._context.groups]
-        self._group_sets = [members for _, members in self._context.groups]
+        self._listed = _listed_ids(self._context)
         self._by_method: dict[str, int] = {}
         self._preferred: dict[str, int] = {}
         self._ranks: dict[str, int] = {}  # every method seen (and checked), with its strength
@@ -221,14 +224,13 @@ class RegistrationDetailsCounter:
         self._pages += 1
         return Page(rows.next_link, len(rows.value))
 
-    def _role(self, user: DetailsRow, index: int) -> tuple[str, list[int]]:
+    def _role(self, user: DetailsRow, index: int) -> tuple[str, tuple[int, ...]]:
         """The row's role, and the configured groups (by index) it belongs to."""
-        context = self._context
-        if not context.needs_ids:
-            return ("admin" if user.isAdmin else "user"), []
-        user_id = parse_object_id(user.id, f"value[{index}].id")
-        memberships = [n for n, members in enumerate(self._group_sets) if user_id in members]
-        if user_id in context.privileged:
+        if not self._context.needs_ids:
+            return ("admin" if user.isAdmin else "user"), ()
+        user_id = parse_object_id(user.id, index)
+        privileged, memberships = self._listed.get(user_id, _NOT_LISTED)
+        if privileged:
             return "privileged_admin", memberships
         return ("admin" if user.isAdmin else "user"), memberships
 
@@ -310,6 +312,25 @@ class RegistrationDetailsCounter:
         )
 
 
+_NOT_LISTED: tuple[bool, tuple[int, ...]] = (False, ())
+
+
+def _listed_ids(context: SegmentContext) -> dict[int, tuple[bool, tuple[int, ...]]]:
+    """Every ID of the context's sets → (privileged, the groups it is in): one look-up a row
+    instead of one test per set. The (few) distinct values are shared, the IDs are the sets'."""
+    listed: dict[int, tuple[bool, tuple[int, ...]]] = {}
+    shared: dict[tuple[bool, tuple[int, ...]], tuple[bool, tuple[int, ...]]] = {}
+    for number, (_, members) in enumerate(context.groups):
+        for user_id in members:
+            privileged, groups = listed.get(user_id, _NOT_LISTED)
+            value = (privileged, (*groups, number))
+            listed[user_id] = shared.setdefault(value, value)
+    for user_id in context.privileged:
+        value = (True, listed.get(user_id, _NOT_LISTED)[1])
+        listed[user_id] = shared.setdefault(value, value)
+    return listed
+
+
 def _add(row: list[int], flags: tuple[bool, ...], strength: int, users: int) -> None:
     row[0] += users
     for i, flag in enumerate(flags, 1):
@@ -376,17 +397,16 @@ class DirectoryIdCollector:
             raise ReportParseError("the page is not JSON") from None
         for index, item in enumerate(document.value):
             if not principals:
-                self._add_object(item.id, item.kind, f"value[{index}].id")
+                self._add_object(item.id, item.kind, index, "id")
             elif item.principal is not None:
                 principal = item.principal
-                self._add_object(principal.id, principal.kind, f"value[{index}].principal.id")
+                self._add_object(principal.id, principal.kind, index, "principal.id")
             else:
-                where = f"value[{index}].principalId"
-                self.users.add(parse_object_id(item.principalId, where))
+                self.users.add(parse_object_id(item.principalId, index, "principalId"))
         return Page(document.next_link, len(document.value))
 
-    def _add_object(self, object_id: str | None, kind: str | None, where: str) -> None:
-        number = parse_object_id(object_id, where)
+    def _add_object(self, object_id: str | None, kind: str | None, index: int, field: str) -> None:
+        number = parse_object_id(object_id, index, field)
         if kind == "#microsoft.graph.group":
             self.groups.add(number)
         elif kind in (None, "#microsoft.graph.user"):
