@@ -83,7 +83,8 @@ class GraphClient:
     ) -> RegistrationReport:
         """GET getCredentialUserRegistrationCount, retrying within ``deadline`` (monotonic)."""
         url = f"{tenant.endpoints.graph_host}{REPORT_PATH}"
-        document, request_id = await self._get_json(tenant, url, token, deadline, tally)
+        response, client_request_id = await self._get_ok(tenant, url, token, deadline, tally)
+        document, request_id = decode_json(response, client_request_id)
         try:
             return parse_registration_report(document)
         except ReportParseError as err:
@@ -114,38 +115,15 @@ class GraphClient:
         next_url: str | None = url
         while next_url is not None:
             walk.check(next_url)
-            body, request_id = await self._get_body(tenant, next_url, token, deadline, tally)
+            response, request_id = await self._get_ok(tenant, next_url, token, deadline, tally)
+            request_id = response.headers.get("request-id") or request_id
             try:
-                next_url, rows = add_page(body)
+                next_url, rows = add_page(response.body)
             except ReportParseError as err:
                 message = f"unusable {what} page {walk.pages}: {err}"
                 raise GraphError(PollFailure(PARSE_ERROR, message, 200, None, request_id)) from None
             walk.after_page(rows, next_url)
         return walk.pages
-
-    async def _get_json(
-        self,
-        tenant: TenantConfig,
-        url: str,
-        token: AccessToken,
-        deadline: float,
-        tally: RequestTally,
-    ) -> tuple[Any, str]:
-        """GET ``url`` and decode its JSON, with retries; return (document, request id)."""
-        response, client_request_id = await self._get_ok(tenant, url, token, deadline, tally)
-        return decode_json(response, client_request_id)
-
-    async def _get_body(
-        self,
-        tenant: TenantConfig,
-        url: str,
-        token: AccessToken,
-        deadline: float,
-        tally: RequestTally,
-    ) -> tuple[bytes, str]:
-        """GET ``url`` with retries; return (the 200's body, request id)."""
-        response, client_request_id = await self._get_ok(tenant, url, token, deadline, tally)
-        return response.body, response.headers.get("request-id") or client_request_id
 
     async def _get_ok(
         self,

@@ -239,6 +239,17 @@ SEGMENTED = RegistrationReport(
 )
 
 
+THROTTLED_POLL = PollResult(
+    "throttled",
+    None,
+    PollFailure("throttled", "slow down", 429, "TooMany", "req-1"),
+    0.5,
+    1_750_000_200.0,
+    RequestTally(2, 2, 0.0),
+    "credentialUserRegistrationCount",
+)
+
+
 def golden_store() -> MetricsStore:
     """Two tenants: one with segments that then fails (its report kept), one that failed."""
     store = MetricsStore()
@@ -256,18 +267,7 @@ def golden_store() -> MetricsStore:
             token_requests=1,
         ),
     )
-    store.record_poll(
-        FABRIKAM,
-        PollResult(
-            "throttled",
-            None,
-            PollFailure("throttled", "slow down", 429, "TooMany", "req-1"),
-            0.5,
-            1_750_000_200.0,
-            RequestTally(2, 2, 0.0),
-            "credentialUserRegistrationCount",
-        ),
-    )
+    store.record_poll(FABRIKAM, THROTTLED_POLL)
     store.record_poll(
         CONTOSO,
         PollResult(
@@ -315,16 +315,7 @@ def test_the_whole_exposition_is_exactly_the_reviewed_one(openmetrics: bool, gol
 
 
 def test_a_poll_record_keeps_what_the_tenant_page_shows_and_nothing_more() -> None:
-    failed = PollResult(
-        "throttled",
-        None,
-        PollFailure("throttled", "slow down", 429, "TooMany", "req-1"),
-        0.5,
-        1_750_000_200.0,
-        RequestTally(2, 2, 0.0),
-        "credentialUserRegistrationCount",
-    )
-    assert PollRecord.of(failed) == PollRecord(
+    assert PollRecord.of(THROTTLED_POLL) == PollRecord(
         finished_at=1_750_000_200.0,
         result="throttled",
         duration=0.5,
