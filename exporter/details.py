@@ -65,7 +65,6 @@ _STRENGTH_METHODS = (
 METHOD_STRENGTH = {m: rank for rank, methods in enumerate(_STRENGTH_METHODS) for m in methods}
 UNCLASSIFIED = STRENGTHS.index("unclassified")
 NO_STRENGTH = STRENGTHS.index("none")
-ROLES = ("privileged_admin", "admin", "user")
 NO_METHOD = "none"  # system-preferred method of a user with none
 NULL_USER_TYPE = "unknown"  # userType sent as null
 MAX_METHODS = 200
@@ -186,7 +185,6 @@ class RegistrationDetailsCounter:
         self._ranks: dict[str, int] = {}  # every method seen (and checked), with its strength
         self._user_types: set[str] = {NULL_USER_TYPE}
         self._newest: datetime | None = None
-        self._pages = 0
 
     def add_page(self, page: Any) -> Page:
         """Count one page of ``userRegistrationDetails`` (its JSON bytes)."""
@@ -221,7 +219,6 @@ class RegistrationDetailsCounter:
             if stamp is not None and (self._newest is None or stamp > self._newest):
                 self._newest = stamp
         self._fold(tally, group_tally, method_tally)
-        self._pages += 1
         return Page(rows.next_link, len(rows.value))
 
     def _role(self, user: DetailsRow, index: int) -> tuple[str, tuple[int, ...]]:
@@ -242,7 +239,7 @@ class RegistrationDetailsCounter:
                 raise ReportParseError(f"value[{index}].methodsRegistered holds {method[:40]!a}")
             if len(self._ranks) >= MAX_METHODS:
                 raise ReportParseError("more distinct authentication methods than expected")
-            self._ranks[method] = METHOD_STRENGTH.get(method, UNCLASSIFIED)
+            self._ranks[method] = strength_of((method,))
 
     def _user_type(self, value: str | None, index: int) -> str:
         if value is None:
