@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.soak import print_report, run_soak
+from exporter.configfile import DEFAULT_CONCURRENCY
 
 
 def test_short_soak_holds_steady(capsys) -> None:
@@ -12,7 +13,8 @@ def test_short_soak_holds_steady(capsys) -> None:
     assert report.failed_scrapes == 0
     assert report.unhandled_exceptions == 0
     assert report.threads_at_end <= report.threads_after_warmup + 1
-    assert report.fds_at_end <= report.fds_after_warmup + 1
+    assert report.fds_at_end <= report.fds_after_warmup + 1  # pooled Graph connections apart
+    assert 0 < report.graph_connections_most <= DEFAULT_CONCURRENCY  # the transport's cap
     assert report.rss_growth_percent < 5
     assert report.oldest_healthy_success_seconds < 2 * report.interval_seconds
     assert report.reloads >= 4 and report.failed_reloads == 0
