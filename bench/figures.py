@@ -182,11 +182,6 @@ def events(sim: SimulatorProcess, kind: str) -> list[tuple[float, float]]:
     return sorted((start, end) for k, _, _, start, end in answered if k == kind)
 
 
-def reports(sim: SimulatorProcess) -> list[tuple[float, float]]:
-    """(arrival, completion) of every report call so far, in arrival order."""
-    return events(sim, "report")
-
-
 def first_event(sim: SimulatorProcess) -> float:
     return min(start for _, _, _, start, _ in sim.call("/_sim/events")["events"])
 

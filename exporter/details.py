@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -142,16 +142,23 @@ class Page(NamedTuple):
 
 
 _DECODER = msgspec.json.Decoder(DetailsPage)
+_Page = TypeVar("_Page", bound=msgspec.Struct)
 # (user type, role, the six flags, strength) of a row: what it adds to its segment.
 _RowKey = tuple[str, str, tuple[bool, ...], int]
 
 
 def decode_details_page(page: Any) -> DetailsPage:
-    """A page from Graph's bytes (or, in tests, an already-decoded document)."""
+    """A page of ``userRegistrationDetails`` (see :func:`_decode_page`)."""
+    return _decode_page(page, _DECODER, DetailsPage)
+
+
+def _decode_page(page: Any, decoder: msgspec.json.Decoder[_Page], kind: type[_Page]) -> _Page:
+    """A page from Graph's bytes (or, in tests, an already-decoded document), its types
+    checked; what does not fit is a ReportParseError naming where."""
     try:
         if isinstance(page, bytes | bytearray | memoryview):
-            return _DECODER.decode(page)
-        return msgspec.convert(page, DetailsPage)
+            return decoder.decode(page)
+        return msgspec.convert(page, kind)
     except msgspec.ValidationError as err:
         raise ReportParseError(_where_first(str(err))) from None
     except msgspec.DecodeError:
@@ -383,15 +390,7 @@ class DirectoryIdCollector:
 
     def add_page(self, page: Any, principals: bool) -> Page:
         """Collect one page (its JSON bytes; ``principals``: role assignments)."""
-        try:
-            if isinstance(page, bytes | bytearray | memoryview):
-                document = _DIRECTORY_DECODER.decode(page)
-            else:
-                document = msgspec.convert(page, DirectoryPage)
-        except msgspec.ValidationError as err:
-            raise ReportParseError(_where_first(str(err))) from None
-        except msgspec.DecodeError:
-            raise ReportParseError("the page is not JSON") from None
+        document = _decode_page(page, _DIRECTORY_DECODER, DirectoryPage)
         for index, item in enumerate(document.value):
             if not principals:
                 self._add_object(item.id, item.kind, index, "id")

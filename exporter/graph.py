@@ -33,6 +33,7 @@ from exporter.graphanswers import (
     PageWalk,
     RequestTally,
     decode_json,
+    request_id_of,
 )
 from exporter.ratelimit import GraphRateLimiter, RateLimitedError
 from exporter.report import RegistrationReport, ReportParseError, parse_registration_report
@@ -115,8 +116,10 @@ class GraphClient:
         next_url: str | None = url
         while next_url is not None:
             walk.check(next_url)
-            response, request_id = await self._get_ok(tenant, next_url, token, deadline, tally)
-            request_id = response.headers.get("request-id") or request_id
+            response, client_request_id = await self._get_ok(
+                tenant, next_url, token, deadline, tally
+            )
+            request_id = request_id_of(response, client_request_id)
             try:
                 next_url, rows = add_page(response.body)
             except ReportParseError as err:

@@ -186,12 +186,17 @@ class Attempts:
         return backoff_delay(self.failures), failure
 
 
+def request_id_of(response: HttpResponse, client_request_id: str) -> str:
+    """The id to quote for an answer: Graph's ``request-id``, else the one we sent."""
+    return response.headers.get("request-id") or client_request_id
+
+
 def decode_json(response: HttpResponse, client_request_id: str) -> tuple[Any, str]:
     """A 200's JSON and its request id; a body that is not JSON is a parse_error.
 
     msgspec, as for the pages (they decode into typed rows, see :mod:`exporter.details`).
     """
-    request_id = response.headers.get("request-id") or client_request_id
+    request_id = request_id_of(response, client_request_id)
     try:
         return msgspec.json.decode(response.body), request_id
     except (msgspec.DecodeError, RecursionError):  # RecursionError: arrays nested deep
