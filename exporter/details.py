@@ -10,9 +10,12 @@ privileged admins and configured groups, each ID a 128-bit int. No I/O: everythi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
+from operator import attrgetter
 from typing import Annotated, Any, NamedTuple, TypeVar
 
 import msgspec
@@ -110,27 +113,40 @@ class DetailsRow(msgspec.Struct, gc=False):
     """One user of ``userRegistrationDetails``: the counted fields, typed.
 
     msgspec checks every type while it decodes (a JSON 1 is not a boolean, a method is a
-    string); properties not listed here are skipped, as Graph adds new ones.
+    string); properties not listed here are skipped, as Graph adds new ones. The ``id`` is
+    read only when segments need it (:class:`DetailsRowWithId`).
     """
 
-    id: str | None = None
     isSsprRegistered: bool | None = None
     isSsprEnabled: bool | None = None
     isSsprCapable: bool | None = None
     isMfaRegistered: bool | None = None
     isMfaCapable: bool | None = None
     isPasswordlessCapable: bool | None = None
-    methodsRegistered: list[str] | None = None
+    methodsRegistered: tuple[str, ...] | None = None
     userType: str | None = None
     isAdmin: bool | None = None
-    systemPreferredAuthenticationMethods: list[str] | None = None
+    systemPreferredAuthenticationMethods: tuple[str, ...] | None = None
     lastUpdatedDateTime: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+
+
+class DetailsRowWithId(DetailsRow, gc=False):
+    """A row with its ``id``, for privileged admins and groups."""
+
+    id: str | None = None
 
 
 class DetailsPage(msgspec.Struct, gc=False):
     """One page of ``userRegistrationDetails``."""
 
     value: list[DetailsRow]
+    next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
+
+
+class DetailsPageWithIds(msgspec.Struct, gc=False):
+    """One page of ``userRegistrationDetails``, each row with its ``id``."""
+
+    value: list[DetailsRowWithId]
     next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
 
 
@@ -142,13 +158,23 @@ class Page(NamedTuple):
 
 
 _DECODER = msgspec.json.Decoder(DetailsPage)
+_DECODER_WITH_IDS = msgspec.json.Decoder(DetailsPageWithIds)
 _Page = TypeVar("_Page", bound=msgspec.Struct)
-# (user type, role, the six flags, strength) of a row: what it adds to its segment.
-_RowKey = tuple[str, str, tuple[bool, ...], int]
+# A row's shape: the six flags as sent (true, false or null), userType and isAdmin.
+_SHAPE = attrgetter(*(name for name, _ in DETAIL_FLAGS), "userType", "isAdmin")
+_METHODS = attrgetter("methodsRegistered")
+_PREFERRED = attrgetter("systemPreferredAuthenticationMethods")
+_USER_TYPE = attrgetter("userType")
+_UPDATED = attrgetter("lastUpdatedDateTime")
+_ID = attrgetter("id")
+# Distinct shapes, method lists and preferred lists held before they are folded into counts.
+FOLD_AT = 5000
 
 
-def decode_details_page(page: Any) -> DetailsPage:
+def decode_details_page(page: Any, with_ids: bool = False) -> DetailsPage | DetailsPageWithIds:
     """A page of ``userRegistrationDetails`` (see :func:`_decode_page`)."""
+    if with_ids:
+        return _decode_page(page, _DECODER_WITH_IDS, DetailsPageWithIds)
     return _decode_page(page, _DECODER, DetailsPage)
 
 
@@ -176,10 +202,13 @@ def _where_first(message: str) -> str:
 class RegistrationDetailsCounter:
     """Counts users page by page into segments; keeps only counts and the given ID sets.
 
-    Per row, only what varies is looked at: the flags, user type and role, strength, methods
-    and preferred method become a few tuple keys counted per page, then folded into the
-    segments. Labels (methods, user types, preferred methods) are checked once each, the first
-    time they are seen, and bounded in number.
+    A page is counted in a few passes over its rows that run in C (``map``, ``attrgetter``,
+    ``Counter``), not row by row in Python: each row becomes its shape — the six flags, user
+    type, ``isAdmin``, strength and, with segments, whether it is a privileged admin and which
+    groups it is in — and the shapes are counted. Only each distinct shape is then looked at
+    in Python (folded into the segments), and only each label (method, user type, preferred
+    method) seen for the first time is checked. Distinct shapes are folded once
+    :data:`FOLD_AT` of them are held, and at the end, so memory stays bounded.
     """
 
     def __init__(self, context: SegmentContext | None = None) -> None:
@@ -190,108 +219,152 @@ class RegistrationDetailsCounter:
         self._by_method: dict[str, int] = {}
         self._preferred: dict[str, int] = {}
         self._ranks: dict[str, int] = {}  # every method seen (and checked), with its strength
-        self._user_types: set[str] = {NULL_USER_TYPE}
+        # Every methodsRegistered seen (checked) → its strength.
+        self._strengths: dict[tuple[str, ...] | None, int] = {None: NO_STRENGTH, (): NO_STRENGTH}
+        self._user_types: set[str | None] = {None}
+        self._preferred_seen: set[tuple[str, ...] | None] = set()
+        # Not yet folded: row shapes, methodsRegistered lists and preferred lists, counted.
+        self._shapes: Counter[tuple[Any, ...]] = Counter()
+        self._combos: Counter[tuple[str, ...] | None] = Counter()
+        self._preferred_lists: Counter[tuple[str, ...] | None] = Counter()
         self._newest: datetime | None = None
 
     def add_page(self, page: Any) -> Page:
         """Count one page of ``userRegistrationDetails`` (its JSON bytes)."""
-        rows = decode_details_page(page)
-        tally: dict[_RowKey, int] = {}
-        group_tally: dict[tuple[int, tuple[bool, ...], int], int] = {}
-        method_tally: dict[tuple[str, ...], int] = {}
-        for index, user in enumerate(rows.value):
-            methods = user.methodsRegistered or ()
-            if not self._ranks.keys() >= set(methods):
-                self._learn_methods(methods, index)
-            strength = min(map(self._ranks.__getitem__, methods), default=NO_STRENGTH)
-            flags = (
-                user.isSsprRegistered is True,
-                user.isSsprEnabled is True,
-                user.isSsprCapable is True,
-                user.isMfaRegistered is True,
-                user.isMfaCapable is True,
-                user.isPasswordlessCapable is True,
-            )
-            role, memberships = self._role(user, index)
-            key = (self._user_type(user.userType, index), role, flags, strength)
-            tally[key] = tally.get(key, 0) + 1
-            for group in memberships:
-                group_key = (group, flags, strength)
-                group_tally[group_key] = group_tally.get(group_key, 0) + 1
-            if methods:
-                combo = tuple(methods)
-                method_tally[combo] = method_tally.get(combo, 0) + 1
-            self._count_preferred(user.systemPreferredAuthenticationMethods, index)
-            stamp = user.lastUpdatedDateTime
-            if stamp is not None and (self._newest is None or stamp > self._newest):
-                self._newest = stamp
-        self._fold(tally, group_tally, method_tally)
-        return Page(rows.next_link, len(rows.value))
+        needs_ids = self._context.needs_ids
+        document = decode_details_page(page, with_ids=needs_ids)
+        rows = document.value
+        methods = list(map(_METHODS, rows))
+        preferred = list(map(_PREFERRED, rows))
+        numbers = self._object_ids(rows) if needs_ids else None
+        strengths = list(map(self._strengths.get, methods))
+        if (
+            None in strengths
+            or not self._user_types.issuperset(map(_USER_TYPE, rows))
+            or not self._preferred_seen.issuperset(preferred)
+            or (needs_ids and numbers is None)
+        ):
+            self._check(rows, methods, preferred, numbers)  # something not seen before
+            strengths = list(map(self._strengths.__getitem__, methods))
+        if numbers is None:
+            self._shapes.update(zip(map(_SHAPE, rows), strengths, strict=True))
+        else:
+            listed = map(self._listed.get, numbers, repeat(_NOT_LISTED))
+            self._shapes.update(zip(map(_SHAPE, rows), strengths, listed, strict=True))
+        self._combos.update(methods)
+        self._preferred_lists.update(preferred)
+        newest = max(filter(None, map(_UPDATED, rows)), default=None)
+        if newest is not None and (self._newest is None or newest > self._newest):
+            self._newest = newest
+        if len(self._shapes) + len(self._combos) + len(self._preferred_lists) > FOLD_AT:
+            self._fold()
+        return Page(document.next_link, len(rows))
 
-    def _role(self, user: DetailsRow, index: int) -> tuple[str, tuple[int, ...]]:
-        """The row's role, and the configured groups (by index) it belongs to."""
-        if not self._context.needs_ids:
-            return ("admin" if user.isAdmin else "user"), ()
-        user_id = parse_object_id(user.id, index)
-        privileged, memberships = self._listed.get(user_id, _NOT_LISTED)
-        if privileged:
-            return "privileged_admin", memberships
-        return ("admin" if user.isAdmin else "user"), memberships
+    def _object_ids(self, rows: Sequence[DetailsRow]) -> list[int] | None:
+        """Each row's ID as an int, or None when one is not an object ID (see _check)."""
+        ids = list(map(_ID, rows))
+        try:
+            if ids and set(map(len, ids)) != {36}:
+                return None
+            return list(map(int, map(str.replace, ids, repeat("-"), repeat("")), repeat(16)))
+        except (TypeError, ValueError):
+            return None
 
-    def _learn_methods(self, methods: Iterable[str], index: int) -> None:
-        for method in methods:
-            if method in self._ranks:
-                continue
-            if not usable_label(method):
-                raise ReportParseError(f"value[{index}].methodsRegistered holds {method[:40]!a}")
-            if len(self._ranks) >= MAX_METHODS:
-                raise ReportParseError("more distinct authentication methods than expected")
-            self._ranks[method] = strength_of((method,))
-
-    def _user_type(self, value: str | None, index: int) -> str:
-        if value is None:
-            return NULL_USER_TYPE
-        if value in self._user_types:
-            return value
-        if not usable_label(value):
-            raise ReportParseError(f"value[{index}].userType is not a usable user type")
-        if len(self._user_types) > MAX_USER_TYPES:
-            raise ReportParseError("more distinct user types than expected")
-        self._user_types.add(value)
-        return value
-
-    def _count_preferred(self, value: list[str] | None, index: int) -> None:
-        first = value[0] if value else NO_METHOD
-        if first not in self._preferred:
-            if not usable_label(first):
-                raise ReportParseError(
-                    f"value[{index}].systemPreferredAuthenticationMethods holds {first[:40]!a}"
-                )
-            if len(self._preferred) >= MAX_METHODS:
-                raise ReportParseError("more distinct system-preferred methods than expected")
-            self._preferred[first] = 0
-        self._preferred[first] += 1
-
-    def _fold(
+    def _check(
         self,
-        tally: dict[_RowKey, int],
-        group_tally: dict[tuple[int, tuple[bool, ...], int], int],
-        method_tally: dict[tuple[str, ...], int],
+        rows: Sequence[DetailsRow],
+        methods: list[tuple[str, ...] | None],
+        preferred: list[tuple[str, ...] | None],
+        numbers: list[int] | None,
     ) -> None:
-        """Add one page's tallies to the counts."""
-        for (user_type, role, flags, strength), users in tally.items():
-            row = self._segments.get((user_type, role))
+        """Refuse the page at its first unusable row, as a row-by-row pass would.
+
+        Each check looks only at values not seen before, in the order they first appear, and
+        names its first unusable row; the row first in the page is refused (on one row, in the
+        order methods, ID, user type, preferred method).
+        """
+        problems = [
+            self._check_methods(methods),
+            _first_bad_id(rows) if self._context.needs_ids and numbers is None else None,
+            self._check_user_types(list(map(_USER_TYPE, rows))),
+            self._check_preferred(preferred),
+        ]
+        found = [problem for problem in problems if problem is not None]
+        if found:
+            raise ReportParseError(min(found, key=lambda problem: problem[0])[1])
+
+    def _check_methods(self, methods: list[tuple[str, ...] | None]) -> tuple[int, str] | None:
+        for combo in dict.fromkeys(methods):
+            if combo in self._strengths:
+                continue
+            assert combo is not None  # None is in _strengths from the start
+            for method in combo:
+                if method in self._ranks:
+                    continue
+                if not usable_label(method):
+                    where = methods.index(combo)
+                    return where, f"value[{where}].methodsRegistered holds {method[:40]!a}"
+                if len(self._ranks) >= MAX_METHODS:
+                    where = methods.index(combo)
+                    return where, "more distinct authentication methods than expected"
+                self._ranks[method] = strength_of((method,))
+            self._strengths[combo] = min(map(self._ranks.__getitem__, combo))
+        return None
+
+    def _check_user_types(self, user_types: list[str | None]) -> tuple[int, str] | None:
+        for value in dict.fromkeys(user_types):
+            if value in self._user_types:
+                continue
+            where = user_types.index(value)
+            if not usable_label(value):
+                return where, f"value[{where}].userType is not a usable user type"
+            if len(self._user_types) > MAX_USER_TYPES:
+                return where, "more distinct user types than expected"
+            self._user_types.add(value)
+        return None
+
+    def _check_preferred(self, preferred: list[tuple[str, ...] | None]) -> tuple[int, str] | None:
+        for value in dict.fromkeys(preferred):
+            if value in self._preferred_seen:
+                continue
+            first = value[0] if value else NO_METHOD
+            if first not in self._preferred:
+                where = preferred.index(value)
+                if not usable_label(first):
+                    field = "systemPreferredAuthenticationMethods"
+                    return where, f"value[{where}].{field} holds {first[:40]!a}"
+                if len(self._preferred) >= MAX_METHODS:
+                    return where, "more distinct system-preferred methods than expected"
+                self._preferred[first] = 0
+            self._preferred_seen.add(value)
+        return None
+
+    def _fold(self) -> None:
+        """Add the counted shapes, method lists and preferred lists to the counts."""
+        for (shape, strength, *listed), users in self._shapes.items():
+            *flags, user_type, is_admin = shape
+            privileged, groups = listed[0] if listed else _NOT_LISTED
+            role = "privileged_admin" if privileged else "admin" if is_admin else "user"
+            key = (NULL_USER_TYPE if user_type is None else user_type, role)
+            row = self._segments.get(key)
             if row is None:
-                row = self._segments[(user_type, role)] = [0] * _ROW
-            _add(row, flags, strength, users)
-        for (group, flags, strength), users in group_tally.items():
-            _add(self._groups[group], flags, strength, users)
-        for combo, users in method_tally.items():
-            for method in set(combo):  # a method listed twice is still one user
+                row = self._segments[key] = [0] * _ROW
+            truths = tuple(flag is True for flag in flags)
+            _add(row, truths, strength, users)
+            for group in groups:
+                _add(self._groups[group], truths, strength, users)
+        for combo, users in self._combos.items():
+            for method in set(combo or ()):  # a method listed twice is still one user
                 self._by_method[method] = self._by_method.get(method, 0) + users
+        for value, users in self._preferred_lists.items():
+            self._preferred[value[0] if value else NO_METHOD] += users
+        self._shapes.clear()
+        self._combos.clear()
+        self._preferred_lists.clear()
 
     def report(self) -> RegistrationReport:
         """The counts as a report (users counted stand for the tenant's users)."""
+        self._fold()
         totals = [0] * _ROW
         for row in self._segments.values():
             for i, value in enumerate(row):
@@ -314,6 +387,16 @@ class RegistrationDetailsCounter:
             users_by_method=tuple(sorted(self._by_method.items())),
             segments=segments,
         )
+
+
+def _first_bad_id(rows: Sequence[DetailsRow]) -> tuple[int, str] | None:
+    """The first row whose ``id`` is not an object ID, and why."""
+    for index, user in enumerate(rows):
+        try:
+            parse_object_id(_ID(user), index)
+        except ReportParseError as err:
+            return index, str(err)
+    return None
 
 
 _NOT_LISTED: tuple[bool, tuple[int, ...]] = (False, ())

@@ -7,8 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from exporter import details
 from exporter.details import (
+    DETAIL_FLAGS,
     MAX_METHODS,
     MAX_USER_TYPES,
     STRENGTHS,
@@ -198,3 +202,100 @@ def test_a_number_where_a_boolean_belongs_is_refused_after_the_same_true_was_see
     counter.add_page({"value": [user(isMfaRegistered=True)]})
     with pytest.raises(ReportParseError, match=r"isMfaRegistered: expected `bool \| null`"):
         counter.add_page({"value": [user(isMfaRegistered=1)]})
+
+
+# A row-by-row reference count, as plain as it can be written, for the counter's C passes.
+FLAG_NAMES = tuple(name for name, _ in DETAIL_FLAGS)
+rows_strategy = st.lists(
+    st.fixed_dictionaries(
+        {
+            "id": st.sampled_from((ALICE, BOB, CAROL)),
+            **{name: st.sampled_from((True, False, None)) for name in FLAG_NAMES},
+            "methodsRegistered": st.none()
+            | st.lists(
+                st.sampled_from(("email", "fido2SecurityKey", "mobilePhone", "x")), max_size=3
+            ),
+            "userType": st.sampled_from(("member", "guest", None)),
+            "isAdmin": st.sampled_from((True, False, None)),
+            "systemPreferredAuthenticationMethods": st.none()
+            | st.lists(st.sampled_from(("push", "sms")), max_size=2),
+        }
+    ),
+    max_size=12,
+)
+
+
+def reference_report(pages: list[list[dict[str, Any]]], context: SegmentContext) -> Any:
+    segments: dict[tuple[str, str], list[int]] = {}
+    groups = [[0] * (1 + len(FLAG_NAMES) + len(STRENGTHS)) for _ in context.groups]
+    by_method: dict[str, int] = {}
+    preferred: dict[str, int] = {}
+    for row in (row for page in pages for row in page):
+        number = uuid.UUID(row["id"]).int
+        role = (
+            "privileged_admin"
+            if number in context.privileged
+            else "admin"
+            if row["isAdmin"]
+            else "user"
+        )
+        methods = row["methodsRegistered"] or []
+        counts = [1, *(row[name] is True for name in FLAG_NAMES), *([0] * len(STRENGTHS))]
+        counts[1 + len(FLAG_NAMES) + strength_of(methods)] = 1
+        key = (row["userType"] or "unknown", role)
+        segments[key] = [
+            a + b for a, b in zip(segments.get(key, [0] * len(counts)), counts, strict=True)
+        ]
+        for index, (_, members) in enumerate(context.groups):
+            if number in members:
+                groups[index] = [a + b for a, b in zip(groups[index], counts, strict=True)]
+        for method in set(methods):
+            by_method[method] = by_method.get(method, 0) + 1
+        first = (row["systemPreferredAuthenticationMethods"] or ["none"])[0]
+        preferred[first] = preferred.get(first, 0) + 1
+    return segments, groups, by_method, preferred
+
+
+@settings(max_examples=150, deadline=None)
+@given(pages=st.lists(rows_strategy, max_size=4), fold_at=st.sampled_from((1, 3, 5000)))
+def test_the_counter_agrees_with_a_row_by_row_count(
+    pages: list[list[dict[str, Any]]], fold_at: int
+) -> None:
+    context = SegmentContext(
+        privileged=frozenset({uuid.UUID(BOB).int}),
+        groups=(("wave-1", frozenset({uuid.UUID(ALICE).int, uuid.UUID(BOB).int})),),
+    )
+    for with_segments in (True, False):
+        used = context if with_segments else SegmentContext()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(details, "FOLD_AT", fold_at)  # folding early changes nothing
+            counter = RegistrationDetailsCounter(used)
+            for page in pages:
+                counter.add_page({"value": page})
+            report = counter.report()
+        segments, groups, by_method, preferred = reference_report(pages, used)
+        assert report.segments is not None
+        assert {
+            (user_type, role): [counts.users, *counts.statuses, *counts.strengths]
+            for user_type, role, counts in report.segments.segments
+        } == segments
+        assert [[c.users, *c.statuses, *c.strengths] for _, c in report.segments.groups] == groups
+        assert dict(report.users_by_method) == by_method
+        assert dict(report.segments.system_preferred) == preferred
+        assert report.total_users == sum(len(page) for page in pages)
+
+
+def test_the_first_unusable_row_of_a_page_is_named_whatever_is_wrong_with_it() -> None:
+    page = [
+        user(),
+        user(systemPreferredAuthenticationMethods=["\t"]),  # row 1: a preferred method
+        user(methodsRegistered=["bad\n"]),  # row 2: a method, checked first on a row
+    ]
+    with pytest.raises(ReportParseError) as refused:
+        RegistrationDetailsCounter().add_page({"value": page})
+    assert str(refused.value) == "value[1].systemPreferredAuthenticationMethods holds '\\t'"
+    with pytest.raises(ReportParseError) as refused:
+        RegistrationDetailsCounter(SegmentContext(privileged=frozenset({1}))).add_page(
+            {"value": [user(), user("not-a-guid", userType="\x00"), *page]}
+        )
+    assert str(refused.value) == "value[1].id is not an object ID: 'not-a-guid'"
