@@ -19,13 +19,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
 import httpx
 
 from exporter import __version__
+from exporter.netbackend import AsyncioBackend
 
 MAX_BODY_BYTES = 1024 * 1024
 # Connections per httpx pool (see Transport).
 POOL_SIZE = 4
+# Idle connections are kept this long for the next poll.
+KEEPALIVE_SECONDS = 60.0
 USER_AGENT = f"entra-registration-exporter/{__version__}"
 
 
@@ -70,15 +74,11 @@ class Transport:
     ) -> None:
         pools = max(1, math.ceil(concurrency / POOL_SIZE))
         per_pool = math.ceil(concurrency / pools)
+        self.backend = AsyncioBackend()  # every pool's connections (and their count)
         self._pools = [
             httpx.AsyncClient(
-                verify=ssl_context,
+                transport=_pool_transport(ssl_context, per_pool, self.backend),
                 trust_env=False,
-                limits=httpx.Limits(
-                    max_connections=per_pool,
-                    max_keepalive_connections=per_pool,
-                    keepalive_expiry=60.0,
-                ),
                 headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"},
                 follow_redirects=False,
             )
@@ -135,6 +135,24 @@ class Transport:
         """Close every pooled connection."""
         for client in self._pools:
             await client.aclose()
+
+
+def _pool_transport(
+    ssl_context: ssl.SSLContext, connections: int, backend: AsyncioBackend
+) -> httpx.AsyncHTTPTransport:
+    """httpx's transport, its pool's connections on asyncio's streams (see netbackend)."""
+    transport = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False)
+    # httpx builds its httpcore pool with no way to pass a network backend; this is the pool
+    # it would build (same SSL context, HTTP/1.1), with ours. tests/test_netbackend.py checks
+    # that requests really go through it, so an httpx that renames ``_pool`` fails loudly.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context,
+        max_connections=connections,
+        max_keepalive_connections=connections,
+        keepalive_expiry=KEEPALIVE_SECONDS,
+        network_backend=backend,
+    )
+    return transport
 
 
 def _decode_body(body: bytes, encoding: str, limit: int) -> bytes:
