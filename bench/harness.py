@@ -207,9 +207,11 @@ class ExporterProcess:
         except urllib.error.HTTPError as err:
             return err.code, err.read()
 
-    def wait_ready(self, timeout: float = 120) -> None:
-        """Until ``/readyz`` answers 200."""
-        wait_for(lambda: self.get("/readyz", timeout=5)[0] == 200, timeout, "exporter ready")
+    def wait_ready(self, timeout: float = 120, interval: float = 0.05) -> None:
+        """Until ``/readyz`` answers 200, asking every ``interval`` seconds."""
+        wait_for(
+            lambda: self.get("/readyz", timeout=5)[0] == 200, timeout, "exporter ready", interval
+        )
 
     def sample(self) -> ProcessSample:
         """Resource use now."""
