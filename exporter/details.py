@@ -1,11 +1,11 @@
-"""Pure counting: pages of ``userRegistrationDetails`` (and of the ID look-ups segments need) →
-one :class:`~exporter.report.RegistrationReport` with its segments.
+"""Pure counting: pages of ``userRegistrationDetails`` → one
+:class:`~exporter.report.RegistrationReport` with its segments.
 
 Graph's own breakdowns (``usersRegisteredByFeature``) are delegated-only, so the counts per user
-type, role, group and method strength are made here, row by row, in the same pass that counts
-the tenant. Memory holds only counts (bounded by the number of segments) and the ID sets of
-privileged admins and configured groups, each ID a 128-bit int. No I/O: everything raises
-:class:`~exporter.report.ReportParseError` or returns.
+type, role, group and method strength are made here, in the same pass that counts the tenant.
+Memory holds only counts (bounded by the number of segments) and the ID sets of privileged
+admins and configured groups (:mod:`exporter.directory`, each ID a 128-bit int). No I/O:
+everything raises :class:`~exporter.report.ReportParseError` or returns.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
 from operator import attrgetter
-from typing import Annotated, Any, NamedTuple, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 
+from exporter.directory import Page, decode_page, first_bad_id, object_id_keys
 from exporter.report import (
     CoverageCounts,
     RegistrationReport,
@@ -73,19 +74,6 @@ NULL_USER_TYPE = "unknown"  # userType sent as null
 MAX_METHODS = 200
 MAX_USER_TYPES = 20
 _ROW = 1 + len(SEGMENT_STATUSES) + len(STRENGTHS)  # users, statuses, strengths
-
-
-def parse_object_id(value: Any, index: int, field: str = "id") -> int:
-    """A directory object ID (a GUID) as a 128-bit int: a third of a string's memory.
-
-    ``index`` and ``field`` say where, in the refusal only (this runs once per row).
-    """
-    if isinstance(value, str) and len(value) == 36:
-        try:
-            return int(value.replace("-", ""), 16)
-        except ValueError:
-            pass
-    raise ReportParseError(f"value[{index}].{field} is not an object ID: {str(value)[:40]!r}")
 
 
 def strength_of(methods: Iterable[str]) -> int:
@@ -150,16 +138,8 @@ class DetailsPageWithIds(msgspec.Struct, gc=False):
     next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
 
 
-class Page(NamedTuple):
-    """What a page told the walk along ``@odata.nextLink``: the next link and its rows."""
-
-    next_link: str | None
-    rows: int
-
-
 _DECODER = msgspec.json.Decoder(DetailsPage)
 _DECODER_WITH_IDS = msgspec.json.Decoder(DetailsPageWithIds)
-_Page = TypeVar("_Page", bound=msgspec.Struct)
 # A row's shape: the six flags as sent (true, false or null), userType and isAdmin.
 _SHAPE = attrgetter(*(name for name, _ in DETAIL_FLAGS), "userType", "isAdmin")
 _METHODS = attrgetter("methodsRegistered")
@@ -172,31 +152,10 @@ FOLD_AT = 5000
 
 
 def decode_details_page(page: Any, with_ids: bool = False) -> DetailsPage | DetailsPageWithIds:
-    """A page of ``userRegistrationDetails`` (see :func:`_decode_page`)."""
+    """A page of ``userRegistrationDetails`` (see :func:`~exporter.directory.decode_page`)."""
     if with_ids:
-        return _decode_page(page, _DECODER_WITH_IDS, DetailsPageWithIds)
-    return _decode_page(page, _DECODER, DetailsPage)
-
-
-def _decode_page(page: Any, decoder: msgspec.json.Decoder[_Page], kind: type[_Page]) -> _Page:
-    """A page from Graph's bytes (or, in tests, an already-decoded document), its types
-    checked; what does not fit is a ReportParseError naming where."""
-    try:
-        if isinstance(page, bytes | bytearray | memoryview):
-            return decoder.decode(page)
-        return msgspec.convert(page, kind)
-    except msgspec.ValidationError as err:
-        raise ReportParseError(_where_first(str(err))) from None
-    except msgspec.DecodeError:
-        raise ReportParseError("the page is not JSON") from None
-
-
-def _where_first(message: str) -> str:
-    """msgspec's ``Expected X, got Y - at `$.value[3].isAdmin``` as ``value[3].isAdmin:
-    expected X, got Y``."""
-    text, _, where = message.partition(" - at `$")
-    text = text[:1].lower() + text[1:]
-    return f"{where.rstrip('`').lstrip('.')}: {text}" if where else text
+        return decode_page(page, _DECODER_WITH_IDS, DetailsPageWithIds)
+    return decode_page(page, _DECODER, DetailsPage)
 
 
 class RegistrationDetailsCounter:
@@ -236,7 +195,7 @@ class RegistrationDetailsCounter:
         rows = document.value
         methods = list(map(_METHODS, rows))
         preferred = list(map(_PREFERRED, rows))
-        numbers = self._object_ids(rows) if needs_ids else None
+        numbers = object_id_keys(list(map(_ID, rows))) if needs_ids else None
         strengths = list(map(self._strengths.get, methods))
         if (
             None in strengths
@@ -260,16 +219,6 @@ class RegistrationDetailsCounter:
             self._fold()
         return Page(document.next_link, len(rows))
 
-    def _object_ids(self, rows: Sequence[DetailsRow]) -> list[int] | None:
-        """Each row's ID as an int, or None when one is not an object ID (see _check)."""
-        ids = list(map(_ID, rows))
-        try:
-            if ids and set(map(len, ids)) != {36}:
-                return None
-            return list(map(int, map(str.replace, ids, repeat("-"), repeat("")), repeat(16)))
-        except (TypeError, ValueError):
-            return None
-
     def _check(
         self,
         rows: Sequence[DetailsRow],
@@ -285,7 +234,9 @@ class RegistrationDetailsCounter:
         """
         problems = [
             self._check_methods(methods),
-            _first_bad_id(rows) if self._context.needs_ids and numbers is None else None,
+            first_bad_id(list(map(_ID, rows)))
+            if self._context.needs_ids and numbers is None
+            else None,
             self._check_user_types(list(map(_USER_TYPE, rows))),
             self._check_preferred(preferred),
         ]
@@ -389,16 +340,6 @@ class RegistrationDetailsCounter:
         )
 
 
-def _first_bad_id(rows: Sequence[DetailsRow]) -> tuple[int, str] | None:
-    """The first row whose ``id`` is not an object ID, and why."""
-    for index, user in enumerate(rows):
-        try:
-            parse_object_id(_ID(user), index)
-        except ReportParseError as err:
-            return index, str(err)
-    return None
-
-
 _NOT_LISTED: tuple[bool, tuple[int, ...]] = (False, ())
 
 
@@ -433,60 +374,3 @@ def _counts(row: list[int]) -> CoverageCounts:
         statuses=tuple(row[1 : 1 + statuses]),
         strengths=tuple(row[1 + statuses :]),
     )
-
-
-class DirectoryObject(msgspec.Struct, gc=False):
-    """A directory object as member lists and expanded principals show it."""
-
-    id: str | None = None
-    kind: str | None = msgspec.field(default=None, name="@odata.type")
-
-
-class DirectoryItem(msgspec.Struct, gc=False):
-    """A member (``id``, ``@odata.type``) or a role assignment (``principal``/``principalId``)."""
-
-    id: str | None = None
-    kind: str | None = msgspec.field(default=None, name="@odata.type")
-    principal: DirectoryObject | None = None
-    principalId: str | None = None
-
-
-class DirectoryPage(msgspec.Struct, gc=False):
-    value: list[DirectoryItem]
-    next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
-
-
-_DIRECTORY_DECODER = msgspec.json.Decoder(DirectoryPage)
-
-
-class DirectoryIdCollector:
-    """IDs of users (and of the groups to expand) from pages of directory objects.
-
-    Role assignments list principals (expanded, or as ``principalId``); group member lists
-    list objects. Service principals and devices are skipped; objects without a type are kept,
-    which is harmless: only IDs the report lists as users are ever counted.
-    """
-
-    def __init__(self) -> None:
-        self.users: set[int] = set()
-        self.groups: set[int] = set()
-
-    def add_page(self, page: Any, principals: bool) -> Page:
-        """Collect one page (its JSON bytes; ``principals``: role assignments)."""
-        document = _decode_page(page, _DIRECTORY_DECODER, DirectoryPage)
-        for index, item in enumerate(document.value):
-            if not principals:
-                self._add_object(item.id, item.kind, index, "id")
-            elif item.principal is not None:
-                principal = item.principal
-                self._add_object(principal.id, principal.kind, index, "principal.id")
-            else:
-                self.users.add(parse_object_id(item.principalId, index, "principalId"))
-        return Page(document.next_link, len(document.value))
-
-    def _add_object(self, object_id: str | None, kind: str | None, index: int, field: str) -> None:
-        number = parse_object_id(object_id, index, field)
-        if kind == "#microsoft.graph.group":
-            self.groups.add(number)
-        elif kind in (None, "#microsoft.graph.user"):
-            self.users.add(number)

@@ -19,7 +19,7 @@ import httpx
 
 from exporter.auth import AccessToken
 from exporter.config import RateLimit, TenantConfig
-from exporter.details import Page
+from exporter.directory import Page
 from exporter.failures import (
     PARSE_ERROR,
     THROTTLED,

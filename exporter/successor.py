@@ -15,12 +15,8 @@ from dataclasses import replace
 
 from exporter.auth import AccessToken
 from exporter.config import TenantConfig
-from exporter.details import (
-    DETAIL_FIELDS,
-    DirectoryIdCollector,
-    RegistrationDetailsCounter,
-    SegmentContext,
-)
+from exporter.details import DETAIL_FIELDS, RegistrationDetailsCounter, SegmentContext
+from exporter.directory import DirectoryIdCollector
 from exporter.graph import GraphClient
 from exporter.graphanswers import GraphError, RequestTally
 from exporter.report import RegistrationReport

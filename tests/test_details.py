@@ -16,11 +16,11 @@ from exporter.details import (
     MAX_METHODS,
     MAX_USER_TYPES,
     STRENGTHS,
-    DirectoryIdCollector,
     RegistrationDetailsCounter,
     SegmentContext,
     strength_of,
 )
+from exporter.directory import DirectoryIdCollector, object_id_keys, parse_object_id
 from exporter.report import ReportParseError
 
 ALICE, BOB, CAROL = (str(uuid.UUID(int=n, version=4)) for n in (1, 2, 3))
@@ -299,3 +299,44 @@ def test_the_first_unusable_row_of_a_page_is_named_whatever_is_wrong_with_it() -
             {"value": [user(), user("not-a-guid", userType="\x00"), *page]}
         )
     assert str(refused.value) == "value[1].id is not an object ID: 'not-a-guid'"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        7,
+        ALICE[:-1],  # 35 characters
+        ALICE[:9] + " " + ALICE[10:],  # a space where a hex digit belongs
+        ALICE[:-1] + "g",
+        "-" * 36,
+    ],
+)
+def test_object_ids_are_converted_together_or_the_bad_one_is_named(bad: object) -> None:
+    good = [ALICE, BOB.upper(), CAROL]
+    keys = object_id_keys(good)
+    assert keys == [uuid.UUID(value).int for value in good]  # GUIDs are case-insensitive
+    assert keys == [parse_object_id(value, 0) for value in good]
+    assert object_id_keys([ALICE, bad, CAROL]) is None
+    with pytest.raises(ReportParseError) as refused:
+        DirectoryIdCollector().add_page({"value": [{"id": ALICE}, {"id": bad}]}, principals=False)
+    expected = f"value[1].id is not an object ID: {str(bad)[:40]!r}"
+    if isinstance(bad, int):
+        expected = "value[1].id: expected `str | null`, got `int`"  # the page's types first
+    assert str(refused.value) == expected
+
+
+def test_members_that_are_groups_are_kept_for_expansion_and_users_counted() -> None:
+    members = DirectoryIdCollector()
+    members.add_page(
+        {
+            "value": [
+                {"@odata.type": "#microsoft.graph.group", "id": ALICE},
+                {"@odata.type": "#microsoft.graph.user", "id": BOB},
+                {"@odata.type": "#microsoft.graph.servicePrincipal", "id": CAROL},
+            ]
+        },
+        principals=False,
+    )
+    assert members.groups == {uuid.UUID(ALICE).int}
+    assert members.users == {uuid.UUID(BOB).int}

@@ -1,0 +1,159 @@
+"""Directory objects: typed pages of Graph (the decoding every paged answer shares), object IDs
+as compact keys, and the IDs of users and groups collected from role assignments and group
+member lists for the segments.
+
+An object ID (a GUID) is kept as a 128-bit int: 44 bytes instead of a string's 85, and a page's
+IDs are converted together in C (``map`` of ``str.replace`` and ``int``), not one by one in
+Python. No I/O: everything raises :class:`~exporter.report.ReportParseError` or returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import compress, repeat
+from operator import attrgetter
+from typing import Any, NamedTuple, TypeVar
+
+import msgspec
+
+from exporter.report import ReportParseError
+
+_GUID_LENGTH = 36
+_Page = TypeVar("_Page", bound=msgspec.Struct)
+
+
+class Page(NamedTuple):
+    """What a page told the walk along ``@odata.nextLink``: the next link and its rows."""
+
+    next_link: str | None
+    rows: int
+
+
+def decode_page(page: Any, decoder: msgspec.json.Decoder[_Page], kind: type[_Page]) -> _Page:
+    """A page from Graph's bytes (or, in tests, an already-decoded document), its types
+    checked; what does not fit is a ReportParseError naming where."""
+    try:
+        if isinstance(page, bytes | bytearray | memoryview):
+            return decoder.decode(page)
+        return msgspec.convert(page, kind)
+    except msgspec.ValidationError as err:
+        raise ReportParseError(_where_first(str(err))) from None
+    except msgspec.DecodeError:
+        raise ReportParseError("the page is not JSON") from None
+
+
+def _where_first(message: str) -> str:
+    """msgspec's ``Expected X, got Y - at `$.value[3].isAdmin``` as ``value[3].isAdmin:
+    expected X, got Y``."""
+    text, _, where = message.partition(" - at `$")
+    text = text[:1].lower() + text[1:]
+    return f"{where.rstrip('`').lstrip('.')}: {text}" if where else text
+
+
+def parse_object_id(value: Any, index: int, field: str = "id") -> int:
+    """A directory object ID (a GUID) as a 128-bit int.
+
+    ``index`` and ``field`` say where, in the refusal only.
+    """
+    if isinstance(value, str) and len(value) == _GUID_LENGTH:
+        try:
+            return int(value.replace("-", ""), 16)
+        except ValueError:
+            pass
+    raise ReportParseError(f"value[{index}].{field} is not an object ID: {str(value)[:40]!r}")
+
+
+def object_id_keys(values: Sequence[Any]) -> list[int] | None:
+    """Every value as :func:`parse_object_id` makes it, converted together in C; None when
+    one is not an object ID (:func:`first_bad_id` names it)."""
+    try:
+        if values and set(map(len, values)) != {_GUID_LENGTH}:
+            return None
+        return list(map(int, map(str.replace, values, repeat("-"), repeat("")), repeat(16)))
+    except (TypeError, ValueError):
+        return None
+
+
+def first_bad_id(values: Sequence[Any], field: str = "id") -> tuple[int, str] | None:
+    """The first value that is not an object ID, and why."""
+    for index, value in enumerate(values):
+        try:
+            parse_object_id(value, index, field)
+        except ReportParseError as err:
+            return index, str(err)
+    return None
+
+
+class DirectoryObject(msgspec.Struct, gc=False):
+    """A directory object as member lists and expanded principals show it."""
+
+    id: str | None = None
+    kind: str | None = msgspec.field(default=None, name="@odata.type")
+
+
+class DirectoryItem(msgspec.Struct, gc=False):
+    """A member (``id``, ``@odata.type``) or a role assignment (``principal``/``principalId``)."""
+
+    id: str | None = None
+    kind: str | None = msgspec.field(default=None, name="@odata.type")
+    principal: DirectoryObject | None = None
+    principalId: str | None = None
+
+
+class DirectoryPage(msgspec.Struct, gc=False):
+    value: list[DirectoryItem]
+    next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
+
+
+_DIRECTORY_DECODER = msgspec.json.Decoder(DirectoryPage)
+_ITEM_ID = attrgetter("id")
+_ITEM_KIND = attrgetter("kind")
+GROUP = "#microsoft.graph.group"
+_GROUP_KINDS = frozenset({GROUP})
+_USER_KINDS = frozenset({None, "#microsoft.graph.user"})
+
+
+class DirectoryIdCollector:
+    """IDs of users (and of the groups to expand) from pages of directory objects.
+
+    Role assignments list principals (expanded, or as ``principalId``); group member lists
+    list objects. Service principals and devices are skipped; objects without a type are kept,
+    which is harmless: only IDs the report lists as users are ever counted.
+    """
+
+    def __init__(self) -> None:
+        self.users: set[int] = set()
+        self.groups: set[int] = set()
+
+    def add_page(self, page: Any, principals: bool) -> Page:
+        """Collect one page (its JSON bytes; ``principals``: role assignments)."""
+        document = decode_page(page, _DIRECTORY_DECODER, DirectoryPage)
+        if principals:
+            for index, item in enumerate(document.value):
+                if item.principal is not None:
+                    principal = item.principal
+                    self._add_object(principal.id, principal.kind, index, "principal.id")
+                else:
+                    self.users.add(parse_object_id(item.principalId, index, "principalId"))
+        else:
+            self._add_members(document.value)
+        return Page(document.next_link, len(document.value))
+
+    def _add_members(self, items: list[DirectoryItem]) -> None:
+        """A page of group members, all at once (these lists run to the tenant's size)."""
+        ids = list(map(_ITEM_ID, items))
+        keys = object_id_keys(ids)
+        if keys is None:
+            where = first_bad_id(ids)
+            raise ReportParseError(where[1] if where else "unusable object IDs")
+        kinds = list(map(_ITEM_KIND, items))
+        self.users.update(compress(keys, map(_USER_KINDS.__contains__, kinds)))
+        if GROUP in kinds:
+            self.groups.update(compress(keys, map(_GROUP_KINDS.__contains__, kinds)))
+
+    def _add_object(self, object_id: str | None, kind: str | None, index: int, field: str) -> None:
+        key = parse_object_id(object_id, index, field)
+        if kind == GROUP:
+            self.groups.add(key)
+        elif kind in _USER_KINDS:
+            self.users.add(key)
