@@ -62,9 +62,6 @@ def segments_at_scale(workdir: Path, sizes: Sizes, report: Report) -> None:
     )
 
 
-POLLS_MEASURED = 3  # the big tenant's poll is measured this many times, the median reported
-
-
 def big_tenant_polls(
     workdir: Path, sizes: Sizes, with_segments: bool
 ) -> list[tuple[float, int, int]]:
@@ -95,7 +92,7 @@ def big_tenant_polls(
         del document["tenants"][0]["segments"]
         sim.config_file.write_text(yaml.safe_dump(document))
     try:
-        return [_one_poll(sim, folder / f"exporter-{n}.log") for n in range(POLLS_MEASURED)]
+        return [_one_poll(sim, folder / f"exporter-{n}.log") for n in range(sizes.big_tenant_polls)]
     finally:
         sim.stop()
 

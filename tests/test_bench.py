@@ -44,6 +44,8 @@ EXPECTED = {
     ("scale", "scrape_median_ms_segments@60"),
     ("scrape", "p99_20_scrapers_plain_vs_floor"),
     ("scrape", "p99_20_scrapers_gzip_vs_floor"),
+    ("scrape", "p99_20_scrapers_plain_stdlib_server_vs_floor"),
+    ("scrape", "p99_20_scrapers_gzip_vs_stdlib_server"),
 }
 SCRAPE = {
     f"{stat}_ms_{scrapers}_{encoding}"
