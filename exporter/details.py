@@ -174,7 +174,7 @@ class RegistrationDetailsCounter:
         self._context = context or SegmentContext()
         self._segments: dict[tuple[str, str], list[int]] = {}
         self._groups = [[0] * _ROW for _ in self._context.groups]
-        self._listed = _listed_ids(self._context)
+        self._listed, self._memberships = _listed_ids(self._context)
         self._by_method: dict[str, int] = {}
         self._preferred: dict[str, int] = {}
         self._ranks: dict[str, int] = {}  # every method seen (and checked), with its strength
@@ -208,7 +208,7 @@ class RegistrationDetailsCounter:
         if numbers is None:
             self._shapes.update(zip(map(_SHAPE, rows), strengths, strict=True))
         else:
-            listed = map(self._listed.get, numbers, repeat(_NOT_LISTED))
+            listed = map(self._listed.get, numbers, repeat(0))
             self._shapes.update(zip(map(_SHAPE, rows), strengths, listed, strict=True))
         self._combos.update(methods)
         self._preferred_lists.update(preferred)
@@ -294,7 +294,7 @@ class RegistrationDetailsCounter:
         """Add the counted shapes, method lists and preferred lists to the counts."""
         for (shape, strength, *listed), users in self._shapes.items():
             *flags, user_type, is_admin = shape
-            privileged, groups = listed[0] if listed else _NOT_LISTED
+            privileged, groups = self._memberships[listed[0]] if listed else _NOT_LISTED
             role = "privileged_admin" if privileged else "admin" if is_admin else "user"
             key = (NULL_USER_TYPE if user_type is None else user_type, role)
             row = self._segments.get(key)
@@ -343,20 +343,29 @@ class RegistrationDetailsCounter:
 _NOT_LISTED: tuple[bool, tuple[int, ...]] = (False, ())
 
 
-def _listed_ids(context: SegmentContext) -> dict[int, tuple[bool, tuple[int, ...]]]:
-    """Every ID of the context's sets → (privileged, the groups it is in): one look-up a row
-    instead of one test per set. The (few) distinct values are shared, the IDs are the sets'."""
-    listed: dict[int, tuple[bool, tuple[int, ...]]] = {}
-    shared: dict[tuple[bool, tuple[int, ...]], tuple[bool, tuple[int, ...]]] = {}
-    for number, (_, members) in enumerate(context.groups):
+def _listed_ids(
+    context: SegmentContext,
+) -> tuple[dict[int, int], list[tuple[bool, tuple[int, ...]]]]:
+    """Every ID of the context's sets → the number of its (privileged, groups) in the list
+    returned beside it (0: listed nowhere). One look-up a row instead of one test per set, and
+    a small int in the row's key, quicker to hash than the pair."""
+    memberships = [_NOT_LISTED]
+    numbers = {_NOT_LISTED: 0}
+
+    def number_of(membership: tuple[bool, tuple[int, ...]]) -> int:
+        if membership not in numbers:
+            numbers[membership] = len(memberships)
+            memberships.append(membership)
+        return numbers[membership]
+
+    listed: dict[int, int] = {}
+    for group, (_, members) in enumerate(context.groups):
         for user_id in members:
-            privileged, groups = listed.get(user_id, _NOT_LISTED)
-            value = (privileged, (*groups, number))
-            listed[user_id] = shared.setdefault(value, value)
+            privileged, groups = memberships[listed.get(user_id, 0)]
+            listed[user_id] = number_of((privileged, (*groups, group)))
     for user_id in context.privileged:
-        value = (True, listed.get(user_id, _NOT_LISTED)[1])
-        listed[user_id] = shared.setdefault(value, value)
-    return listed
+        listed[user_id] = number_of((True, memberships[listed.get(user_id, 0)][1]))
+    return listed, memberships
 
 
 def _add(row: list[int], flags: tuple[bool, ...], strength: int, users: int) -> None:
