@@ -26,7 +26,7 @@ WARM_TARGET = 1.1  # x ideal
 def _interval(sizes: Sizes, tenants: int) -> float:
     """Long enough for a cold round (CPU-bound past a few thousand tenants) to end first."""
     ideal = math.ceil(tenants / sizes.concurrency) * sizes.latency
-    return max(30.0, 3 * ideal, 0.015 * tenants)
+    return max(3.0, 3 * ideal, 0.015 * tenants)
 
 
 def at_scale(workdir: Path, sizes: Sizes, report: Report, with_segments: bool) -> None:

@@ -191,9 +191,6 @@ def scrape(stack: Stack, sizes: Sizes, report: Report) -> None:
         against_floor(stack, sizes, report, gzip_label, headers)
 
 
-FLOOR_ROUNDS = 3
-
-
 def against_floor(
     stack: Stack, sizes: Sizes, report: Report, label: str, headers: dict[str, str]
 ) -> None:
@@ -209,7 +206,7 @@ def against_floor(
     ports.update({name: (server.port, {}) for name, server in servers.items()})
     rounds: dict[str, list[float]] = {name: [] for name in ports}
     try:
-        for _ in range(FLOOR_ROUNDS):
+        for _ in range(sizes.floor_rounds):
             for name, (port, sent) in ports.items():
                 rounds[name].append(p99(concurrent_gets(port, sent, per_scraper)))
     finally:
@@ -260,8 +257,8 @@ def against_floor(
             statistics.median(rounds["exporter"]) * 1000,
             "ms",
             median_ratio("exporter", "trivial"),
-            f"median of {FLOOR_ROUNDS} rounds' ratios; exporter p99 per round {ms('exporter')} "
-            f"ms, the do-nothing server's {ms('trivial')} ms",
+            f"median of {sizes.floor_rounds} rounds' ratios; exporter p99 per round "
+            f"{ms('exporter')} ms, the do-nothing server's {ms('trivial')} ms",
             P99_VS_FLOOR_TARGET,
         )
     )
