@@ -3,9 +3,9 @@ extension point), in place of its default one through anyio.
 
 Why: a 400 KB page of ``userRegistrationDetails`` arrives as some 25 TLS records. anyio's TLS
 stream decrypts one record per read, and each read climbs back up through httpcore, h11 and
-httpx: about 2.4 ms of CPU a page. asyncio's SSL transport decrypts everything the socket has
-in one go into a stream buffer, so a read takes up to 64 KB at once: a quarter of the reads,
-less than half the CPU (docs/performance.md). Everything above stays httpx: pools, limits,
+httpx. asyncio's SSL transport decrypts everything the socket has in one go into a stream
+buffer, so a read takes up to 64 KB at once: about 7 reads a page instead of 25, and 2.38 →
+1.78 ms of CPU a page (docs/performance.md). Everything above stays httpx: pools, limits,
 timeouts, TLS settings (the same ``ssl.SSLContext``) and the exceptions callers see, which
 are httpcore's, mapped as its anyio backend maps them.
 """

@@ -71,7 +71,7 @@ class Transport:
 
     Requests go to httpx's transports directly (their public ``handle_async_request``), not
     through ``httpx.AsyncClient``: what the client adds — cookies, auth flows, redirects,
-    event hooks — the exporter uses none of, and it cost a third of a request's CPU.
+    event hooks — the exporter uses none of, and it cost a quarter of a request's CPU.
     """
 
     def __init__(
