@@ -11,10 +11,12 @@ Scenarios (sizes: FULL by default, ``--quick`` about 6 minutes, ``--smoke`` seco
 - fanout, footprint — N tenants, report latency L, ``concurrency`` C: cold round (discovery +
   token + report) and warm round against ``ceil(N / C) * L``; RSS and CPU per poll at 1, 100, N.
 - scrape — ``/metrics`` median and p99 with 1 and 20 concurrent scrapers, plain and gzip,
-  against ``generate_latest`` over the same series and against a do-nothing server's p99.
+  against ``generate_latest`` over the same series, and the p99 against a do-nothing server's
+  and a bare ``http.server``'s answering the same bytes (interleaved rounds).
 - economy — token and report requests per tenant against one per lifetime / interval.
 - segments — N tenants with segments; one tenant of U users with and without segments:
-  exporter CPU per user counted, peak RSS; the JSON decoders on the same pages (counting).
+  exporter CPU per user counted (median of 3 polls), peak RSS; the JSON decoders on the same
+  pages (counting).
 - scale — 10,000 tenants measured, with and without segments.
 - pacing — at Graph's documented limits enforced by the simulator: one app with N tenants,
   one tenant of 100,000 users at 999-row and smaller pages, three replicas sharing one app.
