@@ -47,14 +47,25 @@ async def read_request(reader: asyncio.StreamReader) -> bool:
     return True
 
 
-def transport_trusting(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Transport:
+@pytest.fixture(scope="module")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
     bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
-    return Transport(build_ssl_context(str(bundle)), concurrency=4)
+    return str(bundle)
+
+
+@asynccontextmanager
+async def open_transport(ca_file: str | None) -> AsyncIterator[Transport]:
+    """The exporter's transport trusting ``ca_file`` (None: the system's roots only)."""
+    transport = Transport(build_ssl_context(ca_file), concurrency=4)
+    try:
+        yield transport
+    finally:
+        await transport.aclose()
 
 
 async def test_requests_go_through_the_asyncio_backend_and_reuse_the_connection(
-    ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory
+    ca: trustme.CA, ca_file: str
 ) -> None:
     async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await read_request(reader):
@@ -62,19 +73,15 @@ async def test_requests_go_through_the_asyncio_backend_and_reuse_the_connection(
             await writer.drain()
         writer.close()
 
-    transport = transport_trusting(ca, tmp_path_factory)
-    try:
-        async with tls_server(ca, keep_alive) as url:
-            for _ in range(3):
-                response = await transport.request("GET", url, timeout=5)
-                assert (response.status_code, response.body) == (200, b"ok")
+    async with open_transport(ca_file) as transport, tls_server(ca, keep_alive) as url:
+        for _ in range(3):
+            response = await transport.request("GET", url, timeout=5)
+            assert (response.status_code, response.body) == (200, b"ok")
         assert transport.backend.connections_opened == 1
-    finally:
-        await transport.aclose()
 
 
 async def test_a_connection_the_server_closed_while_idle_is_not_reused(
-    ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory
+    ca: trustme.CA, ca_file: str
 ) -> None:
     closed = asyncio.Event()
 
@@ -88,18 +95,14 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused(
         await writer.wait_closed()  # close_notify and FIN are in the client's socket
         closed.set()
 
-    transport = transport_trusting(ca, tmp_path_factory)
-    try:
-        async with tls_server(ca, one_answer_then_close) as url:
-            assert (await transport.request("GET", url, timeout=5)).body == b"ok"
-            await asyncio.wait_for(closed.wait(), 5)
-            for _ in range(3):  # the loop's next turns read them: the idle connection is shut
-                await asyncio.sleep(0)
-            second = await transport.request("GET", url, timeout=5)
-            assert second.body == b"ok"
+    async with open_transport(ca_file) as transport, tls_server(ca, one_answer_then_close) as url:
+        assert (await transport.request("GET", url, timeout=5)).body == b"ok"
+        await asyncio.wait_for(closed.wait(), 5)
+        for _ in range(3):  # the loop's next turns read them: the idle connection is shut
+            await asyncio.sleep(0)
+        second = await transport.request("GET", url, timeout=5)
+        assert second.body == b"ok"
         assert transport.backend.connections_opened == 2
-    finally:
-        await transport.aclose()
 
 
 async def test_an_untrusted_certificate_is_a_network_error_that_says_so(
@@ -108,15 +111,11 @@ async def test_an_untrusted_certificate_is_a_network_error_that_says_so(
     async def never_reached(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
-    transport = Transport(build_ssl_context(None), concurrency=4)  # the system's roots only
-    try:
-        async with tls_server(ca, never_reached) as url:
-            with pytest.raises(httpx.ConnectError) as failed:
-                await transport.request("GET", url, timeout=5)
-        assert classify_transport_error(failed.value) == NETWORK_ERROR
-        assert "CERTIFICATE_VERIFY_FAILED" in describe_error(failed.value)
-    finally:
-        await transport.aclose()
+    async with open_transport(None) as transport, tls_server(ca, never_reached) as url:
+        with pytest.raises(httpx.ConnectError) as failed:
+            await transport.request("GET", url, timeout=5)
+    assert classify_transport_error(failed.value) == NETWORK_ERROR
+    assert "CERTIFICATE_VERIFY_FAILED" in describe_error(failed.value)
 
 
 async def test_a_refused_connection_is_a_network_error() -> None:
@@ -124,18 +123,13 @@ async def test_a_refused_connection_is_a_network_error() -> None:
     port = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
-    transport = Transport(build_ssl_context(None), concurrency=4)
-    try:
+    async with open_transport(None) as transport:
         with pytest.raises(httpx.ConnectError) as failed:
             await transport.request("GET", f"https://127.0.0.1:{port}/", timeout=5)
-        assert classify_transport_error(failed.value) == NETWORK_ERROR
-    finally:
-        await transport.aclose()
+    assert classify_transport_error(failed.value) == NETWORK_ERROR
 
 
-async def test_a_server_that_never_answers_is_a_timeout(
-    ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+async def test_a_server_that_never_answers_is_a_timeout(ca: trustme.CA, ca_file: str) -> None:
     release = asyncio.Event()
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -143,31 +137,21 @@ async def test_a_server_that_never_answers_is_a_timeout(
         await release.wait()
         writer.close()
 
-    transport = transport_trusting(ca, tmp_path_factory)
-    try:
-        async with tls_server(ca, silent) as url:
-            with pytest.raises((httpx.TimeoutException, TimeoutError)) as failed:
-                await transport.request("GET", url, timeout=0.3)
-            release.set()
-        assert classify_transport_error(failed.value) == TIMEOUT
-    finally:
-        await transport.aclose()
+    async with open_transport(ca_file) as transport, tls_server(ca, silent) as url:
+        with pytest.raises((httpx.TimeoutException, TimeoutError)) as failed:
+            await transport.request("GET", url, timeout=0.3)
+        release.set()
+    assert classify_transport_error(failed.value) == TIMEOUT
 
 
-async def test_a_response_cut_short_is_a_network_error(
-    ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+async def test_a_response_cut_short_is_a_network_error(ca: trustme.CA, ca_file: str) -> None:
     async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this")
         await writer.drain()
         writer.close()
 
-    transport = transport_trusting(ca, tmp_path_factory)
-    try:
-        async with tls_server(ca, cut) as url:
-            with pytest.raises(httpx.TransportError) as failed:
-                await transport.request("GET", url, timeout=5)
-        assert classify_transport_error(failed.value) == NETWORK_ERROR
-    finally:
-        await transport.aclose()
+    async with open_transport(ca_file) as transport, tls_server(ca, cut) as url:
+        with pytest.raises(httpx.TransportError) as failed:
+            await transport.request("GET", url, timeout=5)
+    assert classify_transport_error(failed.value) == NETWORK_ERROR
