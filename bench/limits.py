@@ -23,7 +23,6 @@ from bench.figures import (
     Figure,
     Report,
     Sizes,
-    Stack,
     config_with,
     exporter_limits,
     simulator_limits,
@@ -60,14 +59,10 @@ def one_app(workdir: Path, sizes: Sizes, report: Report) -> None:
     """N tenants of one app (seed source), one exporter."""
     tenants = sizes.tenants
     sim = _limited_simulator(workdir / "pacing-one-app", tenants, sizes, "--one-app")
-    stack = Stack(sim, ExporterProcess(sim.config_file, sim.config_file.parent / "exporter.log"))
-    try:
-        calls = wait_for_events(sim, "report", tenants, 900, "pacing round")
-        refused = sim.stats()["refused_by_limits"]
-    finally:
-        stack.stop()
+    exporter = ExporterProcess(sim.config_file, sim.config_file.parent / "exporter.log")
+    calls, refused = _paced_round(sim, [exporter], "report", tenants, 900, "pacing round")
     minimum = _minimum(tenants, sizes.graph_limits[1])
-    _add(report, f"round_seconds_one_app@{tenants}", span(calls[:tenants]), minimum, refused, 1.05)
+    _add(report, f"round_seconds_one_app@{tenants}", span(calls), minimum, refused, 1.05)
 
 
 def paged_tenant(workdir: Path, sizes: Sizes, report: Report, page_size: int) -> None:
@@ -83,15 +78,11 @@ def paged_tenant(workdir: Path, sizes: Sizes, report: Report, page_size: int) ->
         concurrency=8,
     )
     config_with(sim, source="userRegistrationDetails")
-    stack = Stack(sim, ExporterProcess(sim.config_file, sim.config_file.parent / "exporter.log"))
-    try:
-        calls = wait_for_events(sim, "details", pages, 3600, "paged round")
-        refused = sim.stats()["refused_by_limits"]
-    finally:
-        stack.stop()
+    exporter = ExporterProcess(sim.config_file, sim.config_file.parent / "exporter.log")
+    calls, refused = _paced_round(sim, [exporter], "details", pages, 3600, "paged round")
     minimum = _minimum(pages, sizes.graph_limits[0])
     name = f"round_seconds_paged@{users}x{page_size}"
-    _add(report, name, span(calls[:pages]), minimum, refused, 1.05)
+    _add(report, name, span(calls), minimum, refused, 1.05)
 
 
 def replicas(workdir: Path, sizes: Sizes, report: Report, count: int = 3) -> None:
@@ -108,16 +99,30 @@ def replicas(workdir: Path, sizes: Sizes, report: Report, count: int = 3) -> Non
         )
         for index in range(count)
     ]
+    calls, refused = _paced_round(sim, exporters, "report", tenants, 900, "replicas round")
+    minimum = _minimum(tenants, sizes.graph_limits[1])
+    name = f"round_seconds_{count}_replicas@{tenants}"
+    _add(report, name, span(calls), minimum, refused, 1.1)
+
+
+def _paced_round(
+    sim: SimulatorProcess,
+    exporters: list[ExporterProcess],
+    kind: str,
+    count: int,
+    timeout: float,
+    what: str,
+) -> tuple[list[tuple[float, float]], int]:
+    """The first ``count`` answered requests of ``kind`` and the requests the simulator refused
+    until then; the exporters and the simulator are stopped after, whatever happens."""
     try:
-        calls = wait_for_events(sim, "report", tenants, 900, "replicas round")
-        refused = sim.stats()["refused_by_limits"]
+        calls = wait_for_events(sim, kind, count, timeout, what)
+        refused = int(sim.stats()["refused_by_limits"])
     finally:
         for exporter in exporters:
             exporter.stop()
         sim.stop()
-    minimum = _minimum(tenants, sizes.graph_limits[1])
-    name = f"round_seconds_{count}_replicas@{tenants}"
-    _add(report, name, span(calls[:tenants]), minimum, refused, 1.1)
+    return calls[:count], refused
 
 
 def _add(
