@@ -74,11 +74,11 @@ def object_id_keys(values: Sequence[Any]) -> list[int] | None:
         return None
 
 
-def first_bad_id(values: Sequence[Any], field: str = "id") -> tuple[int, str] | None:
-    """The first value that is not an object ID, and why."""
+def first_bad_id(values: Sequence[Any]) -> tuple[int, str] | None:
+    """The first ``id`` that is not an object ID, and why."""
     for index, value in enumerate(values):
         try:
-            parse_object_id(value, index, field)
+            parse_object_id(value, index)
         except ReportParseError as err:
             return index, str(err)
     return None
