@@ -19,7 +19,7 @@ from bench.figures import FAST_LIMITS, Figure, Report, Sizes, start_stack
 from bench.harness import ExporterProcess, SimulatorProcess, wait_for
 from bench.scrapes import generate_latest_median, timed_gets
 from entra_simulator.directory import MAX_PAGE, detail_user, make_tenant
-from exporter.details import DETAIL_FIELDS, decode_details_page
+from exporter.reports.details import DETAIL_FIELDS, decode_details_page
 
 USERS_PER_CPU_SECOND_TARGET = 250_000.0
 CLOCK_TICK = 1 / os.sysconf("SC_CLK_TCK")

@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import ExporterProcess, ProcessSample, SimulatorProcess, connections_to
 from entra_simulator import GRAPH_FAULTS
-from exporter.configfile import parse_duration
+from exporter.config.loader import parse_duration
 
 # Every Graph fault the simulator can inject, drawn at random for the faulty half.
 ALL_FAULTS = list(GRAPH_FAULTS)

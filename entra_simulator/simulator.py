@@ -27,7 +27,7 @@ from entra_simulator.handlers import make_server
 from entra_simulator.limits import GraphLimits
 from entra_simulator.segments import directory_of
 from entra_simulator.tls import check_certificate_assertion, make_tls_material
-from exporter.config import format_duration
+from exporter.config.model import format_duration
 
 
 class Simulator:

@@ -17,23 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter import __version__
-from exporter.config import Config, TenantConfig, format_duration
-from exporter.configfile import load_config
+from exporter.config.files import write_atomically
+from exporter.config.loader import load_config
+from exporter.config.model import Config, TenantConfig, format_duration
+from exporter.config.problems import ConfigError
+from exporter.config.sharding import SHARD_INDEX_ENV, Shard, shard_from
 from exporter.demo import run_demo
-from exporter.failures import SUCCESS, describe_error
-from exporter.files import write_atomically
+from exporter.graph.failures import SUCCESS, describe_error
 from exporter.logs import FORMATS, LEVELS, REDACTOR, configure_logging
-from exporter.problems import ConfigError
 from exporter.runtime import Pipeline, build_pipeline
-from exporter.server import (
+from exporter.web.config import WebConfig, describe_web_config, load_web_config
+from exporter.web.server import (
     PROBE_PATHS,
     ServerHooks,
     make_server,
     parse_listen_address,
     serve_in_thread,
 )
-from exporter.sharding import SHARD_INDEX_ENV, Shard, shard_from
-from exporter.webconfig import WebConfig, describe_web_config, load_web_config
 
 log = logging.getLogger("exporter")
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from exporter.server import parse_listen_address
+from exporter.web.server import parse_listen_address
 
 if TYPE_CHECKING:
     from exporter.cli import Settings

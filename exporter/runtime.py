@@ -1,5 +1,5 @@
-"""The pipeline, built once from a :class:`~exporter.config.Config`: serving, ``--once`` and the
-tests all call :func:`build_pipeline`.
+"""The pipeline, built once from a :class:`~exporter.config.model.Config`: serving, ``--once``
+and the tests all call :func:`build_pipeline`.
 
 Data flows one way: config → pipeline → scheduler → poller → (auth, graph) → report → metrics
 store → HTTP server. A reload hands the pipeline a new config through :meth:`Pipeline.apply`,
@@ -12,13 +12,13 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from exporter.config import Config
-from exporter.graph import GraphClient
-from exporter.metrics import MetricsStore
-from exporter.poller import PollResult, TenantPoller
-from exporter.ratelimit import GraphRateLimiter
-from exporter.scheduler import PollScheduler
-from exporter.transport import Transport, build_ssl_context
+from exporter.config.model import Config
+from exporter.graph.client import GraphClient
+from exporter.graph.pacing import GraphRateLimiter
+from exporter.graph.transport import Transport, build_ssl_context
+from exporter.metrics.store import MetricsStore
+from exporter.polling.scheduler import PollScheduler
+from exporter.polling.tenant import PollResult, TenantPoller
 
 log = logging.getLogger("exporter")
 

@@ -28,26 +28,32 @@ VENV_BIN = ROOT / ".venv-mutation" / "bin"
 
 # module group -> (sources mutated, the fast tests that are that module's own)
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
-    "report": (["exporter/report.py"], ["tests/test_report.py", "tests/test_boundaries.py"]),
+    "report": (
+        ["exporter/reports/registration.py"],
+        ["tests/test_report.py", "tests/test_boundaries.py"],
+    ),
     "ratelimit": (
-        ["exporter/ratelimit.py"],
+        ["exporter/graph/pacing.py"],
         ["tests/test_ratelimit.py", "tests/test_boundaries.py"],
     ),
     "failures": (
-        ["exporter/failures.py"],
+        ["exporter/graph/failures.py"],
         ["tests/test_graph.py", "tests/test_boundaries.py"],
     ),
     "graph": (
-        ["exporter/graphanswers.py"],
+        ["exporter/graph/answers.py"],
         ["tests/test_graph.py", "tests/test_boundaries.py"],
     ),
     "sharding": (
-        ["exporter/sharding.py"],
+        ["exporter/config/sharding.py"],
         ["tests/test_sharding.py", "tests/test_boundaries.py"],
     ),
-    "metrics": (["exporter/metrics.py"], ["tests/test_metrics.py", "tests/test_boundaries.py"]),
+    "metrics": (
+        ["exporter/metrics/store.py"],
+        ["tests/test_metrics.py", "tests/test_boundaries.py"],
+    ),
     "config": (
-        ["exporter/config.py", "exporter/configfile.py", "exporter/configsegments.py"],
+        ["exporter/config/model.py", "exporter/config/loader.py", "exporter/config/segments.py"],
         ["tests/test_config.py", "tests/test_boundaries.py"],
     ),
 }

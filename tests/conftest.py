@@ -22,7 +22,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from entra_simulator import Simulator
-from exporter.config import CLOUDS, ClientSecretCredential, Config, Secret, TenantConfig
+from exporter.config.model import CLOUDS, ClientSecretCredential, Config, Secret, TenantConfig
 from exporter.runtime import Pipeline, build_pipeline
 
 REPO = Path(__file__).resolve().parent.parent

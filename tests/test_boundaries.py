@@ -10,15 +10,17 @@ import time
 import httpx
 import pytest
 
-from exporter.config import (
+from exporter.config.loader import parse_config
+from exporter.config.model import (
     CertificateCredential,
     Config,
     ManagedIdentityCredential,
     RateLimit,
     Secret,
 )
-from exporter.configfile import parse_config
-from exporter.failures import (
+from exporter.config.sharding import shard_of
+from exporter.graph.answers import RequestTally, graph_error_details, parse_retry_after
+from exporter.graph.failures import (
     AUTH_ERROR,
     NETWORK_ERROR,
     PollFailure,
@@ -26,13 +28,11 @@ from exporter.failures import (
     describe_error,
     is_retryable_status,
 )
-from exporter.graphanswers import RequestTally, graph_error_details, parse_retry_after
-from exporter.metrics import MetricsStore
-from exporter.poller import PollResult
-from exporter.ratelimit import GraphRateLimiter, RateLimitedError
-from exporter.report import RegistrationReport
-from exporter.sharding import shard_of
-from exporter.transport import HttpResponse
+from exporter.graph.pacing import GraphRateLimiter, RateLimitedError
+from exporter.graph.transport import HttpResponse
+from exporter.metrics.store import MetricsStore
+from exporter.polling.tenant import PollResult
+from exporter.reports.registration import RegistrationReport
 from tests.conftest import exposition_samples, tenant_config
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -278,7 +278,7 @@ def test_a_certificate_passphrase_is_among_the_redacted_secrets() -> None:
     ],
 )
 def test_config_value_boundaries(document: dict[str, object], problem: str) -> None:
-    from exporter.problems import ConfigError
+    from exporter.config.problems import ConfigError
 
     with pytest.raises(ConfigError) as caught:
         parse_config(document, environ={})

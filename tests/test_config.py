@@ -9,7 +9,8 @@ import pytest
 import trustme
 
 from exporter.cli import describe_config
-from exporter.config import (
+from exporter.config.loader import load_config, parse_config, parse_duration, parse_rate_limit
+from exporter.config.model import (
     CLOUDS,
     DEFAULT_PRIVILEGED_ROLES,
     CertificateCredential,
@@ -20,8 +21,7 @@ from exporter.config import (
     WorkloadIdentityCredential,
     format_duration,
 )
-from exporter.configfile import load_config, parse_config, parse_duration, parse_rate_limit
-from exporter.problems import ConfigError
+from exporter.config.problems import ConfigError
 from tests.conftest import run_cli, write_app_certificate
 
 CONFFILES = Path(__file__).parent / "conffiles"

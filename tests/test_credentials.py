@@ -9,10 +9,10 @@ import pytest
 import trustme
 
 from entra_simulator import SimTenant
-from exporter.auth import msal_client_credential
-from exporter.config import CertificateCredential, Config, ManagedIdentityCredential
-from exporter.configfile import load_config, parse_config
-from exporter.problems import ConfigError
+from exporter.config.loader import load_config, parse_config
+from exporter.config.model import CertificateCredential, Config, ManagedIdentityCredential
+from exporter.config.problems import ConfigError
+from exporter.graph.auth import msal_client_credential
 from tests.conftest import Pipeline, SimEnv, write_app_certificate
 
 TENANT_ID = "3c0f1b2e-0000-4000-8000-0000000000a1"

@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from exporter.configfile import load_config
+from exporter.config.loader import load_config
 from tests.conftest import REPO
 
 KUBERNETES = REPO / "deploy" / "kubernetes"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter import details
-from exporter.details import (
+from exporter.reports import details
+from exporter.reports.details import (
     DETAIL_FLAGS,
     MAX_METHODS,
     MAX_USER_TYPES,
@@ -20,8 +20,8 @@ from exporter.details import (
     SegmentContext,
     strength_of,
 )
-from exporter.directory import DirectoryIdCollector, object_id_keys, parse_object_id
-from exporter.report import ReportParseError
+from exporter.reports.directory import DirectoryIdCollector, object_id_keys, parse_object_id
+from exporter.reports.registration import ReportParseError
 
 ALICE, BOB, CAROL = (str(uuid.UUID(int=n, version=4)) for n in (1, 2, 3))
 

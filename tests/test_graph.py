@@ -12,9 +12,21 @@ import httpx
 import pytest
 import respx
 
-from exporter.auth import AccessToken
-from exporter.config import CloudEndpoints, RateLimit
-from exporter.failures import (
+from exporter.config.model import CloudEndpoints, RateLimit
+from exporter.graph.answers import (
+    BACKOFF_BASE_SECONDS,
+    MAX_THROTTLED_ATTEMPTS,
+    Attempts,
+    GraphError,
+    RequestTally,
+    backoff_delay,
+    decode_json,
+    graph_error_details,
+    parse_retry_after,
+)
+from exporter.graph.auth import AccessToken
+from exporter.graph.client import REPORT_PATH, GraphClient
+from exporter.graph.failures import (
     AUTH_ERROR,
     HTTP_ERROR,
     NETWORK_ERROR,
@@ -26,20 +38,8 @@ from exporter.failures import (
     classify_oauth_error,
     classify_transport_error,
 )
-from exporter.graph import REPORT_PATH, GraphClient
-from exporter.graphanswers import (
-    BACKOFF_BASE_SECONDS,
-    MAX_THROTTLED_ATTEMPTS,
-    Attempts,
-    GraphError,
-    RequestTally,
-    backoff_delay,
-    decode_json,
-    graph_error_details,
-    parse_retry_after,
-)
-from exporter.ratelimit import GraphRateLimiter
-from exporter.transport import HttpResponse, Transport, build_ssl_context
+from exporter.graph.pacing import GraphRateLimiter
+from exporter.graph.transport import HttpResponse, Transport, build_ssl_context
 from tests.conftest import tenant_config as metrics_tenant
 
 HOST = "https://graph.example"

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import poller as poller_module
-from exporter import successor
-from exporter.config import Config
-from exporter.configfile import load_config
-from exporter.failures import RESULTS
-from exporter.transport import Transport
+from exporter.config.loader import load_config
+from exporter.config.model import Config
+from exporter.graph.failures import RESULTS
+from exporter.graph.transport import Transport
+from exporter.polling import report_collector as successor
+from exporter.polling import tenant as poller_module
 from tests.conftest import (
     ExporterProcess,
     Pipeline,
@@ -79,7 +79,7 @@ async def test_a_hostile_answer_fails_its_own_tenant_only(
 
 
 def test_counts_in_non_ascii_digits_are_refused() -> None:
-    from exporter.report import ReportParseError, parse_registration_report
+    from exporter.reports.registration import ReportParseError, parse_registration_report
 
     arabic_ten, fullwidth_five = "\u0661\u0660", "\uff15"
     for count in (arabic_ten, fullwidth_five, "1" * 20):
@@ -366,7 +366,7 @@ def test_logfmt_escapes_carriage_returns() -> None:
 
 
 def test_accept_header_q_values_choose_the_format() -> None:
-    from exporter.server import wants_openmetrics
+    from exporter.web.server import wants_openmetrics
 
     assert wants_openmetrics("application/openmetrics-text;version=1.0.0")
     assert not wants_openmetrics("application/openmetrics-text;q=0")

@@ -13,19 +13,19 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.failures import PollFailure
-from exporter.families import TENANT_FAMILIES
-from exporter.graphanswers import RequestTally
+from exporter.graph.answers import RequestTally
+from exporter.graph.failures import PollFailure
 from exporter.logs import TENANT_LOG
-from exporter.metrics import (
+from exporter.metrics.families import TENANT_FAMILIES
+from exporter.metrics.store import (
     RECENT_POLLS,
     MetricsStore,
     PollRecord,
     TenantSnapshot,
     render_tenant_block,
 )
-from exporter.poller import PollResult
-from exporter.report import CoverageCounts, RegistrationReport, SegmentReport
+from exporter.polling.tenant import PollResult
+from exporter.reports.registration import CoverageCounts, RegistrationReport, SegmentReport
 from tests.conftest import tenant_config as tenant
 
 REPORT = RegistrationReport(100, (("registered", 40), ("mfaRegistered", 30)))

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import trustme
 
-from exporter.failures import NETWORK_ERROR, TIMEOUT, classify_transport_error, describe_error
-from exporter.transport import Transport, build_ssl_context
+from exporter.graph.failures import NETWORK_ERROR, TIMEOUT, classify_transport_error, describe_error
+from exporter.graph.transport import Transport, build_ssl_context
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"

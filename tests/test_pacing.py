@@ -13,9 +13,9 @@ import yaml
 
 from entra_simulator import Simulator
 from entra_simulator.limits import GraphLimits, Limit
-from exporter.config import Config
-from exporter.configfile import load_config
-from exporter.sharding import Shard
+from exporter.config.loader import load_config
+from exporter.config.model import Config
+from exporter.config.sharding import Shard
 from tests.conftest import Pipeline
 
 TENANTS = 12

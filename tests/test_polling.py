@@ -12,9 +12,9 @@ import trustme
 import yaml
 
 from entra_simulator import SimTenant
-from exporter.auth import msal_client_credential
-from exporter.config import Config
-from exporter.configfile import load_config
+from exporter.config.loader import load_config
+from exporter.config.model import Config
+from exporter.graph.auth import msal_client_credential
 from tests.conftest import (
     Pipeline,
     SimEnv,
@@ -352,7 +352,7 @@ async def test_short_lived_tokens_are_reused_for_most_of_their_lifetime(
 
 
 def test_reuse_margin() -> None:
-    from exporter.auth import reuse_margin
+    from exporter.graph.auth import reuse_margin
 
     assert reuse_margin(7200) == 300
     assert reuse_margin(120) == 6

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from entra_simulator import Simulator
-from exporter.configfile import load_config
-from exporter.failures import RESULTS
+from exporter.config.loader import load_config
+from exporter.graph.failures import RESULTS
 from exporter.runtime import Pipeline, build_pipeline
 from tests.conftest import allow_fast_polling
 

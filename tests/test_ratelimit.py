@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from exporter.config import RateLimit
-from exporter.ratelimit import GraphRateLimiter, RateLimitedError, SlidingWindow
+from exporter.config.model import RateLimit
+from exporter.graph.pacing import GraphRateLimiter, RateLimitedError, SlidingWindow
 from tests.conftest import max_in_window
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.report import (
+from exporter.reports.registration import (
     MAX_STATUS_LENGTH,
     MAX_STATUSES,
     RegistrationReport,

@@ -19,8 +19,8 @@ from entra_simulator.segments import (
     directory_of,
     segments_truth,
 )
-from exporter.config import DEFAULT_PRIVILEGED_ROLES, Config
-from exporter.configfile import load_config
+from exporter.config.loader import load_config
+from exporter.config.model import DEFAULT_PRIVILEGED_ROLES, Config
 from tests.conftest import (
     CAMEL_CASE_NOTE,
     Pipeline,

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.metrics import MetricsStore
-from exporter.poller import PollResult
-from exporter.report import RegistrationReport
-from exporter.server import (
+from exporter.metrics.store import MetricsStore
+from exporter.polling.tenant import PollResult
+from exporter.reports.registration import RegistrationReport
+from exporter.web.server import (
     ExporterHTTPServer,
     ServerHooks,
     make_server,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import Config, RateLimit
-from exporter.sharding import Shard, parse_shard_index, shard_from, shard_of
+from exporter.config.model import Config, RateLimit
+from exporter.config.sharding import Shard, parse_shard_index, shard_from, shard_of
 from tests.conftest import SimEnv, run_cli, tenant_config
 
 IDS = [str(uuid.UUID(int=random.Random(7).getrandbits(128) ^ i, version=4)) for i in range(1000)]

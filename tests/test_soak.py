@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.soak import print_report, run_soak
-from exporter.configfile import DEFAULT_CONCURRENCY
+from exporter.config.loader import DEFAULT_CONCURRENCY
 
 
 def test_short_soak_holds_steady(capsys) -> None:

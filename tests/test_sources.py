@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from entra_simulator import SimTenant, details_page, details_truth, parse_filter
-from exporter.config import Config
-from exporter.configfile import load_config
-from exporter.details import DETAIL_FLAGS, RegistrationDetailsCounter
-from exporter.report import ReportParseError
+from exporter.config.loader import load_config
+from exporter.config.model import Config
+from exporter.reports.details import DETAIL_FLAGS, RegistrationDetailsCounter
+from exporter.reports.registration import ReportParseError
 from tests.conftest import Pipeline, SimEnv
 
 STATUS_OF_FLAG = dict(DETAIL_FLAGS)
@@ -168,7 +168,7 @@ def test_simulator_select_filter_count_and_paging() -> None:
 
 
 def test_paging_sources_get_the_whole_interval_as_their_budget(sim_env: SimEnv) -> None:
-    from exporter.poller import poll_budget
+    from exporter.polling.tenant import poll_budget
 
     set_source(sim_env, "credentialUserRegistrationCount", interval="10m", timeout="30s")
     tenant = load_config(sim_env.config_file).tenants[0]

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import REPO
 
-PRODUCT = sorted((REPO / "exporter").glob("*.py")) + sorted((REPO / "entra_simulator").glob("*.py"))
+PRODUCT = sorted((REPO / "exporter").rglob("*.py")) + sorted((REPO / "entra_simulator").glob("*.py"))
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 

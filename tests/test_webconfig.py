@@ -16,11 +16,11 @@ import pytest
 import trustme
 import yaml
 
-from exporter import webconfig
-from exporter.metrics import MetricsStore
-from exporter.problems import ConfigError
-from exporter.server import ServerHooks, make_server, serve_in_thread
-from exporter.webconfig import load_web_config, parse_web_config
+from exporter.config.problems import ConfigError
+from exporter.metrics.store import MetricsStore
+from exporter.web import config as webconfig
+from exporter.web.config import load_web_config, parse_web_config
+from exporter.web.server import ServerHooks, make_server, serve_in_thread
 from tests.conftest import SimEnv, run_cli, wait_until
 from tests.conftest import tenant_config as tenant
 

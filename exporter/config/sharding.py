@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from exporter.config import Config, RateLimit, TenantConfig
+from exporter.config.model import Config, RateLimit, TenantConfig
 
 SHARD_INDEX_ENV = "EXPORTER_SHARD_INDEX"
 _ORDINAL_RE = re.compile(r"(?:^|-)(\d+)$")

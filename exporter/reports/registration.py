@@ -1,5 +1,5 @@
 """Pure parsing: Graph's getCredentialUserRegistrationCount JSON → :class:`RegistrationReport`
-(the successor's pages are counted in :mod:`exporter.details`).
+(the successor's pages are counted in :mod:`exporter.reports.details`).
 
 Microsoft's documentation spells the fields of one status entry three ways, and the parser
 accepts each of them:

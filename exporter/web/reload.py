@@ -16,9 +16,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from exporter.failures import describe_error
-from exporter.problems import ConfigError
-from exporter.webconfig import RateLimitSettings, WebConfig, load_web_config
+from exporter.config.problems import ConfigError
+from exporter.graph.failures import describe_error
+from exporter.web.config import RateLimitSettings, WebConfig, load_web_config
 
 log = logging.getLogger("exporter.web")
 CHECK_EVERY_SECONDS = 1.0

@@ -15,9 +15,9 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 
 from exporter import __version__
-from exporter.details import SEGMENT_STATUSES, STRENGTHS
-from exporter.metrics import PollRecord, TenantSnapshot
-from exporter.report import RegistrationReport
+from exporter.metrics.store import PollRecord, TenantSnapshot
+from exporter.reports.details import SEGMENT_STATUSES, STRENGTHS
+from exporter.reports.registration import RegistrationReport
 
 NextPoll = Callable[[str], float | None]
 _MFA = SEGMENT_STATUSES.index("mfaRegistered")

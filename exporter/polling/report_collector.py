@@ -13,13 +13,13 @@ import urllib.parse
 import uuid
 from dataclasses import replace
 
-from exporter.auth import AccessToken
-from exporter.config import TenantConfig
-from exporter.details import DETAIL_FIELDS, RegistrationDetailsCounter, SegmentContext
-from exporter.directory import DirectoryIdCollector
-from exporter.graph import GraphClient
-from exporter.graphanswers import GraphError, RequestTally
-from exporter.report import RegistrationReport
+from exporter.config.model import TenantConfig
+from exporter.graph.answers import GraphError, RequestTally
+from exporter.graph.auth import AccessToken
+from exporter.graph.client import GraphClient
+from exporter.reports.details import DETAIL_FIELDS, RegistrationDetailsCounter, SegmentContext
+from exporter.reports.directory import DirectoryIdCollector
+from exporter.reports.registration import RegistrationReport
 
 # One object per user (application permission AuditLog.Read.All); only counted fields selected.
 DETAILS_PATH = "/v1.0/reports/authenticationMethods/userRegistrationDetails"

@@ -3,7 +3,7 @@
 429 and 503 answers honour ``Retry-After`` (seconds or an HTTP date) and are retried while the
 poll's deadline allows; other 5xx answers and connection errors are retried with exponential
 backoff and full jitter, at most :data:`MAX_ATTEMPTS` attempts. Each outcome that is not a
-report becomes a :class:`~exporter.failures.PollFailure`.
+report becomes a :class:`~exporter.graph.failures.PollFailure`.
 """
 
 from __future__ import annotations
@@ -17,16 +17,8 @@ from typing import Any
 
 import httpx
 
-from exporter.auth import AccessToken
-from exporter.config import RateLimit, TenantConfig
-from exporter.directory import Page
-from exporter.failures import (
-    PARSE_ERROR,
-    THROTTLED,
-    TIMEOUT,
-    PollFailure,
-)
-from exporter.graphanswers import (
+from exporter.config.model import RateLimit, TenantConfig
+from exporter.graph.answers import (
     MIN_RETRY_SECONDS,
     Attempts,
     GraphError,
@@ -35,9 +27,21 @@ from exporter.graphanswers import (
     decode_json,
     request_id_of,
 )
-from exporter.ratelimit import GraphRateLimiter, RateLimitedError
-from exporter.report import RegistrationReport, ReportParseError, parse_registration_report
-from exporter.transport import HttpResponse, ResponseBodyError, Transport
+from exporter.graph.auth import AccessToken
+from exporter.graph.failures import (
+    PARSE_ERROR,
+    THROTTLED,
+    TIMEOUT,
+    PollFailure,
+)
+from exporter.graph.pacing import GraphRateLimiter, RateLimitedError
+from exporter.graph.transport import HttpResponse, ResponseBodyError, Transport
+from exporter.reports.directory import Page
+from exporter.reports.registration import (
+    RegistrationReport,
+    ReportParseError,
+    parse_registration_report,
+)
 
 log = logging.getLogger("exporter.graph")
 

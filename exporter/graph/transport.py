@@ -23,7 +23,7 @@ import httpcore
 import httpx
 
 from exporter import __version__
-from exporter.netbackend import AsyncioBackend
+from exporter.graph.netbackend import AsyncioBackend
 
 MAX_BODY_BYTES = 1024 * 1024
 # Connections per httpx pool (see Transport).

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exporter.problems import Problems
+from exporter.config.problems import Problems
 
 TLS_PATH = "tls_server_config"
 CLIENT_AUTH_TYPES = (

@@ -2,7 +2,7 @@
 
 ``Retry-After`` (seconds or an HTTP date), the error code, request id and message of an error
 answer, the JSON of a 200, the retry decision after each attempt, and the guard on a walk along
-``@odata.nextLink``. No I/O: :mod:`exporter.graph` sends the requests and asks these.
+``@odata.nextLink``. No I/O: :mod:`exporter.graph.client` sends the requests and asks these.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from exporter.failures import (
+from exporter.graph.failures import (
     PARSE_ERROR,
     TIMEOUT,
     PollFailure,
@@ -25,7 +25,7 @@ from exporter.failures import (
     describe_error,
     is_retryable_status,
 )
-from exporter.transport import HttpResponse
+from exporter.graph.transport import HttpResponse
 
 MAX_PAGES = 10_000
 # Graph may answer a page without rows now and then; this many in a row is a loop.
@@ -194,7 +194,7 @@ def request_id_of(response: HttpResponse, client_request_id: str) -> str:
 def decode_json(response: HttpResponse, client_request_id: str) -> tuple[Any, str]:
     """A 200's JSON and its request id; a body that is not JSON is a parse_error.
 
-    msgspec, as for the pages (they decode into typed rows, see :mod:`exporter.details`).
+    msgspec, as for the pages (they decode into typed rows, see :mod:`exporter.reports.details`).
     """
     request_id = request_id_of(response, client_request_id)
     try:

@@ -1,5 +1,5 @@
 """Who a tenant is and how it signs in: its ``tenant_id``, ``client_id`` and ``name`` keys, and
-its credential keys → one :class:`~exporter.config.Credential`.
+its credential keys → one :class:`~exporter.config.model.Credential`.
 
 Secret files and certificates are read and checked here, at load time, so a wrong path, a key
 that does not match its certificate or a wrong passphrase is a config error with its path, not
@@ -17,7 +17,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from exporter.config import (
+from exporter.config.model import (
     CertificateCredential,
     ClientSecretCredential,
     Credential,
@@ -25,7 +25,7 @@ from exporter.config import (
     Secret,
     WorkloadIdentityCredential,
 )
-from exporter.problems import Problems, join
+from exporter.config.problems import Problems, join
 
 CREDENTIAL_KEYS = (
     "client_secret",

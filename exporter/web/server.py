@@ -19,11 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from exporter import __version__
-from exporter.connections import BUSY, IDLE, READING, ConnectionGuard
-from exporter.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, MetricsStore
-from exporter.pages import render_landing_page, render_tenant_page
-from exporter.webconfig import WebConfig
-from exporter.webreload import LiveWebConfig
+from exporter.metrics.store import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, MetricsStore
+from exporter.web.config import WebConfig
+from exporter.web.connections import BUSY, IDLE, READING, ConnectionGuard
+from exporter.web.pages import render_landing_page, render_tenant_page
+from exporter.web.reload import LiveWebConfig
 
 log = logging.getLogger("exporter.server")
 

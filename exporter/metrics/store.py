@@ -31,10 +31,10 @@ from prometheus_client import exposition as text_exposition
 from prometheus_client.openmetrics import exposition as om_exposition
 
 from exporter import __version__
-from exporter.config import TenantConfig
-from exporter.details import SEGMENT_STATUSES, STRENGTHS
-from exporter.failures import RESULTS, SUCCESS
-from exporter.families import (
+from exporter.config.model import TenantConfig
+from exporter.graph.failures import RESULTS, SUCCESS
+from exporter.logs import TENANT_LOG
+from exporter.metrics.families import (
     BUILD_INFO,
     DATA_TIMESTAMP,
     GRAPH_REQUESTS,
@@ -65,9 +65,9 @@ from exporter.families import (
     escape_label_value,
     format_value,
 )
-from exporter.logs import TENANT_LOG
-from exporter.poller import PollResult
-from exporter.report import CoverageCounts, RegistrationReport, SegmentReport
+from exporter.polling.tenant import PollResult
+from exporter.reports.details import SEGMENT_STATUSES, STRENGTHS
+from exporter.reports.registration import CoverageCounts, RegistrationReport, SegmentReport
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds for which process metrics (RSS, CPU, file descriptors) are served from one reading.

@@ -4,7 +4,8 @@ member lists for the segments.
 
 An object ID (a GUID) is kept as a 128-bit int: 44 bytes instead of a string's 85, and a page's
 IDs are converted together in C (``map`` of ``str.replace`` and ``int``), not one by one in
-Python. No I/O: everything raises :class:`~exporter.report.ReportParseError` or returns.
+Python. No I/O: everything raises :class:`~exporter.reports.registration.ReportParseError`
+or returns.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
-from exporter.report import ReportParseError
+from exporter.reports.registration import ReportParseError
 
 _GUID_LENGTH = 36
 _Page = TypeVar("_Page", bound=msgspec.Struct)

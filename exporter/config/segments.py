@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.config import DEFAULT_PRIVILEGED_ROLES, DEFAULT_SOURCE, SegmentsConfig
-from exporter.configcredentials import MAX_NAME_LENGTH, is_guid
-from exporter.problems import Problems, join
+from exporter.config.credentials import MAX_NAME_LENGTH, is_guid
+from exporter.config.model import DEFAULT_PRIVILEGED_ROLES, DEFAULT_SOURCE, SegmentsConfig
+from exporter.config.problems import Problems, join
 
 DEFAULTS_SEGMENT_KEYS = frozenset({"privileged_roles", "include_eligible"})
 TENANT_SEGMENT_KEYS = frozenset({*DEFAULTS_SEGMENT_KEYS, "groups"})

@@ -25,8 +25,8 @@ from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from exporter.metrics import MetricsStore
-from exporter.poller import PollResult, TenantPoller
+from exporter.metrics.store import MetricsStore
+from exporter.polling.tenant import PollResult, TenantPoller
 
 log = logging.getLogger("exporter.scheduler")
 

@@ -1,6 +1,6 @@
 """The immutable configuration model that the rest of the exporter imports.
 
-Loading and validating a file into these classes is :mod:`exporter.configfile`'s job; nothing
+Loading and validating a file into these classes is :mod:`exporter.config.loader`'s job; nothing
 here reads a file. Secret values are wrapped in :class:`Secret`, whose ``repr`` never shows them.
 """
 

@@ -1,8 +1,8 @@
-"""The config file (YAML) → a validated, immutable :class:`~exporter.config.Config`.
+"""The config file (YAML) → a validated, immutable :class:`~exporter.config.model.Config`.
 
 ``${VAR}`` is read from the environment, ``*_file`` keys are read from disk, and every problem
 is collected with the path of the key it concerns (``tenants[2].client_id: ...``) and reported
-together in one :class:`~exporter.problems.ConfigError`.
+together in one :class:`~exporter.config.problems.ConfigError`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exporter.config import (
+from exporter.config.checks import rate_limit_warnings, world_readable_warnings
+from exporter.config.credentials import (
+    CREDENTIAL_KEYS,
+    SHARED_APP_KEYS,
+    SharedApp,
+    has_own_credential,
+    parse_credential,
+    parse_identity,
+    parse_shared_app,
+    with_shared_app,
+)
+from exporter.config.model import (
     CLOUD_NAMES,
     CLOUDS,
     DEFAULT_PER_APP,
@@ -31,19 +42,8 @@ from exporter.config import (
     TenantConfig,
     format_duration,
 )
-from exporter.configchecks import rate_limit_warnings, world_readable_warnings
-from exporter.configcredentials import (
-    CREDENTIAL_KEYS,
-    SHARED_APP_KEYS,
-    SharedApp,
-    has_own_credential,
-    parse_credential,
-    parse_identity,
-    parse_shared_app,
-    with_shared_app,
-)
-from exporter.configsegments import check_default_segments, parse_segments
-from exporter.problems import Problems, join, read_yaml_file
+from exporter.config.problems import Problems, join, read_yaml_file
+from exporter.config.segments import check_default_segments, parse_segments
 
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")

@@ -36,9 +36,9 @@ from typing import Any
 
 import bcrypt
 
-from exporter.configfile import parse_duration
-from exporter.problems import Problems, read_yaml_file
-from exporter.webtls import TlsSettings, parse_tls
+from exporter.config.loader import parse_duration
+from exporter.config.problems import Problems, read_yaml_file
+from exporter.web.tls import TlsSettings, parse_tls
 
 # The security headers exporter-toolkit lets a web config set.
 ALLOWED_HEADERS = (

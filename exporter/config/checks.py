@@ -6,7 +6,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from exporter.config import ClientSecretCredential, Config, format_duration
+from exporter.config.model import ClientSecretCredential, Config, format_duration
 
 
 def world_readable_warnings(path: Path, config: Config) -> tuple[str, ...]:

@@ -14,9 +14,11 @@ import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
-from exporter.auth import AccessToken, TenantTokenSource, TokenError
-from exporter.config import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
-from exporter.failures import (
+from exporter.config.model import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
+from exporter.graph.answers import GraphError, RequestTally
+from exporter.graph.auth import AccessToken, TenantTokenSource, TokenError
+from exporter.graph.client import GraphClient
+from exporter.graph.failures import (
     AUTH_ERROR,
     SUCCESS,
     TIMEOUT,
@@ -24,11 +26,9 @@ from exporter.failures import (
     describe_error,
     unexpected_failure,
 )
-from exporter.graph import GraphClient
-from exporter.graphanswers import GraphError, RequestTally
-from exporter.report import RegistrationReport
-from exporter.successor import fetch_registration_details
-from exporter.transport import Transport
+from exporter.graph.transport import Transport
+from exporter.polling.report_collector import fetch_registration_details
+from exporter.reports.registration import RegistrationReport
 
 log = logging.getLogger("exporter.poller")
 

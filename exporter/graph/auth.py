@@ -19,22 +19,22 @@ import msal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from exporter.config import (
+from exporter.config.files import read_text
+from exporter.config.model import (
     CertificateCredential,
     ClientSecretCredential,
     ManagedIdentityCredential,
     TenantConfig,
     WorkloadIdentityCredential,
 )
-from exporter.failures import (
+from exporter.graph.failures import (
     AUTH_ERROR,
     PollFailure,
     classify_oauth_error,
     describe_error,
     unexpected_failure,
 )
-from exporter.files import read_text
-from exporter.transport import MsalHttpAdapter, Transport
+from exporter.graph.transport import MsalHttpAdapter, Transport
 
 log = logging.getLogger("exporter.auth")
 

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from exporter.config import RateLimit
+from exporter.config.model import RateLimit
 
 
 class RateLimitedError(Exception):

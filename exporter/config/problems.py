@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from exporter.files import read_text
+from exporter.config.files import read_text
 
 
 class ConfigError(Exception):

@@ -1,11 +1,11 @@
 """Pure counting: pages of ``userRegistrationDetails`` → one
-:class:`~exporter.report.RegistrationReport` with its segments.
+:class:`~exporter.reports.registration.RegistrationReport` with its segments.
 
 Graph's own breakdowns (``usersRegisteredByFeature``) are delegated-only, so the counts per user
 type, role, group and method strength are made here, in the same pass that counts the tenant.
 Memory holds only counts (bounded by the number of segments) and the ID sets of privileged
-admins and configured groups (:mod:`exporter.directory`, each ID a 128-bit int). No I/O:
-everything raises :class:`~exporter.report.ReportParseError` or returns.
+admins and configured groups (:mod:`exporter.reports.directory`, each ID a 128-bit int). No I/O:
+everything raises :class:`~exporter.reports.registration.ReportParseError` or returns.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from exporter.directory import Page, decode_page, first_bad_id, object_id_keys
-from exporter.report import (
+from exporter.reports.directory import Page, decode_page, first_bad_id, object_id_keys
+from exporter.reports.registration import (
     CoverageCounts,
     RegistrationReport,
     ReportParseError,
@@ -152,7 +152,7 @@ FOLD_AT = 5000
 
 
 def decode_details_page(page: Any, with_ids: bool = False) -> DetailsPage | DetailsPageWithIds:
-    """A page of ``userRegistrationDetails`` (see :func:`~exporter.directory.decode_page`)."""
+    """A page of ``userRegistrationDetails`` (see :func:`.directory.decode_page`)."""
     if with_ids:
         return decode_page(page, _DECODER_WITH_IDS, DetailsPageWithIds)
     return decode_page(page, _DECODER, DetailsPage)
