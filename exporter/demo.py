@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from exporter.web.server import parse_listen_address
 
 if TYPE_CHECKING:
-    from exporter.cli import Settings
+    from exporter.settings import Settings
 
 log = logging.getLogger("exporter")
 

@@ -1,6 +1,9 @@
 """The one logging setup: logfmt or JSON lines on stderr, secrets redacted.
 
-Structured fields travel in ``extra={...}``; every line about a tenant carries ``tenant=``.
+Structured fields travel in ``extra={...}``; every line about a tenant carries ``tenant=``. An
+exception logged with ``exc_info`` becomes the fields ``error`` (its type) and ``stack`` (the
+whole trace, redacted like everything else). Nothing here is a module-level instance: the
+command line builds the :class:`SecretRedactor`, the runtime its :class:`TenantLogRouter`.
 Third-party loggers (MSAL, httpx, APScheduler) stay at WARNING whatever ``--log.level`` says:
 their debug output may quote request bodies.
 """
@@ -8,15 +11,16 @@ their debug output may quote request bodies.
 from __future__ import annotations
 
 import base64
-import collections
 import json
 import logging
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 from collections.abc import Callable, Iterable
-from typing import Any, TextIO
+from types import MappingProxyType
+from typing import Any, Protocol, TextIO
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("logfmt", "json")
@@ -55,6 +59,7 @@ class SecretRedactor(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
+        with_stack(record)
         if self._secrets:
             record.msg = self.redact(record.getMessage())
             record.args = None
@@ -62,6 +67,17 @@ class SecretRedactor(logging.Filter):
                 if key not in _STANDARD_ATTRS and isinstance(value, str):
                     setattr(record, key, self.redact(value))
         return True
+
+
+def with_stack(record: logging.LogRecord) -> None:
+    """Turn ``exc_info`` into the fields ``error`` and ``stack`` (once), so they are redacted
+    with the other fields and rendered on one line."""
+    error = record.exc_info[1] if record.exc_info else None
+    if error is not None and not hasattr(record, "stack"):
+        record.error = type(error).__name__
+        record.stack = "".join(traceback.format_exception(error)).rstrip()
+    record.exc_info = None
+    record.exc_text = None
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -73,7 +89,9 @@ def _timestamp(record: logging.LogRecord) -> str:
     return f"{seconds}.{int(record.msecs):03d}Z"
 
 
-_LOGFMT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_LOGFMT_ESCAPES = MappingProxyType(
+    {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+)
 
 
 def _logfmt_value(value: Any) -> str:
@@ -102,9 +120,8 @@ class StructuredFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        with_stack(record)
         fields.update(_extra_fields(record))
-        if record.exc_info and record.exc_info[1] is not None:
-            fields["error"] = type(record.exc_info[1]).__name__
         return self._render(fields)
 
 
@@ -150,59 +167,50 @@ def encodings_of(secret: str) -> set[str]:
     return texts | {core for text in texts for core in _base64_cores(text.encode())}
 
 
-class TenantLogTail(logging.Handler):
-    """The last lines logged about each tenant (``tenant=`` in the record), for the tenant page.
+class TenantLog(Protocol):
+    """Where a tenant's log lines are kept (its :class:`~exporter.polling.tenant.Tenant`)."""
 
-    Bounded per tenant, and in tenants by the lines it has seen; lines are formatted (logfmt)
-    after redaction, like every other log line.
+    def log_line(self, created: float, line: str) -> None: ...
+
+
+class TenantLogRouter(logging.Handler):
+    """Hands each line logged about a tenant (``tenant=`` in the record) to that tenant.
+
+    ``find`` is the runtime's registry lookup: lines about a tenant not in it are dropped, so
+    the tails are bounded by the tenants configured and each tenant's own tail.
     """
 
-    LINES_PER_TENANT = 20
-    MAX_TENANTS = 20_000
-
-    def __init__(self) -> None:
+    def __init__(self, find: Callable[[str], TenantLog | None], redactor: SecretRedactor) -> None:
         super().__init__()
         self.setFormatter(StructuredFormatter(render_logfmt))
-        self._lines: dict[str, collections.deque[tuple[float, str]]] = {}
-        self._lock_tail = threading.Lock()
+        self.addFilter(redactor)
+        self._find = find
 
     def emit(self, record: logging.LogRecord) -> None:
-        tenant = getattr(record, "tenant", None)
-        if not isinstance(tenant, str):
-            return
-        line = self.format(record)
-        with self._lock_tail:
-            lines = self._lines.get(tenant)
-            if lines is None:
-                if len(self._lines) >= self.MAX_TENANTS:
-                    self._lines.pop(next(iter(self._lines)))
-                lines = self._lines[tenant] = collections.deque(maxlen=self.LINES_PER_TENANT)
-            lines.append((record.created, line))
-
-    def since(self, tenant: str, started: float) -> tuple[str, ...]:
-        """The tenant's lines logged at or after ``started`` (Unix time)."""
-        with self._lock_tail:
-            lines = list(self._lines.get(tenant, ()))
-        return tuple(line for created, line in lines if created >= started - 0.001)
-
-
-REDACTOR = SecretRedactor()
-TENANT_LOG = TenantLogTail()
+        name = getattr(record, "tenant", None)
+        tenant = self._find(name) if isinstance(name, str) else None
+        if tenant is not None:
+            tenant.log_line(record.created, self.format(record))
 
 
 def configure_logging(
-    level: str = "info", fmt: str = "logfmt", stream: TextIO | None = None
-) -> None:
-    """Send every log line to ``stream`` (stderr) in ``fmt``, at ``level``, secrets redacted."""
+    level: str = "info",
+    fmt: str = "logfmt",
+    stream: TextIO | None = None,
+    redactor: SecretRedactor | None = None,
+) -> SecretRedactor:
+    """Send every log line to ``stream`` (stderr) in ``fmt``, at ``level``, secrets redacted;
+    returns the redactor (``redactor``, or a new one) to tell the secrets to."""
+    redactor = redactor or SecretRedactor()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(StructuredFormatter(render_json if fmt == "json" else render_logfmt))
-    handler.addFilter(REDACTOR)
+    handler.addFilter(redactor)
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if not isinstance(old, TenantLogRouter):
+            root.removeHandler(old)
     root.addHandler(handler)
-    TENANT_LOG.addFilter(REDACTOR)
-    root.addHandler(TENANT_LOG)
     root.setLevel(getattr(logging, level.upper()))
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    return redactor

@@ -1,9 +1,10 @@
-"""The pipeline, built once from a :class:`~exporter.config.model.Config`: serving, ``--once``
-and the tests all call :func:`build_pipeline`.
+"""The runtime: the one registry of :class:`~exporter.polling.tenant.Tenant` objects and what
+they share (transport, MSAL's threads, Graph client, scheduler, metrics store).
 
-Data flows one way: config → pipeline → scheduler → poller → (auth, graph) → report → metrics
-store → HTTP server. A reload hands the pipeline a new config through :meth:`Pipeline.apply`,
-which adds, reconfigures and removes tenant pollers and swaps the rate limits in one place.
+Serving, ``--once`` and the tests all build one with :func:`build_runtime`. A reload hands it a
+new config through :meth:`Runtime.apply`: a diff of tenant sets — add, replace, remove — and
+the rate limits swapped in the same place. Nothing else holds a tenant: the scheduler's jobs
+name tenants and ask :meth:`Runtime.poll`; the store shows what tenants publish.
 """
 
 from __future__ import annotations
@@ -12,21 +13,23 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from exporter.config.model import Config
+from exporter.config.model import Config, TenantConfig
 from exporter.graph.client import GraphClient
 from exporter.graph.pacing import GraphRateLimiter
 from exporter.graph.transport import Transport, build_ssl_context
+from exporter.logs import SecretRedactor, TenantLogRouter
+from exporter.metrics.snapshots import PollResult
 from exporter.metrics.store import MetricsStore
 from exporter.polling.scheduler import PollScheduler
-from exporter.polling.tenant import PollResult, TenantPoller
+from exporter.polling.tenant import PollingServices, Tenant
 
 log = logging.getLogger("exporter")
 
 
-class Pipeline:
-    """Transport, Graph client, one poller per tenant, the scheduler and the metrics store."""
+class Runtime:
+    """The tenants of the config in force, and the parts they share."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, redactor: SecretRedactor | None = None) -> None:
         self.store = MetricsStore()
         self.transport = Transport(build_ssl_context(config.tls_ca_file), config.concurrency)
         self._graph = GraphClient(
@@ -37,59 +40,80 @@ class Pipeline:
         self._executor = ThreadPoolExecutor(
             max_workers=config.concurrency, thread_name_prefix="msal"
         )
-        self.scheduler = PollScheduler(self.store)
-        self._pollers: dict[str, TenantPoller] = {}
+        self._services = PollingServices(self.transport, self._executor, self._graph, self.store)
+        self.scheduler = PollScheduler(self.store, self._scheduled_poll)
+        self.tenants: dict[str, Tenant] = {}
+        self.redactor = redactor or SecretRedactor()
+        self._log_router = TenantLogRouter(self.tenants.get, self.redactor)
+        logging.getLogger().addHandler(self._log_router)
         self.config = config
         self.apply(config)
 
     def apply(self, config: Config) -> None:
-        """Make the pollers match ``config``: add, change and remove tenants."""
+        """Make the tenants match ``config``: add, replace (history kept) and remove."""
+        self.redactor.set_secrets(config.secrets())
         wanted = {tenant.name: tenant for tenant in config.tenants}
         self._graph.use_rate_limits(
             config.per_app_per_tenant,
             config.per_app,
             {(t.client_id, t.tenant_id) for t in config.tenants},
         )
-        for name in list(self._pollers.keys() - wanted.keys()):
-            del self._pollers[name]
-            self.scheduler.unschedule(name)
-            log.info("tenant removed", extra={"tenant": name})
-        self.store.set_tenants(config.tenants)
-        for name, tenant in wanted.items():
-            poller = self._pollers.get(name)
-            if poller is None:
-                poller = TenantPoller(tenant, self.transport, self._executor, self._graph)
-                self._pollers[name] = poller
-                self.scheduler.schedule(poller)
-            elif poller.tenant != tenant:
-                if poller.reconfigure(tenant):
-                    self.scheduler.schedule(poller)
-                log.info("tenant configuration changed", extra={"tenant": name})
+        for name in list(self.tenants.keys() - wanted.keys()):
+            self._remove(name)
+        for name, tenant_config in wanted.items():
+            old = self.tenants.get(name)
+            if old is None:
+                self._add(Tenant(tenant_config, self._services))
+            elif old.config != tenant_config:
+                self._replace(old, tenant_config)
         self.config = config
 
-    def poller(self, name: str) -> TenantPoller:
-        """The poller of tenant ``name`` (KeyError if the config has no such tenant)."""
-        return self._pollers[name]
+    def _add(self, tenant: Tenant) -> None:
+        self.tenants[tenant.name] = tenant
+        tenant.publish()
+        self.scheduler.schedule(tenant.config)
+
+    def _replace(self, old: Tenant, config: TenantConfig) -> None:
+        new = Tenant(config, self._services, previous=old)
+        old.retire()  # a poll of the old one still in flight publishes nothing
+        self.tenants[new.name] = new
+        new.publish()
+        if (old.config.interval, old.config.jitter) != (config.interval, config.jitter):
+            self.scheduler.schedule(config)
+        log.info("tenant configuration changed", extra={"tenant": new.name})
+
+    def _remove(self, name: str) -> None:
+        tenant = self.tenants.pop(name)
+        tenant.retire()
+        self.scheduler.unschedule(name)
+        self.store.remove(name)
+        log.info("tenant removed", extra={"tenant": name})
+
+    def tenant(self, name: str) -> Tenant:
+        """Tenant ``name`` (KeyError if the config has no such tenant)."""
+        return self.tenants[name]
 
     async def poll(self, name: str) -> PollResult:
-        """Poll tenant ``name`` now and record the result (as a scheduled poll would)."""
-        result = await self.scheduler.poll(name)
-        if result is None:
-            raise KeyError(name)
-        return result
+        """Poll tenant ``name`` now (as a scheduled poll would); KeyError if there is none."""
+        return await self.tenants[name].poll()
 
-    async def poll_all(self) -> list[PollResult | None]:
-        """Poll every tenant once, concurrently, and record the results."""
-        return await self.scheduler.poll_all()
+    async def _scheduled_poll(self, name: str) -> PollResult | None:
+        tenant = self.tenants.get(name)  # None: removed while its job was due
+        return await tenant.poll() if tenant is not None else None
+
+    async def poll_all(self) -> list[PollResult]:
+        """Poll every tenant once, concurrently (bounded by the transport's in-flight cap)."""
+        return await asyncio.gather(*(tenant.poll() for tenant in list(self.tenants.values())))
 
     async def aclose(self) -> None:
         """Stop the scheduler, cancel token requests that have not started, close connections."""
         self.scheduler.shutdown()
+        logging.getLogger().removeHandler(self._log_router)
         self._executor.shutdown(wait=False, cancel_futures=True)
         await self.transport.aclose()
 
 
-def build_pipeline(config: Config) -> Pipeline:
-    """The exporter's pipeline for ``config``; call inside the running event loop."""
+def build_runtime(config: Config, redactor: SecretRedactor | None = None) -> Runtime:
+    """The exporter's runtime for ``config``; call inside the running event loop."""
     asyncio.get_running_loop()  # the transport and the scheduler belong to this loop
-    return Pipeline(config)
+    return Runtime(config, redactor)

@@ -23,7 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from entra_simulator import Simulator
 from exporter.config.model import CLOUDS, ClientSecretCredential, Config, Secret, TenantConfig
-from exporter.runtime import Pipeline, build_pipeline
+from exporter.metrics.snapshots import PollResult, TenantSnapshot
+from exporter.metrics.store import MetricsStore
+from exporter.runtime import Runtime, build_runtime
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,6 +45,29 @@ def tenant_config(name: str = "contoso", stale_after: float = 1800.0) -> TenantC
         stale_after=stale_after,
         endpoints=CLOUDS["global"],
     )
+
+
+def track_tenants(store: MetricsStore, tenants: tuple[TenantConfig, ...]) -> None:
+    """What a reload does to the store: the listed tenants shown (history kept), others gone."""
+    names = {config.name for config in tenants}
+    for snapshot in store.snapshots():
+        if snapshot.name not in names:
+            store.remove(snapshot.name)
+    for config in tenants:
+        old = store.snapshot(config.name)
+        store.publish(old.with_config(config) if old else TenantSnapshot.for_tenant(config))
+
+
+def record_poll(
+    store: MetricsStore, config: TenantConfig, result: PollResult, lines: tuple[str, ...] = ()
+) -> TenantSnapshot | None:
+    """What a tenant does after a poll: fold the result into its snapshot and publish it."""
+    old = store.snapshot(config.name)
+    if old is None:
+        return None
+    snapshot = old.after_poll(result, config.stale_after, lines)
+    store.publish(snapshot)
+    return snapshot
 
 
 def exposition_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -263,12 +288,12 @@ def run_cli(
 
 
 @pytest.fixture
-async def make_pipeline() -> AsyncIterator[Callable[[Config], Pipeline]]:
+async def make_pipeline() -> AsyncIterator[Callable[[Config], Runtime]]:
     """The exporter's pipelines for configs (not scheduled); each is closed after the test."""
-    pipelines: list[Pipeline] = []
+    pipelines: list[Runtime] = []
 
-    def make(config: Config) -> Pipeline:
-        pipeline = build_pipeline(config)
+    def make(config: Config) -> Runtime:
+        pipeline = build_runtime(config)
         pipelines.append(pipeline)
         return pipeline
 

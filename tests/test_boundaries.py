@@ -30,10 +30,10 @@ from exporter.graph.failures import (
 )
 from exporter.graph.pacing import GraphRateLimiter, RateLimitedError
 from exporter.graph.transport import HttpResponse
+from exporter.metrics.snapshots import PollResult
 from exporter.metrics.store import MetricsStore
-from exporter.polling.tenant import PollResult
 from exporter.reports.registration import RegistrationReport
-from tests.conftest import exposition_samples, tenant_config
+from tests.conftest import exposition_samples, record_poll, tenant_config, track_tenants
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT = "00000000-0000-0000-0000-000000000001"
@@ -196,14 +196,14 @@ def poll(result: str = "success", users: int = 10, graph: int = 1, tokens: int =
 def test_counters_start_at_zero_and_add_up_across_polls() -> None:
     store = MetricsStore()
     tenant = tenant_config()
-    store.set_tenants((tenant,))
+    track_tenants(store, (tenant,))
     values = exposition_samples(store.render().decode())
     t = (("tenant", "contoso"),)
     assert values[("entra_exporter_graph_requests_total", t)] == 0
     assert values[("entra_exporter_token_requests_total", t)] == 0
     assert values[("entra_exporter_polls_total", (("result", "success"), *t))] == 0
-    store.record_poll(tenant, poll(graph=2, tokens=1))
-    store.record_poll(tenant, poll("throttled", graph=3))
+    record_poll(store, tenant, poll(graph=2, tokens=1))
+    record_poll(store, tenant, poll("throttled", graph=3))
     values = exposition_samples(store.render().decode())
     assert values[("entra_exporter_graph_requests_total", t)] == 5
     assert values[("entra_exporter_token_requests_total", t)] == 1
@@ -214,17 +214,17 @@ def test_counters_start_at_zero_and_add_up_across_polls() -> None:
 def test_the_cached_exposition_follows_polls_removals_events_and_reloads() -> None:
     store = MetricsStore()
     a, b = tenant_config("a"), tenant_config("b")
-    store.set_tenants((a, b))
+    track_tenants(store, (a, b))
     first = store.render()
-    store.record_poll(a, poll(users=10))
+    record_poll(store, a, poll(users=10))
     assert store.render() != first and b'entra_tenant_users{tenant="a"} 10' in store.render()
-    store.record_poll(a, poll(users=12))
+    record_poll(store, a, poll(users=12))
     assert b'entra_tenant_users{tenant="a"} 12' in store.render()
     store.record_scheduler_event("missed")
     assert b'entra_exporter_scheduler_events_total{event="missed"} 1' in store.render()
     moved = tenant_config("a")
     moved = type(moved)(**{**_fields(moved), "tenant_id": "fabrikam.example", "cloud": "usgov"})
-    store.set_tenants((moved,))  # a reload: b removed, a changed
+    track_tenants(store, (moved,))  # a reload: b removed, a changed
     text = store.render().decode()
     assert 'tenant="b"' not in text
     assert 'entra_tenant_info{tenant="a",tenant_id="fabrikam.example",cloud="usgov"' in text
@@ -238,13 +238,13 @@ def _fields(tenant: object) -> dict[str, object]:
 def test_label_values_escape_newlines_quotes_and_backslashes() -> None:
     store = MetricsStore()
     tenant = tenant_config('a\nb"c\\d')
-    store.set_tenants((tenant,))
+    track_tenants(store, (tenant,))
     assert b'entra_exporter_tenant_up{tenant="a\\nb\\"c\\\\d"} 0' in store.render()
 
 
 def test_counter_headers_keep_total_in_text_and_drop_it_in_openmetrics() -> None:
     store = MetricsStore()
-    store.set_tenants((tenant_config(),))
+    track_tenants(store, (tenant_config(),))
     text = store.render().decode()
     assert "# TYPE entra_exporter_polls_total counter" in text
     openmetrics = store.render(openmetrics=True).decode()

@@ -13,7 +13,7 @@ from exporter.config.loader import load_config, parse_config
 from exporter.config.model import CertificateCredential, Config, ManagedIdentityCredential
 from exporter.config.problems import ConfigError
 from exporter.graph.auth import msal_client_credential
-from tests.conftest import Pipeline, SimEnv, write_app_certificate
+from tests.conftest import Runtime, SimEnv, write_app_certificate
 
 TENANT_ID = "3c0f1b2e-0000-4000-8000-0000000000a1"
 CLIENT_ID = "00000000-0000-0000-0000-0000000000a1"
@@ -30,7 +30,7 @@ def only_tenant(sim_env: SimEnv, **credential: object) -> None:
 )
 async def test_managed_identity_gets_a_graph_token_from_the_identity_endpoint(
     sim_env: SimEnv,
-    make_pipeline: Callable[[Config], Pipeline],
+    make_pipeline: Callable[[Config], Runtime],
     monkeypatch: pytest.MonkeyPatch,
     identity: object,
 ) -> None:
@@ -72,7 +72,7 @@ def test_managed_identity_config() -> None:
 
 
 async def test_subject_name_and_issuer_auth_with_send_x5c(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline], tmp_path: Path
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], tmp_path: Path
 ) -> None:
     ca = trustme.CA(key_type=trustme.KeyType.RSA)
     key_file, cert_file, _ = write_app_certificate(tmp_path, ca)
@@ -102,7 +102,7 @@ async def test_subject_name_and_issuer_auth_with_send_x5c(
 
 
 async def test_a_registered_certificate_works_without_x5c(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline], tmp_path: Path
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], tmp_path: Path
 ) -> None:
     key_file, cert_file, cert_pem = write_app_certificate(tmp_path)
     sim_env.sim.add_tenant(

@@ -29,7 +29,7 @@ from exporter.polling import report_collector as successor
 from exporter.polling import tenant as poller_module
 from tests.conftest import (
     ExporterProcess,
-    Pipeline,
+    Runtime,
     SimEnv,
     exposition_samples,
     http_get,
@@ -59,7 +59,7 @@ def threads_of(pid: int) -> int:
     ],
 )
 async def test_a_hostile_answer_fails_its_own_tenant_only(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline], fault: str, problem: str
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], fault: str, problem: str
 ) -> None:
     pipeline = make_pipeline(load_config(sim_env.config_file))
     assert (await pipeline.poll(FAULTY)).result == "success"
@@ -124,7 +124,7 @@ LAYERS = {
 @pytest.mark.parametrize("error", [Boom("x"), RecursionError(), KeyError("k"), ValueError("²")])
 async def test_any_exception_at_any_layer_is_a_classified_counted_logged_result(
     sim_env: SimEnv,
-    make_pipeline: Callable[[Config], Pipeline],
+    make_pipeline: Callable[[Config], Runtime],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     layer: str,
@@ -157,7 +157,7 @@ async def test_any_exception_at_any_layer_is_a_classified_counted_logged_result(
 
 
 async def test_retry_after_in_superscript_digits_and_a_nextlink_loop_end_as_results(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     document = sim_env.config()
     document["tenants"][1]["source"] = "userRegistrationDetails"
@@ -366,7 +366,7 @@ def test_logfmt_escapes_carriage_returns() -> None:
 
 
 def test_accept_header_q_values_choose_the_format() -> None:
-    from exporter.web.server import wants_openmetrics
+    from exporter.web.router import wants_openmetrics
 
     assert wants_openmetrics("application/openmetrics-text;version=1.0.0")
     assert not wants_openmetrics("application/openmetrics-text;q=0")

@@ -15,17 +15,21 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.graph.answers import RequestTally
 from exporter.graph.failures import PollFailure
-from exporter.logs import TENANT_LOG
-from exporter.metrics.families import TENANT_FAMILIES
-from exporter.metrics.store import (
-    RECENT_POLLS,
-    MetricsStore,
-    PollRecord,
-    TenantSnapshot,
-    render_tenant_block,
+from exporter.logs import SecretRedactor, TenantLogRouter
+from exporter.metrics.families import (
+    DATA_TIMESTAMP,
+    LAST_SUCCESS,
+    METHOD_USERS,
+    REGISTRATION_USERS,
+    SEGMENT_USERS,
+    TENANT_UP,
+    TENANT_USERS,
 )
-from exporter.polling.tenant import PollResult
+from exporter.metrics.rendering import render_tenant_block
+from exporter.metrics.snapshots import RECENT_POLLS, PollRecord, PollResult, TenantSnapshot
+from exporter.metrics.store import MetricsStore
 from exporter.reports.registration import CoverageCounts, RegistrationReport, SegmentReport
+from tests.conftest import record_poll, track_tenants
 from tests.conftest import tenant_config as tenant
 
 REPORT = RegistrationReport(100, (("registered", 40), ("mfaRegistered", 30)))
@@ -52,14 +56,14 @@ def samples(store: MetricsStore) -> dict[tuple[str, frozenset[tuple[str, str]]],
 def test_tenant_block_exact_lines() -> None:
     snapshot = TenantSnapshot.for_tenant(tenant('a"b\\c')).after_poll(success(1700000000.5), 1800)
     lines = render_tenant_block(snapshot)
-    assert lines[0] == (
+    assert lines[REGISTRATION_USERS] == (
         'entra_credential_registration_users{tenant="a\\"b\\\\c",registrationStatus="registered"} 40\n'
         'entra_credential_registration_users{tenant="a\\"b\\\\c",registrationStatus="mfaRegistered"} 30\n'
     )
-    assert lines[1] == 'entra_tenant_users{tenant="a\\"b\\\\c"} 100\n'
-    assert lines[4] == 'entra_exporter_tenant_up{tenant="a\\"b\\\\c"} 1\n'
+    assert lines[TENANT_USERS] == 'entra_tenant_users{tenant="a\\"b\\\\c"} 100\n'
+    assert lines[TENANT_UP] == 'entra_exporter_tenant_up{tenant="a\\"b\\\\c"} 1\n'
     assert (
-        lines[5]
+        lines[LAST_SUCCESS]
         == 'entra_exporter_last_success_timestamp_seconds{tenant="a\\"b\\\\c"} 1.7000000005e+09\n'
     )
 
@@ -67,8 +71,8 @@ def test_tenant_block_exact_lines() -> None:
 def test_every_contract_metric_is_present_and_parses() -> None:
     store = MetricsStore()
     config = tenant()
-    store.set_tenants((config,))
-    store.record_poll(config, success())
+    track_tenants(store, (config,))
+    record_poll(store, config, success())
     values = samples(store)
     t = ("tenant", "contoso")
     assert (
@@ -101,9 +105,9 @@ def test_every_contract_metric_is_present_and_parses() -> None:
 def test_a_failed_poll_keeps_the_last_values_until_stale_after() -> None:
     store = MetricsStore()
     config = tenant(stale_after=60)
-    store.set_tenants((config,))
-    store.record_poll(config, success())
-    store.record_poll(config, failure())
+    track_tenants(store, (config,))
+    record_poll(store, config, success())
+    record_poll(store, config, failure())
     values = samples(store)
     t = ("tenant", "contoso")
     assert values[("entra_tenant_users", frozenset({t}))] == 100
@@ -114,8 +118,8 @@ def test_a_failed_poll_keeps_the_last_values_until_stale_after() -> None:
 def test_report_series_go_when_the_last_success_is_older_than_stale_after() -> None:
     store = MetricsStore()
     config = tenant(stale_after=60)
-    store.set_tenants((config,))
-    store.record_poll(config, success(finished_at=time.time() - 61))
+    track_tenants(store, (config,))
+    record_poll(store, config, success(finished_at=time.time() - 61))
     values = samples(store)
     assert not any(
         name in ("entra_tenant_users", "entra_credential_registration_users") for name, _ in values
@@ -131,8 +135,8 @@ def test_report_series_go_when_the_last_success_is_older_than_stale_after() -> N
 def test_cached_exposition_expires_exactly_when_a_report_turns_stale() -> None:
     store = MetricsStore()
     config = tenant(stale_after=60)
-    store.set_tenants((config,))
-    store.record_poll(config, success(finished_at=time.time() - 59.8))
+    track_tenants(store, (config,))
+    record_poll(store, config, success(finished_at=time.time() - 59.8))
     assert b"entra_tenant_users{" in store.render()
     deadline = time.monotonic() + 5
     while b"entra_tenant_users{" in store.render():
@@ -143,11 +147,11 @@ def test_cached_exposition_expires_exactly_when_a_report_turns_stale() -> None:
 def test_removed_tenants_lose_every_series_and_late_results_are_dropped() -> None:
     store = MetricsStore()
     a, b = tenant("a"), tenant("b")
-    store.set_tenants((a, b))
-    store.record_poll(a, success())
-    store.record_poll(b, success())
-    store.set_tenants((a,))
-    assert store.record_poll(b, success()) is None
+    track_tenants(store, (a, b))
+    record_poll(store, a, success())
+    record_poll(store, b, success())
+    track_tenants(store, (a,))
+    assert record_poll(store, b, success()) is None  # a removed tenant publishes nothing
     text = store.render().decode()
     assert 'tenant="b"' not in text
     assert 'tenant="a"' in text
@@ -156,9 +160,9 @@ def test_removed_tenants_lose_every_series_and_late_results_are_dropped() -> Non
 def test_kept_tenants_keep_their_counters_across_a_reload() -> None:
     store = MetricsStore()
     a = tenant("a")
-    store.set_tenants((a,))
-    store.record_poll(a, success())
-    store.set_tenants((a, tenant("b")))
+    track_tenants(store, (a,))
+    record_poll(store, a, success())
+    track_tenants(store, (a, tenant("b")))
     assert (
         samples(store)[
             ("entra_exporter_polls_total", frozenset({("tenant", "a"), ("result", "success")}))
@@ -169,7 +173,7 @@ def test_kept_tenants_keep_their_counters_across_a_reload() -> None:
 
 def test_tenants_are_reported_before_their_first_poll_as_down() -> None:
     store = MetricsStore()
-    store.set_tenants((tenant(),))
+    track_tenants(store, (tenant(),))
     assert not store.all_polled()
     values = samples(store)
     assert values[("entra_exporter_tenant_up", frozenset({("tenant", "contoso")}))] == 0
@@ -179,8 +183,8 @@ def test_tenants_are_reported_before_their_first_poll_as_down() -> None:
 def test_openmetrics_exposition_parses_and_ends_with_eof() -> None:
     store = MetricsStore()
     config = tenant()
-    store.set_tenants((config,))
-    store.record_poll(config, success())
+    track_tenants(store, (config,))
+    record_poll(store, config, success())
     text = store.render(openmetrics=True).decode()
     assert text.endswith("# EOF\n")
     assert "# TYPE entra_exporter_polls counter" in text
@@ -192,8 +196,8 @@ def test_openmetrics_exposition_parses_and_ends_with_eof() -> None:
 def test_gzip_exposition_is_the_same_text() -> None:
     store = MetricsStore()
     config = tenant()
-    store.set_tenants((config,))
-    store.record_poll(config, success())
+    track_tenants(store, (config,))
+    record_poll(store, config, success())
     plain = store.render().decode()
     unzipped = gzip.decompress(store.render(gzipped=True)).decode()
     # Process metrics differ between two renders; the tenant part must be identical.
@@ -253,8 +257,9 @@ THROTTLED_POLL = PollResult(
 def golden_store() -> MetricsStore:
     """Two tenants: one with segments that then fails (its report kept), one that failed."""
     store = MetricsStore()
-    store.set_tenants((CONTOSO, FABRIKAM))
-    store.record_poll(
+    track_tenants(store, (CONTOSO, FABRIKAM))
+    record_poll(
+        store,
         CONTOSO,
         PollResult(
             "success",
@@ -267,8 +272,9 @@ def golden_store() -> MetricsStore:
             token_requests=1,
         ),
     )
-    store.record_poll(FABRIKAM, THROTTLED_POLL)
-    store.record_poll(
+    record_poll(store, FABRIKAM, THROTTLED_POLL)
+    record_poll(
+        store,
         CONTOSO,
         PollResult(
             "timeout",
@@ -347,7 +353,7 @@ def test_the_tenant_page_keeps_the_last_polls_and_the_last_failures_log_lines() 
 
 def test_an_unencodable_tenant_name_cannot_break_the_scrape_for_the_others() -> None:
     store = MetricsStore()
-    store.set_tenants((tenant("bad\ud800name"), tenant("good")))
+    track_tenants(store, (tenant("bad\ud800name"), tenant("good")))
     text = store.render().decode()
     assert 'entra_exporter_tenant_up{tenant="bad?name"} 0' in text
     assert 'entra_exporter_tenant_up{tenant="good"} 0' in text
@@ -369,15 +375,15 @@ def test_every_change_shows_in_the_next_scrape_whatever_came_between() -> None:
     # The cached exposition is keyed by a change counter: each kind of change must move it
     # forward, so no sequence of changes can bring back a counter value already rendered.
     store = MetricsStore()
-    store.set_tenants((tenant("a"),))
+    track_tenants(store, (tenant("a"),))
     store.render()
     changes = [
         lambda: store.record_scheduler_event("missed"),
-        lambda: store.record_poll(tenant("a"), success()),
+        lambda: record_poll(store, tenant("a"), success()),
         lambda: store.record_reload(ok=False),
         lambda: store.record_web_reload(ok=False),
-        lambda: store.set_tenants((tenant("a"), tenant("b"))),
-        lambda: store.set_tenants((tenant("a"),)),
+        lambda: track_tenants(store, (tenant("a"), tenant("b"))),
+        lambda: track_tenants(store, (tenant("a"),)),
         lambda: store.record_scheduler_event("error"),
     ]
     before = store.render()
@@ -399,18 +405,19 @@ def test_reload_gauges_start_at_one_and_follow_each_reload() -> None:
     assert b"\nentra_exporter_web_config_last_reload_successful 1\n" in store.render()
 
 
-def test_a_tenant_block_has_one_part_per_family_with_or_without_a_report() -> None:
+def test_a_tenant_block_has_report_families_only_with_a_report() -> None:
     fresh = TenantSnapshot.for_tenant(tenant())
     lines = render_tenant_block(fresh)
-    assert len(lines) == len(TENANT_FAMILIES)
-    assert lines[:3] == ("", "", "")  # no report yet: registration, users, methods
+    assert not {REGISTRATION_USERS, TENANT_USERS, METHOD_USERS} & lines.keys()  # no report yet
+    assert TENANT_UP in lines
     no_stamp = dataclasses.replace(
         SEGMENTED,
         segments=dataclasses.replace(SEGMENTED.segments, data_timestamp=None),  # type: ignore[arg-type]
     )
     polled = fresh.after_poll(success(report=no_stamp), 1800)
-    assert len(render_tenant_block(polled)) == len(TENANT_FAMILIES)
-    assert render_tenant_block(polled)[-1] == ""  # no lastUpdatedDateTime, no data age line
+    block = render_tenant_block(polled)
+    assert SEGMENT_USERS in block
+    assert DATA_TIMESTAMP not in block  # no lastUpdatedDateTime, no data age line
 
 
 def test_a_poll_updates_the_snapshot_a_failure_keeps_the_report_and_its_expiry() -> None:
@@ -435,19 +442,31 @@ def test_a_poll_updates_the_snapshot_a_failure_keeps_the_report_and_its_expiry()
 def test_a_failed_poll_keeps_the_log_lines_logged_about_its_tenant() -> None:
     store = MetricsStore()
     config = tenant("logged")
-    store.set_tenants((config,))
+    track_tenants(store, (config,))
     started = time.time()
+    kept: list[str] = []
+
+    class Tail:
+        def log_line(self, created: float, line: str) -> None:
+            assert created >= started - 0.001
+            kept.append(line)
+
+    redactor = SecretRedactor()
+    redactor.set_secrets(["hunter2-secret"])
     logger = logging.getLogger("exporter.test.tail")
-    logger.addHandler(TENANT_LOG)  # as configure_logging does for the running exporter
+    router = TenantLogRouter({"logged": Tail()}.get, redactor)  # as the runtime builds it
+    logger.addHandler(router)
     try:
-        logger.warning("Graph said no", extra={"tenant": "logged"})
+        logger.warning("Graph said no to hunter2-secret", extra={"tenant": "logged"})
+        logger.warning("about someone else", extra={"tenant": "other"})
     finally:
-        logger.removeHandler(TENANT_LOG)
+        logger.removeHandler(router)
+    assert len(kept) == 1 and "Graph said no to [REDACTED]" in kept[0]
     failed = PollResult("http_error", None, PollFailure("http_error", "no"), 0.0, started)
-    snapshot = store.record_poll(config, failed)
+    snapshot = record_poll(store, config, failed, tuple(kept))
     assert snapshot is not None
     assert any("Graph said no" in line for line in snapshot.last_failure_log)
-    snapshot = store.record_poll(config, success())
+    snapshot = record_poll(store, config, success())
     assert snapshot is not None and any(
         "Graph said no" in line for line in snapshot.last_failure_log
     )
@@ -462,14 +481,14 @@ def test_a_change_after_any_other_change_still_refreshes_the_cached_exposition()
     }
     for name, change in changes.items():
         store = MetricsStore()
-        store.set_tenants((tenant("a"),))
-        store.record_poll(tenant("a"), success(report=RegistrationReport(5, ())))
+        track_tenants(store, (tenant("a"),))
+        record_poll(store, tenant("a"), success(report=RegistrationReport(5, ())))
         store.render()
         change(store)
-        store.record_poll(tenant("a"), success(report=RegistrationReport(7, ())))
+        record_poll(store, tenant("a"), success(report=RegistrationReport(7, ())))
         assert b'entra_tenant_users{tenant="a"} 7' in store.render(), name
     store = MetricsStore()
-    store.set_tenants((tenant("a"),))
+    track_tenants(store, (tenant("a"),))
     store.render()
-    store.set_tenants(())
+    track_tenants(store, ())
     assert b'tenant="a"' not in store.render()

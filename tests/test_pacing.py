@@ -16,7 +16,7 @@ from entra_simulator.limits import GraphLimits, Limit
 from exporter.config.loader import load_config
 from exporter.config.model import Config
 from exporter.config.sharding import Shard
-from tests.conftest import Pipeline
+from tests.conftest import Runtime
 
 TENANTS = 12
 PER_TENANT, PER_APP = "2/1s", "5/1s"
@@ -44,7 +44,7 @@ def one_app(tmp_path: Path) -> tuple[Simulator, Config]:
 
 
 async def test_one_app_with_many_tenants_is_never_refused(
-    one_app: tuple[Simulator, Config], make_pipeline: Callable[[Config], Pipeline]
+    one_app: tuple[Simulator, Config], make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     sim, config = one_app
     pipeline = make_pipeline(config)
@@ -56,7 +56,7 @@ async def test_one_app_with_many_tenants_is_never_refused(
 
 
 async def replicas_round(
-    config: Config, make_pipeline: Callable[[Config], Pipeline], split: bool
+    config: Config, make_pipeline: Callable[[Config], Runtime], split: bool
 ) -> list[str]:
     pipelines = [
         make_pipeline(Shard(index, 3, split_app_limit=split).select(config)) for index in range(3)
@@ -66,7 +66,7 @@ async def replicas_round(
 
 
 async def test_sharded_replicas_sharing_the_app_are_never_refused(
-    one_app: tuple[Simulator, Config], make_pipeline: Callable[[Config], Pipeline]
+    one_app: tuple[Simulator, Config], make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     sim, config = one_app
     assert set(await replicas_round(config, make_pipeline, split=True)) == {"success"}
@@ -74,7 +74,7 @@ async def test_sharded_replicas_sharing_the_app_are_never_refused(
 
 
 async def test_replicas_that_each_take_the_whole_app_limit_are_refused(
-    one_app: tuple[Simulator, Config], make_pipeline: Callable[[Config], Pipeline]
+    one_app: tuple[Simulator, Config], make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     # The control: without the split, three replicas send up to three times what the app may.
     sim, config = one_app

@@ -16,7 +16,7 @@ from exporter.config.loader import load_config
 from exporter.config.model import Config
 from exporter.graph.auth import msal_client_credential
 from tests.conftest import (
-    Pipeline,
+    Runtime,
     SimEnv,
     exposition_samples,
     max_in_window,
@@ -45,7 +45,7 @@ FAULT_RESULTS = [
 @pytest.mark.parametrize(("fault", "expected", "status", "code"), FAULT_RESULTS)
 async def test_each_fault_lands_in_its_result_class_and_the_tenant_recovers(
     sim_env: SimEnv,
-    make_pipeline: Callable[[Config], Pipeline],
+    make_pipeline: Callable[[Config], Runtime],
     caplog: pytest.LogCaptureFixture,
     fault: str,
     expected: str,
@@ -56,7 +56,7 @@ async def test_each_fault_lands_in_its_result_class_and_the_tenant_recovers(
     assert (await pipeline.poll("tenant-0001")).result == "success"
     sim_env.sim.set_fault("tenant-0001", fault, count=0)
     if fault in ("invalid_client", "token_down"):
-        pipeline.poller("tenant-0001").forget_tokens()  # make the next poll ask for a token
+        pipeline.tenant("tenant-0001").forget_tokens()  # make the next poll ask for a token
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="exporter"):
         result = await pipeline.poll("tenant-0001")
@@ -83,7 +83,7 @@ async def test_each_fault_lands_in_its_result_class_and_the_tenant_recovers(
 
 
 async def test_retry_after_is_honoured_within_the_poll(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     document = sim_env.config()
     document["defaults"]["interval"] = "30s"
@@ -98,7 +98,7 @@ async def test_retry_after_is_honoured_within_the_poll(
 
 
 async def test_token_is_cached_across_polls(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     pipeline = make_pipeline(load_config(sim_env.config_file))
     for _ in range(3):
@@ -110,7 +110,7 @@ async def test_token_is_cached_across_polls(
 
 
 async def test_a_graph_401_drops_the_token_and_retries_once(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     pipeline = make_pipeline(load_config(sim_env.config_file))
     assert (await pipeline.poll("tenant-0000")).result == "success"
@@ -126,7 +126,7 @@ async def test_a_graph_401_drops_the_token_and_retries_once(
 
 
 async def test_certificate_credential_signs_with_the_sha256_thumbprint(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline], tmp_path: Path
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], tmp_path: Path
 ) -> None:
     key_file, cert_file, cert_pem = write_app_certificate(tmp_path)
     sim_env.sim.add_tenant(
@@ -160,7 +160,7 @@ async def test_certificate_credential_signs_with_the_sha256_thumbprint(
 
 async def test_workload_identity_reads_the_token_file_for_every_request(
     sim_env: SimEnv,
-    make_pipeline: Callable[[Config], Pipeline],
+    make_pipeline: Callable[[Config], Runtime],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -192,7 +192,7 @@ async def test_workload_identity_reads_the_token_file_for_every_request(
     tenant.federated_token = "federated-token-2"
     credential = msal_client_credential(config.tenants[0])
     assert isinstance(credential, dict) and credential["client_assertion"]() == "federated-token-2"
-    pipeline.poller("tailspin").forget_tokens()
+    pipeline.tenant("tailspin").forget_tokens()
     assert (await pipeline.poll("tailspin")).result == "success"
 
 
@@ -228,7 +228,7 @@ def test_an_untrusted_simulator_is_a_network_error_not_a_crash(sim_env: SimEnv) 
 
 
 async def test_one_app_shared_by_many_tenants_paces_itself(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     shared_client = "00000000-0000-0000-0000-0000000000aa"
     tenants = []
@@ -267,7 +267,7 @@ async def test_one_app_shared_by_many_tenants_paces_itself(
 
 
 async def test_retries_per_poll_are_bounded(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     document = sim_env.config()
     document["defaults"]["interval"] = "1m"
@@ -283,7 +283,7 @@ async def test_retries_per_poll_are_bounded(
 
 
 async def test_changed_credentials_take_effect_at_reload(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline], tmp_path: Path
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], tmp_path: Path
 ) -> None:
     secret_file = tmp_path / "secret"
     tenant = sim_env.sim.find("tenant-0000")
@@ -296,19 +296,19 @@ async def test_changed_credentials_take_effect_at_reload(
     sim_env.write_config(document)
     pipeline = make_pipeline(load_config(sim_env.config_file))
     assert (await pipeline.poll("tenant-0000")).result == "success"
-    old_tokens = pipeline.poller("tenant-0000").tokens
+    old_tokens = pipeline.tenant("tenant-0000").tokens
 
     tenant.secret = "rotated-secret-value"  # the app registration's secret is rotated...
     sim_env.sim.tokens.clear()  # ...and (to prove the new secret is used) old tokens revoked
     secret_file.write_text("rotated-secret-value\n")
     pipeline.apply(load_config(sim_env.config_file))  # what a reload does
-    assert pipeline.poller("tenant-0000").tokens is not old_tokens  # old MSAL app dropped
+    assert pipeline.tenant("tenant-0000").tokens is not old_tokens  # old MSAL app dropped
     assert (await pipeline.poll("tenant-0000")).result == "success"
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 2
 
 
 async def test_token_requests_counter_never_goes_backwards_when_a_credential_changes(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline], tmp_path: Path
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], tmp_path: Path
 ) -> None:
     def counted() -> float:
         text = pipeline.store.render().decode()
@@ -326,7 +326,7 @@ async def test_token_requests_counter_never_goes_backwards_when_a_credential_cha
     sim_env.write_config(document)
     pipeline = make_pipeline(load_config(sim_env.config_file))
     for _ in range(3):  # three token requests with the first credential
-        pipeline.poller("tenant-0000").forget_tokens()
+        pipeline.tenant("tenant-0000").forget_tokens()
         assert (await pipeline.poll("tenant-0000")).result == "success"
     assert counted() == 3
 
@@ -340,7 +340,7 @@ async def test_token_requests_counter_never_goes_backwards_when_a_credential_cha
 
 
 async def test_short_lived_tokens_are_reused_for_most_of_their_lifetime(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     # MSAL alone treats tokens with under 5 minutes left as expired: a 120 s token would be
     # fetched again for every poll.

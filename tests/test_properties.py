@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from entra_simulator import Simulator
 from exporter.config.loader import load_config
 from exporter.graph.failures import RESULTS
-from exporter.runtime import Pipeline, build_pipeline
+from exporter.runtime import Runtime, build_runtime
 from tests.conftest import allow_fast_polling
 
 TENANT = "tenant-0000"
@@ -79,10 +79,10 @@ class Harness:
         self.sim.write_config(config, str(workdir / "ca.pem"), interval=60.0, jitter=0.0)
         allow_fast_polling(config)
         self.loop = asyncio.new_event_loop()
-        self.pipeline: Pipeline = self.loop.run_until_complete(self._build(config))
+        self.pipeline: Runtime = self.loop.run_until_complete(self._build(config))
 
-    async def _build(self, config: Path) -> Pipeline:
-        return build_pipeline(load_config(config))
+    async def _build(self, config: Path) -> Runtime:
+        return build_runtime(load_config(config))
 
     def poll_with(self, status: int, body: bytes) -> Any:
         self.sim.set_body(TENANT, status, body, "application/json")

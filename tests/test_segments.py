@@ -23,7 +23,7 @@ from exporter.config.loader import load_config
 from exporter.config.model import DEFAULT_PRIVILEGED_ROLES, Config
 from tests.conftest import (
     CAMEL_CASE_NOTE,
-    Pipeline,
+    Runtime,
     SimEnv,
     exposition_samples,
     promtool_notes,
@@ -93,14 +93,14 @@ def assert_matches_truth(values: Samples, truth: dict[str, Any]) -> None:
     assert values[("entra_registration_data_timestamp_seconds", label())] == pytest.approx(newest)
 
 
-async def poll_and_read(pipeline: Pipeline) -> Samples:
+async def poll_and_read(pipeline: Runtime) -> Samples:
     result = await pipeline.poll(TENANT)
     assert result.result == "success", result.failure
     return exposition_samples(pipeline.store.render().decode())
 
 
 async def test_every_segment_group_strength_and_freshness_number_equals_the_truth(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     tenant, config = configure(
         sim_env, privileged_roles=True, groups=["finance", "rollout-wave-1", "devices-only"]
@@ -132,7 +132,7 @@ async def test_every_segment_group_strength_and_freshness_number_equals_the_trut
 
 
 async def test_privileged_admins_directly_and_through_a_role_assignable_group(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     # The default directory: users 0-2 hold roles directly (user 2 only as PIM-eligible
     # Helpdesk), users 3-5 through the role-assignable group tier0-admins; a service
@@ -168,7 +168,7 @@ async def test_privileged_admins_directly_and_through_a_role_assignable_group(
 
 
 async def test_nested_group_members_count_once_and_devices_never(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     _, config = configure(sim_env, groups=["finance"])
     values = await poll_and_read(make_pipeline(config))
@@ -177,7 +177,7 @@ async def test_nested_group_members_count_once_and_devices_never(
 
 
 async def test_null_booleans_count_as_false(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     tenant, config = configure(sim_env)
     values = await poll_and_read(make_pipeline(config))
@@ -194,7 +194,7 @@ async def test_null_booleans_count_as_false(
 
 
 async def test_a_tenant_with_no_users(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     _, config = configure(sim_env, users=0, privileged_roles=True, groups=["finance"])
     values = await poll_and_read(make_pipeline(config))
@@ -207,7 +207,7 @@ async def test_a_tenant_with_no_users(
 
 
 async def test_a_failed_group_page_fails_the_poll_and_publishes_nothing_partial(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     tenant, config = configure(sim_env, groups=["finance"])
     pipeline = make_pipeline(config)
@@ -229,7 +229,7 @@ async def test_a_failed_group_page_fails_the_poll_and_publishes_nothing_partial(
 
 
 async def test_a_group_that_does_not_exist_fails_the_poll_naming_the_group(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     configure(sim_env)
     document = sim_env.config()
@@ -246,7 +246,7 @@ async def test_a_group_that_does_not_exist_fails_the_poll_naming_the_group(
 
 
 async def test_auto_settles_on_the_successor_with_segments(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     tenant, config = configure(sim_env, privileged_roles=True, groups=["finance"])
     tenant.seed_gone = True
@@ -264,7 +264,7 @@ async def test_auto_settles_on_the_successor_with_segments(
 
 
 async def test_every_role_and_group_page_is_a_counted_graph_request(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     _, config = configure(sim_env, privileged_roles=True, groups=["finance"])
     before = sim_env.sim.stats()["tenants"][TENANT]["graph_requests"]

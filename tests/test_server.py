@@ -10,17 +10,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from exporter.metrics.snapshots import PollResult
 from exporter.metrics.store import MetricsStore
-from exporter.polling.tenant import PollResult
 from exporter.reports.registration import RegistrationReport
+from exporter.web.router import ServerHooks, wants_gzip
 from exporter.web.server import (
     ExporterHTTPServer,
-    ServerHooks,
     make_server,
     parse_listen_address,
     serve_in_thread,
-    wants_gzip,
 )
+from tests.conftest import record_poll, track_tenants
 from tests.conftest import tenant_config as tenant
 
 
@@ -30,7 +30,7 @@ class Harness:
         self.alive = True
         self.reloads = 0
         config = tenant("<b>contoso</b>")
-        self.store.set_tenants((config,))
+        track_tenants(self.store, (config,))
         self.config = config
         self.server: ExporterHTTPServer = make_server(
             "127.0.0.1:0",
@@ -87,13 +87,17 @@ def test_probes(harness: Harness) -> None:
     harness.alive = False
     assert harness.request("GET", "/healthz")[0] == 503
     assert harness.request("GET", "/readyz")[0] == 503
-    harness.store.record_poll(harness.config, PollResult("throttled", None, None, 0.1, time.time()))
+    record_poll(
+        harness.store, harness.config, PollResult("throttled", None, None, 0.1, time.time())
+    )
     assert harness.request("GET", "/readyz")[0] == 200  # a failed first poll still counts
 
 
 def test_landing_page_escapes_names_and_shows_results(harness: Harness) -> None:
-    harness.store.record_poll(
-        harness.config, PollResult("success", RegistrationReport(1, ()), None, 0.1, time.time())
+    record_poll(
+        harness.store,
+        harness.config,
+        PollResult("success", RegistrationReport(1, ()), None, 0.1, time.time()),
     )
     status, headers, body = harness.request("GET", "/")
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"

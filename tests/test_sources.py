@@ -13,7 +13,7 @@ from exporter.config.loader import load_config
 from exporter.config.model import Config
 from exporter.reports.details import DETAIL_FLAGS, RegistrationDetailsCounter
 from exporter.reports.registration import ReportParseError
-from tests.conftest import Pipeline, SimEnv
+from tests.conftest import Runtime, SimEnv
 
 STATUS_OF_FLAG = dict(DETAIL_FLAGS)
 
@@ -34,7 +34,7 @@ def assert_matches_truth(report: object, tenant: SimTenant) -> None:
 
 
 async def test_user_registration_details_are_counted_exactly(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     tenant = sim_env.sim.find("tenant-0000")
     assert tenant is not None
@@ -56,7 +56,7 @@ async def test_user_registration_details_are_counted_exactly(
 
 
 async def test_a_failed_page_fails_the_poll_without_partial_numbers(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     tenant = sim_env.sim.find("tenant-0001")
     assert tenant is not None
@@ -71,7 +71,7 @@ async def test_a_failed_page_fails_the_poll_without_partial_numbers(
 
 
 async def test_auto_switches_once_when_the_seed_report_is_gone(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline], caplog: pytest.LogCaptureFixture
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], caplog: pytest.LogCaptureFixture
 ) -> None:
     gone = sim_env.sim.find("tenant-0000")
     assert gone is not None
@@ -100,7 +100,7 @@ async def test_auto_switches_once_when_the_seed_report_is_gone(
 
 
 async def test_a_gone_seed_report_without_auto_is_an_http_error(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     gone = sim_env.sim.find("tenant-0000")
     assert gone is not None
@@ -112,7 +112,7 @@ async def test_a_gone_seed_report_without_auto_is_an_http_error(
 
 
 async def test_paging_a_100000_user_tenant_keeps_memory_flat(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Pipeline]
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     big = sim_env.sim.find("tenant-0002")
     assert big is not None

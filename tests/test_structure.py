@@ -7,15 +7,27 @@ exporter's import graph, tests reaching into the scheduler's private job table) 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import datetime
+import importlib
+import logging
+import pkgutil
+import re
 import subprocess
 import sys
+import types
+import typing
 from pathlib import Path
+from types import MappingProxyType
 
+import msgspec
 import pytest
 
 from tests.conftest import REPO
 
-PRODUCT = sorted((REPO / "exporter").rglob("*.py")) + sorted((REPO / "entra_simulator").glob("*.py"))
+PRODUCT = sorted((REPO / "exporter").rglob("*.py")) + sorted(
+    (REPO / "entra_simulator").glob("*.py")
+)
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 
@@ -60,3 +72,151 @@ def test_tests_use_no_private_attribute_of_another_module(path: Path) -> None:
 
 def test_the_private_attribute_check_finds_one() -> None:
     assert private_attribute_uses(ast.parse("pipeline.scheduler._jobs['x']")) == ["1: ._jobs"]
+
+
+# ----------------------------------------------------------------- packages and their directions
+
+# Data flows config -> runtime -> polling -> (graph, reports) -> metrics -> web. A package may
+# import those listed here and nothing else of the exporter; the modules on top (cli, settings,
+# service, runtime, demo, logs) may import any package, and no package imports them.
+PACKAGES = ("config", "reports", "graph", "metrics", "polling", "web")
+ALLOWED_IMPORTS: dict[str, set[str]] = {
+    "config": set(),
+    "reports": set(),
+    "graph": {"config", "reports"},
+    "metrics": {"config", "reports", "graph"},
+    "polling": {"config", "reports", "graph", "metrics"},
+    "web": {"config", "reports", "graph", "metrics"},
+}
+TOP_MODULES = {"cli", "settings", "service", "runtime", "demo", "logs", "__init__", "__main__"}
+
+
+def exporter_imports(path: Path) -> set[str]:
+    """The exporter's first-level names (package or top module) that ``path`` imports."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            parts = node.module.split(".")
+            if parts[0] == "exporter" and len(parts) > 1:
+                names.add(parts[1])
+            elif parts[0] == "exporter":
+                names.update(alias.name for alias in node.names if alias.name != "__version__")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "exporter" and len(parts) > 1:
+                    names.add(parts[1])
+    return names
+
+
+def test_the_exporter_is_the_packages_and_the_modules_on_top() -> None:
+    folders = {
+        p.name for p in (REPO / "exporter").iterdir() if p.is_dir() and p.name != "__pycache__"
+    }
+    modules = {p.stem for p in (REPO / "exporter").glob("*.py")}
+    assert folders == set(PACKAGES)
+    assert modules == TOP_MODULES
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_imports_between_packages_run_one_way(package: str) -> None:
+    wrong = {
+        f"{path.relative_to(REPO)} imports exporter.{name}"
+        for path in (REPO / "exporter" / package).rglob("*.py")
+        for name in exporter_imports(path) - {package}
+        if name not in ALLOWED_IMPORTS[package]
+    }
+    assert wrong == set()
+
+
+def test_the_direction_check_finds_an_upstream_import(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("from exporter.polling.tenant import Tenant\nfrom exporter import logs\n")
+    assert exporter_imports(module) == {"polling", "logs"}
+    assert "polling" not in ALLOWED_IMPORTS["metrics"]
+
+
+def test_the_reports_package_does_no_io() -> None:
+    io_modules = {"socket", "ssl", "httpx", "httpcore", "asyncio", "msal", "threading", "os"}
+    for path in (REPO / "exporter" / "reports").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {
+            node.module.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        assert imported & io_modules == set(), path.name
+
+
+# ----------------------------------------------------------------- no library's private parts
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "exporter").rglob("*.py")), ids=lambda p: str(p.relative_to(REPO))
+)
+def test_the_exporter_uses_no_private_attribute_of_another_object(path: Path) -> None:
+    # Stricter than "of a third-party object": only ``self._x`` and ``cls._x`` (and ``other._x``
+    # inside the class's own ``__eq__``-style methods, named here) may touch private names.
+    allowed = {"exporter/config/model.py": {"._value"}}
+    found = {use.split(": ")[1] for use in private_attribute_uses(ast.parse(path.read_text()))}
+    assert found <= allowed.get(str(path.relative_to(REPO)), set())
+
+
+# ----------------------------------------------------------------- no module-level singletons
+
+# Module-level values that are immutable, or stateless by design.
+IMMUTABLE = (
+    str,
+    bytes,
+    int,
+    float,
+    bool,
+    type(None),
+    frozenset,
+    tuple,
+    re.Pattern,
+    MappingProxyType,
+)
+
+
+def module_level_state(module: types.ModuleType) -> list[str]:
+    """Module-level values that could hold state shared by everything in the process."""
+    found = []
+    for name, value in vars(module).items():
+        if name.startswith("__") or isinstance(value, IMMUTABLE):
+            continue
+        if isinstance(value, types.ModuleType | type | types.FunctionType | logging.Logger):
+            continue  # modules, classes, functions; loggers are process-wide by design
+        if isinstance(value, types.GenericAlias | types.UnionType | typing.TypeVar):
+            continue  # type aliases
+        if isinstance(value, __future__._Feature):
+            continue
+        if isinstance(value, datetime.tzinfo | msgspec.json.Decoder):
+            continue  # immutable, and stateless (a decoder keeps no data between calls)
+        if dataclasses.is_dataclass(value) and type(value).__dataclass_params__.frozen:
+            continue
+        if getattr(type(value), "__module__", "") == "collections.abc":
+            continue  # Callable[...] aliases
+        found.append(f"{module.__name__}.{name}: {type(value).__name__}")
+    return found
+
+
+def test_no_module_holds_mutable_state() -> None:
+    found = []
+    for info in pkgutil.walk_packages([str(REPO / "exporter")], "exporter."):
+        if info.name.endswith("__main__"):
+            continue
+        found += module_level_state(importlib.import_module(info.name))
+    assert found == []
+
+
+def test_the_singleton_check_finds_a_dict_and_an_instance() -> None:
+    module = types.ModuleType("m")
+    module.TABLE = {}  # type: ignore[attr-defined]
+    module.REDACTOR = logging.Filter()  # type: ignore[attr-defined]
+    assert module_level_state(module) == ["m.TABLE: dict", "m.REDACTOR: Filter"]

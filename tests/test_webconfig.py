@@ -20,8 +20,9 @@ from exporter.config.problems import ConfigError
 from exporter.metrics.store import MetricsStore
 from exporter.web import config as webconfig
 from exporter.web.config import load_web_config, parse_web_config
-from exporter.web.server import ServerHooks, make_server, serve_in_thread
-from tests.conftest import SimEnv, run_cli, wait_until
+from exporter.web.router import ServerHooks
+from exporter.web.server import make_server, serve_in_thread
+from tests.conftest import SimEnv, run_cli, track_tenants, wait_until
 from tests.conftest import tenant_config as tenant
 
 PASSWORD = "correct horse battery staple"
@@ -62,7 +63,7 @@ def pki(tmp_path: Path) -> Pki:
 class TlsServer:
     def __init__(self, document: dict[str, Any]) -> None:
         self.store = MetricsStore()
-        self.store.set_tenants((tenant(),))
+        track_tenants(self.store, (tenant(),))
         hooks = ServerHooks(
             self.store, lambda: True, lambda: (True, "ok"), "/metrics", parse_web_config(document)
         )

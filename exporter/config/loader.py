@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from exporter.config.checks import rate_limit_warnings, world_readable_warnings
@@ -58,14 +59,16 @@ _TOP_KEYS = frozenset(
 _TENANT_KEYS = frozenset(
     {"name", "tenant_id", "client_id", "segments", *CREDENTIAL_KEYS, *DEFAULTS_KEYS}
 )
-_BUILTIN_DEFAULTS: dict[str, str | None] = {
-    "interval": "10m",
-    "timeout": "30s",
-    "jitter": "30s",
-    "cloud": "global",
-    "source": None,  # depends on the cloud: see _source_for
-    "stale_after": "3x",
-}
+_BUILTIN_DEFAULTS: Mapping[str, str | None] = MappingProxyType(
+    {
+        "interval": "10m",
+        "timeout": "30s",
+        "jitter": "30s",
+        "cloud": "global",
+        "source": None,  # depends on the cloud: see _source_for
+        "stale_after": "3x",
+    }
+)
 MIN_INTERVAL = 1.0
 MAX_INTERVAL = 24 * 3600.0
 MIN_TIMEOUT = 0.1

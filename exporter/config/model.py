@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 DEFAULT_SOURCE = "credentialUserRegistrationCount"
 DETAILS_SOURCE = "userRegistrationDetails"
@@ -24,16 +25,20 @@ class CloudEndpoints:
 
 
 # Microsoft's national clouds. China: MSAL marks login.chinacloudapi.cn deprecated.
-CLOUDS: Mapping[str, CloudEndpoints] = {
-    "global": CloudEndpoints("https://login.microsoftonline.com", "https://graph.microsoft.com"),
-    "usgov": CloudEndpoints("https://login.microsoftonline.us", "https://graph.microsoft.us"),
-    "usgovdod": CloudEndpoints(
-        "https://login.microsoftonline.us", "https://dod-graph.microsoft.us"
-    ),
-    "china": CloudEndpoints(
-        "https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn"
-    ),
-}
+CLOUDS: Mapping[str, CloudEndpoints] = MappingProxyType(
+    {
+        "global": CloudEndpoints(
+            "https://login.microsoftonline.com", "https://graph.microsoft.com"
+        ),
+        "usgov": CloudEndpoints("https://login.microsoftonline.us", "https://graph.microsoft.us"),
+        "usgovdod": CloudEndpoints(
+            "https://login.microsoftonline.us", "https://dod-graph.microsoft.us"
+        ),
+        "china": CloudEndpoints(
+            "https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn"
+        ),
+    }
+)
 CLOUD_NAMES = (*CLOUDS, "custom")
 
 

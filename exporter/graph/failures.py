@@ -1,12 +1,15 @@
 """The one place where a failed poll is mapped to a ``result`` class of the contract.
 
-Result classes: success, auth_error, throttled, http_error, timeout, network_error, parse_error.
+Result classes: success, auth_error, throttled, http_error, timeout, network_error, parse_error,
+and internal_error: an exception raised by the exporter's own code (a bug), never filed as Graph's
+``parse_error``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpcore
 import httpx
 
 SUCCESS = "success"
@@ -16,7 +19,20 @@ HTTP_ERROR = "http_error"
 TIMEOUT = "timeout"
 NETWORK_ERROR = "network_error"
 PARSE_ERROR = "parse_error"
-RESULTS = (SUCCESS, AUTH_ERROR, THROTTLED, HTTP_ERROR, TIMEOUT, NETWORK_ERROR, PARSE_ERROR)
+INTERNAL_ERROR = "internal_error"
+RESULTS = (
+    SUCCESS,
+    AUTH_ERROR,
+    THROTTLED,
+    HTTP_ERROR,
+    TIMEOUT,
+    NETWORK_ERROR,
+    PARSE_ERROR,
+    INTERNAL_ERROR,
+)
+# Worst first: a tenant's poll counts by its worst collector result. A bug outranks what Graph
+# said; credentials outrank a bad answer; an answer outranks the network; slowing down is last.
+_SEVERITY = (INTERNAL_ERROR, AUTH_ERROR, PARSE_ERROR, HTTP_ERROR, TIMEOUT, NETWORK_ERROR, THROTTLED)
 
 # OAuth error codes from the token endpoint that mean "the identity provider is busy",
 # not "your credentials are wrong".
@@ -56,19 +72,37 @@ def classify_http_status(status: int) -> str:
 
 def classify_transport_error(error: BaseException) -> str:
     """Result class of an exception raised while talking HTTP."""
-    if isinstance(error, httpx.TimeoutException | TimeoutError):
+    if isinstance(error, httpx.TimeoutException | httpcore.TimeoutException | TimeoutError):
         return TIMEOUT
     return NETWORK_ERROR
 
 
 def unexpected_failure(error: BaseException) -> PollFailure:
-    """The failure of a poll that raised what nothing below expected (a bug, or input no check
-    foresaw): connection trouble as such, anything else as an answer we could not use."""
-    if isinstance(error, httpx.HTTPError | OSError | TimeoutError):
+    """The failure of a poll that raised what nothing below expected: connection trouble as
+    such, anything else as ``internal_error`` (the exporter's own bug, not Graph's answer)."""
+    if isinstance(error, httpx.HTTPError | httpcore.NetworkError | OSError | TimeoutError):
+        result = classify_transport_error(error)
+    else:
+        result = INTERNAL_ERROR
+    return PollFailure(result, f"unexpected failure: {describe_error(error)}")
+
+
+def unusable_answer_failure(error: BaseException) -> PollFailure:
+    """The failure of a library (MSAL) that raised on an answer it was handed: connection
+    trouble as such, anything else as an answer we could not use."""
+    if isinstance(error, httpx.HTTPError | httpcore.NetworkError | OSError | TimeoutError):
         result = classify_transport_error(error)
     else:
         result = PARSE_ERROR
     return PollFailure(result, f"unexpected failure: {describe_error(error)}")
+
+
+def worst_result(results: list[str] | tuple[str, ...]) -> str:
+    """The worst of ``results`` (:data:`SUCCESS` when all succeeded, or there are none)."""
+    for result in _SEVERITY:
+        if result in results:
+            return result
+    return SUCCESS
 
 
 def classify_oauth_error(error: str | None) -> str:

@@ -1,6 +1,7 @@
 """The exporter's one HTTP client, shared by Graph calls and MSAL's token requests.
 
-One ``httpx.AsyncClient`` (one TLS setup, one connection pool) serves everything. A semaphore
+One TLS setup and a few httpcore connection pools serve everything: httpx builds each request
+(URL, headers, Host), httpcore sends it, through public API only. A semaphore
 no larger than the pool keeps requests from queueing inside httpcore's pool, whose bookkeeping
 grows with the queue, and caps requests in flight at ``concurrency`` for all tenants together.
 MSAL is synchronous: :class:`MsalHttpAdapter` gives it the ``get``/``post`` interface it wants
@@ -11,13 +12,15 @@ and runs each request on the event loop, so ``tls_ca_file`` applies to MSAL as w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import ssl
 import urllib.parse
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from types import MappingProxyType
+from typing import Any
 
 import httpcore
 import httpx
@@ -31,7 +34,7 @@ POOL_SIZE = 4
 # Idle connections are kept this long for the next poll.
 KEEPALIVE_SECONDS = 60.0
 USER_AGENT = f"entra-registration-exporter/{__version__}"
-DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"}
+DEFAULT_HEADERS = MappingProxyType({"User-Agent": USER_AGENT, "Accept-Encoding": "gzip"})
 
 
 class ResponseBodyError(Exception):
@@ -69,9 +72,11 @@ class Transport:
     goes to the least busy pool; the semaphore keeps the total at ``concurrency``, so no
     request ever queues inside a pool.
 
-    Requests go to httpx's transports directly (their public ``handle_async_request``), not
-    through ``httpx.AsyncClient``: what the client adds — cookies, auth flows, redirects,
-    event hooks — the exporter uses none of, and it cost a quarter of a request's CPU.
+    Requests go to httpcore's ``AsyncConnectionPool`` directly (its public
+    ``handle_async_request``), built with our network backend (see netbackend), not through
+    ``httpx.AsyncClient``: what the client adds — cookies, auth flows, redirects, event hooks —
+    the exporter uses none of, and it cost a quarter of a request's CPU. httpcore's exceptions
+    are raised as httpx's (:data:`HTTPX_ERRORS`), the one family the rest of the code knows.
     """
 
     def __init__(
@@ -80,7 +85,7 @@ class Transport:
         pools = max(1, math.ceil(concurrency / POOL_SIZE))
         per_pool = math.ceil(concurrency / pools)
         self.backend = AsyncioBackend()  # every pool's connections (and their count)
-        self._pools = [_pool_transport(ssl_context, per_pool, self.backend) for _ in range(pools)]
+        self._pools = [_pool(ssl_context, per_pool, self.backend) for _ in range(pools)]
         self._busy = [0] * pools
         self._in_flight = asyncio.Semaphore(concurrency)
         self._max_body_bytes = max_body_bytes
@@ -101,32 +106,50 @@ class Transport:
             url,
             headers={**DEFAULT_HEADERS, **(headers or {})},
             content=content,
+        )
+        outgoing = httpcore.Request(
+            request.method,
+            httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=content or b"",
             extensions={"timeout": httpx.Timeout(timeout).as_dict()},
         )
         async with self._in_flight:
             index = self._busy.index(min(self._busy))
             self._busy[index] += 1
             try:
-                # The read timeout covers each socket read; the overall bound covers a server
-                # that trickles bytes forever.
-                async with asyncio.timeout(timeout):
-                    response = await self._pools[index].handle_async_request(request)
-                    try:
-                        body = await self._read_body(response)
-                    finally:
-                        await response.aclose()
+                with as_httpx_errors():
+                    headers, status, body = await self._exchange(index, outgoing, timeout)
             finally:
                 self._busy[index] -= 1
-        encoding = response.headers.get("content-encoding", "").lower()
+        encoding = headers.get("content-encoding", "").lower()
         if encoding and encoding != "identity":
             body = _decode_body(body, encoding, self._max_body_bytes)
-        return HttpResponse(response.status_code, response.headers, body)
+        return HttpResponse(status, headers, body)
 
-    async def _read_body(self, response: httpx.Response) -> bytes:
+    async def _exchange(
+        self, index: int, request: httpcore.Request, timeout: float
+    ) -> tuple[httpx.Headers, int, bytes]:
+        # The read timeout covers each socket read; the overall bound covers a server that
+        # trickles bytes forever.
+        async with asyncio.timeout(timeout):
+            response = await self._pools[index].handle_async_request(request)
+            try:
+                body = await self._read_body(response)
+            finally:
+                await response.aclose()
+        return httpx.Headers(response.headers), response.status, body
+
+    async def _read_body(self, response: httpcore.Response) -> bytes:
         """The whole body as sent (still encoded), refused past the size cap."""
         chunks: list[bytes] = []
         size = 0
-        async for chunk in cast(httpx.AsyncByteStream, response.stream):
+        async for chunk in response.aiter_stream():
             size += len(chunk)
             if size > self._max_body_bytes:
                 raise ResponseBodyError(f"response body larger than {self._max_body_bytes} bytes")
@@ -139,22 +162,52 @@ class Transport:
             await pool.aclose()
 
 
-def _pool_transport(
+def _pool(
     ssl_context: ssl.SSLContext, connections: int, backend: AsyncioBackend
-) -> httpx.AsyncHTTPTransport:
-    """httpx's transport, its pool's connections on asyncio's streams (see netbackend)."""
-    transport = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False)
-    # httpx builds its httpcore pool with no way to pass a network backend; this is the pool
-    # it would build (same SSL context, HTTP/1.1), with ours. tests/test_netbackend.py checks
-    # that requests really go through it, so an httpx that renames ``_pool`` fails loudly.
-    transport._pool = httpcore.AsyncConnectionPool(
+) -> httpcore.AsyncConnectionPool:
+    """An httpcore pool (HTTP/1.1) whose connections run on asyncio's streams (netbackend)."""
+    return httpcore.AsyncConnectionPool(
         ssl_context=ssl_context,
         max_connections=connections,
         max_keepalive_connections=connections,
         keepalive_expiry=KEEPALIVE_SECONDS,
         network_backend=backend,
     )
-    return transport
+
+
+# httpcore's exception → httpx's, most specific first (httpx's own transport maps them alike).
+HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.ProxyError, httpx.ProxyError),
+)
+
+
+@contextlib.contextmanager
+def as_httpx_errors() -> Iterator[None]:
+    """Raise httpcore's transport errors as the matching httpx ones."""
+    try:
+        yield
+    except (
+        httpcore.TimeoutException,
+        httpcore.NetworkError,
+        httpcore.ProtocolError,
+        httpcore.UnsupportedProtocol,
+        httpcore.ProxyError,
+    ) as err:
+        mapped = next(ours for theirs, ours in HTTPX_ERRORS if isinstance(err, theirs))
+        raise mapped(str(err)) from err
 
 
 def _decode_body(body: bytes, encoding: str, limit: int) -> bytes:

@@ -77,6 +77,16 @@ THROTTLED_RESPONSES = Family(
     "counter",
     "Graph answers for the tenant that asked to slow down (429 or 503), retried or not.",
 )
+COLLECTOR_UP = Family(
+    "entra_exporter_collector_up",
+    "gauge",
+    "1 if the collector's last run for the tenant succeeded, else 0.",
+)
+COLLECTOR_POLLS = Family(
+    "entra_exporter_collector_polls_total",
+    "counter",
+    "Runs of the collector for the tenant by result class.",
+)
 SEGMENT_USERS = Family(
     "entra_segment_users",
     "gauge",
@@ -149,6 +159,8 @@ TENANT_FAMILIES = (
     TOKEN_REQUESTS,
     GRAPH_REQUESTS,
     THROTTLED_RESPONSES,
+    COLLECTOR_UP,
+    COLLECTOR_POLLS,
     *SEGMENT_FAMILIES,
 )
 REPORT_FAMILIES = frozenset({REGISTRATION_USERS, TENANT_USERS, METHOD_USERS, *SEGMENT_FAMILIES})

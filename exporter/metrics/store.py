@@ -1,7 +1,9 @@
-"""Tenant snapshots → Prometheus exposition, pre-rendered per tenant.
+"""Published tenant snapshots → Prometheus exposition, pre-rendered per tenant.
 
-Each poll builds a new immutable :class:`TenantSnapshot` and renders the tenant's sample lines
-once, per metric family; the pair replaces the tenant's old entry in one assignment, so a scrape
+Each poll builds a new immutable :class:`~exporter.metrics.snapshots.TenantSnapshot`, which its
+tenant publishes here; the store renders the tenant's sample lines once, per metric family
+(:mod:`exporter.metrics.rendering`), and the pair replaces the tenant's old entry in one
+assignment, so a scrape
 sees a tenant either before or after a poll, never half of one. A scrape joins the pre-rendered
 lines under each family's HELP/TYPE header, and the joined text (plain and gzip) is cached
 until a tenant changes or a report turns stale. Example output::
@@ -24,50 +26,27 @@ import gzip
 import platform
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client import exposition as text_exposition
 from prometheus_client.openmetrics import exposition as om_exposition
 
 from exporter import __version__
-from exporter.config.model import TenantConfig
-from exporter.graph.failures import RESULTS, SUCCESS
-from exporter.logs import TENANT_LOG
 from exporter.metrics.families import (
     BUILD_INFO,
-    DATA_TIMESTAMP,
-    GRAPH_REQUESTS,
-    GROUP_REGISTRATION,
-    GROUP_STRENGTH,
-    GROUP_USERS,
-    LAST_DURATION,
-    LAST_SUCCESS,
-    METHOD_USERS,
-    POLLS,
-    REGISTRATION_USERS,
     RELOAD_OK,
     RELOAD_TIME,
     REPORT_FAMILIES,
     SCHEDULER_EVENT_KINDS,
     SCHEDULER_EVENTS,
-    SEGMENT_REGISTRATION,
-    SEGMENT_STRENGTH,
-    SEGMENT_USERS,
-    SYSTEM_PREFERRED,
     TENANT_FAMILIES,
-    TENANT_INFO,
-    TENANT_UP,
-    TENANT_USERS,
-    THROTTLED_RESPONSES,
-    TOKEN_REQUESTS,
     WEB_RELOAD_OK,
     escape_label_value,
     format_value,
 )
-from exporter.polling.tenant import PollResult
-from exporter.reports.details import SEGMENT_STATUSES, STRENGTHS
-from exporter.reports.registration import CoverageCounts, RegistrationReport, SegmentReport
+from exporter.metrics.rendering import Lines, render_tenant_block
+from exporter.metrics.snapshots import TenantSnapshot
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds for which process metrics (RSS, CPU, file descriptors) are served from one reading.
@@ -75,220 +54,10 @@ PROCESS_METRICS_TTL = 1.0
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
-# Polls per tenant that the tenant page lists.
-RECENT_POLLS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class PollRecord:
-    """One poll as the tenant page lists it: no report, no secret, no user."""
-
-    finished_at: float
-    result: str
-    duration: float
-    source: str
-    graph_requests: int
-    reason: str = ""
-    http_status: int | None = None
-    error_code: str | None = None
-    request_id: str | None = None
-
-    @classmethod
-    def of(cls, result: PollResult) -> PollRecord:
-        failure = result.failure
-        return cls(
-            finished_at=result.finished_at,
-            result=result.result,
-            duration=result.duration,
-            source=result.source,
-            graph_requests=result.tally.graph_requests,
-            reason=failure.message if failure else "",
-            http_status=failure.http_status if failure else None,
-            error_code=failure.error_code if failure else None,
-            request_id=failure.request_id if failure else None,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class TenantSnapshot:
-    """Everything the exposition shows about one tenant, as of one moment."""
-
-    name: str
-    tenant_id: str
-    cloud: str
-    source: str
-    report: RegistrationReport | None = None
-    report_expires_at: float = 0.0
-    up: bool = False
-    polled: bool = False
-    last_result: str | None = None
-    last_success: float | None = None
-    last_poll_duration: float | None = None
-    polls: tuple[int, ...] = (0,) * len(RESULTS)
-    token_requests: int = 0
-    graph_requests: int = 0
-    throttled_responses: int = 0
-    # The last polls, newest last (for the landing page), and the log lines of the last failure.
-    recent: tuple[PollRecord, ...] = ()
-    last_failure_log: tuple[str, ...] = ()
-
-    @classmethod
-    def for_tenant(cls, tenant: TenantConfig) -> TenantSnapshot:
-        """The snapshot of a tenant that has not been polled yet."""
-        return cls(tenant.name, tenant.tenant_id, tenant.cloud, tenant.source)
-
-    def with_config(self, tenant: TenantConfig) -> TenantSnapshot:
-        """The same history under a (possibly changed) configuration."""
-        return replace(self, tenant_id=tenant.tenant_id, cloud=tenant.cloud, source=tenant.source)
-
-    def after_poll(
-        self, result: PollResult, stale_after: float, log_lines: tuple[str, ...] = ()
-    ) -> TenantSnapshot:
-        """The snapshot after ``result``: a success replaces the report, a failure keeps it.
-
-        ``log_lines``: what was logged about the tenant during the poll (kept if it failed).
-        """
-        pairs = zip(RESULTS, self.polls, strict=True)  # pragma: no mutate (equal lengths)
-        polls = tuple(count + (1 if name == result.result else 0) for name, count in pairs)
-        succeeded = result.result == SUCCESS and result.report is not None
-        return replace(
-            self,
-            report=result.report if succeeded else self.report,
-            report_expires_at=(
-                result.finished_at + stale_after if succeeded else self.report_expires_at
-            ),
-            up=succeeded,
-            polled=True,
-            source=result.source,
-            last_result=result.result,
-            last_success=result.finished_at if succeeded else self.last_success,
-            last_poll_duration=result.duration,
-            polls=polls,
-            token_requests=self.token_requests + result.token_requests,
-            graph_requests=self.graph_requests + result.tally.graph_requests,
-            throttled_responses=self.throttled_responses + result.tally.throttled_responses,
-            recent=(*self.recent, PollRecord.of(result))[-RECENT_POLLS:],
-            last_failure_log=self.last_failure_log if succeeded else log_lines,
-        )
-
-
-def render_tenant_block(snapshot: TenantSnapshot) -> tuple[str, ...]:
-    """The tenant's sample lines, one string per family of :data:`TENANT_FAMILIES`."""
-    tenant = f'tenant="{escape_label_value(snapshot.name)}"'
-    registration = ""
-    users = ""
-    methods = ""
-    if snapshot.report is not None:
-        registration = "".join(
-            f'{REGISTRATION_USERS.name}{{{tenant},registrationStatus="{escape_label_value(status)}"}}'
-            f" {count}\n"
-            for status, count in snapshot.report.users_by_status
-        )
-        users = f"{TENANT_USERS.name}{{{tenant}}} {snapshot.report.total_users}\n"
-        methods = "".join(
-            f'{METHOD_USERS.name}{{{tenant},method="{escape_label_value(method)}"}} {count}\n'
-            for method, count in snapshot.report.users_by_method
-        )
-    info = (
-        f'{TENANT_INFO.name}{{{tenant},tenant_id="{escape_label_value(snapshot.tenant_id)}",'
-        f'cloud="{escape_label_value(snapshot.cloud)}",'
-        f'source="{escape_label_value(snapshot.source)}"}} 1\n'
-    )
-    up = f"{TENANT_UP.name}{{{tenant}}} {1 if snapshot.up else 0}\n"
-    last_success = (
-        f"{LAST_SUCCESS.name}{{{tenant}}} {format_value(snapshot.last_success)}\n"
-        if snapshot.last_success is not None
-        else ""
-    )
-    duration = (
-        f"{LAST_DURATION.name}{{{tenant}}} {format_value(snapshot.last_poll_duration)}\n"
-        if snapshot.last_poll_duration is not None
-        else ""
-    )
-    pairs = zip(RESULTS, snapshot.polls, strict=True)  # pragma: no mutate (equal lengths)
-    polls = "".join(f'{POLLS.name}{{{tenant},result="{name}"}} {count}\n' for name, count in pairs)
-    tokens = f"{TOKEN_REQUESTS.name}{{{tenant}}} {snapshot.token_requests}\n"
-    graph = f"{GRAPH_REQUESTS.name}{{{tenant}}} {snapshot.graph_requests}\n"
-    throttled = f"{THROTTLED_RESPONSES.name}{{{tenant}}} {snapshot.throttled_responses}\n"
-    segments = snapshot.report.segments if snapshot.report is not None else None
-    return (
-        registration,
-        users,
-        methods,
-        info,
-        up,
-        last_success,
-        duration,
-        polls,
-        tokens,
-        graph,
-        throttled,
-        *render_segments(tenant, segments),
-    )
-
-
-def _coverage_lines(
-    labels: str, counts: CoverageCounts, families: tuple[str, str, str]
-) -> tuple[str, str, str]:
-    """Users, per-status and per-strength lines of one segment or group (``labels`` escaped)."""
-    users_family, status_family, strength_family = families
-    users = f"{users_family}{{{labels}}} {counts.users}\n"
-    if not counts.users:
-        return users, "", ""
-    by_status = zip(SEGMENT_STATUSES, counts.statuses, strict=True)  # pragma: no mutate
-    by_strength = zip(STRENGTHS, counts.strengths, strict=True)  # pragma: no mutate
-    statuses = "".join(
-        f'{status_family}{{{labels},registrationStatus="{status}"}} {value}\n'
-        for status, value in by_status
-    )
-    strengths = "".join(
-        f'{strength_family}{{{labels},strength="{strength}"}} {value}\n'
-        for strength, value in by_strength
-    )
-    return users, statuses, strengths
-
-
-def render_segments(tenant: str, report: SegmentReport | None) -> tuple[str, ...]:
-    """The segment families' lines (``tenant`` is the escaped tenant label); empty without."""
-    if report is None:
-        return ("",) * 8
-    segment_parts: list[tuple[str, str, str]] = [
-        _coverage_lines(
-            f'{tenant},user_type="{escape_label_value(user_type)}",role="{role}"',
-            counts,
-            (SEGMENT_USERS.name, SEGMENT_REGISTRATION.name, SEGMENT_STRENGTH.name),
-        )
-        for user_type, role, counts in report.segments
-    ]
-    group_parts: list[tuple[str, str, str]] = [
-        _coverage_lines(
-            f'{tenant},group="{escape_label_value(name)}"',
-            counts,
-            (GROUP_USERS.name, GROUP_REGISTRATION.name, GROUP_STRENGTH.name),
-        )
-        for name, counts in report.groups
-    ]
-    preferred = "".join(
-        f'{SYSTEM_PREFERRED.name}{{{tenant},method="{escape_label_value(method)}"}} {count}\n'
-        for method, count in report.system_preferred
-    )
-    timestamp = (
-        f"{DATA_TIMESTAMP.name}{{{tenant}}} {format_value(report.data_timestamp)}\n"
-        if report.data_timestamp is not None
-        else ""
-    )
-    return (
-        *("".join(part[i] for part in segment_parts) for i in range(3)),
-        *("".join(part[i] for part in group_parts) for i in range(3)),
-        preferred,
-        timestamp,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class _Entry:
     snapshot: TenantSnapshot
-    lines: tuple[str, ...]
+    lines: Lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,17 +68,17 @@ class _Rendered:
     gzipped: bytes
 
 
-def _encodable(lines: tuple[str, ...]) -> tuple[str, ...]:
+def _encodable(lines: Lines) -> Lines:
     """``lines``, made safe to encode as UTF-8.
 
     Every string is checked where it enters (Graph values, config names), so this is the last
     guard: one tenant's unencodable text must never break the scrape for every tenant.
     """
     try:
-        for part in lines:
+        for part in lines.values():
             part.encode()
     except UnicodeEncodeError:
-        return tuple(part.encode("utf-8", "replace").decode() for part in lines)
+        return {family: part.encode("utf-8", "replace").decode() for family, part in lines.items()}
     return lines
 
 
@@ -343,38 +112,18 @@ class MetricsStore:
 
     # ------------------------------------------------------------------ writers
 
-    def _store(self, snapshot: TenantSnapshot) -> None:
+    def publish(self, snapshot: TenantSnapshot) -> None:
+        """Show ``snapshot`` for its tenant from the next scrape on (replacing the last one)."""
         entry = _Entry(snapshot, _encodable(render_tenant_block(snapshot)))
         with self._lock:
             self._entries[snapshot.name] = entry
             self._generation += 1
 
-    def set_tenants(self, tenants: tuple[TenantConfig, ...]) -> None:
-        """Track exactly these tenants: keep history of the kept ones, drop the removed ones."""
-        wanted = {t.name: t for t in tenants}
+    def remove(self, name: str) -> None:
+        """Stop showing tenant ``name`` (removed from the config): all its series go."""
         with self._lock:
-            current = dict(self._entries)
-        for name in current.keys() - wanted.keys():
-            with self._lock:
-                self._entries.pop(name, None)
+            if self._entries.pop(name, None) is not None:
                 self._generation += 1
-        for name, tenant in wanted.items():
-            old = current.get(name)
-            snapshot = (
-                old.snapshot.with_config(tenant) if old else TenantSnapshot.for_tenant(tenant)
-            )
-            if old is None or snapshot != old.snapshot:
-                self._store(snapshot)
-
-    def record_poll(self, tenant: TenantConfig, result: PollResult) -> TenantSnapshot | None:
-        """Apply a poll's result; ignored if the tenant was removed meanwhile."""
-        entry = self._entries.get(tenant.name)
-        if entry is None:
-            return None
-        lines = () if result.result == SUCCESS else TENANT_LOG.since(tenant.name, result.started_at)
-        snapshot = entry.snapshot.after_poll(result, tenant.stale_after, lines)
-        self._store(snapshot)
-        return snapshot
 
     def record_reload(self, ok: bool) -> None:
         """Set the config-reload gauges."""
@@ -426,10 +175,10 @@ class MetricsStore:
                 fresh.append(entry)
                 valid_until = min(valid_until, expires)
         parts: list[str] = []
-        for index, family in enumerate(TENANT_FAMILIES):
+        for family in TENANT_FAMILIES:
             source = fresh if family in REPORT_FAMILIES else entries
             parts.append(family.header(openmetrics))
-            parts.extend(entry.lines[index] for entry in source)
+            parts.extend(entry.lines.get(family, "") for entry in source)
         parts.append(RELOAD_OK.header(openmetrics))
         parts.append(f"{RELOAD_OK.name} {reload_ok}\n")
         parts.append(WEB_RELOAD_OK.header(openmetrics))

@@ -1,5 +1,9 @@
-"""The successor source: ``userRegistrationDetails``, read page by page after the ID sets its
-segments need (privileged admins, configured groups).
+"""The ``report`` collector: the registration report with its segments.
+
+From the seed's ``getCredentialUserRegistrationCount``, or from its successor
+``userRegistrationDetails``, read page by page after the ID sets its segments need (privileged
+admins, configured groups); ``source: auto`` asks the seed's report and reads the successor when
+Graph says the seed is gone.
 
 The ID sets are fetched first, in the same poll, so one poll's numbers always come from one
 look at roles, groups and report; a failed page anywhere fails the poll and nothing partial is
@@ -11,25 +15,32 @@ from __future__ import annotations
 
 import urllib.parse
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
+from types import MappingProxyType
 
-from exporter.config.model import TenantConfig
+from exporter.config.model import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
 from exporter.graph.answers import GraphError, RequestTally
 from exporter.graph.auth import AccessToken
 from exporter.graph.client import GraphClient
+from exporter.graph.failures import PollFailure
+from exporter.metrics.snapshots import REPORT_COLLECTOR
+from exporter.polling.collectors import Collected, CollectorRun
 from exporter.reports.details import DETAIL_FIELDS, RegistrationDetailsCounter, SegmentContext
 from exporter.reports.directory import DirectoryIdCollector
 from exporter.reports.registration import RegistrationReport
 
 # One object per user (application permission AuditLog.Read.All); only counted fields selected.
 DETAILS_PATH = "/v1.0/reports/authenticationMethods/userRegistrationDetails"
-DETAILS_QUERY = {"$select": ",".join(DETAIL_FIELDS), "$top": "999"}
+DETAILS_QUERY = MappingProxyType({"$select": ",".join(DETAIL_FIELDS), "$top": "999"})
 ASSIGNMENTS_PATH = "/v1.0/roleManagement/directory/roleAssignments"
 ELIGIBILITIES_PATH = "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances"
-MEMBERS_QUERY = {"$select": "id", "$top": "999"}
+MEMBERS_QUERY = MappingProxyType({"$select": "id", "$top": "999"})
+# What Graph answers for a report it no longer serves (with one of its error codes).
+GONE_STATUSES = (400, 404, 410)
 
 
-def graph_url(tenant: TenantConfig, path: str, query: dict[str, str]) -> str:
+def graph_url(tenant: TenantConfig, path: str, query: Mapping[str, str]) -> str:
     """``path`` on the tenant's Graph with ``query`` encoded as Graph's examples write it."""
     encoded = urllib.parse.urlencode(query, safe="$,'()", quote_via=urllib.parse.quote)
     return f"{tenant.endpoints.graph_host}{path}?{encoded}"
@@ -113,3 +124,42 @@ async def fetch_registration_details(
     url = graph_url(tenant, DETAILS_PATH, DETAILS_QUERY)
     await graph.get_pages(tenant, url, request, counter.add_page, "userRegistrationDetails")
     return counter.report()
+
+
+def seed_report_is_gone(failure: PollFailure) -> bool:
+    """True when Graph says the seed's report no longer exists or is unsupported."""
+    return failure.http_status in GONE_STATUSES and bool(failure.error_code)
+
+
+async def fetch_from_source(
+    graph: GraphClient,
+    tenant: TenantConfig,
+    source: str,
+    token: AccessToken,
+    deadline: float,
+    tally: RequestTally,
+) -> tuple[RegistrationReport, str]:
+    """The report from ``source``; ``auto`` falls back to the successor when the seed is gone."""
+    if source == DETAILS_SOURCE:
+        return await fetch_registration_details(graph, tenant, token, deadline, tally), source
+    try:
+        report = await graph.fetch_registration_report(tenant, token, deadline, tally)
+    except GraphError as err:
+        if source != AUTO_SOURCE or not seed_report_is_gone(err.failure):
+            raise
+        report = await fetch_registration_details(graph, tenant, token, deadline, tally)
+        return report, DETAILS_SOURCE
+    return report, DEFAULT_SOURCE
+
+
+class ReportCollector:
+    """The registration report of the tenant's (settled) source, with its segments."""
+
+    name = REPORT_COLLECTOR
+
+    async def collect(self, run: CollectorRun) -> Collected:
+        """One report; a failed page fails it whole (GraphError)."""
+        report, source = await fetch_from_source(
+            run.graph, run.tenant, run.source, run.token, run.deadline, run.tally
+        )
+        return Collected(report, source)

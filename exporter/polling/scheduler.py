@@ -1,4 +1,4 @@
-"""APScheduler jobs: one per tenant poller; each polls and records the result. Nothing else.
+"""APScheduler jobs: one per tenant; each asks the runtime to poll that tenant. Nothing else.
 
 Each tenant's job uses ``IntervalTrigger(interval)`` whose phase is a random offset in
 ``[0, jitter]`` drawn once per tenant, so tenants do not poll in lockstep and each polls exactly
@@ -13,7 +13,9 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -25,26 +27,29 @@ from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from exporter.config.model import TenantConfig
 from exporter.metrics.store import MetricsStore
-from exporter.polling.tenant import PollResult, TenantPoller
 
 log = logging.getLogger("exporter.scheduler")
 
 HEARTBEAT_SECONDS = 5.0
 _HEARTBEAT_JOB = "_heartbeat"
-_EVENT_NAMES = {
-    EVENT_JOB_MISSED: "missed",
-    EVENT_JOB_MAX_INSTANCES: "max_instances",
-    EVENT_JOB_ERROR: "error",
-}
+_EVENT_NAMES = MappingProxyType(
+    {
+        EVENT_JOB_MISSED: "missed",
+        EVENT_JOB_MAX_INSTANCES: "max_instances",
+        EVENT_JOB_ERROR: "error",
+    }
+)
 
 
 class PollScheduler:
-    """Runs each tenant poller on its interval and hands every result to the store."""
+    """Runs each tenant's poll on its interval; ``poll(name)`` is the runtime's (it looks the
+    tenant up in its registry, so a job never holds a tenant of its own)."""
 
-    def __init__(self, store: MetricsStore) -> None:
+    def __init__(self, store: MetricsStore, poll: Callable[[str], Awaitable[object]]) -> None:
         self._store = store
-        self._pollers: dict[str, TenantPoller] = {}
+        self._poll = poll
         self._scheduler = AsyncIOScheduler(
             executors={"default": AsyncIOExecutor()},
             timezone=UTC,
@@ -83,19 +88,14 @@ class PollScheduler:
         tenant = event.job_id
         if event.code == EVENT_JOB_ERROR:
             exception = getattr(event, "exception", None)
-            log.error(
-                "poll job raised",
-                extra={"tenant": tenant, "error": type(exception).__name__},
-            )
+            log.error("poll job raised", exc_info=exception, extra={"tenant": tenant})
         else:
             log.warning(f"poll skipped by the scheduler ({kind})", extra={"tenant": tenant})
 
     # ------------------------------------------------------------------ jobs
 
-    def schedule(self, poller: TenantPoller) -> None:
-        """Poll ``poller`` every interval from a random phase in ``[0, jitter]`` (replacing)."""
-        tenant = poller.tenant
-        self._pollers[tenant.name] = poller
+    def schedule(self, tenant: TenantConfig) -> None:
+        """Poll ``tenant`` every interval from a random phase in ``[0, jitter]`` (replacing)."""
         first_run = datetime.now(UTC) + timedelta(seconds=random.uniform(0, tenant.jitter))
         self._scheduler.add_job(
             self._poll_job,
@@ -112,8 +112,7 @@ class PollScheduler:
         )
 
     def unschedule(self, name: str) -> None:
-        """Stop polling tenant ``name``; a poll in flight is not recorded."""
-        self._pollers.pop(name, None)
+        """Stop polling tenant ``name``."""
         if self._scheduler.get_job(name) is not None:
             self._scheduler.remove_job(name)
 
@@ -125,23 +124,8 @@ class PollScheduler:
 
     async def _poll_job(self, name: str) -> None:
         try:
-            await self.poll(name)
+            await self._poll(name)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
             # Cancelled by shutdown: the end of a poll nobody waits for, not an error.
-
-    async def poll(self, name: str) -> PollResult | None:
-        """Poll tenant ``name`` now and record the result; None if it is not scheduled."""
-        poller = self._pollers.get(name)
-        if poller is None:
-            return None
-        result = await poller.poll()
-        # A poller removed or replaced while it polled: its numbers must not come back.
-        if self._pollers.get(name) is poller:
-            self._store.record_poll(poller.tenant, result)
-        return result
-
-    async def poll_all(self) -> list[PollResult | None]:
-        """Poll every tenant once, concurrently (bounded by the transport's in-flight cap)."""
-        return await asyncio.gather(*(self.poll(name) for name in list(self._pollers)))

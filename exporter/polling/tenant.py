@@ -1,18 +1,19 @@
-"""One object per tenant: its config, token source, settled source and outcome of each poll.
+"""One object per tenant, owning everything about it: :class:`Tenant`.
 
-:meth:`TenantPoller.poll` acquires a token, reads the tenant's report and returns a
-:class:`PollResult` that carries everything the metrics store needs — never an exception. The
-poller also owns what ``source: auto`` means: it asks the seed's report, reads the successor
-when Graph says the seed is gone, and from then on reads the successor directly.
+Its config, token source, settled source (``source: auto``), collectors, last snapshot (each
+collector's last good values and health, the recent polls, the log lines of the last failure)
+and log tail. :meth:`Tenant.poll` acquires a token, runs the collectors and publishes the new
+snapshot; it returns a :class:`~exporter.metrics.snapshots.PollResult`, never an exception.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from exporter.config.model import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
 from exporter.graph.answers import GraphError, RequestTally
@@ -25,9 +26,17 @@ from exporter.graph.failures import (
     PollFailure,
     describe_error,
     unexpected_failure,
+    worst_result,
 )
 from exporter.graph.transport import Transport
-from exporter.polling.report_collector import fetch_registration_details
+from exporter.metrics.snapshots import (
+    REPORT_COLLECTOR,
+    CollectorResult,
+    PollResult,
+    TenantSnapshot,
+)
+from exporter.metrics.store import MetricsStore
+from exporter.polling.collectors import Collector, CollectorRun, collectors_for
 from exporter.reports.registration import RegistrationReport
 
 log = logging.getLogger("exporter.poller")
@@ -39,30 +48,8 @@ TIMEOUTS_PER_POLL = 4
 # The Graph client gives up at the budget with its own reason; this outer bound only catches
 # what has no deadline of its own (MSAL's token request).
 OUTER_GRACE_SECONDS = 0.5
-# What Graph answers for a report it no longer serves (with one of its error codes).
-GONE_STATUSES = (400, 404, 410)
-
-
-@dataclass(frozen=True, slots=True)
-class PollResult:
-    """What one poll produced: a report on success, a failure otherwise."""
-
-    result: str
-    report: RegistrationReport | None
-    failure: PollFailure | None
-    duration: float
-    finished_at: float
-    tally: RequestTally = field(default_factory=RequestTally)
-    # The report the poll read (or tried to): credentialUserRegistrationCount or
-    # userRegistrationDetails; with source auto, the one it settled on.
-    source: str = DEFAULT_SOURCE
-    # Requests this poll sent to the identity provider (MSAL's cache hits send none).
-    token_requests: int = 0
-
-    @property
-    def started_at(self) -> float:
-        """Unix time the poll started."""
-        return self.finished_at - self.duration
+# Log lines kept per tenant for its page (the lines of its last failed poll).
+LOG_TAIL_LINES = 20
 
 
 def poll_budget(tenant: TenantConfig, source: str | None = None) -> float:
@@ -78,167 +65,112 @@ def poll_budget(tenant: TenantConfig, source: str | None = None) -> float:
     return min(share, tenant.timeout * TIMEOUTS_PER_POLL)
 
 
-def seed_report_is_gone(failure: PollFailure) -> bool:
-    """True when Graph says the seed's report no longer exists or is unsupported."""
-    return failure.http_status in GONE_STATUSES and bool(failure.error_code)
-
-
-async def fetch_from_source(
-    graph: GraphClient,
-    tenant: TenantConfig,
-    source: str,
-    token: AccessToken,
-    deadline: float,
-    tally: RequestTally,
-) -> tuple[RegistrationReport, str]:
-    """The report from ``source``; ``auto`` falls back to the successor when the seed is gone."""
-    if source == DETAILS_SOURCE:
-        return await fetch_registration_details(graph, tenant, token, deadline, tally), source
-    try:
-        report = await graph.fetch_registration_report(tenant, token, deadline, tally)
-    except GraphError as err:
-        if source != AUTO_SOURCE or not seed_report_is_gone(err.failure):
-            raise
-        report = await fetch_registration_details(graph, tenant, token, deadline, tally)
-        return report, DETAILS_SOURCE
-    return report, DEFAULT_SOURCE
-
-
-async def _token_then_report(
-    tenant: TenantConfig,
-    source: str,
-    tokens: TenantTokenSource,
-    graph: GraphClient,
-    deadline: float,
-    tally: RequestTally,
-) -> tuple[RegistrationReport, str]:
-    """Fetch the report; if Graph refuses a reused token (401), drop it and try once more."""
-    for attempt in (1, 2):
-        token = await tokens.get_token()
-        try:
-            return await fetch_from_source(graph, tenant, source, token, deadline, tally)
-        except GraphError as err:
-            refused = err.failure.result == AUTH_ERROR and err.failure.http_status == 401
-            if not refused:
-                raise
-            tokens.forget_tokens()  # revoked, or expired early: the next token is a new one
-            if attempt == 2 or time.monotonic() >= deadline:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-async def poll_tenant(
-    tenant: TenantConfig,
-    tokens: TenantTokenSource,
-    graph: GraphClient,
-    source: str | None = None,
-) -> PollResult:
-    """Acquire a token and fetch the tenant's report within :func:`poll_budget`.
-
-    ``source`` overrides the configured one (an ``auto`` tenant that already switched).
-    """
-    source = source or tenant.source
-    used_source = DETAILS_SOURCE if source == DETAILS_SOURCE else DEFAULT_SOURCE
-    started = time.monotonic()
-    budget = poll_budget(tenant, source)
-    deadline = started + budget
-    report: RegistrationReport | None = None
-    failure: PollFailure | None = None
-    tally = RequestTally()
-    try:
-        async with asyncio.timeout(budget + OUTER_GRACE_SECONDS):
-            report, used_source = await _token_then_report(
-                tenant, source, tokens, graph, deadline, tally
-            )
-    except (TokenError, GraphError) as err:
-        failure = err.failure
-    except TimeoutError:
-        failure = PollFailure(TIMEOUT, f"poll did not finish within {budget:.1f}s")
-    except Exception as err:  # noqa: BLE001 - a poll never raises: whatever failed is a result
-        failure = unexpected_failure(err)
-        log.error(
-            "poll failed unexpectedly",
-            extra={"tenant": tenant.name, "result": failure.result, "error": describe_error(err)},
-        )
-    return PollResult(
-        result=SUCCESS if failure is None else failure.result,
-        report=report,
-        failure=failure,
-        duration=time.monotonic() - started,
-        finished_at=time.time(),
-        tally=tally,
-        source=used_source,
-    )
-
-
 def _auth_key(tenant: TenantConfig) -> tuple[object, ...]:
     """The settings that shape a tenant's MSAL app; a change means a new app."""
     return (tenant.tenant_id, tenant.client_id, tenant.credential, tenant.endpoints, tenant.timeout)
 
 
-class TenantPoller:
-    """Polls one tenant; owns its config, token source, settled source and last outcome."""
+@dataclass(frozen=True, slots=True)
+class PollingServices:
+    """What every tenant shares: the HTTP transport, MSAL's threads, Graph, the store."""
+
+    transport: Transport
+    executor: Executor
+    graph: GraphClient
+    store: MetricsStore
+
+
+class Tenant:
+    """One configured tenant: its config and everything its polls leave behind."""
 
     def __init__(
-        self, tenant: TenantConfig, transport: Transport, executor: Executor, graph: GraphClient
+        self, config: TenantConfig, services: PollingServices, previous: Tenant | None = None
     ) -> None:
-        self._transport = transport
-        self._executor = executor
-        self._graph = graph
-        self._tenant = tenant
-        self.tokens = TenantTokenSource(tenant, transport, executor)
-        # For source auto: the report it settled on once the seed's report was gone.
-        self._settled_source: str | None = None
+        """A tenant for ``config``; ``previous`` is the tenant it replaces at a reload, whose
+        history (snapshot, log tail) it takes over, and its tokens and settled source where
+        the credential and source did not change."""
+        self.config = config
+        self._services = services
+        self.collectors: tuple[Collector, ...] = collectors_for(config)
+        self.log_tail: collections.deque[tuple[float, str]] = collections.deque(
+            maxlen=LOG_TAIL_LINES
+        )
+        self.settled_source: str | None = None
         self._last_result: str | None = None
-        self._has_report = False
-
-    @property
-    def tenant(self) -> TenantConfig:
-        """The configuration the next poll uses."""
-        return self._tenant
+        if previous is None:
+            self.tokens = TenantTokenSource(config, services.transport, services.executor)
+            self.snapshot = TenantSnapshot.for_tenant(config)
+        else:
+            old = previous.config
+            same_app = _auth_key(old) == _auth_key(config)
+            self.tokens = (
+                previous.tokens
+                if same_app
+                else TenantTokenSource(config, services.transport, services.executor)
+            )
+            if old.source == config.source:
+                self.settled_source = previous.settled_source
+            self.log_tail.extend(previous.log_tail)
+            self._last_result = previous.last_result
+            self.snapshot = previous.snapshot.with_config(config)
+        self.current = True  # False once removed or replaced: its polls publish nothing
 
     @property
     def name(self) -> str:
         """The tenant's name (the ``tenant`` label)."""
-        return self._tenant.name
+        return self.config.name
 
-    def reconfigure(self, tenant: TenantConfig) -> bool:
-        """Use ``tenant`` from the next poll on; True if the polling interval changed."""
-        old = self._tenant
-        if _auth_key(old) != _auth_key(tenant):
-            # The old MSAL app (and its cached tokens) goes with the old credential.
-            self.tokens = TenantTokenSource(tenant, self._transport, self._executor)
-        if old.source != tenant.source:
-            self._settled_source = None
-        self._tenant = tenant
-        return (old.interval, old.jitter) != (tenant.interval, tenant.jitter)
+    @property
+    def last_result(self) -> str | None:
+        """The result class of the last poll, None before the first."""
+        return self._last_result
+
+    def publish(self) -> None:
+        """Show the tenant's snapshot from the next scrape on."""
+        if self.current:
+            self._services.store.publish(self.snapshot)
+
+    def retire(self) -> None:
+        """The tenant left the config, or another replaced it: publish nothing more."""
+        self.current = False
 
     def forget_tokens(self) -> None:
         """Drop cached tokens, so the next poll asks the identity provider for a new one."""
         self.tokens.forget_tokens()
 
+    def log_line(self, created: float, line: str) -> None:
+        """Keep a line logged about this tenant (already redacted and formatted)."""
+        self.log_tail.append((created, line))
+
+    def lines_since(self, started: float) -> tuple[str, ...]:
+        """The tenant's log lines logged at or after ``started`` (Unix time)."""
+        return tuple(line for created, line in list(self.log_tail) if created >= started - 0.001)
+
     async def poll(self) -> PollResult:
-        """Poll the tenant once; the outcome is logged with the tenant's name. Never raises."""
-        tenant, tokens = self._tenant, self.tokens
-        result = await poll_tenant(tenant, tokens, self._graph, self._settled_source)
+        """Poll once, log the outcome, publish the new snapshot. Never raises."""
+        config, tokens = self.config, self.tokens
+        result = await run_poll(
+            config, tokens, self._services.graph, self.collectors, self.settled_source
+        )
         result = replace(result, token_requests=tokens.take_token_requests())
-        if tenant is self._tenant:  # not reconfigured meanwhile
-            self._settle(result)
+        self._settle(result)
         self._log(result)
         self._last_result = result.result
-        self._has_report = self._has_report or result.result == SUCCESS
+        lines = () if result.result == SUCCESS else self.lines_since(result.started_at)
+        self.snapshot = self.snapshot.after_poll(result, config.stale_after, lines)
+        self.publish()
         return result
 
     def _settle(self, result: PollResult) -> None:
-        if self._tenant.source != AUTO_SOURCE or result.source != DETAILS_SOURCE:
+        if self.config.source != AUTO_SOURCE or result.source != DETAILS_SOURCE:
             return
-        if self._settled_source != DETAILS_SOURCE:
+        if self.settled_source != DETAILS_SOURCE:
             log.warning(
                 "Graph no longer serves getCredentialUserRegistrationCount for this tenant: "
                 "switching to userRegistrationDetails (needs AuditLog.Read.All)",
                 extra={"tenant": self.name},
             )
-        self._settled_source = DETAILS_SOURCE
+        self.settled_source = DETAILS_SOURCE
 
     def _log(self, result: PollResult) -> None:
         fields = {"tenant": self.name, "duration_seconds": round(result.duration, 3)}
@@ -247,12 +179,132 @@ class TenantPoller:
                 log.info("poll recovered", extra=fields)
             else:
                 log.debug("poll succeeded", extra=fields)
-        elif result.failure is not None:
+            return
+        for run in result.collector_results():
+            if run.failure is None:
+                continue
+            # Values are kept while the collector's last good ones are not yet stale.
+            kept = self.snapshot.collector(run.name)
+            kept_values = kept is not None and kept.fresh_value(time.time()) is not None
             log.warning(
-                f"poll failed: {result.failure.message}",
+                f"poll failed: {run.failure.message}",
                 extra={
                     **fields,
-                    **result.failure.log_fields(),
-                    "kept_last_values": self._has_report,
+                    "collector": run.name,
+                    **run.failure.log_fields(),
+                    "kept_last_values": kept_values,
                 },
             )
+
+
+async def _collect_one(
+    collector: Collector, run: CollectorRun, tokens: TenantTokenSource
+) -> tuple[CollectorResult, str | None]:
+    """Run one collector; if Graph refuses a reused token (401), drop it and try once more."""
+    for attempt in (1, 2):
+        try:
+            collected = await collector.collect(run)
+        except GraphError as err:
+            refused = err.failure.result == AUTH_ERROR and err.failure.http_status == 401
+            if not refused or attempt == 2 or time.monotonic() >= run.deadline:
+                return CollectorResult(collector.name, err.failure.result, None, err.failure), None
+            tokens.forget_tokens()  # revoked, or expired early: the next token is a new one
+            run = replace(run, token=await tokens.get_token())
+        else:
+            return CollectorResult(collector.name, SUCCESS, collected.value), collected.source
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _collect_all(
+    run: CollectorRun,
+    collectors: tuple[Collector, ...],
+    tokens: TenantTokenSource,
+    done: list[CollectorResult],
+) -> str | None:
+    """Run each collector in turn, appending to ``done``; the report source read, if any."""
+    source = None
+    for collector in collectors:
+        try:
+            result, used = await _collect_one(collector, run, tokens)
+        except TokenError:
+            raise
+        except Exception as err:
+            failure = unexpected_failure(err)
+            log.error(
+                "collector failed unexpectedly",
+                exc_info=err,
+                extra={
+                    "tenant": run.tenant.name,
+                    "collector": collector.name,
+                    **failure.log_fields(),
+                },
+            )
+            result, used = CollectorResult(collector.name, failure.result, None, failure), None
+        done.append(result)
+        source = used or source
+    return source
+
+
+async def run_poll(
+    tenant: TenantConfig,
+    tokens: TenantTokenSource,
+    graph: GraphClient,
+    collectors: tuple[Collector, ...],
+    source: str | None = None,
+) -> PollResult:
+    """Acquire a token and run ``collectors`` within :func:`poll_budget`.
+
+    ``source`` overrides the configured one (an ``auto`` tenant that already switched).
+    """
+    source = source or tenant.source
+    started = time.monotonic()
+    budget = poll_budget(tenant, source)
+    tally = RequestTally()
+    done: list[CollectorResult] = []
+    used: str | None = None
+    common: PollFailure | None = None  # what failed every collector not yet done
+    try:
+        async with asyncio.timeout(budget + OUTER_GRACE_SECONDS):
+            token: AccessToken = await tokens.get_token()
+            run = CollectorRun(graph, tenant, token, started + budget, tally, source)
+            used = await _collect_all(run, collectors, tokens, done)
+    except TokenError as err:
+        common = err.failure
+    except TimeoutError:
+        common = PollFailure(TIMEOUT, f"poll did not finish within {budget:.1f}s")
+    except Exception as err:
+        common = unexpected_failure(err)
+        log.error(
+            "poll failed unexpectedly",
+            exc_info=err,
+            extra={"tenant": tenant.name, "result": common.result, "error": describe_error(err)},
+        )
+    finished = [r.name for r in done]
+    if common is not None:
+        done += [
+            CollectorResult(c.name, common.result, None, common)
+            for c in collectors
+            if c.name not in finished
+        ]
+    return _poll_result(done, source, used, time.monotonic() - started, tally)
+
+
+def _poll_result(
+    done: list[CollectorResult], source: str, used: str | None, duration: float, tally: RequestTally
+) -> PollResult:
+    result = worst_result(tuple(r.result for r in done))
+    failure = next((r.failure for r in done if r.result == result and r.failure), None)
+    values = (r.value for r in done if r.name == REPORT_COLLECTOR and r.result == SUCCESS)
+    report = next((v for v in values if isinstance(v, RegistrationReport)), None)
+    if used is None:
+        used = DETAILS_SOURCE if source == DETAILS_SOURCE else DEFAULT_SOURCE
+    return PollResult(
+        result=result,
+        report=report,
+        failure=failure,
+        duration=duration,
+        finished_at=time.time(),
+        tally=tally,
+        source=used,
+        collectors=tuple(done),
+    )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
 from operator import attrgetter
+from types import MappingProxyType
 from typing import Annotated, Any
 
 import msgspec
@@ -66,7 +67,9 @@ _STRENGTH_METHODS = (
     (),
     ("email", "securityQuestion", "temporaryAccessPass", "appPassword"),
 )
-METHOD_STRENGTH = {m: rank for rank, methods in enumerate(_STRENGTH_METHODS) for m in methods}
+METHOD_STRENGTH = MappingProxyType(
+    {m: rank for rank, methods in enumerate(_STRENGTH_METHODS) for m in methods}
+)
 UNCLASSIFIED = STRENGTHS.index("unclassified")
 NO_STRENGTH = STRENGTHS.index("none")
 NO_METHOD = "none"  # system-preferred method of a user with none

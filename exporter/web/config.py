@@ -32,6 +32,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import bcrypt
@@ -51,10 +52,12 @@ ALLOWED_HEADERS = (
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 _TOP_KEYS = frozenset({"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"})
 # Values exporter-toolkit allows for two of the headers (it refuses any other).
-_HEADER_VALUES = {
-    "X-Content-Type-Options": ("nosniff",),
-    "X-Frame-Options": ("deny", "sameorigin"),
-}
+_HEADER_VALUES = MappingProxyType(
+    {
+        "X-Content-Type-Options": ("nosniff",),
+        "X-Frame-Options": ("deny", "sameorigin"),
+    }
+)
 # Unknown users are checked against this hash so that they cost as much time as known ones.
 _DUMMY_HASH = bcrypt.hashpw(b"unknown-user", bcrypt.gensalt(rounds=10))
 _CACHE_SIZE = 256

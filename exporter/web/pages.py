@@ -15,7 +15,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 
 from exporter import __version__
-from exporter.metrics.store import PollRecord, TenantSnapshot
+from exporter.metrics.snapshots import PollRecord, TenantSnapshot
 from exporter.reports.details import SEGMENT_STATUSES, STRENGTHS
 from exporter.reports.registration import RegistrationReport
 

@@ -1,7 +1,9 @@
-"""HTTP: ``/metrics``, ``/healthz``, ``/readyz``, ``/`` and ``POST /-/reload``.
+"""The HTTP server: a thin adapter from sockets to :class:`~exporter.web.router.Router`.
 
-A thread per connection, so a slow or silent client never holds up another scrape; every
-handler only reads snapshots that the polls left behind and never waits on Graph.
+A thread per connection, so a slow or silent client never holds up another scrape; the router
+only reads snapshots that the polls left behind and never waits on Graph. Reading a request —
+line, headers, body, deadlines — happens here and nowhere else (:meth:`ExporterRequestHandler.
+handle_one_request` and :meth:`~ExporterRequestHandler.read_request`).
 """
 
 from __future__ import annotations
@@ -12,42 +14,20 @@ import socket
 import ssl
 import sys
 import threading
-import urllib.parse
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from exporter import __version__
-from exporter.metrics.store import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, MetricsStore
 from exporter.web.config import WebConfig
 from exporter.web.connections import BUSY, IDLE, READING, ConnectionGuard
-from exporter.web.pages import render_landing_page, render_tenant_page
 from exporter.web.reload import LiveWebConfig
+from exporter.web.router import Request, Response, Router, ServerHooks, text
 
 log = logging.getLogger("exporter.server")
 
 MAX_REQUEST_BODY = 64 * 1024
 # A connection that sends nothing for this long is closed (slow or silent clients).
 CONNECTION_TIMEOUT_SECONDS = 30.0
-
-
-PROBE_PATHS = ("/healthz", "/readyz")
-TENANT_PAGES = "/tenants/"
-HTML = "text/html; charset=utf-8"
-
-
-@dataclass(frozen=True, slots=True)
-class ServerHooks:
-    """What the HTTP server may ask of the running exporter, and how it is protected."""
-
-    store: MetricsStore
-    is_alive: Callable[[], bool]
-    reload: Callable[[], tuple[bool, str]]
-    telemetry_path: str = "/metrics"
-    web: WebConfig = field(default_factory=WebConfig)
-    # When a tenant is polled next (Unix time), for the pages.
-    next_poll: Callable[[str], float | None] = lambda _name: None
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -60,51 +40,12 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _weights(header: str) -> dict[str, float]:
-    """Media range or content coding → q weight, from an Accept or Accept-Encoding header."""
-    weights: dict[str, float] = {}
-    for part in header.split(","):
-        name, _, params = part.partition(";")
-        name = name.strip().lower()
-        if name:
-            weights[name] = _qvalue(params)
-    return weights
-
-
-def wants_openmetrics(accept: str) -> bool:
-    """True when the Accept header prefers OpenMetrics to the text format (by q-value)."""
-    weights = _weights(accept)
-    openmetrics = weights.get("application/openmetrics-text", 0.0)
-    text = weights.get("text/plain", weights.get("text/*", weights.get("*/*", 0.0)))
-    return openmetrics > 0.0 and openmetrics >= text
-
-
-def _qvalue(params: str) -> float:
-    """The ``q`` weight among a coding's parameters (RFC 9110 §12.4.2); 1 when absent."""
-    for param in params.split(";"):
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "q":
-            try:
-                weight = float(value.strip())
-            except ValueError:
-                return 0.0
-            return weight if 0.0 <= weight <= 1.0 else 0.0
-    return 1.0
-
-
-def wants_gzip(accept_encoding: str) -> bool:
-    """True when the Accept-Encoding header allows gzip: a weight above 0, or ``*``'s."""
-    weights = _weights(accept_encoding)
-    return weights.get("gzip", weights.get("*", 0.0)) > 0.0
-
-
 class ExporterRequestHandler(BaseHTTPRequestHandler):
-    """Routes the exporter's few paths."""
+    """Reads each request, asks the router, writes the answer."""
 
     protocol_version = "HTTP/1.1"
     server_version = f"entra-registration-exporter/{__version__}"
     timeout = CONNECTION_TIMEOUT_SECONDS
-    hooks: ServerHooks  # set on the subclass built by make_server
 
     server: ExporterHTTPServer
 
@@ -145,137 +86,56 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         self.server.guard.mark(self.request, BUSY)  # the request line and headers are in
         return super().parse_request()
 
-    def _authorized(self) -> bool:
-        """Client certificate and basic auth; answers 403/401 itself when refused."""
-        web = self.server.live.web
-        if self._path() in PROBE_PATHS:
-            return True  # Kubernetes probes can present neither certificates nor passwords
-        if not self.server.live.requests.take():
-            self._send(429, b"Too Many Requests\n", headers={"Retry-After": "1"})
-            return False
-        if (
-            web.tls is not None
-            and isinstance(self.connection, ssl.SSLSocket)
-            and not web.tls.allows_client(self.connection.getpeercert())
-        ):
-            self._send(403, b"a client certificate (with an allowed name) is required\n")
-            return False
-        if web.basic_auth is not None and not web.basic_auth.check(
-            self.headers.get("Authorization")
-        ):
-            self._send(
-                401,
-                b"unauthorized\n",
-                headers={"WWW-Authenticate": 'Basic realm="entra-registration-exporter"'},
-            )
-            return False
-        return True
-
     def log_message(self, format: str, *args: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):  # every request passes here: format only if shown
             log.debug(format % args, extra={"client": self.client_address[0]})
 
-    def _send(
-        self,
-        status: int,
-        body: bytes | tuple[bytes, ...],
-        content_type: str = "text/plain; charset=utf-8",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        parts = (body,) if isinstance(body, bytes) else body
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(sum(len(part) for part in parts)))
-        for name, value in {**self.server.live.web.headers, **(headers or {})}.items():
+    def read_request(self) -> Request | Response:
+        """The request line and headers (parsed by http.server) and the body, read and dropped.
+
+        A body is framed by one ``Content-Length`` only: several different ones, or a
+        ``Transfer-Encoding``, are refused and the connection closed, so what follows can never
+        be read as a request of its own.
+        """
+        lengths = set(self.headers.get_all("Content-Length") or [])
+        if self.headers.get("Transfer-Encoding") is not None or len(lengths) > 1:
+            self.close_connection = True
+            return text(400, "one Content-Length, no Transfer-Encoding")
+        length_text = next(iter(lengths), "0").strip()
+        if not length_text.isdigit():
+            self.close_connection = True
+            return text(400, "bad Content-Length")
+        if int(length_text) > MAX_REQUEST_BODY:
+            self.close_connection = True
+            return text(413, "request body too large")
+        if int(length_text):
+            self.rfile.read(int(length_text))
+        peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+        return Request(
+            method=self.command,
+            target=self.path,
+            headers={name.lower(): value for name, value in self.headers.items()},
+            tls=isinstance(self.connection, ssl.SSLSocket),
+            peer_cert=peer,
+        )
+
+    def _answer(self) -> None:
+        request = self.read_request()
+        response = request if isinstance(request, Response) else self.server.router.handle(request)
+        self._send(response)
+
+    def _send(self, response: Response) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(sum(len(part) for part in response.body)))
+        for name, value in {**self.server.live.web.headers, **response.headers}.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
-            for part in parts:
+            for part in response.body:
                 self.wfile.write(part)
 
-    def _path(self) -> str:
-        return self.path.split("?", 1)[0]
-
-    def _discard_body(self) -> bool:
-        """Read and drop a request body; False (and 413 sent) when it is too large."""
-        length_text = self.headers.get("Content-Length", "0")
-        try:
-            length = int(length_text)
-        except ValueError:
-            self._send(400, b"bad Content-Length\n")
-            return False
-        if length > MAX_REQUEST_BODY or length < 0:
-            self.close_connection = True
-            self._send(413, b"request body too large\n")
-            return False
-        if length:
-            self.rfile.read(length)
-        return True
-
-    def do_GET(self) -> None:
-        if not self._authorized():
-            return
-        path = self._path()
-        if path == self.hooks.telemetry_path:
-            self._metrics()
-        elif path in PROBE_PATHS:
-            self._probe(path)
-        elif path == "/" or path.startswith(TENANT_PAGES):
-            self._pages(path)
-        elif path == "/-/reload":
-            self._send(405, b"use POST\n", headers={"Allow": "POST"})
-        else:
-            self._send(404, b"not found\n")
-
-    def _metrics(self) -> None:
-        openmetrics = wants_openmetrics(self.headers.get("Accept", ""))
-        gzipped = wants_gzip(self.headers.get("Accept-Encoding", ""))
-        body = self.hooks.store.render_parts(openmetrics=openmetrics, gzipped=gzipped)
-        headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"} if gzipped else {}
-        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        self._send(200, body, content_type, headers)
-
-    def _probe(self, path: str) -> None:
-        hooks = self.hooks
-        if path == "/healthz":
-            ok, good, bad = hooks.is_alive(), b"ok\n", b"event loop or scheduler stalled\n"
-        else:
-            ok, good, bad = hooks.store.all_polled(), b"ready\n", b"not every tenant polled yet\n"
-        self._send(200 if ok else 503, good if ok else bad)
-
-    def _pages(self, path: str) -> None:
-        hooks = self.hooks
-        if path == "/":
-            snapshots = hooks.store.snapshots()
-            self._send(
-                200, render_landing_page(snapshots, hooks.telemetry_path, hooks.next_poll), HTML
-            )
-            return
-        snapshot = hooks.store.snapshot(urllib.parse.unquote(path[len(TENANT_PAGES) :]))
-        if snapshot is None:
-            self._send(404, b"no such tenant\n")
-        else:
-            self._send(200, render_tenant_page(snapshot, hooks.next_poll), HTML)
-
-    do_HEAD = do_GET
-
-    def do_POST(self) -> None:
-        if not self._discard_body() or not self._authorized():
-            return
-        if self._path() != "/-/reload":
-            known = {self.hooks.telemetry_path, "/healthz", "/readyz", "/"}
-            if self._path() in known:
-                self._send(405, b"method not allowed\n", headers={"Allow": "GET, HEAD"})
-            else:
-                self._send(404, b"not found\n")
-            return
-        ok, message = self.hooks.reload()
-        self._send(200 if ok else 500, f"{message}\n".encode())
-
-    def _not_allowed(self) -> None:
-        self._send(405, b"method not allowed\n", headers={"Allow": "GET, HEAD, POST"})
-
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _answer
 
 
 def _dual_stack() -> bool:
@@ -314,6 +174,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.guard = ConnectionGuard()
         self.guard.run_reaper()
         self.live = LiveWebConfig(WebConfig())
+        self.router: Router
 
     def get_request(self) -> tuple[Any, Any]:
         """Accept a connection, wrapped in TLS with the web config in force right now."""
@@ -358,9 +219,9 @@ class ExporterHTTPServer(ThreadingHTTPServer):
 
 def make_server(address: str, hooks: ServerHooks) -> ExporterHTTPServer:
     """Bind the HTTP server (not yet serving); HTTPS when the web config has TLS."""
-    handler = type("BoundRequestHandler", (ExporterRequestHandler,), {"hooks": hooks})
-    server = ExporterHTTPServer(parse_listen_address(address), handler)
+    server = ExporterHTTPServer(parse_listen_address(address), ExporterRequestHandler)
     server.live = LiveWebConfig(hooks.web, hooks.store.record_web_reload)
+    server.router = Router(hooks, server.live)
     return server
 
 

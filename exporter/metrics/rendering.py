@@ -1,0 +1,169 @@
+"""A tenant's snapshot → its sample lines, by metric family (no HELP/TYPE: the store adds those).
+
+:func:`render_tenant_block` returns a mapping family → lines; a family with nothing to show is
+absent. Example (``tenant="contoso"``, one poll)::
+
+    {TENANT_UP: 'entra_exporter_tenant_up{tenant="contoso"} 1\\n',
+     COLLECTOR_UP: 'entra_exporter_collector_up{tenant="contoso",collector="report"} 1\\n',
+     POLLS: 'entra_exporter_polls_total{tenant="contoso",result="success"} 1\\n...', ...}
+"""
+
+from __future__ import annotations
+
+from exporter.graph.failures import RESULTS
+from exporter.metrics.families import (
+    COLLECTOR_POLLS,
+    COLLECTOR_UP,
+    DATA_TIMESTAMP,
+    GRAPH_REQUESTS,
+    GROUP_REGISTRATION,
+    GROUP_STRENGTH,
+    GROUP_USERS,
+    LAST_DURATION,
+    LAST_SUCCESS,
+    METHOD_USERS,
+    POLLS,
+    REGISTRATION_USERS,
+    SEGMENT_REGISTRATION,
+    SEGMENT_STRENGTH,
+    SEGMENT_USERS,
+    SYSTEM_PREFERRED,
+    TENANT_INFO,
+    TENANT_UP,
+    TENANT_USERS,
+    THROTTLED_RESPONSES,
+    TOKEN_REQUESTS,
+    Family,
+    escape_label_value,
+    format_value,
+)
+from exporter.metrics.snapshots import CollectorSnapshot, TenantSnapshot
+from exporter.reports.details import SEGMENT_STATUSES, STRENGTHS
+from exporter.reports.registration import CoverageCounts, RegistrationReport, SegmentReport
+
+Lines = dict[Family, str]
+
+
+def render_tenant_block(snapshot: TenantSnapshot) -> Lines:
+    """The tenant's sample lines per family (report families only while it has a report)."""
+    tenant = f'tenant="{escape_label_value(snapshot.name)}"'
+    lines: Lines = {}
+    if snapshot.report is not None:
+        lines.update(render_report(tenant, snapshot.report))
+    lines[TENANT_INFO] = (
+        f'{TENANT_INFO.name}{{{tenant},tenant_id="{escape_label_value(snapshot.tenant_id)}",'
+        f'cloud="{escape_label_value(snapshot.cloud)}",'
+        f'source="{escape_label_value(snapshot.source)}"}} 1\n'
+    )
+    lines[TENANT_UP] = f"{TENANT_UP.name}{{{tenant}}} {1 if snapshot.up else 0}\n"
+    if snapshot.last_success is not None:
+        lines[LAST_SUCCESS] = (
+            f"{LAST_SUCCESS.name}{{{tenant}}} {format_value(snapshot.last_success)}\n"
+        )
+    if snapshot.last_poll_duration is not None:
+        lines[LAST_DURATION] = (
+            f"{LAST_DURATION.name}{{{tenant}}} {format_value(snapshot.last_poll_duration)}\n"
+        )
+    lines[POLLS] = _by_result(POLLS, tenant, snapshot.polls)
+    lines[TOKEN_REQUESTS] = f"{TOKEN_REQUESTS.name}{{{tenant}}} {snapshot.token_requests}\n"
+    lines[GRAPH_REQUESTS] = f"{GRAPH_REQUESTS.name}{{{tenant}}} {snapshot.graph_requests}\n"
+    lines[THROTTLED_RESPONSES] = (
+        f"{THROTTLED_RESPONSES.name}{{{tenant}}} {snapshot.throttled_responses}\n"
+    )
+    lines.update(render_collectors(tenant, snapshot.collectors))
+    return lines
+
+
+def _by_result(family: Family, labels: str, polls: tuple[int, ...]) -> str:
+    pairs = zip(RESULTS, polls, strict=True)  # pragma: no mutate (equal lengths)
+    return "".join(f'{family.name}{{{labels},result="{name}"}} {count}\n' for name, count in pairs)
+
+
+def render_collectors(tenant: str, collectors: tuple[CollectorSnapshot, ...]) -> Lines:
+    """Each collector's up gauge and runs by result (``tenant`` is the escaped label)."""
+    if not collectors:
+        return {}
+    up, polls = [], []
+    for collector in collectors:
+        labels = f'{tenant},collector="{escape_label_value(collector.name)}"'
+        up.append(f"{COLLECTOR_UP.name}{{{labels}}} {1 if collector.up else 0}\n")
+        polls.append(_by_result(COLLECTOR_POLLS, labels, collector.polls))
+    return {COLLECTOR_UP: "".join(up), COLLECTOR_POLLS: "".join(polls)}
+
+
+def render_report(tenant: str, report: RegistrationReport) -> Lines:
+    """The report's families: counts per status, users, methods, and its segments."""
+    lines: Lines = {
+        REGISTRATION_USERS: "".join(
+            f"{REGISTRATION_USERS.name}{{{tenant},"
+            f'registrationStatus="{escape_label_value(status)}"}} {count}\n'
+            for status, count in report.users_by_status
+        ),
+        TENANT_USERS: f"{TENANT_USERS.name}{{{tenant}}} {report.total_users}\n",
+        METHOD_USERS: "".join(
+            f'{METHOD_USERS.name}{{{tenant},method="{escape_label_value(method)}"}} {count}\n'
+            for method, count in report.users_by_method
+        ),
+    }
+    if report.segments is not None:
+        lines.update(render_segments(tenant, report.segments))
+    return lines
+
+
+def _coverage_lines(
+    labels: str, counts: CoverageCounts, families: tuple[Family, Family, Family]
+) -> Lines:
+    """Users, per-status and per-strength lines of one segment or group (``labels`` escaped)."""
+    users_family, status_family, strength_family = families
+    lines = {users_family: f"{users_family.name}{{{labels}}} {counts.users}\n"}
+    if not counts.users:
+        return lines
+    by_status = zip(SEGMENT_STATUSES, counts.statuses, strict=True)  # pragma: no mutate
+    by_strength = zip(STRENGTHS, counts.strengths, strict=True)  # pragma: no mutate
+    lines[status_family] = "".join(
+        f'{status_family.name}{{{labels},registrationStatus="{status}"}} {value}\n'
+        for status, value in by_status
+    )
+    lines[strength_family] = "".join(
+        f'{strength_family.name}{{{labels},strength="{strength}"}} {value}\n'
+        for strength, value in by_strength
+    )
+    return lines
+
+
+def _join(parts: list[Lines]) -> Lines:
+    """Each family's lines from every part, in the parts' order."""
+    joined: Lines = {}
+    for part in parts:
+        for family, text in part.items():
+            joined[family] = joined.get(family, "") + text
+    return joined
+
+
+def render_segments(tenant: str, report: SegmentReport) -> Lines:
+    """The segment families' lines (``tenant`` is the escaped tenant label)."""
+    segment_families = (SEGMENT_USERS, SEGMENT_REGISTRATION, SEGMENT_STRENGTH)
+    group_families = (GROUP_USERS, GROUP_REGISTRATION, GROUP_STRENGTH)
+    lines = _join(
+        [
+            _coverage_lines(
+                f'{tenant},user_type="{escape_label_value(user_type)}",role="{role}"',
+                counts,
+                segment_families,
+            )
+            for user_type, role, counts in report.segments
+        ]
+        + [
+            _coverage_lines(f'{tenant},group="{escape_label_value(name)}"', counts, group_families)
+            for name, counts in report.groups
+        ]
+    )
+    lines[SYSTEM_PREFERRED] = "".join(
+        f'{SYSTEM_PREFERRED.name}{{{tenant},method="{escape_label_value(method)}"}} {count}\n'
+        for method, count in report.system_preferred
+    )
+    if report.data_timestamp is not None:
+        lines[DATA_TIMESTAMP] = (
+            f"{DATA_TIMESTAMP.name}{{{tenant}}} {format_value(report.data_timestamp)}\n"
+        )
+    return lines

@@ -1,0 +1,68 @@
+"""What a tenant's poll runs: its collectors, each with its own result and health series.
+
+A collector is anything with a ``name`` and an async ``collect(run)`` that returns its value
+(wrapped in :class:`Collected`) or raises :class:`~exporter.graph.answers.GraphError`. Adding
+one is a module with its class and one line in :data:`COLLECTORS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from exporter.config.model import TenantConfig
+from exporter.graph.answers import RequestTally
+from exporter.graph.auth import AccessToken
+from exporter.graph.client import GraphClient
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorRun:
+    """What one collector run may use: Graph, the tenant, its token, the poll's deadline."""
+
+    graph: GraphClient
+    tenant: TenantConfig
+    token: AccessToken
+    deadline: float
+    tally: RequestTally
+    # The report source to read: the configured one, or where ``auto`` settled.
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """A collector's value; ``source`` is the report source it read (the report's only)."""
+
+    value: object
+    source: str | None = None
+
+
+class Collector(Protocol):
+    """One kind of data read from Graph per poll."""
+
+    name: str
+
+    async def collect(self, run: CollectorRun) -> Collected:
+        """Read and return the value; raise GraphError when Graph's answer fails the run."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorKind:
+    """A collector class and which tenants run it."""
+
+    build: Callable[[], Collector]
+    wanted: Callable[[TenantConfig], bool]
+
+
+def _registered() -> tuple[CollectorKind, ...]:
+    # Imported here: the collectors' modules import this one for CollectorRun and Collected.
+    from exporter.polling.report_collector import ReportCollector  # noqa: PLC0415
+
+    return (CollectorKind(ReportCollector, lambda _tenant: True),)
+
+
+def collectors_for(tenant: TenantConfig) -> tuple[Collector, ...]:
+    """The collectors a poll of ``tenant`` runs, in order."""
+    return tuple(kind.build() for kind in _registered() if kind.wanted(tenant))
