@@ -49,7 +49,11 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["tests/test_sharding.py", "tests/test_boundaries.py"],
     ),
     "metrics": (
-        ["exporter/metrics/store.py"],
+        [
+            "exporter/metrics/snapshots.py",
+            "exporter/metrics/rendering.py",
+            "exporter/metrics/store.py",
+        ],
         ["tests/test_metrics.py", "tests/test_boundaries.py"],
     ),
     "config": (

@@ -300,3 +300,60 @@ async def make_pipeline() -> AsyncIterator[Callable[[Config], Runtime]]:
     yield make
     for pipeline in pipelines:
         await pipeline.aclose()
+
+
+# ----------------------------------------------------------------- tiers
+
+# Every test module's tier: unit (no socket, no process), integration (the simulator and real
+# TLS in this process), system (the CLI as a process, Prometheus, a browser, a wheel, manifests).
+# Tests marked slow (the bench smoke run, the soak, the 100,000-user tenant) are left out of
+# `make test-fast` whatever their module's tier.
+TIERS = {
+    "unit": {
+        "test_boundaries",
+        "test_config",
+        "test_details",
+        "test_metrics",
+        "test_ratelimit",
+        "test_report",
+        "test_router",
+        "test_sharding",
+        "test_structure",
+    },
+    "integration": {
+        "test_credentials",
+        "test_graph",
+        "test_hostile",
+        "test_netbackend",
+        "test_pacing",
+        "test_polling",
+        "test_properties",
+        "test_segments",
+        "test_server",
+        "test_sources",
+        "test_webconfig",
+    },
+    "system": {
+        "test_browser",
+        "test_cli_flags",
+        "test_deploy",
+        "test_e2e",
+        "test_prometheus",
+        "test_reliability",
+        "test_webconfig_toolkit",
+        "test_wheel",
+    },
+    "slow": {"test_bench", "test_soak"},
+}
+
+
+def tier_of(module: str) -> str | None:
+    """The tier of test module ``module`` (its file name without .py), None if unlisted."""
+    return next((tier for tier, modules in TIERS.items() if module in modules), None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = tier_of(item.path.stem)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))

@@ -111,6 +111,7 @@ async def test_a_gone_seed_report_without_auto_is_an_http_error(
     assert result.failure is not None and result.failure.error_code == "BadRequest"
 
 
+@pytest.mark.slow
 async def test_paging_a_100000_user_tenant_keeps_memory_flat(
     sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import importlib
 import logging
+import operator
 import pkgutil
 import re
 import subprocess
@@ -194,8 +195,10 @@ def module_level_state(module: types.ModuleType) -> list[str]:
             continue  # modules, classes, functions; loggers are process-wide by design
         if isinstance(value, types.GenericAlias | types.UnionType | typing.TypeVar):
             continue  # type aliases
-        if isinstance(value, __future__._Feature):
-            continue
+        if name == "annotations" or isinstance(value, operator.attrgetter):
+            continue  # ``from __future__ import annotations``; attrgetters are immutable
+        if type(value).__module__ == "typing":
+            continue  # TypeGuard and other special forms
         if isinstance(value, datetime.tzinfo | msgspec.json.Decoder):
             continue  # immutable, and stateless (a decoder keeps no data between calls)
         if dataclasses.is_dataclass(value) and type(value).__dataclass_params__.frozen:
@@ -220,3 +223,28 @@ def test_the_singleton_check_finds_a_dict_and_an_instance() -> None:
     module.TABLE = {}  # type: ignore[attr-defined]
     module.REDACTOR = logging.Filter()  # type: ignore[attr-defined]
     assert module_level_state(module) == ["m.TABLE: dict", "m.REDACTOR: Filter"]
+
+
+def test_every_test_module_has_a_tier() -> None:
+    from tests.conftest import tier_of
+
+    modules = sorted(p.stem for p in (REPO / "tests").glob("test_*.py"))
+    assert [m for m in modules if tier_of(m) is None] == []
+
+
+def test_the_architecture_document_maps_every_module_and_nothing_else() -> None:
+    text = (REPO / "docs" / "architecture.md").read_text()
+    tree = text.split("```")[1]
+    listed, folder = set(), ""
+    for line in tree.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if name.endswith("/"):
+            folder = "" if name == "exporter/" else name
+        elif name.endswith(".py"):
+            listed.add(f"{folder}{name}" if line.startswith("    ") else name)
+    actual = {
+        str(p.relative_to(REPO / "exporter"))
+        for p in (REPO / "exporter").rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py")
+    }
+    assert listed == actual
