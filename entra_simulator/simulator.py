@@ -167,7 +167,10 @@ class Simulator:
             server.socket, server_side=True, do_handshake_on_connect=False
         )
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="simulator", daemon=True)
+        # A short poll interval: stop() returns within 50 ms instead of socketserver's 0.5 s.
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="simulator", daemon=True
+        )
         self._thread.start()
         return self.base_url
 

@@ -266,6 +266,7 @@ def test_a_bad_reload_is_refused_answered_and_sigterm_still_stops_the_process(
 # ----------------------------------------------------------------- 7: connections and threads
 
 
+@pytest.mark.slow
 def test_trickling_connections_cannot_hold_threads_or_block_a_scrape(
     sim_env: SimEnv, start_exporter: Callable[..., ExporterProcess]
 ) -> None:

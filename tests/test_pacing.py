@@ -43,6 +43,7 @@ def one_app(tmp_path: Path) -> tuple[Simulator, Config]:
     sim.stop()
 
 
+@pytest.mark.slow
 async def test_one_app_with_many_tenants_is_never_refused(
     one_app: tuple[Simulator, Config], make_pipeline: Callable[[Config], Runtime]
 ) -> None:
@@ -65,6 +66,7 @@ async def replicas_round(
     return [r.result for results in rounds for r in results if r]
 
 
+@pytest.mark.slow
 async def test_sharded_replicas_sharing_the_app_are_never_refused(
     one_app: tuple[Simulator, Config], make_pipeline: Callable[[Config], Runtime]
 ) -> None:

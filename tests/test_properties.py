@@ -117,6 +117,7 @@ def promtool_accepts(text: str) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@pytest.mark.slow
 @given(status=st.sampled_from([200, 200, 200, 400, 404, 500]), body=BODIES)
 def test_any_answer_is_a_result_and_the_exposition_stays_valid(
     harness: Harness, status: int, body: bytes
@@ -134,6 +135,7 @@ def test_any_answer_is_a_result_and_the_exposition_stays_valid(
 SUCCESSES: list[str] = []
 
 
+@pytest.mark.slow  # follows the property above, which is slow
 def test_the_property_reached_the_renderer() -> None:
     # Runs after the property (file order): some answers must have been usable reports.
     assert len(SUCCESSES) >= 5

@@ -247,6 +247,7 @@ report_like = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(report_like)
 def test_arbitrary_json_gives_a_report_or_the_parsers_error(document: object) -> None:
