@@ -239,6 +239,7 @@ SEGMENTED = RegistrationReport(
         ),
         system_preferred=(("none", 5), ("push", 5)),
         data_timestamp=1_750_000_000.5,
+        phone_only=(("2027-02-01", 2), ("2027-07-01", 1)),
     ),
 )
 

@@ -52,14 +52,14 @@ _VAR_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
 _VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HTTPS_HOST_RE = re.compile(r"^https://[^/\s]+$")
 
-DEFAULTS_KEYS = ("interval", "timeout", "jitter", "cloud", "source", "stale_after")
+DEFAULTS_KEYS = ("interval", "timeout", "jitter", "cloud", "source", "stale_after", "policy")
 _TOP_KEYS = frozenset(
     {"defaults", "concurrency", "rate_limits", "endpoints", "tls_ca_file", "tenants"}
 )
 _TENANT_KEYS = frozenset(
     {"name", "tenant_id", "client_id", "segments", *CREDENTIAL_KEYS, *DEFAULTS_KEYS}
 )
-_BUILTIN_DEFAULTS: Mapping[str, str | None] = MappingProxyType(
+_BUILTIN_DEFAULTS: Mapping[str, str | bool | None] = MappingProxyType(
     {
         "interval": "10m",
         "timeout": "30s",
@@ -67,6 +67,7 @@ _BUILTIN_DEFAULTS: Mapping[str, str | None] = MappingProxyType(
         "cloud": "global",
         "source": None,  # depends on the cloud: see _source_for
         "stale_after": "3x",
+        "policy": False,
     }
 )
 MIN_INTERVAL = 1.0
@@ -156,6 +157,7 @@ class _Settings:
     cloud: str
     source: str
     stale_after: float
+    policy: bool
 
 
 def _parse_durations(raw: _RawSettings, problems: Problems) -> dict[str, float] | None:
@@ -223,6 +225,9 @@ def _parse_settings(raw: _RawSettings, problems: Problems) -> _Settings | None:
     if source is not None and source not in SOURCES:
         problems.add(raw.paths["source"], f"{source!r} is not one of {', '.join(SOURCES)}")
         ok = False
+    if not isinstance(raw.values["policy"], bool):
+        problems.add(raw.paths["policy"], "must be true or false")
+        ok = False
     interval = durations.get("interval") if durations else None
     stale_after = _parse_stale_after(raw, interval, problems)
     if not ok or durations is None or stale_after is None:
@@ -234,6 +239,7 @@ def _parse_settings(raw: _RawSettings, problems: Problems) -> _Settings | None:
         cloud=str(cloud),
         source=_source_for(str(cloud), source, raw.paths["source"], problems),
         stale_after=stale_after,
+        policy=bool(raw.values["policy"]),
     )
 
 

@@ -171,6 +171,11 @@ class SegmentsConfig:
     groups: tuple[tuple[str, str], ...] = ()
 
 
+# Microsoft's SMS and voice retirement dates hold for the global cloud; ``custom`` stands in
+# front of it (proxies, the simulator).
+READINESS_CLOUDS = ("global", "custom")
+
+
 @dataclass(frozen=True, slots=True)
 class TenantConfig:
     """One tenant to poll, with the defaults already applied."""
@@ -189,10 +194,24 @@ class TenantConfig:
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     # Its client_id or credential comes from defaults (one multi-tenant app).
     shared_app: bool = False
+    # Read the authentication methods policy every poll (the ``policy`` collector).
+    policy: bool = False
 
     @property
     def authority(self) -> str:
         return f"{self.endpoints.authority_host}/{self.tenant_id}"
+
+    def readiness_off(self, source: str | None = None) -> str | None:
+        """Why SMS/voice retirement readiness is off for this tenant reading ``source`` (its
+        configured one by default); None when it is on."""
+        source = source or self.source
+        if source == DEFAULT_SOURCE:
+            return "source is credentialUserRegistrationCount (needs userRegistrationDetails)"
+        if self.cloud not in READINESS_CLOUDS:
+            return f"cloud {self.cloud} has no retirement date yet"
+        if not self.segments.privileged_roles:
+            return "segments.privileged_roles is not set (Global Administrators need it)"
+        return None
 
     @property
     def graph_scope(self) -> str:

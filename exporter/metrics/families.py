@@ -135,6 +135,14 @@ DATA_TIMESTAMP = Family(
     "Newest lastUpdatedDateTime in Graph userRegistrationDetails (Microsoft refreshes the "
     "report every few hours), as of the last successful poll.",
 )
+PHONE_ONLY = Family(
+    "entra_phone_only_users",
+    "gauge",
+    "Users whose strongest registered method is a phone, by the date their cohort loses "
+    "Microsoft-provided SMS and voice (2027-07-01: Global Administrators and external users; "
+    "2027-02-01: everyone else), counted from Graph userRegistrationDetails and role "
+    "assignments, as of the last successful poll.",
+)
 SEGMENT_FAMILIES = (
     SEGMENT_USERS,
     SEGMENT_REGISTRATION,
@@ -144,6 +152,7 @@ SEGMENT_FAMILIES = (
     GROUP_STRENGTH,
     SYSTEM_PREFERRED,
     DATA_TIMESTAMP,
+    PHONE_ONLY,
 )
 # Families with one or more lines per tenant, in exposition order; those in REPORT_FAMILIES
 # are the report's and disappear when the report turns stale.
@@ -165,6 +174,12 @@ TENANT_FAMILIES = (
 )
 REPORT_FAMILIES = frozenset({REGISTRATION_USERS, TENANT_USERS, METHOD_USERS, *SEGMENT_FAMILIES})
 
+RETIREMENT_TIMESTAMP = Family(
+    "entra_sms_voice_retirement_timestamp_seconds",
+    "gauge",
+    "Unix time (00:00 UTC) of each date Microsoft retires its SMS and voice authentication "
+    "for a cohort (Microsoft Learn, global cloud), for countdowns; a constant.",
+)
 RELOAD_OK = Family(
     "entra_exporter_config_last_reload_successful",
     "gauge",

@@ -22,8 +22,10 @@ from exporter.metrics.families import (
     LAST_DURATION,
     LAST_SUCCESS,
     METHOD_USERS,
+    PHONE_ONLY,
     POLLS,
     REGISTRATION_USERS,
+    RETIREMENT_TIMESTAMP,
     SEGMENT_REGISTRATION,
     SEGMENT_STRENGTH,
     SEGMENT_USERS,
@@ -38,7 +40,7 @@ from exporter.metrics.families import (
     format_value,
 )
 from exporter.metrics.snapshots import CollectorSnapshot, TenantSnapshot
-from exporter.reports.details import SEGMENT_STATUSES, STRENGTHS
+from exporter.reports.details import RETIREMENTS, SEGMENT_STATUSES, STRENGTHS
 from exporter.reports.registration import CoverageCounts, RegistrationReport, SegmentReport
 
 Lines = dict[Family, str]
@@ -166,4 +168,17 @@ def render_segments(tenant: str, report: SegmentReport) -> Lines:
         lines[DATA_TIMESTAMP] = (
             f"{DATA_TIMESTAMP.name}{{{tenant}}} {format_value(report.data_timestamp)}\n"
         )
+    if report.phone_only is not None:
+        lines[PHONE_ONLY] = "".join(
+            f'{PHONE_ONLY.name}{{{tenant},retirement="{date}"}} {count}\n'
+            for date, count in report.phone_only
+        )
     return lines
+
+
+def render_retirement_dates() -> str:
+    """The retirement dates' sample lines (shown while any tenant has phone-only counts)."""
+    return "".join(
+        f'{RETIREMENT_TIMESTAMP.name}{{retirement="{date}"}} {stamp}\n'
+        for date, stamp in RETIREMENTS
+    )

@@ -35,9 +35,11 @@ from prometheus_client.openmetrics import exposition as om_exposition
 from exporter import __version__
 from exporter.metrics.families import (
     BUILD_INFO,
+    PHONE_ONLY,
     RELOAD_OK,
     RELOAD_TIME,
     REPORT_FAMILIES,
+    RETIREMENT_TIMESTAMP,
     SCHEDULER_EVENT_KINDS,
     SCHEDULER_EVENTS,
     TENANT_FAMILIES,
@@ -45,7 +47,7 @@ from exporter.metrics.families import (
     escape_label_value,
     format_value,
 )
-from exporter.metrics.rendering import Lines, render_tenant_block
+from exporter.metrics.rendering import Lines, render_retirement_dates, render_tenant_block
 from exporter.metrics.snapshots import TenantSnapshot
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -179,6 +181,9 @@ class MetricsStore:
             source = fresh if family in REPORT_FAMILIES else entries
             parts.append(family.header(openmetrics))
             parts.extend(entry.lines.get(family, "") for entry in source)
+        if any(PHONE_ONLY in entry.lines for entry in fresh):
+            parts.append(RETIREMENT_TIMESTAMP.header(openmetrics))
+            parts.append(render_retirement_dates())
         parts.append(RELOAD_OK.header(openmetrics))
         parts.append(f"{RELOAD_OK.name} {reload_ok}\n")
         parts.append(WEB_RELOAD_OK.header(openmetrics))

@@ -26,13 +26,22 @@ from exporter.graph.client import GraphClient
 from exporter.graph.failures import PollFailure
 from exporter.metrics.snapshots import REPORT_COLLECTOR
 from exporter.polling.collectors import Collected, CollectorRun
-from exporter.reports.details import DETAIL_FIELDS, RegistrationDetailsCounter, SegmentContext
+from exporter.reports.details import (
+    DETAIL_FIELDS,
+    GLOBAL_ADMINISTRATOR,
+    RegistrationDetailsCounter,
+    SegmentContext,
+)
 from exporter.reports.directory import DirectoryIdCollector
 from exporter.reports.registration import RegistrationReport
 
 # One object per user (application permission AuditLog.Read.All); only counted fields selected.
 DETAILS_PATH = "/v1.0/reports/authenticationMethods/userRegistrationDetails"
 DETAILS_QUERY = MappingProxyType({"$select": ",".join(DETAIL_FIELDS), "$top": "999"})
+# With retirement readiness, userPrincipalName too (it marks external accounts with #EXT#).
+READINESS_QUERY = MappingProxyType(
+    {"$select": ",".join((*DETAIL_FIELDS, "userPrincipalName")), "$top": "999"}
+)
 ASSIGNMENTS_PATH = "/v1.0/roleManagement/directory/roleAssignments"
 ELIGIBILITIES_PATH = "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances"
 MEMBERS_QUERY = MappingProxyType({"$select": "id", "$top": "999"})
@@ -66,10 +75,13 @@ async def _group_users(
     return collector.users
 
 
-async def fetch_privileged_ids(
-    graph: GraphClient, tenant: TenantConfig, request: tuple[AccessToken, float, RequestTally]
+async def fetch_role_holders(
+    graph: GraphClient,
+    tenant: TenantConfig,
+    request: tuple[AccessToken, float, RequestTally],
+    roles: tuple[str, ...],
 ) -> frozenset[int]:
-    """Users holding a configured role: directly, or through a (role-assignable) group.
+    """Users holding one of ``roles``: directly, or through a (role-assignable) group.
 
     Active assignments, and with ``include_eligible`` PIM-eligible ones too; service
     principals are skipped, and users the report does not list never match anything.
@@ -80,7 +92,7 @@ async def fetch_privileged_ids(
         (ASSIGNMENTS_PATH, ELIGIBILITIES_PATH) if segments.include_eligible else (ASSIGNMENTS_PATH,)
     )
     for path in paths:
-        for role in segments.privileged_roles:
+        for role in roles:
             query = {"$filter": f"roleDefinitionId eq '{role}'", "$expand": "principal"}
             await graph.get_pages(
                 tenant,
@@ -99,16 +111,32 @@ async def fetch_privileged_ids(
 async def fetch_segment_context(
     graph: GraphClient, tenant: TenantConfig, request: tuple[AccessToken, float, RequestTally]
 ) -> SegmentContext:
-    """The ID sets the tenant's segments need (empty when none are configured)."""
+    """The ID sets the tenant's segments need (empty when none are configured).
+
+    With retirement readiness on, Global Administrators are looked up on their own, even when
+    ``privileged_roles`` leaves that role out (they count as privileged only if listed).
+    """
     segments = tenant.segments
+    readiness = tenant.readiness_off(DETAILS_SOURCE) is None
+    roles = segments.privileged_roles
+    others = tuple(role for role in roles if role != GLOBAL_ADMINISTRATOR)
     privileged: frozenset[int] = frozenset()
-    if segments.privileged_roles:
-        privileged = await fetch_privileged_ids(graph, tenant, request)
+    if others:
+        privileged = await fetch_role_holders(graph, tenant, request, others)
+    global_admins: frozenset[int] | None = None
+    if readiness or GLOBAL_ADMINISTRATOR in roles:
+        global_admins = await fetch_role_holders(graph, tenant, request, (GLOBAL_ADMINISTRATOR,))
+        if GLOBAL_ADMINISTRATOR in roles:
+            privileged |= global_admins
     groups = []
     for name, group_id in segments.groups:
         members = await _group_users(graph, tenant, group_id, request, f"group {name}")
         groups.append((name, frozenset(members)))
-    return SegmentContext(privileged=privileged, groups=tuple(groups))
+    return SegmentContext(
+        privileged=privileged,
+        groups=tuple(groups),
+        global_admins=global_admins if readiness else None,
+    )
 
 
 async def fetch_registration_details(
@@ -120,8 +148,9 @@ async def fetch_registration_details(
 ) -> RegistrationReport:
     """Count users over every page of userRegistrationDetails, with the tenant's segments."""
     request = (token, deadline, tally)
-    counter = RegistrationDetailsCounter(await fetch_segment_context(graph, tenant, request))
-    url = graph_url(tenant, DETAILS_PATH, DETAILS_QUERY)
+    context = await fetch_segment_context(graph, tenant, request)
+    counter = RegistrationDetailsCounter(context)
+    url = graph_url(tenant, DETAILS_PATH, READINESS_QUERY if context.readiness else DETAILS_QUERY)
     await graph.get_pages(tenant, url, request, counter.add_page, "userRegistrationDetails")
     return counter.report()
 

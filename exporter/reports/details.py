@@ -70,6 +70,7 @@ _STRENGTH_METHODS = (
 METHOD_STRENGTH = MappingProxyType(
     {m: rank for rank, methods in enumerate(_STRENGTH_METHODS) for m in methods}
 )
+PHONE = STRENGTHS.index("phone")
 UNCLASSIFIED = STRENGTHS.index("unclassified")
 NO_STRENGTH = STRENGTHS.index("none")
 NO_METHOD = "none"  # system-preferred method of a user with none
@@ -88,16 +89,33 @@ def strength_of(methods: Iterable[str]) -> int:
     return best
 
 
+# Microsoft retires its own SMS and voice for MFA and SSPR on these dates (00:00 UTC, Unix
+# time): everyone on the first, except Global Administrators and external (B2B) users, who
+# follow on the second. Microsoft Learn, "Passkeys by default and retirement of
+# Microsoft-provided SMS and voice authentication" (FAQ, 2026-09-23); global cloud only.
+RETIREMENT_GENERAL = ("2027-02-01", 1_801_440_000)
+RETIREMENT_LATE = ("2027-07-01", 1_814_400_000)
+RETIREMENTS = (RETIREMENT_GENERAL, RETIREMENT_LATE)
+GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
+EXTERNAL_MARK = "#EXT#"  # in the userPrincipalName of every B2B account
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentContext:
-    """The ID sets a report pass needs: privileged admins, and each configured group's users."""
+    """The ID sets a report pass needs: privileged admins, each configured group's users, and,
+    for SMS/voice retirement readiness, Global Administrators (None: readiness off)."""
 
     privileged: frozenset[int] = frozenset()
     groups: tuple[tuple[str, frozenset[int]], ...] = ()
+    global_admins: frozenset[int] | None = None
+
+    @property
+    def readiness(self) -> bool:
+        return self.global_admins is not None
 
     @property
     def needs_ids(self) -> bool:
-        return bool(self.privileged) or bool(self.groups)
+        return bool(self.privileged) or bool(self.groups) or bool(self.global_admins)
 
 
 class DetailsRow(msgspec.Struct, gc=False):
@@ -127,6 +145,12 @@ class DetailsRowWithId(DetailsRow, gc=False):
     id: str | None = None
 
 
+class DetailsRowWithUpn(DetailsRowWithId, gc=False):
+    """A row with its ``id`` and ``userPrincipalName``, for retirement readiness."""
+
+    userPrincipalName: str | None = None
+
+
 class DetailsPage(msgspec.Struct, gc=False):
     """One page of ``userRegistrationDetails``."""
 
@@ -141,8 +165,16 @@ class DetailsPageWithIds(msgspec.Struct, gc=False):
     next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
 
 
+class DetailsPageWithUpns(msgspec.Struct, gc=False):
+    """One page of ``userRegistrationDetails``, each row with ``id`` and ``userPrincipalName``."""
+
+    value: list[DetailsRowWithUpn]
+    next_link: str | None = msgspec.field(default=None, name="@odata.nextLink")
+
+
 _DECODER = msgspec.json.Decoder(DetailsPage)
 _DECODER_WITH_IDS = msgspec.json.Decoder(DetailsPageWithIds)
+_DECODER_WITH_UPNS = msgspec.json.Decoder(DetailsPageWithUpns)
 # A row's shape: the six flags as sent (true, false or null), userType and isAdmin.
 _SHAPE = attrgetter(*(name for name, _ in DETAIL_FLAGS), "userType", "isAdmin")
 _METHODS = attrgetter("methodsRegistered")
@@ -150,12 +182,17 @@ _PREFERRED = attrgetter("systemPreferredAuthenticationMethods")
 _USER_TYPE = attrgetter("userType")
 _UPDATED = attrgetter("lastUpdatedDateTime")
 _ID = attrgetter("id")
+_UPN = attrgetter("userPrincipalName")
 # Distinct shapes, method lists and preferred lists held before they are folded into counts.
 FOLD_AT = 5000
 
 
-def decode_details_page(page: Any, with_ids: bool = False) -> DetailsPage | DetailsPageWithIds:
+def decode_details_page(
+    page: Any, with_ids: bool = False, with_upns: bool = False
+) -> DetailsPage | DetailsPageWithIds | DetailsPageWithUpns:
     """A page of ``userRegistrationDetails`` (see :func:`.directory.decode_page`)."""
+    if with_upns:
+        return decode_page(page, _DECODER_WITH_UPNS, DetailsPageWithUpns)
     if with_ids:
         return decode_page(page, _DECODER_WITH_IDS, DetailsPageWithIds)
     return decode_page(page, _DECODER, DetailsPage)
@@ -190,11 +227,14 @@ class RegistrationDetailsCounter:
         self._combos: Counter[tuple[str, ...] | None] = Counter()
         self._preferred_lists: Counter[tuple[str, ...] | None] = Counter()
         self._newest: datetime | None = None
+        # Phone-only users: [by 2027-02-01, by 2027-07-01] (readiness only).
+        self._phone_only = [0, 0]
 
     def add_page(self, page: Any) -> Page:
         """Count one page of ``userRegistrationDetails`` (its JSON bytes)."""
         needs_ids = self._context.needs_ids
-        document = decode_details_page(page, with_ids=needs_ids)
+        readiness = self._context.readiness
+        document = decode_details_page(page, with_ids=needs_ids, with_upns=readiness)
         rows = document.value
         methods = list(map(_METHODS, rows))
         preferred = list(map(_PREFERRED, rows))
@@ -210,6 +250,10 @@ class RegistrationDetailsCounter:
             strengths = list(map(self._strengths.__getitem__, methods))
         if numbers is None:
             self._shapes.update(zip(map(_SHAPE, rows), strengths, strict=True))
+        elif readiness:
+            listed = map(self._listed.get, numbers, repeat(0))
+            external = map(is_external, map(_UPN, rows))
+            self._shapes.update(zip(map(_SHAPE, rows), strengths, listed, external, strict=True))
         else:
             listed = map(self._listed.get, numbers, repeat(0))
             self._shapes.update(zip(map(_SHAPE, rows), strengths, listed, strict=True))
@@ -297,7 +341,11 @@ class RegistrationDetailsCounter:
         """Add the counted shapes, method lists and preferred lists to the counts."""
         for (shape, strength, *listed), users in self._shapes.items():
             *flags, user_type, is_admin = shape
-            privileged, groups = self._memberships[listed[0]] if listed else _NOT_LISTED
+            privileged, groups, late = self._memberships[listed[0]] if listed else _NOT_LISTED
+            if strength == PHONE:
+                # Global Administrators and external users lose SMS and voice later.
+                external = len(listed) > 1 and listed[1]
+                self._phone_only[1 if late or external else 0] += users
             role = "privileged_admin" if privileged else "admin" if is_admin else "user"
             key = (NULL_USER_TYPE if user_type is None else user_type, role)
             row = self._segments.get(key)
@@ -334,6 +382,14 @@ class RegistrationDetailsCounter:
             ),
             system_preferred=tuple(sorted(self._preferred.items())),
             data_timestamp=None if self._newest is None else self._newest.timestamp(),
+            phone_only=(
+                tuple(
+                    (date, count)
+                    for (date, _), count in zip(RETIREMENTS, self._phone_only, strict=True)
+                )
+                if self._context.readiness
+                else None
+            ),
         )
         return RegistrationReport(
             total_users=totals[0],
@@ -343,19 +399,24 @@ class RegistrationDetailsCounter:
         )
 
 
-_NOT_LISTED: tuple[bool, tuple[int, ...]] = (False, ())
+def is_external(user_principal_name: str | None) -> bool:
+    """True for a B2B account: Microsoft marks its userPrincipalName with ``#EXT#``."""
+    return user_principal_name is not None and EXTERNAL_MARK in user_principal_name
 
 
-def _listed_ids(
-    context: SegmentContext,
-) -> tuple[dict[int, int], list[tuple[bool, tuple[int, ...]]]]:
-    """Every ID of the context's sets → the number of its (privileged, groups) in the list
-    returned beside it (0: listed nowhere). One look-up a row instead of one test per set, and
-    a small int in the row's key, quicker to hash than the pair."""
+# A user's membership: (privileged admin, configured groups, Global Administrator).
+Membership = tuple[bool, tuple[int, ...], bool]
+_NOT_LISTED: Membership = (False, (), False)
+
+
+def _listed_ids(context: SegmentContext) -> tuple[dict[int, int], list[Membership]]:
+    """Every ID of the context's sets → the number of its membership in the list returned
+    beside it (0: listed nowhere). One look-up a row instead of one test per set, and a small
+    int in the row's key, quicker to hash than the tuple."""
     memberships = [_NOT_LISTED]
     numbers = {_NOT_LISTED: 0}
 
-    def number_of(membership: tuple[bool, tuple[int, ...]]) -> int:
+    def number_of(membership: Membership) -> int:
         if membership not in numbers:
             numbers[membership] = len(memberships)
             memberships.append(membership)
@@ -364,10 +425,14 @@ def _listed_ids(
     listed: dict[int, int] = {}
     for group, (_, members) in enumerate(context.groups):
         for user_id in members:
-            privileged, groups = memberships[listed.get(user_id, 0)]
-            listed[user_id] = number_of((privileged, (*groups, group)))
+            privileged, groups, late = memberships[listed.get(user_id, 0)]
+            listed[user_id] = number_of((privileged, (*groups, group), late))
     for user_id in context.privileged:
-        listed[user_id] = number_of((True, memberships[listed.get(user_id, 0)][1]))
+        _, groups, late = memberships[listed.get(user_id, 0)]
+        listed[user_id] = number_of((True, groups, late))
+    for user_id in context.global_admins or ():
+        privileged, groups, _ = memberships[listed.get(user_id, 0)]
+        listed[user_id] = number_of((privileged, groups, True))
     return listed, memberships
 
 

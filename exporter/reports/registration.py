@@ -56,6 +56,8 @@ class SegmentReport:
     system_preferred: tuple[tuple[str, int], ...] = ()
     # Newest lastUpdatedDateTime in the report, Unix time (None: no row had one).
     data_timestamp: float | None = None
+    # Phone-only users per SMS/voice retirement date (None: readiness is off for the tenant).
+    phone_only: tuple[tuple[str, int], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
