@@ -26,8 +26,15 @@ from exporter.metrics.families import (
     TENANT_USERS,
 )
 from exporter.metrics.rendering import render_tenant_block
-from exporter.metrics.snapshots import RECENT_POLLS, PollRecord, PollResult, TenantSnapshot
+from exporter.metrics.snapshots import (
+    RECENT_POLLS,
+    CollectorResult,
+    PollRecord,
+    PollResult,
+    TenantSnapshot,
+)
 from exporter.metrics.store import MetricsStore
+from exporter.reports.policy import MethodsPolicy
 from exporter.reports.registration import CoverageCounts, RegistrationReport, SegmentReport
 from tests.conftest import record_poll, track_tenants
 from tests.conftest import tenant_config as tenant
@@ -244,6 +251,16 @@ SEGMENTED = RegistrationReport(
 )
 
 
+POLICY = MethodsPolicy(
+    methods=(("Fido2", True), ("Sms", False), ("Voice", True), ("QrCodePin", False)),
+    campaign_state="enabled",
+    campaign_targets=("microsoftAuthenticator",),
+    snooze_days=3,
+    passkey_migration_opted_out=False,
+    migration_state="somethingNew",
+)
+POLICY_403 = PollFailure("auth_error", "grant Policy.Read.AuthenticationMethod", 403, "Denied")
+
 THROTTLED_POLL = PollResult(
     "throttled",
     None,
@@ -271,6 +288,10 @@ def golden_store() -> MetricsStore:
             RequestTally(3, 1, 0.5),
             "userRegistrationDetails",
             token_requests=1,
+            collectors=(
+                CollectorResult("report", "success", SEGMENTED),
+                CollectorResult("policy", "success", POLICY),
+            ),
         ),
     )
     record_poll(store, FABRIKAM, THROTTLED_POLL)
@@ -286,6 +307,10 @@ def golden_store() -> MetricsStore:
             RequestTally(1, 0, 0.0),
             "userRegistrationDetails",
             token_requests=2,
+            collectors=(
+                CollectorResult("report", "timeout", None, PollFailure("timeout", "too slow")),
+                CollectorResult("policy", "auth_error", None, POLICY_403),
+            ),
         ),
     )
     for kind in ("missed", "missed", "error"):

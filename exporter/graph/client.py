@@ -13,7 +13,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
 
 import httpx
 
@@ -35,6 +36,7 @@ from exporter.graph.failures import (
     PollFailure,
 )
 from exporter.graph.pacing import GraphRateLimiter, RateLimitedError
+from exporter.graph.service_budget import ServiceBudget, request_cost
 from exporter.graph.transport import HttpResponse, ResponseBodyError, Transport
 from exporter.reports.directory import Page
 from exporter.reports.registration import (
@@ -42,6 +44,20 @@ from exporter.reports.registration import (
     ReportParseError,
     parse_registration_report,
 )
+
+T = TypeVar("T")
+# The budgets a request may be paced by: identity and access reports, or the service's.
+REPORTS, DIRECTORY = "reports", "directory"
+
+
+def _throttle_percentage(response: HttpResponse) -> float | None:
+    """Graph's ``x-ms-throttle-limit-percentage`` (sent from 0.8 of a limit on), if any."""
+    text = response.headers.get("x-ms-throttle-limit-percentage")
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
 
 log = logging.getLogger("exporter.graph")
 
@@ -60,10 +76,17 @@ class GraphClient:
         transport: Transport,
         limiter: GraphRateLimiter,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        service: ServiceBudget | None = None,
     ) -> None:
         self._transport = transport
         self._limiter = limiter
         self._sleep = sleep
+        # Directory requests (roles, groups, policies) are paced by the service's own budget.
+        self.service = service or ServiceBudget()
+
+    def note_tenant_size(self, tenant: TenantConfig, users: int) -> None:
+        """The tenant's size, learnt from its report: it sets its directory budget."""
+        self.service.note_size(tenant.client_id, tenant.tenant_id, users)
 
     def use_rate_limits(
         self, per_app_per_tenant: RateLimit, per_app: RateLimit, apps: set[tuple[str, str]]
@@ -99,6 +122,30 @@ class GraphClient:
                 )
             ) from None
 
+    async def get_document(
+        self,
+        tenant: TenantConfig,
+        url: str,
+        request: tuple[AccessToken, float, RequestTally],
+        parse: Callable[[Any], T],
+        what: str,
+        service: str = REPORTS,
+    ) -> T:
+        """GET ``url`` (one JSON document) and ``parse`` it; ReportParseError is a parse_error.
+
+        ``service``: :data:`REPORTS` or :data:`DIRECTORY`, the budget the request is paced by.
+        """
+        token, deadline, tally = request
+        response, client_request_id = await self._get_ok(
+            tenant, url, token, deadline, tally, service
+        )
+        document, request_id = decode_json(response, client_request_id)
+        try:
+            return parse(document)
+        except ReportParseError as err:
+            message = f"unusable {what}: {err}"
+            raise GraphError(PollFailure(PARSE_ERROR, message, 200, None, request_id)) from None
+
     async def get_pages(
         self,
         tenant: TenantConfig,
@@ -106,6 +153,7 @@ class GraphClient:
         request: tuple[AccessToken, float, RequestTally],
         add_page: Callable[[bytes], Page],
         what: str,
+        service: str = REPORTS,
     ) -> int:
         """GET ``url`` and every ``@odata.nextLink`` after it; ``add_page`` takes each page.
 
@@ -121,7 +169,7 @@ class GraphClient:
         while next_url is not None:
             walk.check(next_url)
             response, client_request_id = await self._get_ok(
-                tenant, next_url, token, deadline, tally
+                tenant, next_url, token, deadline, tally, service
             )
             request_id = request_id_of(response, client_request_id)
             try:
@@ -139,13 +187,16 @@ class GraphClient:
         token: AccessToken,
         deadline: float,
         tally: RequestTally,
+        service: str = REPORTS,
     ) -> tuple[HttpResponse, str]:
         """GET ``url`` until a 200, with retries; return (response, our client-request-id)."""
         attempts = Attempts()
         while True:
             client_request_id = str(uuid.uuid4())
             try:
-                response = await self._send(tenant, url, token, client_request_id, deadline, tally)
+                response = await self._send(
+                    tenant, url, token, (client_request_id, deadline, tally), service
+                )
             except RateLimitedError as err:
                 raise GraphError(attempts.retried or PollFailure(THROTTLED, str(err))) from None
             except GraphError:
@@ -167,17 +218,26 @@ class GraphClient:
             await self._wait(delay, deadline, failure, tenant.name)
             attempts.retried = failure
 
+    def _slot(
+        self, tenant: TenantConfig, url: str, deadline: float, service: str
+    ) -> AbstractAsyncContextManager[float]:
+        """A slot in the budget of the request's service."""
+        if service == DIRECTORY:
+            units = request_cost("GET", url)
+            return self.service.slot(tenant.client_id, tenant.tenant_id, units, deadline)
+        return self._limiter.slot(tenant.client_id, tenant.tenant_id, deadline)
+
     async def _send(
         self,
         tenant: TenantConfig,
         url: str,
         token: AccessToken,
-        client_request_id: str,
-        deadline: float,
-        tally: RequestTally,
+        request: tuple[str, float, RequestTally],
+        service: str,
     ) -> HttpResponse:
-        """One GET inside a rate-limit slot, bounded by the request timeout and the deadline."""
-        async with self._limiter.slot(tenant.client_id, tenant.tenant_id, deadline) as waited:
+        """One GET inside a pacing slot, bounded by the request timeout and the deadline."""
+        client_request_id, deadline, tally = request
+        async with self._slot(tenant, url, deadline, service) as waited:
             tally.paced_seconds += waited
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -188,9 +248,13 @@ class GraphClient:
                 "Accept": "application/json",
                 "client-request-id": client_request_id,
             }
-            return await self._transport.request(
+            response = await self._transport.request(
                 "GET", url, timeout=min(tenant.timeout, remaining), headers=headers
             )
+        load = _throttle_percentage(response)
+        if load is not None:
+            self.service.note_load(tenant.client_id, tenant.tenant_id, load)
+        return response
 
     async def _wait(self, delay: float, deadline: float, failure: PollFailure, tenant: str) -> None:
         """Sleep before a retry, or give up with ``failure`` if the deadline comes first.

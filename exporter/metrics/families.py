@@ -154,6 +154,52 @@ SEGMENT_FAMILIES = (
     DATA_TIMESTAMP,
     PHONE_ONLY,
 )
+METHOD_ENABLED = Family(
+    "entra_authentication_method_enabled",
+    "gauge",
+    "1 when the method configuration's state is enabled in the tenant's authentication methods "
+    "policy (Graph beta policies/authenticationMethodsPolicy), else 0, as of the last "
+    "successful poll.",
+)
+CAMPAIGN_STATE = Family(
+    "entra_registration_campaign_state",
+    "gauge",
+    "The registration campaign's state (1 for the current one, 0 for the other known ones), "
+    "from the authentication methods policy, as of the last successful poll.",
+)
+CAMPAIGN_TARGET = Family(
+    "entra_registration_campaign_target_info",
+    "gauge",
+    "Each method the registration campaign nudges users to register (always 1), from the "
+    "authentication methods policy, as of the last successful poll.",
+)
+CAMPAIGN_SNOOZE = Family(
+    "entra_registration_campaign_snooze_days",
+    "gauge",
+    "Days a user may postpone the registration campaign (snoozeDurationInDays), from the "
+    "authentication methods policy, as of the last successful poll.",
+)
+PASSKEY_OPT_OUT = Family(
+    "entra_passkey_migration_opted_out",
+    "gauge",
+    "1 when the tenant opted out of Microsoft's passkey migration "
+    "(optOutSettings.passkeyDynamicMigration), else 0, from the beta authentication methods "
+    "policy, as of the last successful poll.",
+)
+MIGRATION_STATE = Family(
+    "entra_authentication_methods_policy_migration_state",
+    "gauge",
+    "The policy's migration state (policyMigrationState: 1 for the current one, 0 for the other "
+    "known ones), from the authentication methods policy, as of the last successful poll.",
+)
+POLICY_FAMILIES = (
+    METHOD_ENABLED,
+    CAMPAIGN_STATE,
+    CAMPAIGN_TARGET,
+    CAMPAIGN_SNOOZE,
+    PASSKEY_OPT_OUT,
+    MIGRATION_STATE,
+)
 # Families with one or more lines per tenant, in exposition order; those in REPORT_FAMILIES
 # are the report's and disappear when the report turns stale.
 TENANT_FAMILIES = (
@@ -171,6 +217,7 @@ TENANT_FAMILIES = (
     COLLECTOR_UP,
     COLLECTOR_POLLS,
     *SEGMENT_FAMILIES,
+    *POLICY_FAMILIES,
 )
 REPORT_FAMILIES = frozenset({REGISTRATION_USERS, TENANT_USERS, METHOD_USERS, *SEGMENT_FAMILIES})
 

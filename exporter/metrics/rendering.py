@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from exporter.graph.failures import RESULTS
 from exporter.metrics.families import (
+    CAMPAIGN_SNOOZE,
+    CAMPAIGN_STATE,
+    CAMPAIGN_TARGET,
     COLLECTOR_POLLS,
     COLLECTOR_UP,
     DATA_TIMESTAMP,
@@ -21,7 +24,10 @@ from exporter.metrics.families import (
     GROUP_USERS,
     LAST_DURATION,
     LAST_SUCCESS,
+    METHOD_ENABLED,
     METHOD_USERS,
+    MIGRATION_STATE,
+    PASSKEY_OPT_OUT,
     PHONE_ONLY,
     POLLS,
     REGISTRATION_USERS,
@@ -39,8 +45,9 @@ from exporter.metrics.families import (
     escape_label_value,
     format_value,
 )
-from exporter.metrics.snapshots import CollectorSnapshot, TenantSnapshot
+from exporter.metrics.snapshots import POLICY_COLLECTOR, CollectorSnapshot, TenantSnapshot
 from exporter.reports.details import RETIREMENTS, SEGMENT_STATUSES, STRENGTHS
+from exporter.reports.policy import CAMPAIGN_STATES, MIGRATION_STATES, MethodsPolicy
 from exporter.reports.registration import CoverageCounts, RegistrationReport, SegmentReport
 
 Lines = dict[Family, str]
@@ -73,6 +80,48 @@ def render_tenant_block(snapshot: TenantSnapshot) -> Lines:
         f"{THROTTLED_RESPONSES.name}{{{tenant}}} {snapshot.throttled_responses}\n"
     )
     lines.update(render_collectors(tenant, snapshot.collectors))
+    policy = snapshot.collector(POLICY_COLLECTOR)
+    if policy is not None and isinstance(policy.value, MethodsPolicy):
+        lines.update(render_policy(tenant, policy.value))
+    return lines
+
+
+def _state_set(family: Family, tenant: str, current: str, known: tuple[str, ...]) -> str:
+    """A state set: 1 for ``current``, 0 for the other known states (a new state shows as 1)."""
+    states = known if current in known else (*known, current)
+    return "".join(
+        f'{family.name}{{{tenant},state="{escape_label_value(state)}"}} '
+        f"{1 if state == current else 0}\n"
+        for state in states
+    )
+
+
+def render_policy(tenant: str, policy: MethodsPolicy) -> Lines:
+    """The authentication methods policy's families (absent values leave theirs absent)."""
+    lines: Lines = {
+        METHOD_ENABLED: "".join(
+            f'{METHOD_ENABLED.name}{{{tenant},method="{escape_label_value(method)}"}} '
+            f"{1 if enabled else 0}\n"
+            for method, enabled in policy.methods
+        ),
+        CAMPAIGN_TARGET: "".join(
+            f'{CAMPAIGN_TARGET.name}{{{tenant},method="{escape_label_value(method)}"}} 1\n'
+            for method in policy.campaign_targets
+        ),
+    }
+    if policy.campaign_state is not None:
+        lines[CAMPAIGN_STATE] = _state_set(
+            CAMPAIGN_STATE, tenant, policy.campaign_state, CAMPAIGN_STATES
+        )
+    if policy.snooze_days is not None:
+        lines[CAMPAIGN_SNOOZE] = f"{CAMPAIGN_SNOOZE.name}{{{tenant}}} {policy.snooze_days}\n"
+    if policy.passkey_migration_opted_out is not None:
+        opted = 1 if policy.passkey_migration_opted_out else 0
+        lines[PASSKEY_OPT_OUT] = f"{PASSKEY_OPT_OUT.name}{{{tenant}}} {opted}\n"
+    if policy.migration_state is not None:
+        lines[MIGRATION_STATE] = _state_set(
+            MIGRATION_STATE, tenant, policy.migration_state, MIGRATION_STATES
+        )
     return lines
 
 

@@ -18,6 +18,8 @@ from exporter.reports.registration import RegistrationReport
 RECENT_POLLS = 20
 # The report collector: the registration report with its segments and directory look-ups.
 REPORT_COLLECTOR = "report"
+# The authentication methods policy collector (``policy: true``).
+POLICY_COLLECTOR = "policy"
 
 
 @dataclass(frozen=True, slots=True)

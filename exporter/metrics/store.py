@@ -36,6 +36,7 @@ from exporter import __version__
 from exporter.metrics.families import (
     BUILD_INFO,
     PHONE_ONLY,
+    POLICY_FAMILIES,
     RELOAD_OK,
     RELOAD_TIME,
     REPORT_FAMILIES,
@@ -48,7 +49,7 @@ from exporter.metrics.families import (
     format_value,
 )
 from exporter.metrics.rendering import Lines, render_retirement_dates, render_tenant_block
-from exporter.metrics.snapshots import TenantSnapshot
+from exporter.metrics.snapshots import POLICY_COLLECTOR, TenantSnapshot
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds for which process metrics (RSS, CPU, file descriptors) are served from one reading.
@@ -171,14 +172,25 @@ class MetricsStore:
             events = dict(self._scheduler_events)
         valid_until = float("inf")
         fresh: list[_Entry] = []
+        fresh_policy: list[_Entry] = []
         for entry in entries:
             expires = entry.snapshot.report_expires_at
             if entry.snapshot.report is not None and expires > now:
                 fresh.append(entry)
                 valid_until = min(valid_until, expires)
+            policy = entry.snapshot.collector(POLICY_COLLECTOR)
+            if policy is not None and policy.fresh_value(now) is not None:
+                fresh_policy.append(entry)
+                valid_until = min(valid_until, policy.expires_at)
         parts: list[str] = []
         for family in TENANT_FAMILIES:
-            source = fresh if family in REPORT_FAMILIES else entries
+            source = (
+                fresh
+                if family in REPORT_FAMILIES
+                else fresh_policy
+                if family in POLICY_FAMILIES
+                else entries
+            )
             parts.append(family.header(openmetrics))
             parts.extend(entry.lines.get(family, "") for entry in source)
         if any(PHONE_ONLY in entry.lines for entry in fresh):

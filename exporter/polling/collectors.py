@@ -58,9 +58,13 @@ class CollectorKind:
 
 def _registered() -> tuple[CollectorKind, ...]:
     # Imported here: the collectors' modules import this one for CollectorRun and Collected.
+    from exporter.polling.policy_collector import PolicyCollector  # noqa: PLC0415
     from exporter.polling.report_collector import ReportCollector  # noqa: PLC0415
 
-    return (CollectorKind(ReportCollector, lambda _tenant: True),)
+    return (
+        CollectorKind(ReportCollector, lambda _tenant: True),
+        CollectorKind(PolicyCollector, lambda tenant: tenant.policy),
+    )
 
 
 def collectors_for(tenant: TenantConfig) -> tuple[Collector, ...]:

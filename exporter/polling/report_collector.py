@@ -22,7 +22,7 @@ from types import MappingProxyType
 from exporter.config.model import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
 from exporter.graph.answers import GraphError, RequestTally
 from exporter.graph.auth import AccessToken
-from exporter.graph.client import GraphClient
+from exporter.graph.client import DIRECTORY, GraphClient
 from exporter.graph.failures import PollFailure
 from exporter.metrics.snapshots import REPORT_COLLECTOR
 from exporter.polling.collectors import Collected, CollectorRun
@@ -67,7 +67,12 @@ async def _group_users(
     url = graph_url(tenant, f"/v1.0/groups/{group_id}/transitiveMembers", MEMBERS_QUERY)
     try:
         await graph.get_pages(
-            tenant, url, request, lambda page: collector.add_page(page, principals=False), what
+            tenant,
+            url,
+            request,
+            lambda page: collector.add_page(page, principals=False),
+            what,
+            DIRECTORY,
         )
     except GraphError as err:
         failure = err.failure
@@ -100,6 +105,7 @@ async def fetch_role_holders(
                 request,
                 lambda page: collector.add_page(page, principals=True),
                 f"role assignments of {role}",
+                DIRECTORY,
             )
     users = set(collector.users)
     for group in sorted(collector.groups):
@@ -191,4 +197,5 @@ class ReportCollector:
         report, source = await fetch_from_source(
             run.graph, run.tenant, run.source, run.token, run.deadline, run.tally
         )
+        run.graph.note_tenant_size(run.tenant, report.total_users)
         return Collected(report, source)
