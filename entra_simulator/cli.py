@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from entra_simulator.directory import MAX_PAGE, REPORT_SHAPES
-from entra_simulator.limits import PER_APP, PER_APP_PER_TENANT, GraphLimits, Limit
+from entra_simulator.limits import PER_APP, PER_APP_PER_TENANT, GraphLimits, Limit, ServiceLimits
 from entra_simulator.simulator import Simulator
 from exporter.config.loader import parse_duration
 
@@ -92,7 +92,8 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
         "--enforce-limits",
         action="store_true",
         help="answer 429 past Graph's documented report limits (5/10s per app per tenant, "
-        "122/10s per app), counting refusals in /_sim/stats",
+        "122/10s per app) and the identity and access service's resource units (by tenant "
+        "size, and 150,000/20s per app), counting refusals in /_sim/stats",
     )
     parser.add_argument(
         "--limits",
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sim = Simulator(
         limits=_limits(args),
+        service_limits=ServiceLimits() if args.enforce_limits else None,
         tenants=args.tenants,
         latency=latency,
         fault_rate=args.fault_rate,

@@ -122,6 +122,8 @@ class SimTenant:
     data_refreshed_at: float = field(default_factory=_last_full_hour)
     privileged_admins: int = 6  # users holding privileged roles in the default directory
     group_size: int | None = None  # two rollout groups of this many users, else the default
+    policy_variant: int = 0  # its authentication methods policy (entra_simulator.policy)
+    external_share: int = 16  # users out of 256 whose userPrincipalName carries #EXT#
 
     def take_fault(self, kinds: tuple[str, ...]) -> str | None:
         """The next queued fault of one of ``kinds``, consuming one use of it."""
@@ -152,6 +154,7 @@ def make_tenant(index: int, rng: random.Random) -> SimTenant:
         secret=f"sim-secret-{index}-{rng.getrandbits(64):016x}",
         total_users=total,
         base_counts=counts,
+        policy_variant=index % 6,
     )
 
 
@@ -215,7 +218,11 @@ def detail_user(tenant: SimTenant, index: int) -> dict[str, Any]:
     updated = tenant.data_refreshed_at - d[26] * 60 - d[27] / 7.0
     return {
         "id": user_id(tenant, index),
-        "userPrincipalName": f"user{index}@{tenant.name}.example",
+        "userPrincipalName": (
+            f"user{index}_partner.example#EXT#@{tenant.name}.onmicrosoft.com"
+            if d[31] < tenant.external_share
+            else f"user{index}@{tenant.name}.example"
+        ),
         "userDisplayName": f"User {index}",
         "userType": _user_type(d[28]),
         "isAdmin": d[29] < 3 or index in tenant.admin_indexes,

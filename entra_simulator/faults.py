@@ -3,6 +3,11 @@ a nextLink loop — are made in the handler), and the identity provider's OpenID
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import json
+import urllib.parse
+import uuid
 from typing import Any
 
 
@@ -62,3 +67,29 @@ FAULT_BODIES: dict[str, tuple[bytes, str]] = {
     ),
     "deep_json": (b"[" * 100_000, "application/json"),
 }
+
+
+def token_refusal(fault: str | None, form: dict[str, str]) -> str | None:
+    """Why the token endpoint refuses the client for a queued ``fault`` (None: no such fault)."""
+    if fault == "invalid_client":
+        return "AADSTS7000222: The provided client secret keys for app are expired."
+    if fault == "echo_secret":
+        # Some proxies and IdPs echo the request back: the secret in three encodings.
+        echoed = form.get("client_secret", "")
+        return (
+            f"AADSTS90014: bad request client_secret={urllib.parse.quote(echoed, safe='')}"
+            f" body={base64.b64encode(urllib.parse.urlencode(form).encode()).decode()}"
+            f" json={json.dumps({'client_secret': echoed})}"
+        )
+    return None
+
+
+def invalid_client_body(reason: str, correlation: str) -> dict[str, Any]:
+    """The token endpoint's 401 ``invalid_client`` answer, as Entra writes it."""
+    return {
+        "error": "invalid_client",
+        "error_description": f"{reason}\r\nTrace ID: {uuid.uuid4()}\r\n"
+        f"Correlation ID: {correlation}\r\nTimestamp: {dt.datetime.now(dt.UTC)}",
+        "error_codes": [7000215],
+        "correlation_id": correlation,
+    }

@@ -3,7 +3,6 @@ metadata service), Graph's two reports, faults, and the ``/_sim/...`` control AP
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import email.utils
@@ -25,9 +24,17 @@ from entra_simulator.directory import (
     SimTenant,
     details_page,
     report_document,
+    tenant_users,
 )
-from entra_simulator.faults import FAULT_ANSWERS, FAULT_BODIES, openid_configuration
-from entra_simulator.limits import retry_after
+from entra_simulator.faults import (
+    FAULT_ANSWERS,
+    FAULT_BODIES,
+    invalid_client_body,
+    openid_configuration,
+    token_refusal,
+)
+from entra_simulator.limits import directory_cost, retry_after
+from entra_simulator.policy import FORBIDDEN, FORBIDDEN_BODY, policy_document
 from entra_simulator.segments import directory_of, members_page, role_page
 
 if TYPE_CHECKING:
@@ -44,6 +51,7 @@ ROLE_PATHS = (
 )
 GROUPS_PREFIX = "/v1.0/groups/"
 MEMBERS = "/transitiveMembers"
+POLICY_PATH = "/beta/policies/authenticationMethodsPolicy"
 REPORT_PATHS = (
     "/beta/reports/getCredentialUserRegistrationCount()",
     "/beta/reports/getCredentialUserRegistrationCount",
@@ -67,6 +75,7 @@ class _SimHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     sim: Simulator
     custom_answer: tuple[int, bytes, str] = (200, b"{}", "application/json")
+    load = 0.0  # the share of the service budget in use, after the last directory call
     timeout = 120
 
     def setup(self) -> None:
@@ -161,6 +170,8 @@ class _SimHandler(BaseHTTPRequestHandler):
             self._details(urllib.parse.urlsplit(self.path).query)
         elif path in ROLE_PATHS or (path.startswith(GROUPS_PREFIX) and path.endswith(MEMBERS)):
             self._directory_objects(path, urllib.parse.urlsplit(self.path).query)
+        elif path == POLICY_PATH:
+            self._policy(urllib.parse.urlsplit(self.path).query)
         elif path.endswith("/v2.0/.well-known/openid-configuration"):
             tenant_key = path.split("/")[1]
             discovered = sim.find(tenant_key)
@@ -253,31 +264,14 @@ class _SimHandler(BaseHTTPRequestHandler):
         if form.get("grant_type") != "client_credentials":
             self._json(400, {"error": "unsupported_grant_type", "correlation_id": correlation})
             return
-        reason = sim.check_client(tenant, form, f"{sim.base_url}{path}")
-        if fault == "invalid_client":
-            reason = "AADSTS7000222: The provided client secret keys for app are expired."
-        if fault == "echo_secret":
-            # Some proxies and IdPs echo the request back: the secret in three encodings.
-            echoed = form.get("client_secret", "")
-            reason = (
-                f"AADSTS90014: bad request client_secret={urllib.parse.quote(echoed, safe='')}"
-                f" body={base64.b64encode(urllib.parse.urlencode(form).encode()).decode()}"
-                f" json={json.dumps({'client_secret': echoed})}"
-            )
+        reason = token_refusal(fault, form) or sim.check_client(
+            tenant, form, f"{sim.base_url}{path}"
+        )
         if fault == "expires_in_null" and reason is None:
             self._json(200, {**sim.issue_token(tenant), "expires_in": None})
             return
         if reason is not None:
-            self._json(
-                401,
-                {
-                    "error": "invalid_client",
-                    "error_description": f"{reason}\r\nTrace ID: {uuid.uuid4()}\r\n"
-                    f"Correlation ID: {correlation}\r\nTimestamp: {dt.datetime.now(dt.UTC)}",
-                    "error_codes": [7000215],
-                    "correlation_id": correlation,
-                },
-            )
+            self._json(401, invalid_client_body(reason, correlation))
             return
         self._json(200, sim.issue_token(tenant))
         self._record("token", tenant)
@@ -303,6 +297,34 @@ class _SimHandler(BaseHTTPRequestHandler):
             429, "TooManyRequests", "Too many requests.", {"Retry-After": retry_after(wait)}
         )
         return True
+
+    def _over_service_limits(self, tenant: SimTenant, units: int) -> bool:
+        """Answer 429 (and True) past the identity and access service's resource units."""
+        limits = self.sim.service_limits
+        if limits is None:
+            return False
+        users = tenant_users(tenant)
+        wait, self.load = limits.admit(tenant.client_id, tenant.tenant_id, users, units)
+        if wait is None:
+            return False
+        self._graph_error(
+            429, "TooManyRequests", "Too many requests.", {"Retry-After": retry_after(wait)}
+        )
+        return True
+
+    def _policy(self, query: str) -> None:
+        """The tenant's authentication methods policy (or Graph's 403 for its variant)."""
+        call = self._graph_call(query, units=1)
+        if call is None:
+            return
+        tenant, forbidden = call[0], call[0].policy_variant == FORBIDDEN
+        body = FORBIDDEN_BODY if forbidden else policy_document(tenant.policy_variant)
+        self._json(403 if forbidden else 200, body, self._load_header())
+        self._record("policy", tenant)
+
+    def _load_header(self) -> dict[str, str]:
+        """``x-ms-throttle-limit-percentage`` from 0.8 of the service budget on."""
+        return {"x-ms-throttle-limit-percentage": f"{self.load:.2f}"} if self.load >= 0.8 else {}
 
     def _take_graph_fault(self, tenant: SimTenant) -> tuple[str | None, int]:
         """Count a Graph request; pick its fault (queued or random) and wait the latency."""
@@ -349,33 +371,23 @@ class _SimHandler(BaseHTTPRequestHandler):
         if self.headers.get("Metadata") != "true":
             self._json(400, {"error": "invalid_request", "error_description": "Metadata header"})
             return
-        params = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
-        wanted = params.get("client_id") or "system"
-        with self.sim.lock:
-            tenant = next(
-                (t for t in self.sim.tenants.values() if t.managed_identity == wanted), None
-            )
-        if tenant is None:
-            self._json(400, {"error": "invalid_request", "error_description": "Identity not found"})
-            return
-        with self.sim.lock:
-            tenant.token_requests += 1
-        token = self.sim.issue_token(tenant)
-        self._json(
-            200,
-            {**token, "expires_in": str(token["expires_in"]), "resource": params.get("resource")},
-        )
-        self._record("token", tenant)
+        status, body, tenant = self.sim.managed_identity_token(query)
+        self._json(status, body)
+        if tenant is not None:
+            self._record("token", tenant)
 
     def _graph_call(
-        self, query: str, limited: bool = False
+        self, query: str, limited: bool = False, units: int = 0
     ) -> tuple[SimTenant, dict[str, str]] | None:
         """Tenant and query of a Graph call; None when it was answered (401, 429, a fault).
 
-        ``limited``: a report call, subject to Graph's report limits when they are enforced.
+        ``limited``: a report call, subject to Graph's report limits when they are enforced;
+        ``units``: a directory call of that cost, subject to the service's limits.
         """
         tenant = self._graph_tenant()
         if tenant is None or (limited and self._over_limits(tenant)):
+            return None
+        if units and self._over_service_limits(tenant, units):
             return None
         fault, _ = self._take_graph_fault(tenant)
         if fault is not None:
@@ -391,6 +403,7 @@ class _SimHandler(BaseHTTPRequestHandler):
         value: list[dict[str, Any]],
         next_offset: int | None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         body: dict[str, Any] = {
             "@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#{path}",
@@ -402,7 +415,7 @@ class _SimHandler(BaseHTTPRequestHandler):
                 {**params, "$skiptoken": str(next_offset)}, safe="$,'()"
             )
             body["@odata.nextLink"] = f"{self.sim.base_url}{path}?{next_query}"
-        self._json(200, body, {"request-id": str(uuid.uuid4())})
+        self._json(200, body, {"request-id": str(uuid.uuid4()), **(headers or {})})
 
     def _details(self, query: str) -> None:
         """One page of userRegistrationDetails, generated from the tenant's seed."""
@@ -426,7 +439,7 @@ class _SimHandler(BaseHTTPRequestHandler):
 
     def _directory_objects(self, path: str, query: str) -> None:
         """Role assignments or eligibilities (by role, principal expanded), or group members."""
-        call = self._graph_call(query)
+        call = self._graph_call(query, units=directory_cost(path, query))
         if call is None:
             return
         tenant, params = call
@@ -452,7 +465,7 @@ class _SimHandler(BaseHTTPRequestHandler):
         except ValueError as err:
             self._graph_error(400, "BadRequest", str(err))
             return
-        self._send_page(path, params, items, following)
+        self._send_page(path, params, items, following, headers=self._load_header())
         self._record("directory", tenant)
 
     def _fault(self, fault: str) -> None:

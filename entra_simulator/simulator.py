@@ -10,6 +10,7 @@ import ssl
 import tempfile
 import threading
 import time
+import urllib.parse
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from entra_simulator.directory import (
     make_tenant,
 )
 from entra_simulator.handlers import make_server
-from entra_simulator.limits import GraphLimits
+from entra_simulator.limits import GraphLimits, ServiceLimits
 from entra_simulator.segments import directory_of
 from entra_simulator.tls import check_certificate_assertion, make_tls_material
 from exporter.config.model import format_duration
@@ -42,10 +43,13 @@ class Simulator:
         hang_seconds: float = 60.0,
         seed: int | None = None,
         limits: GraphLimits | None = None,
+        service_limits: ServiceLimits | None = None,
     ) -> None:
         self.rng = random.Random(seed)
         # Graph's report limits, when the simulator enforces them (None: it does not).
         self.limits = limits
+        # The identity and access service's resource units (roles, groups, policies), likewise.
+        self.service_limits = service_limits
         self.latency = latency
         self.fault_rate = fault_rate
         self.token_lifetime = token_lifetime
@@ -142,6 +146,9 @@ class Simulator:
             "token_requests": sum(t["token_requests"] for t in tenants.values()),
             "graph_requests": sum(t["graph_requests"] for t in tenants.values()),
             "refused_by_limits": self.limits.refused if self.limits else 0,
+            "refused_by_service_limits": (
+                self.service_limits.refused if self.service_limits else 0
+            ),
         }
 
     # ---------------------------------------------------------------- server
@@ -278,6 +285,23 @@ class Simulator:
         if tenant.certificate_pem is None and tenant.trusted_issuer_pem is None:
             return "AADSTS700027: Client assertion failed signature validation."
         return check_certificate_assertion(assertion, tenant, token_url)
+
+    def managed_identity_token(self, query: str) -> tuple[int, dict[str, Any], SimTenant | None]:
+        """The instance metadata service's answer to ``query``: status, body, whose token."""
+        params = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
+        wanted = params.get("client_id") or "system"
+        with self.lock:
+            tenant = next((t for t in self.tenants.values() if t.managed_identity == wanted), None)
+            if tenant is None:
+                return (
+                    400,
+                    {"error": "invalid_request", "error_description": "Identity not found"},
+                    None,
+                )
+            tenant.token_requests += 1
+        token = self.issue_token(tenant)
+        body = {**token, "expires_in": str(token["expires_in"]), "resource": params.get("resource")}
+        return 200, body, tenant
 
 
 def _with_group_ids(tenant: SimTenant | None, segments: dict[str, Any]) -> dict[str, Any]:

@@ -157,6 +157,7 @@ def test_health_metrics_arrive_with_the_right_labels(stack: tuple[Simulator, Pro
         "timeout",
         "network_error",
         "parse_error",
+        "internal_error",
     }
     info = prometheus.query("entra_tenant_info")
     assert {r["metric"]["cloud"] for r in info} == {"custom"}
