@@ -136,6 +136,14 @@ def build_directory(tenant: SimTenant) -> SimDirectory:
         assign(role, USER, user_id(tenant, user), eligible=index % 3 == 2)
     tier0 = add_group("tier0-admins", [(USER, user_id(tenant, u)) for u in through_group])
     assign(CONDITIONAL_ACCESS_ADMIN, GROUP, tier0.id)
+    # Global Administrators every way there is: directly (above), through a role-assignable
+    # group, and eligible only (PIM) on top of another active role.
+    global_admins = add_group(
+        "global-admins", [(USER, user_id(tenant, u)) for u in through_group[:2]]
+    )
+    assign(GLOBAL_ADMIN, GROUP, global_admins.id)
+    if len(direct) > 1:
+        assign(GLOBAL_ADMIN, USER, user_id(tenant, direct[1]), eligible=True)
     assign(GLOBAL_ADMIN, SERVICE_PRINCIPAL, object_id(tenant, "service-principal"))
     assign(EXCHANGE_ADMIN, USER, object_id(tenant, "disabled-admin"))
     if users > privileged:
@@ -209,15 +217,24 @@ def _add(counts: dict[str, Any], user: dict[str, Any]) -> None:
     counts["strengths"][_strength(user["methodsRegistered"])] += 1
 
 
+RETIREMENT_GENERAL, RETIREMENT_LATE = "2027-02-01", "2027-07-01"
+
+
 def segments_truth(
     tenant: SimTenant,
     privileged_roles: tuple[str, ...] = (),
     include_eligible: bool = False,
     groups: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """What the exporter must count for ``tenant`` with these segment settings."""
+    """What the exporter must count for ``tenant`` with these segment settings.
+
+    ``phone_only``: users whose strongest method is a phone, by the date their cohort loses
+    SMS and voice — Global Administrators (active, or eligible with ``include_eligible``;
+    directly or through a group) and #EXT# accounts on the later date.
+    """
     directory = directory_of(tenant)
     privileged = _privileged_ids(directory, set(privileged_roles), include_eligible)
+    global_admins = _privileged_ids(directory, {GLOBAL_ADMIN}, include_eligible)
     members = {
         name: {m for kind, m in directory.transitive_members(group_id) if kind == USER}
         for name, group_id in (groups or {}).items()
@@ -227,6 +244,7 @@ def segments_truth(
         "groups": {name: _empty_counts() for name in members},
         "system_preferred": {},
         "data_timestamp": None,
+        "phone_only": {RETIREMENT_GENERAL: 0, RETIREMENT_LATE: 0},
     }
     for index in range(tenant_users(tenant)):
         user = detail_user(tenant, index)
@@ -240,6 +258,9 @@ def segments_truth(
         for name, ids in members.items():
             if user["id"] in ids:
                 _add(truth["groups"][name], user)
+        if _strength(user["methodsRegistered"]) == "phone":
+            late = user["id"] in global_admins or "#EXT#" in user["userPrincipalName"]
+            truth["phone_only"][RETIREMENT_LATE if late else RETIREMENT_GENERAL] += 1
         first = (user["systemPreferredAuthenticationMethods"] or ["none"])[0]
         truth["system_preferred"][first] = truth["system_preferred"].get(first, 0) + 1
         stamp = user["lastUpdatedDateTime"]

@@ -11,10 +11,18 @@ import logging
 import sys
 
 from exporter.config.loader import load_config
-from exporter.config.model import Config, TenantConfig, format_duration
+from exporter.config.model import (
+    AUTO_SOURCE,
+    DEFAULT_SOURCE,
+    DETAILS_SOURCE,
+    Config,
+    TenantConfig,
+    format_duration,
+)
 from exporter.config.problems import ConfigError
 from exporter.demo import run_demo
 from exporter.logs import SecretRedactor, configure_logging
+from exporter.polling.policy_collector import POLICY_PERMISSION
 from exporter.service import EXIT_OK, run_once, serve_forever
 from exporter.settings import EXIT_USAGE, Settings, parse_settings
 from exporter.web.config import WebConfig, describe_web_config, load_web_config
@@ -39,12 +47,41 @@ def describe_config(config: Config) -> list[str]:
             f"  {tenant.name}: tenant_id={tenant.tenant_id} client_id={tenant.client_id} "
             f"credential={tenant.credential.kind} cloud={tenant.cloud} source={tenant.source} "
             f"interval={format_duration(tenant.interval)}{_describe_segments(tenant)}"
+            + (" policy" if tenant.policy else "")
             + (" (shared app from defaults)" if tenant.shared_app else "")
         )
+        lines.append(f"    permissions: {', '.join(permissions_needed(tenant))}")
+        lines.append(f"    sms/voice retirement readiness: {_describe_readiness(tenant)}")
     shared = [tenant.name for tenant in config.tenants if tenant.shared_app]
     if shared:
         lines.append(f"shared app (defaults) used by {len(shared)} tenant(s): {', '.join(shared)}")
     return lines
+
+
+def permissions_needed(tenant: TenantConfig) -> list[str]:
+    """The application permissions (Microsoft Graph) the tenant's configuration needs."""
+    needed = []
+    if tenant.source in (DEFAULT_SOURCE, AUTO_SOURCE):
+        needed.append("Reports.Read.All")
+    if tenant.source in (DETAILS_SOURCE, AUTO_SOURCE):
+        needed.append("AuditLog.Read.All")
+    segments = tenant.segments
+    if segments.privileged_roles or tenant.readiness_off(DETAILS_SOURCE) is None:
+        needed.append("RoleManagement.Read.Directory")
+    if segments.groups or segments.privileged_roles:
+        needed.append("GroupMember.Read.All")  # configured groups, role-assignable groups
+    if tenant.policy:
+        needed.append(POLICY_PERMISSION)
+    return needed
+
+
+def _describe_readiness(tenant: TenantConfig) -> str:
+    reason = tenant.readiness_off()
+    if reason is None:
+        return "on"
+    if tenant.source == AUTO_SOURCE and tenant.readiness_off(DETAILS_SOURCE) is None:
+        return "on once source auto settles on userRegistrationDetails"
+    return f"off: {reason}"
 
 
 def _describe_segments(tenant: TenantConfig) -> str:

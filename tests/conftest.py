@@ -327,6 +327,7 @@ TIERS = {
         "test_netbackend",
         "test_pacing",
         "test_polling",
+        "test_readiness",
         "test_properties",
         "test_segments",
         "test_server",
