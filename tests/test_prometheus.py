@@ -99,6 +99,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulator,
         "privileged_roles": True,
         "groups": {"finance": directory_of(details_tenant).group_named("finance").id},
     }
+    # ...and its methods policy (with the passkey opt-out), for the retirement row.
+    entry["policy"] = True
+    details_tenant.policy_variant = 1
     config_file.write_text(yaml.safe_dump(document))
     config_file.chmod(0o600)
     exporter = ExporterProcess([f"--config.file={config_file}"])
