@@ -201,11 +201,13 @@ class Simulator:
         timeout: float = 10.0,
         sources: dict[str, str] | None = None,
         segments: dict[str, dict[str, Any]] | None = None,
+        policies: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
         """A ready exporter config (as a YAML-able dict) for every simulated tenant.
 
         ``sources`` sets the ``source`` of some tenants, ``segments`` their ``segments``
-        (group names resolved to the simulated groups' IDs), by tenant name.
+        (group names resolved to the simulated groups' IDs), by tenant name; the tenants named
+        in ``policies`` read their authentication methods policy.
         """
         sources = sources or {}
         segments = {
@@ -221,6 +223,7 @@ class Simulator:
                     "client_secret": t.secret,
                     **({"source": sources[t.name]} if t.name in sources else {}),
                     **({"segments": segments[t.name]} if t.name in segments else {}),
+                    **({"policy": True} if t.name in policies else {}),
                 }
                 for t in self.tenants.values()
                 if t.secret

@@ -34,6 +34,10 @@ def run_demo(settings: Settings, run: Callable[[Settings], int]) -> int:
     retired = tenants[-2]
     retired.seed_gone = True
     retired.users = 800
+    # It also shows SMS and voice retirement readiness (phone-only users by date: its
+    # privileged_roles let the exporter tell Global Administrators apart) and its methods
+    # policy (Sms and Voice on, the passkey opt-out sent).
+    retired.policy_variant = 1
     url = simulator.start("127.0.0.1:0")
     with tempfile.TemporaryDirectory(prefix="entra-demo-") as workdir:
         ca_file = str(Path(workdir) / "simulator-ca.pem")
@@ -47,19 +51,22 @@ def run_demo(settings: Settings, run: Callable[[Settings], int]) -> int:
             timeout=5.0,
             sources={retired.name: "auto"},
             # Who is covered: a privileged role held through a role-assignable group, and a
-            # rollout group, counted per user. With the seed report's refusal and one report
-            # page that is 5 requests: Graph's 5 per 10 s let the first poll finish at once.
+            # rollout group, counted per user. The seed report's refusal and one report page
+            # are 2 of Graph's 5 report requests per 10 s; role and group look-ups and the
+            # policy spend the directory's own budget: the first poll finishes at once.
             segments={
                 retired.name: {
                     "privileged_roles": [CONDITIONAL_ACCESS_ADMINISTRATOR],
                     "groups": ["rollout-wave-1"],
                 }
             },
+            policies=frozenset({retired.name}),
         )
         host, port = parse_listen_address(settings.listen_address)
         log.info(
             f"demo: simulator at {url} with {DEMO_TENANTS} tenants ({flaky.name} fails now and "
-            f"then; {retired.name} reads userRegistrationDetails, with segments); "
+            f"then; {retired.name} reads userRegistrationDetails, with segments, phone-only users "
+            f"by SMS/voice retirement date and its methods policy); "
             f"metrics at http://{host or 'localhost'}:{port}{settings.telemetry_path}",
         )
         demo_settings = dataclasses.replace(settings, config_file=config_file)

@@ -251,5 +251,14 @@ def test_demo_serves_report_gauges_for_every_demo_tenant_within_10_seconds(
     assert 'source="userRegistrationDetails"' in text  # the retired tenant switched...
     assert 'entra_segment_users{tenant="tenant-0002"' in text  # ...and shows its segments
     assert 'entra_group_users{tenant="tenant-0002",group="rollout-wave-1"}' in text
+    # ...and phone-only users in both retirement cohorts, beside its methods policy.
+    values = samples(text)
+    cohorts = {
+        dict(labels)["retirement"]: value
+        for (name, labels), value in values.items()
+        if name == "entra_phone_only_users"
+    }
+    assert set(cohorts) == {"2027-02-01", "2027-07-01"} and all(cohorts.values())
+    assert 'entra_authentication_method_enabled{tenant="tenant-0002",method="Sms"} 1' in text
     assert exporter.stop() == 0
     assert "Traceback" not in exporter.log_text()

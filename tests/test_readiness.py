@@ -262,3 +262,29 @@ async def test_a_refused_policy_fails_its_collector_alone_naming_the_permission(
     assert not any(name == "entra_authentication_method_enabled" for name, _ in values)
     page = pipeline.store.snapshot(TENANT)
     assert page is not None and "Policy.Read.AuthenticationMethod" in page.recent[-1].reason
+
+
+async def test_the_pages_show_phone_only_users_by_date_and_the_policy(
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+) -> None:
+    from exporter.web.pages import render_landing_page, render_tenant_page
+
+    tenant = sim_env.sim.find(TENANT)
+    assert tenant is not None
+    tenant.policy_variant = 1
+    pipeline = make_pipeline(configure(sim_env, policy=True, segments={"privileged_roles": True}))
+    await poll(pipeline)
+    truth = segments_truth(tenant, DEFAULT_PRIVILEGED_ROLES)["phone_only"]
+    landing = render_landing_page(pipeline.store.snapshots(), "/metrics", lambda _: None).decode()
+    expected = (
+        f"phone-only: {truth['2027-02-01']:,} by 2027-02-01, {truth['2027-07-01']:,} by 2027-07-01"
+    )
+    assert expected in landing
+    assert (
+        "policy: Sms on, Voice on, Fido2 on; campaign enabled (microsoftAuthenticator)" in landing
+    )
+    snapshot = pipeline.store.snapshot(TENANT)
+    assert snapshot is not None
+    page = render_tenant_page(snapshot, lambda _: None).decode()
+    assert expected in page and "passkey migration opted out" in page
+    assert "Collectors: report" in page

@@ -15,8 +15,9 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 
 from exporter import __version__
-from exporter.metrics.snapshots import PollRecord, TenantSnapshot
+from exporter.metrics.snapshots import POLICY_COLLECTOR, PollRecord, TenantSnapshot
 from exporter.reports.details import SEGMENT_STATUSES, STRENGTHS
+from exporter.reports.policy import MethodsPolicy
 from exporter.reports.registration import RegistrationReport
 
 NextPoll = Callable[[str], float | None]
@@ -109,6 +110,33 @@ def segments_summary(report: RegistrationReport | None) -> str:
     return "; ".join(parts)
 
 
+def _policy_of(snap: TenantSnapshot) -> MethodsPolicy | None:
+    policy = snap.collector(POLICY_COLLECTOR)
+    return policy.value if policy is not None and isinstance(policy.value, MethodsPolicy) else None
+
+
+def retirement_summary(snap: TenantSnapshot) -> str:
+    """Phone-only users by retirement date, and the policy's key states (when known)."""
+    parts = []
+    segments = snap.report.segments if snap.report is not None else None
+    if segments is not None and segments.phone_only is not None:
+        dates = ", ".join(f"{count:,} by {date}" for date, count in segments.phone_only)
+        parts.append(f"phone-only: {dates}")
+    policy = _policy_of(snap)
+    if policy is not None:
+        states = {True: "on", False: "off", None: "absent"}
+        methods = ", ".join(f"{m} {states[policy.enabled(m)]}" for m in ("Sms", "Voice", "Fido2"))
+        campaign = policy.campaign_state or "absent"
+        if policy.campaign_targets:
+            campaign += f" ({', '.join(policy.campaign_targets)})"
+        opted = {True: "opted out", False: "not opted out", None: "not sent"}
+        parts.append(
+            f"policy: {methods}; campaign {campaign}; passkey migration "
+            f"{opted[policy.passkey_migration_opted_out]}"
+        )
+    return "; ".join(parts)
+
+
 def _page(title: str, body: Iterable[str]) -> bytes:
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -139,7 +167,7 @@ def render_landing_page(
             f"<td>{reason(last) if last else ''}</td>"
             f"<td>{age(snap.last_success, now)}</td><td>{_next(next_poll(snap.name), now)}</td>"
             f"<td>{_e(summary(snap.report))}</td><td>{_e(segments_summary(snap.report))}</td>"
-            "</tr>"
+            f"<td>{_e(retirement_summary(snap))}</td></tr>"
         )
     path = _e(telemetry_path)
     return _page(
@@ -149,7 +177,8 @@ def render_landing_page(
             f"<p>Version {_e(__version__)} · <a href='{path}'>Metrics</a> · "
             "<a href='/healthz'>healthz</a> · <a href='/readyz'>readyz</a></p>",
             "<table><tr><th>tenant</th><th>source</th><th>last result</th><th>reason</th>"
-            "<th>last success</th><th>next poll</th><th>registration</th><th>segments</th></tr>",
+            "<th>last success</th><th>next poll</th><th>registration</th><th>segments</th>"
+            "<th>SMS and voice retirement</th></tr>",
             *rows,
             "</table>",
         ],
@@ -174,6 +203,17 @@ def _segment_rows(report: RegistrationReport | None) -> list[str]:
     return rows
 
 
+def _collectors(snap: TenantSnapshot) -> str:
+    """Each collector's last result (one line)."""
+    if not snap.collectors:
+        return ""
+    return (
+        "<p>Collectors: "
+        + " · ".join(f"{_e(c.name)} {_result(c.last_result)}" for c in snap.collectors)
+        + "</p>"
+    )
+
+
 def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
     """One tenant: its summary, recent polls, segments and the last failure's log lines."""
     now = time.time()
@@ -192,6 +232,8 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
             f"source {_e(snap.source)} · last success {age(snap.last_success, now)} · "
             f"next poll {_next(next_poll(snap.name), now)}</p>",
             f"<p>{_e(summary(snap.report))}</p>",
+            f"<p>{_e(retirement_summary(snap))}</p>" if retirement_summary(snap) else "",
+            _collectors(snap),
             f"<h2>Recent polls (last {len(snap.recent)})</h2>",
             "<table><tr><th>finished</th><th>result</th><th>duration</th>"
             "<th>Graph requests</th><th>source</th><th>reason</th></tr>",
