@@ -19,7 +19,9 @@ Scenarios (sizes: FULL by default, ``--quick`` about 6 minutes, ``--smoke`` seco
   pages (counting).
 - scale — 10,000 tenants measured, with and without segments.
 - pacing — at Graph's documented limits enforced by the simulator: one app with N tenants,
-  one tenant of 100,000 users at 999-row and smaller pages, three replicas sharing one app.
+  one tenant of 100,000 users at 999-row and smaller pages, three replicas sharing one app;
+  the tenant with segments whose look-ups spend the identity and access service's budget, and
+  one app whose N tenants also read their methods policy.
 
 The wall-clock-bound scenarios (economy and pacing wait on intervals and Graph's windows, not
 on a core) run side by side first; the CPU-bound ones then run one at a time.
@@ -52,6 +54,8 @@ def _waiting(workdir: Path, sizes: Sizes, report: Report, only: set[str]) -> Non
             lambda: limits.replicas(workdir, sizes, report),
             lambda: limits.paged_tenant(workdir, sizes, report, 999),
             lambda: limits.paged_tenant(workdir, sizes, report, sizes.paced_small_page),
+            lambda: limits.directory_budget(workdir, sizes, report),
+            lambda: limits.policy_round(workdir, sizes, report),
         ]
     if not jobs:
         return

@@ -117,6 +117,8 @@ class Sizes:
     big_tenant_polls: int = 3
     # Rounds of the p99-against-the-floor measurement (exporter, do-nothing, http.server).
     floor_rounds: int = 3
+    # Privileged admins of the directory-budget tenant (pacing).
+    paced_admins: int = 500
 
 
 GRAPH_LIMITS = ((5, 10.0), (122, 10.0))
@@ -130,7 +132,7 @@ QUICK = Sizes(
 )  # fmt: skip
 SMOKE = Sizes(
     4_000, 20, 0.02, 5, (1, 20), 20, 5, 12.0, 4, 1,
-    60, 3_000, 400, ((5, 0.5), (12, 0.5)), 1, 1,
+    60, 3_000, 400, ((5, 0.5), (12, 0.5)), 1, 1, 30,
 )  # fmt: skip
 
 

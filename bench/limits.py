@@ -11,6 +11,14 @@ simulator refused:
 - three replicas (``--shard.count 3``) sharing the app of N tenants: each paces to a third of
   the app's limit by default, so together they never cross it; the bound is the one-app one.
 
+- one tenant of U users with segments (2 groups of U/4, P privileged admins) and readiness:
+  role assignments and group members are paced by the identity and access *service* budget
+  (resource units), the report's pages by the reports budget; the poll's span is compared
+  with the least both allow, and beside it with the least the reports budget alone would
+  allow had every request been on it (how the exporter paced before);
+- one app, N tenants with ``policy: true``: the policy GETs spend the service budget, so the
+  round's bound stays the reports budget's one-app one.
+
 They wait on Graph's windows, not on a core, so ``python -m bench`` runs them side by side.
 """
 
@@ -24,6 +32,7 @@ from bench.figures import (
     Report,
     Sizes,
     config_with,
+    events,
     exporter_limits,
     simulator_limits,
     span,
@@ -103,6 +112,66 @@ def replicas(workdir: Path, sizes: Sizes, report: Report, count: int = 3) -> Non
     minimum = _minimum(tenants, sizes.graph_limits[1])
     name = f"round_seconds_{count}_replicas@{tenants}"
     _add(report, name, span(calls), minimum, refused, 1.1)
+
+
+def directory_budget(workdir: Path, sizes: Sizes, report: Report) -> None:
+    """One tenant with segments: directory look-ups on the service budget, pages on reports."""
+    users = sizes.paced_users
+    pages = math.ceil(users / 999)
+    sim = _limited_simulator(
+        workdir / "pacing-directory",
+        1,
+        sizes,
+        f"--users={users}",
+        "--segments",
+        f"--group-size={users // 4}",
+        f"--privileged-admins={sizes.paced_admins}",
+        concurrency=8,
+    )
+    exporter = ExporterProcess(sim.config_file, sim.config_file.parent / "exporter.log")
+    try:
+        wait_for_events(sim, "details", pages, 3600, "directory round")
+        directory = events(sim, "directory")
+        details = events(sim, "details")[:pages]
+        refused = int(sim.stats()["refused_by_limits"])
+        refused += int(sim.stats()["refused_by_service_limits"])
+    finally:
+        exporter.stop()
+        sim.stop()
+    seconds = span(directory + details)
+    minimum = _minimum(pages, sizes.graph_limits[0])
+    name = f"round_seconds_directory@{users}"
+    _add(report, name, seconds, minimum, refused, 1.1)
+    before = _minimum(pages + len(directory), sizes.graph_limits[0])
+    report.add(
+        Figure(
+            "pacing",
+            f"reports_budget_alone@{users}",
+            before,
+            "s",
+            seconds / max(before, 1e-9),
+            f"least the reports budget alone allows for {pages} pages + {len(directory)} look-ups",
+        )
+    )
+
+
+def policy_round(workdir: Path, sizes: Sizes, report: Report) -> None:
+    """One app, N tenants with ``policy: true``: the reports budget still bounds the round."""
+    tenants = sizes.tenants
+    sim = _limited_simulator(workdir / "pacing-policy", tenants, sizes, "--one-app")
+    config_with(sim, policy=True)
+    exporter = ExporterProcess(sim.config_file, sim.config_file.parent / "exporter.log")
+    try:
+        wait_for_events(sim, "policy", tenants, 900, "policy round")
+        calls = wait_for_events(sim, "report", tenants, 900, "policy round")[:tenants]
+        calls += events(sim, "policy")[:tenants]
+        refused = int(sim.stats()["refused_by_limits"])
+        refused += int(sim.stats()["refused_by_service_limits"])
+    finally:
+        exporter.stop()
+        sim.stop()
+    minimum = _minimum(tenants, sizes.graph_limits[1])
+    _add(report, f"round_seconds_policy@{tenants}", span(calls), minimum, refused, 1.05)
 
 
 def _paced_round(
