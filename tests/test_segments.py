@@ -135,7 +135,8 @@ async def test_privileged_admins_directly_and_through_a_role_assignable_group(
     sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:
     # The default directory: users 0-2 hold roles directly (user 2 only as PIM-eligible
-    # Helpdesk), users 3-5 through the role-assignable group tier0-admins; a service
+    # Helpdesk, user 1 also as PIM-eligible Global Administrator), users 3-5 through the
+    # role-assignable group tier0-admins, users 3-4 also through global-admins; a service
     # principal and a disabled user (not in the report) hold Global and Exchange admin.
     def privileged(values: Samples) -> float:
         return sum(
@@ -147,7 +148,11 @@ async def test_privileged_admins_directly_and_through_a_role_assignable_group(
     tenant, config = configure(sim_env, privileged_roles=[GLOBAL_ADMIN])
     assert tenant.users == 1200
     values = await poll_and_read(make_pipeline(config))
-    assert privileged(values) == 1  # user 0; the service principal with the role is no user
+    assert privileged(values) == 3  # user 0, and 3-4 by group; the service principal is no user
+
+    _, config = configure(sim_env, privileged_roles=[GLOBAL_ADMIN], include_eligible=True)
+    values = await poll_and_read(make_pipeline(config))
+    assert privileged(values) == 4  # and user 1, eligible
 
     _, config = configure(sim_env, privileged_roles=[CONDITIONAL_ACCESS_ADMIN])
     values = await poll_and_read(make_pipeline(config))
