@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import collections
+import json
 import os
 import random
 import secrets
@@ -251,7 +253,7 @@ class Simulator:
     # ---------------------------------------------------------------- request logic
 
     def issue_token(self, tenant: SimTenant) -> dict[str, Any]:
-        token = f"sim-token-{secrets.token_hex(24)}"
+        token = jwt_shaped(tenant.tenant_id, self.token_lifetime)
         with self.lock:
             self.tokens[token] = (tenant.tenant_id, time.time() + self.token_lifetime)
         return {
@@ -314,3 +316,16 @@ def _with_group_ids(tenant: SimTenant | None, segments: dict[str, Any]) -> dict[
     directory = directory_of(tenant)
     groups = {name: directory.group_named(name).id for name in segments["groups"]}
     return {**segments, "groups": groups}
+
+
+def jwt_shaped(tenant_id: str, lifetime: int) -> str:
+    """An access token shaped as Entra's are (a JSON Web Token: header, claims, signature),
+    unsigned: only the simulator reads it back, by its value."""
+
+    def part(document: dict[str, Any]) -> str:
+        raw = json.dumps(document, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    claims = {"tid": tenant_id, "exp": int(time.time()) + lifetime, "jti": secrets.token_hex(12)}
+    signature = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    return f"{part({'typ': 'JWT', 'alg': 'none'})}.{part(claims)}.{signature}"

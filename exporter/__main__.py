@@ -1,5 +1,5 @@
 """``python -m exporter`` behaves like ``entra-registration-exporter``."""
 
-from exporter.cli import main
+from exporter.launch import main
 
 raise SystemExit(main())

@@ -7,7 +7,10 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
+import resource
 import sys
 
 from exporter.config.loader import load_config
@@ -28,6 +31,7 @@ from exporter.settings import EXIT_USAGE, Settings, parse_settings
 from exporter.web.config import WebConfig, describe_web_config, load_web_config
 
 log = logging.getLogger("exporter")
+PR_SET_DUMPABLE = 4  # prctl(2)
 
 
 def print_config_errors(problems: list[str]) -> None:
@@ -131,8 +135,19 @@ def run_with_config(settings: Settings, redactor: SecretRedactor) -> int:
     return asyncio.run(serve_forever(settings, config, web, redactor))
 
 
+def keep_secrets_out_of_core_dumps() -> None:
+    """No core file, and no other process of the same user reading this one's memory (the
+    config's secrets and the tokens live there)."""
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``entra-registration-exporter``."""
+    keep_secrets_out_of_core_dumps()
     settings = parse_settings(argv)
     redactor = configure_logging(settings.log_level, settings.log_format)
     if settings.demo:

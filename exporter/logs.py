@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -30,6 +31,8 @@ _STANDARD_ATTRS = frozenset(
     | {"message", "asctime", "taskName"}
 )
 REDACTED = "[REDACTED]"
+# A JSON Web Token: a base64url JSON header ("{"... is "eyJ"), payload and signature.
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 
 
 class SecretRedactor(logging.Filter):
@@ -52,20 +55,25 @@ class SecretRedactor(logging.Filter):
             self._secrets = tuple(sorted(variants, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
-        """``text`` with every known secret replaced."""
+        """``text`` with every known secret, and anything shaped like a token, replaced.
+
+        Tokens are not known in advance (access tokens, federated tokens, an assertion): every
+        JSON Web Token (``eyJ…``, three base64url parts) is redacted wherever it appears.
+        """
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        if "eyJ" in text:
+            text = JWT.sub(REDACTED, text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         with_stack(record)
-        if self._secrets:
-            record.msg = self.redact(record.getMessage())
-            record.args = None
-            for key, value in list(vars(record).items()):
-                if key not in _STANDARD_ATTRS and isinstance(value, str):
-                    setattr(record, key, self.redact(value))
+        record.msg = self.redact(record.getMessage())
+        record.args = None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, key, self.redact(value))
         return True
 
 

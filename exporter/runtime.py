@@ -40,10 +40,12 @@ class Runtime:
         self._executor = ThreadPoolExecutor(
             max_workers=config.concurrency, thread_name_prefix="msal"
         )
-        self._services = PollingServices(self.transport, self._executor, self._graph, self.store)
+        self.redactor = redactor or SecretRedactor()
+        self._services = PollingServices(
+            self.transport, self._executor, self._graph, self.store, self.redactor.redact
+        )
         self.scheduler = PollScheduler(self.store, self._scheduled_poll)
         self.tenants: dict[str, Tenant] = {}
-        self.redactor = redactor or SecretRedactor()
         self._log_router = TenantLogRouter(self.tenants.get, self.redactor)
         logging.getLogger().addHandler(self._log_router)
         self.config = config

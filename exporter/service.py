@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -54,6 +56,14 @@ class Service:
         self._reload_lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._background: set[asyncio.Task[tuple[bool, str]]] = set()
+        # Reloads asked for, and the last one done with its answer: requests that arrive
+        # while one runs are all answered by the next run (one running, one pending).
+        self._asked = 0
+        self._done = 0
+        self._answer: tuple[bool, str] = (True, "")
+        # The config file's loader still running (a read that outlived its reload's deadline):
+        # the next reload waits for it again rather than starting a second one.
+        self._loading: asyncio.Future[Config] | None = None
 
     def is_alive(self) -> bool:
         """True while the scheduler's heartbeat job keeps running."""
@@ -63,25 +73,36 @@ class Service:
         """Re-read the config file and its secret files; keep the running config if invalid.
 
         Any failure, of any kind, is a refused reload: the running config stays, the metric
-        says 0, one log line per problem, and the caller gets an answer.
+        says 0, one log line per problem, and the caller gets an answer. Reloads are coalesced:
+        every request made while one runs is answered by the next one, whatever their number.
         """
+        self._asked += 1
+        ticket = self._asked
         async with self._reload_lock:
-            store = self.runtime.store
-            try:
-                config = await self._load_off_loop()
-            except ConfigError as err:
-                problems = err.problems
-            except Exception as err:  # noqa: BLE001 - a reload never takes the exporter down
-                problems = [f"{self.settings.config_file}: {describe_error(err)}"]
-            else:
-                self._apply(config)
-                store.record_reload(True)
-                log.info("config reloaded", extra={"tenants": len(config.tenants)})
-                return True, f"config reloaded: {len(config.tenants)} tenant(s)"
-            for line in problems:
-                log.error(f"config reload refused: {line}")
-            store.record_reload(False)
-            return False, "config reload refused:\n" + "\n".join(problems)
+            if self._done >= ticket:
+                return self._answer  # a reload that started after this request has answered
+            covered = self._asked
+            self._answer = await self._reload_once()
+            self._done = covered
+            return self._answer
+
+    async def _reload_once(self) -> tuple[bool, str]:
+        store = self.runtime.store
+        try:
+            config = await self._load_off_loop()
+        except ConfigError as err:
+            problems = err.problems
+        except Exception as err:  # noqa: BLE001 - a reload never takes the exporter down
+            problems = [f"{self.settings.config_file}: {describe_error(err)}"]
+        else:
+            self._apply(config)
+            store.record_reload(True)
+            log.info("config reloaded", extra={"tenants": len(config.tenants)})
+            return True, f"config reloaded: {len(config.tenants)} tenant(s)"
+        for line in problems:
+            log.error(f"config reload refused: {line}")
+        store.record_reload(False)
+        return False, refusal_answer(problems)
 
     async def _load_off_loop(self) -> Config:
         """Load the config in a daemon thread, within :data:`RELOAD_DEADLINE_SECONDS`.
@@ -89,7 +110,10 @@ class Service:
         Not on the event loop (polls and signals go on whatever the files do), and not in the
         loop's default executor, whose threads would hold up the process at exit.
         """
+        if self._loading is not None and not self._loading.done():
+            return await self._await_load(self._loading)
         future: asyncio.Future[Config] = self._loop.create_future()
+        self._loading = future
 
         def load() -> None:
             try:
@@ -100,9 +124,12 @@ class Service:
                 self._loop.call_soon_threadsafe(_settle, future, config, None)
 
         threading.Thread(target=load, name="reload", daemon=True).start()
+        return await self._await_load(future)
+
+    async def _await_load(self, future: asyncio.Future[Config]) -> Config:
         try:
             async with asyncio.timeout(RELOAD_DEADLINE_SECONDS):
-                return await future
+                return await asyncio.shield(future)
         except TimeoutError:
             raise ConfigError(
                 [f"{self.settings.config_file}: not read within {RELOAD_DEADLINE_SECONDS:.0f}s"]
@@ -150,6 +177,8 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, stop.set)
         self._loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
+        # A SIGHUP sent during start-up was held back (exporter.launch): it arrives now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         self.runtime.scheduler.start()
         serve_in_thread(server)
         log.info(
@@ -175,6 +204,15 @@ class Service:
         task.add_done_callback(self._background.discard)
 
 
+def refusal_answer(problems: list[str]) -> str:
+    """What an HTTP client is told of a refused reload: where the problems are, never what the
+    file holds there (a secret put where a GUID belongs would come back whole); the log says
+    the rest, redacted."""
+    paths = [line.split(": ", 1)[0] for line in problems]
+    shown = ", ".join(paths[:20]) + (f" and {len(paths) - 20} more" if len(paths) > 20 else "")
+    return f"config reload refused: {len(paths)} problem(s) at {shown}; the log says what each is"
+
+
 async def run_once(
     config: Config, output: str | None = None, redactor: SecretRedactor | None = None
 ) -> int:
@@ -186,8 +224,15 @@ async def run_once(
         await runtime.aclose()
     exposition = runtime.store.render()
     if output is None:
-        sys.stdout.buffer.write(exposition)
-        sys.stdout.flush()
+        try:
+            sys.stdout.buffer.write(exposition)
+            sys.stdout.flush()
+        except (OSError, ValueError, AttributeError) as err:
+            # A closed pipe, a full device, a closed stdout: said in one line, exit 1.
+            log.error(f"cannot write the exposition to stdout: {describe_error(err)}")
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes it at exit
+            return EXIT_FAILURE
     else:
         try:
             write_atomically(Path(output), exposition)

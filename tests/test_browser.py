@@ -87,7 +87,7 @@ def test_the_landing_page_shows_what_an_operator_needs(
     assert "request-id" in text
     assert "MFA-registered of" in text and "next poll" in text
     assert "privileged admins:" in text  # the segments of the segmented tenant
-    assert "sim-secret" not in text and "sim-token" not in text  # never a secret
+    assert "sim-secret" not in text and "eyJ" not in text  # never a secret, never a token
 
 
 def test_a_tenant_page_lists_recent_polls_and_the_failed_polls_log(

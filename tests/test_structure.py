@@ -89,7 +89,17 @@ ALLOWED_IMPORTS: dict[str, set[str]] = {
     "polling": {"config", "reports", "graph", "metrics"},
     "web": {"config", "reports", "graph", "metrics"},
 }
-TOP_MODULES = {"cli", "settings", "service", "runtime", "demo", "logs", "__init__", "__main__"}
+TOP_MODULES = {
+    "cli",
+    "settings",
+    "service",
+    "runtime",
+    "demo",
+    "logs",
+    "launch",
+    "__init__",
+    "__main__",
+}
 
 
 def exporter_imports(path: Path) -> set[str]:

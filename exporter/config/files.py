@@ -8,6 +8,7 @@ hang or a ``MemoryError``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -55,7 +56,16 @@ def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
 
     A reader (node_exporter's textfile collector) sees the old file or the new one, never half.
+    Only a regular file is replaced: a device, a FIFO, a directory or a symbolic link at
+    ``path`` is refused (OSError), never turned into a regular file.
     """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EEXIST, "exists and is not a regular file (left as it is)")
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:

@@ -8,6 +8,7 @@ answer, the JSON of a 200, the retry decision after each attempt, and the guard 
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from exporter.graph.transport import HttpResponse
 MAX_PAGES = 10_000
 # Graph may answer a page without rows now and then; this many in a row is a loop.
 MAX_EMPTY_PAGES = 20
+# Graph's links are a few hundred characters; a longer one is not worth following.
+MAX_LINK_LENGTH = 8192
 MAX_ATTEMPTS = 3
 MIN_RETRY_SECONDS = 0.1
 MAX_THROTTLED_ATTEMPTS = 6
@@ -102,10 +105,11 @@ def graph_error_details(response: HttpResponse) -> tuple[str | None, str | None,
 class PageWalk:
     """Guards a walk along ``@odata.nextLink``: same host, no loop, an end in sight."""
 
-    def __init__(self, host: str, what: str) -> None:
+    def __init__(self, host: str, what: str, top: int | None = None) -> None:
         self._host = host
         self._what = what
-        self._seen: set[str] = set()
+        self._top = top  # the page size asked for ($top): a page holding more is refused
+        self._seen: set[bytes] = set()  # digests of the links followed, not the links
         self._empty_in_a_row = 0
         self.pages = 0
 
@@ -117,15 +121,21 @@ class PageWalk:
         if not url.startswith(f"{self._host}/"):
             # Never send the tenant's token to a host other than its Graph.
             raise self._fail("@odata.nextLink points away from Graph")
-        if url in self._seen:
+        if len(url) > MAX_LINK_LENGTH:
+            raise self._fail(f"@odata.nextLink longer than {MAX_LINK_LENGTH} characters")
+        digest = hashlib.blake2b(url.encode("utf-8", "replace"), digest_size=16).digest()
+        if digest in self._seen:
             raise self._fail(f"@odata.nextLink loops back to page {len(self._seen)} or earlier")
-        self._seen.add(url)
+        self._seen.add(digest)
         self.pages += 1
         if self.pages > MAX_PAGES:
             raise self._fail(f"more than {MAX_PAGES} pages")
 
     def after_page(self, rows: int, next_url: str | None) -> None:
-        """After a page of ``rows``: pages with no rows that keep linking on are a loop too."""
+        """After a page of ``rows``: pages with no rows that keep linking on are a loop too, and
+        a page holding more rows than asked for is refused (memory follows the page size)."""
+        if self._top is not None and rows > self._top:
+            raise self._fail(f"a page of {rows} rows, more than the {self._top} asked for")
         self._empty_in_a_row = 0 if rows else self._empty_in_a_row + 1
         if next_url is not None and self._empty_in_a_row >= MAX_EMPTY_PAGES:
             raise self._fail(f"{MAX_EMPTY_PAGES} pages in a row without rows, and still a link")

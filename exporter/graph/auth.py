@@ -29,6 +29,7 @@ from exporter.config.model import (
 )
 from exporter.graph.failures import (
     AUTH_ERROR,
+    PARSE_ERROR,
     PollFailure,
     classify_oauth_error,
     describe_error,
@@ -97,6 +98,25 @@ def reuse_margin(expires_in: float) -> float:
     return min(300.0, expires_in * 0.05)
 
 
+class DiscoveryFailedError(Exception):
+    """MSAL could not read the identity provider's OpenID configuration."""
+
+
+def usable_token(value: object) -> str:
+    """The access token as sent, if an ``Authorization`` header can carry it; else the
+    identity provider's answer is unusable (never a network error, never retried)."""
+    header_safe = isinstance(value, str) and value.isascii() and value.isprintable()
+    if header_safe and isinstance(value, str) and value and " " not in value:
+        return value
+    raise TokenError(
+        PollFailure(
+            PARSE_ERROR,
+            "the identity provider answered an access token that is empty or holds "
+            "characters a request header cannot carry",
+        )
+    )
+
+
 class TenantTokenSource:
     """Access tokens for one tenant, from one lazily built MSAL app."""
 
@@ -159,7 +179,11 @@ class TenantTokenSource:
             client = self._build_managed_identity(credential)
             result = client.acquire_token_for_client(resource=self.tenant.endpoints.graph_host)
             return result
-        app = self._build_app()
+        try:
+            app = self._build_app()
+        except (ValueError, KeyError) as err:
+            # MSAL raises ValueError when OpenID discovery is refused (e.g. unknown tenant).
+            raise DiscoveryFailedError(describe_error(err)) from err
         result = app.acquire_token_for_client(scopes=[self.tenant.graph_scope])
         return result
 
@@ -175,12 +199,9 @@ class TenantTokenSource:
         asked_at = time.monotonic()
         try:
             result = await loop.run_in_executor(self._executor, self._acquire)
-        except (ValueError, KeyError) as err:
-            # MSAL raises ValueError when OpenID discovery is refused (e.g. unknown tenant).
+        except DiscoveryFailedError as err:
             raise TokenError(
-                PollFailure(
-                    AUTH_ERROR, f"identity provider discovery failed: {describe_error(err)}"
-                )
+                PollFailure(AUTH_ERROR, f"identity provider discovery failed: {err}")
             ) from None
         except Exception as err:  # noqa: BLE001 - transport errors arrive wrapped by MSAL's thread
             # Connection trouble is network_error; anything else (MSAL choking on an answer,
@@ -190,7 +211,7 @@ class TenantTokenSource:
                 replace(failure, message=f"token request failed: {describe_error(err)}")
             ) from None
         if "access_token" in result:
-            token = AccessToken(result["access_token"])
+            token = AccessToken(usable_token(result["access_token"]))
             expires_in = result.get("expires_in")
             if isinstance(expires_in, int | float) and expires_in > 0:
                 self._reusable = (token, asked_at + expires_in - reuse_margin(expires_in))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -34,6 +35,7 @@ from exporter.graph.failures import (
     THROTTLED,
     TIMEOUT,
     PollFailure,
+    describe_error,
 )
 from exporter.graph.pacing import GraphRateLimiter, RateLimitedError
 from exporter.graph.service_budget import ServiceBudget, request_cost
@@ -48,6 +50,12 @@ from exporter.reports.registration import (
 T = TypeVar("T")
 # The budgets a request may be paced by: identity and access reports, or the service's.
 REPORTS, DIRECTORY = "reports", "directory"
+
+
+def requested_top(url: str) -> int | None:
+    """The ``$top`` a URL asks for (None: it asks for none)."""
+    values = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get("$top", [])
+    return int(values[0]) if values and values[0].isdigit() else None
 
 
 def _throttle_percentage(response: HttpResponse) -> float | None:
@@ -164,7 +172,7 @@ class GraphClient:
         Returns the number of pages.
         """
         token, deadline, tally = request
-        walk = PageWalk(tenant.endpoints.graph_host, what)
+        walk = PageWalk(tenant.endpoints.graph_host, what, requested_top(url))
         next_url: str | None = url
         while next_url is not None:
             walk.check(next_url)
@@ -207,6 +215,10 @@ class GraphClient:
                 raise GraphError(
                     PollFailure(PARSE_ERROR, str(err), request_id=client_request_id)
                 ) from None
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as err:
+                # Only a link Graph sent (@odata.nextLink) can be one a request cannot follow.
+                message = f"a link from Graph that cannot be requested: {describe_error(err)}"
+                raise GraphError(PollFailure(PARSE_ERROR, message)) from None
             except (httpx.HTTPError, OSError, TimeoutError) as err:
                 delay, failure = attempts.after_transport_error(
                     err, client_request_id, deadline - time.monotonic() < tenant.timeout

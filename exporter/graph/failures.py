@@ -34,6 +34,16 @@ RESULTS = (
 # said; credentials outrank a bad answer; an answer outranks the network; slowing down is last.
 _SEVERITY = (INTERNAL_ERROR, AUTH_ERROR, PARSE_ERROR, HTTP_ERROR, TIMEOUT, NETWORK_ERROR, THROTTLED)
 
+MAX_MESSAGE = 300
+MAX_FIELD = 100
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text`` on one printable line, cut to ``limit`` characters (with an ellipsis)."""
+    line = "".join(c if c.isprintable() else " " for c in str(text)[: limit + 1])
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 # OAuth error codes from the token endpoint that mean "the identity provider is busy",
 # not "your credentials are wrong".
 _TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
@@ -48,6 +58,15 @@ class PollFailure:
     http_status: int | None = None
     error_code: str | None = None
     request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # Whatever Graph or the identity provider sent is bounded here, where every failure
+        # is made: a tenant's recent polls and log tail hold a few of these each.
+        object.__setattr__(self, "message", bounded(self.message, MAX_MESSAGE))
+        if self.error_code is not None:
+            object.__setattr__(self, "error_code", bounded(self.error_code, MAX_FIELD))
+        if self.request_id is not None:
+            object.__setattr__(self, "request_id", bounded(self.request_id, MAX_FIELD))
 
     def log_fields(self) -> dict[str, object]:
         """Fields for the poll's log line (only those that are known)."""

@@ -216,7 +216,10 @@ def _decode_body(body: bytes, encoding: str, limit: int) -> bytes:
         raise ResponseBodyError(f"unexpected content encoding {encoding!r}")
     wbits = 16 + zlib.MAX_WBITS
     decompressor = zlib.decompressobj(wbits)
-    decoded = decompressor.decompress(body, limit + 1)
+    try:
+        decoded = decompressor.decompress(body, limit + 1)
+    except zlib.error as err:
+        raise ResponseBodyError(f"gzip body that does not decompress: {err}") from None
     if len(decoded) > limit:
         raise ResponseBodyError(f"decoded response body larger than {limit} bytes")
     return decoded

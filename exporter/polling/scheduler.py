@@ -33,7 +33,8 @@ from exporter.metrics.store import MetricsStore
 log = logging.getLogger("exporter.scheduler")
 
 HEARTBEAT_SECONDS = 5.0
-_HEARTBEAT_JOB = "_heartbeat"
+# Wall time moving this far apart from monotonic time between two heartbeats is a step.
+CLOCK_STEP_SECONDS = 2.0
 _EVENT_NAMES = MappingProxyType(
     {
         EVENT_JOB_MISSED: "missed",
@@ -59,28 +60,51 @@ class PollScheduler:
         )
         self.heartbeat = time.monotonic()
         self._stopping = False
+        self._watch: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Start the scheduler; call inside the running event loop."""
+        """Start the scheduler and its watch; call inside the running event loop."""
         self._scheduler.start()
-        self._scheduler.add_job(
-            self._beat,
-            IntervalTrigger(seconds=HEARTBEAT_SECONDS, timezone=UTC),
-            id=_HEARTBEAT_JOB,
-            misfire_grace_time=None,
-            coalesce=True,
-        )
+        self._watch = asyncio.get_running_loop().create_task(self._watch_clock())
 
     def shutdown(self) -> None:
         """Stop scheduling; polls in flight are cancelled with the event loop's tasks."""
         self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
-    async def _beat(self) -> None:
-        self.heartbeat = time.monotonic()
+    async def _watch_clock(self) -> None:
+        """The heartbeat, on the loop's monotonic clock; and the wall clock's steps.
+
+        APScheduler's triggers run on wall time: stepped back an hour, every job would wait an
+        hour. A step (wall time moving apart from monotonic time) reschedules every job from
+        now, each keeping its interval.
+        """
+        offset = time.time() - time.monotonic()
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            self.heartbeat = time.monotonic()
+            now_offset = time.time() - time.monotonic()
+            if abs(now_offset - offset) > CLOCK_STEP_SECONDS:
+                log.warning(
+                    "the wall clock stepped: every tenant's polls are rescheduled from now",
+                    extra={"step_seconds": round(now_offset - offset, 1)},
+                )
+                self._reschedule_all()
+            offset = now_offset
+
+    def _reschedule_all(self) -> None:
+        now = datetime.now(UTC)
+        for job in self._scheduler.get_jobs():
+            interval = getattr(job.trigger, "interval", None)
+            if isinstance(interval, timedelta):
+                job.reschedule(
+                    IntervalTrigger(seconds=interval.total_seconds(), start_date=now, timezone=UTC)
+                )
 
     def _on_event(self, event: JobEvent) -> None:
         kind = _EVENT_NAMES.get(event.code, "error")

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
@@ -50,6 +51,7 @@ TIMEOUTS_PER_POLL = 4
 OUTER_GRACE_SECONDS = 0.5
 # Log lines kept per tenant for its page (the lines of its last failed poll).
 LOG_TAIL_LINES = 20
+MAX_LOG_LINE = 2000  # characters of one kept line
 
 
 def poll_budget(tenant: TenantConfig, source: str | None = None) -> float:
@@ -78,6 +80,8 @@ class PollingServices:
     executor: Executor
     graph: GraphClient
     store: MetricsStore
+    # Secrets and tokens out of what a failure quotes, before pages and HTTP answers show it.
+    redact: Callable[[str], str] = str
 
 
 class Tenant:
@@ -139,8 +143,8 @@ class Tenant:
         self.tokens.forget_tokens()
 
     def log_line(self, created: float, line: str) -> None:
-        """Keep a line logged about this tenant (already redacted and formatted)."""
-        self.log_tail.append((created, line))
+        """Keep a line logged about this tenant (already redacted and formatted), bounded."""
+        self.log_tail.append((created, line[:MAX_LOG_LINE]))
 
     def lines_since(self, started: float) -> tuple[str, ...]:
         """The tenant's log lines logged at or after ``started`` (Unix time)."""
@@ -152,7 +156,7 @@ class Tenant:
         result = await run_poll(
             config, tokens, self._services.graph, self.collectors, self.settled_source
         )
-        result = replace(result, token_requests=tokens.take_token_requests())
+        result = self._redacted(replace(result, token_requests=tokens.take_token_requests()))
         self._settle(result)
         self._log(result)
         self._last_result = result.result
@@ -160,6 +164,23 @@ class Tenant:
         self.snapshot = self.snapshot.after_poll(result, config.stale_after, lines)
         self.publish()
         return result
+
+    def _redacted(self, result: PollResult) -> PollResult:
+        """``result`` with whatever its failures quote redacted (Graph echoes tokens)."""
+        redact = self._services.redact
+
+        def clean(failure: PollFailure | None) -> PollFailure | None:
+            if failure is None:
+                return None
+            return replace(
+                failure,
+                message=redact(failure.message),
+                error_code=None if failure.error_code is None else redact(failure.error_code),
+                request_id=None if failure.request_id is None else redact(failure.request_id),
+            )
+
+        runs = tuple(replace(run, failure=clean(run.failure)) for run in result.collectors)
+        return replace(result, failure=clean(result.failure), collectors=runs)
 
     def _settle(self, result: PollResult) -> None:
         if self.config.source != AUTO_SOURCE or result.source != DETAILS_SOURCE:

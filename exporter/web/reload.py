@@ -9,6 +9,7 @@ A changed file that no longer loads keeps the last good settings, says so in the
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import ssl
@@ -37,28 +38,41 @@ def _stamp(files: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
 
 
 class RequestBucket:
-    """The web config's ``rate_limit``: a token bucket of ``burst`` tokens, one more per
-    ``interval``; a request without a token is answered 429 (probes are never limited)."""
+    """The web config's ``rate_limit``, per client: each client address has a token bucket of
+    ``burst`` tokens, one more per ``interval``; a request without a token is answered 429
+    (probes are never limited). One client spending its bucket never touches another's; a
+    request that fails authentication gives its token back (:meth:`refund`)."""
+
+    MAX_CLIENTS = 4096  # the least recently seen client's bucket goes first
 
     def __init__(self, settings: RateLimitSettings | None) -> None:
         self._settings = settings
-        self._tokens = float(settings.burst) if settings else 0.0
-        self._at = time.monotonic()
+        self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self) -> bool:
+    def take(self, client: str = "") -> bool:
+        """Spend one of ``client``'s tokens; False when it has none."""
         settings = self._settings
         if settings is None:
             return True
         with self._lock:
             now = time.monotonic()
-            refill = (now - self._at) / settings.interval
-            self._tokens = min(float(settings.burst), self._tokens + refill)
-            self._at = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return True
-            return False
+            tokens, at = self._buckets.pop(client, (float(settings.burst), now))
+            tokens = min(float(settings.burst), tokens + (now - at) / settings.interval)
+            allowed = tokens >= 1.0
+            self._buckets[client] = (tokens - 1.0 if allowed else tokens, now)
+            while len(self._buckets) > self.MAX_CLIENTS:
+                self._buckets.popitem(last=False)
+            return allowed
+
+    def refund(self, client: str = "") -> None:
+        """Give ``client`` back the token its refused request took."""
+        settings = self._settings
+        if settings is None:
+            return
+        with self._lock:
+            tokens, at = self._buckets.get(client, (float(settings.burst), time.monotonic()))
+            self._buckets[client] = (min(float(settings.burst), tokens + 1.0), at)
 
 
 class LiveWebConfig:

@@ -8,9 +8,11 @@ its rate limit can be tested by calling :meth:`Router.handle`. Paths: the teleme
 
 from __future__ import annotations
 
+import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from exporter.metrics.store import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, MetricsStore
@@ -23,6 +25,21 @@ TENANT_PAGES = "/tenants/"
 RELOAD_PATH = "/-/reload"
 HTML = "text/html; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
+# Every answer is plain text or self-contained HTML: nothing may load, frame or sniff it.
+SECURITY_HEADERS = MappingProxyType(
+    {
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Content-Security-Policy": (
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
+            "form-action 'none'; base-uri 'none'"
+        ),
+        "Referrer-Policy": "no-referrer",
+    }
+)
+# Connections that slow routes (pages, reloads) may keep busy at once; the rest of the server's
+# connections stay free for /healthz, /readyz and the telemetry path.
+SLOW_ROUTES_AT_ONCE = 48
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +68,7 @@ class Request:
     headers: Mapping[str, str] = field(default_factory=dict)
     tls: bool = False
     peer_cert: Mapping[str, Any] | None = None
+    client: str = ""  # the client's address (its rate-limit bucket)
 
     @property
     def path(self) -> str:
@@ -75,6 +93,16 @@ class Response:
 def text(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     """A one-line plain-text answer."""
     return Response(status, (f"{message}\n".encode(),), TEXT, headers or {})
+
+
+def cross_site(request: Request) -> bool:
+    """True for a request a page on another site made a browser send (a form's POST needs no
+    permission): browsers mark it (``Sec-Fetch-Site``) and name its origin (``Origin``, on
+    every cross-origin POST). curl, Prometheus and scripts send neither, and pass."""
+    if request.header("Sec-Fetch-Site").lower() in ("cross-site", "same-site"):
+        return True
+    origin = request.header("Origin")
+    return bool(origin) and urllib.parse.urlsplit(origin).netloc != request.header("Host")
 
 
 def _weights(header: str) -> dict[str, float]:
@@ -118,9 +146,12 @@ def wants_gzip(accept_encoding: str) -> bool:
 class Router:
     """Request → response for the exporter's paths, with the web config in force."""
 
-    def __init__(self, hooks: ServerHooks, live: LiveWebConfig) -> None:
+    def __init__(
+        self, hooks: ServerHooks, live: LiveWebConfig, slow_routes: int = SLOW_ROUTES_AT_ONCE
+    ) -> None:
         self.hooks = hooks
         self.live = live
+        self._slow = threading.BoundedSemaphore(slow_routes)
 
     def handle(self, request: Request) -> Response:
         """The answer to ``request`` (HEAD is answered as GET; the adapter drops the body)."""
@@ -129,22 +160,39 @@ class Router:
         refused = self._refusal(request)
         if refused is not None:
             return refused
-        if request.method == "POST":
-            return self._post(request)
-        return self._get(request)
+        if request.path in (self.hooks.telemetry_path, *PROBE_PATHS):
+            return self._get(request) if request.method != "POST" else self._post(request)
+        # Pages and reloads may take long: they never hold every connection.
+        if not self._slow.acquire(blocking=False):
+            return text(503, "busy: try again", {"Retry-After": "1"})
+        try:
+            return self._post(request) if request.method == "POST" else self._get(request)
+        finally:
+            self._slow.release()
+
+    def authorized(self, request: Request) -> bool:
+        """Client certificate and basic auth only (no rate limit): may a body be read?"""
+        web = self.live.web
+        if web.tls is not None and request.tls and not web.tls.allows_client(request.peer_cert):
+            return False
+        return web.basic_auth is None or web.basic_auth.check(
+            request.header("Authorization") or None
+        )
 
     def _refusal(self, request: Request) -> Response | None:
         """Rate limit, client certificate and basic auth; None when the request may go on."""
         if request.path in PROBE_PATHS:
             return None  # Kubernetes probes can present neither certificates nor passwords
-        web = self.live.web
-        if not self.live.requests.take():
+        web, requests = self.live.web, self.live.requests
+        if not requests.take(request.client):
             return text(429, "Too Many Requests", {"Retry-After": "1"})
         if web.tls is not None and request.tls and not web.tls.allows_client(request.peer_cert):
+            requests.refund(request.client)  # a refused request never spends the client's limit
             return text(403, "a client certificate (with an allowed name) is required")
         if web.basic_auth is not None and not web.basic_auth.check(
             request.header("Authorization") or None
         ):
+            requests.refund(request.client)
             return text(
                 401,
                 "unauthorized",
@@ -170,6 +218,8 @@ class Router:
             if path in {self.hooks.telemetry_path, *PROBE_PATHS, "/"}:
                 return text(405, "method not allowed", {"Allow": "GET, HEAD"})
             return text(404, "not found")
+        if cross_site(request):
+            return text(403, "a cross-site request may not reload the config")
         ok, message = self.hooks.reload()
         return text(200 if ok else 500, message)
 
@@ -195,8 +245,9 @@ class Router:
             page = render_landing_page(
                 hooks.store.snapshots(), hooks.telemetry_path, hooks.next_poll
             )
-            return Response(200, (page,), HTML)
+            return Response(200, (page,), HTML, SECURITY_HEADERS)
         snapshot = hooks.store.snapshot(urllib.parse.unquote(path[len(TENANT_PAGES) :]))
         if snapshot is None:
             return text(404, "no such tenant")
-        return Response(200, (render_tenant_page(snapshot, hooks.next_poll),), HTML)
+        page = render_tenant_page(snapshot, hooks.next_poll)
+        return Response(200, (page,), HTML, SECURITY_HEADERS)

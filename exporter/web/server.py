@@ -21,13 +21,15 @@ from exporter import __version__
 from exporter.web.config import WebConfig
 from exporter.web.connections import BUSY, IDLE, READING, ConnectionGuard
 from exporter.web.reload import LiveWebConfig
-from exporter.web.router import Request, Response, Router, ServerHooks, text
+from exporter.web.router import RELOAD_PATH, Request, Response, Router, ServerHooks, text
 
 log = logging.getLogger("exporter.server")
 
 MAX_REQUEST_BODY = 64 * 1024
 # A connection that sends nothing for this long is closed (slow or silent clients).
 CONNECTION_TIMEOUT_SECONDS = 30.0
+# How long a connection closed on an unread body may take to say it is done.
+LINGER_SECONDS = 0.5
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -61,10 +63,14 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         with contextlib.suppress(ssl.SSLError, ConnectionError, TimeoutError, ValueError):
             super().handle()
 
+    _unread_body = False
+
     def finish(self) -> None:
         self.server.guard.forget(self.request)
         with contextlib.suppress(OSError, ValueError):
             super().finish()
+        if self._unread_body:
+            _linger(self.connection)
 
     def handle_one_request(self) -> None:
         """Wait idle for the next request, then give it the guard's deadline to arrive."""
@@ -82,53 +88,68 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
         guard.mark(self.request, READING)
         super().handle_one_request()
 
-    def parse_request(self) -> bool:
-        self.server.guard.mark(self.request, BUSY)  # the request line and headers are in
-        return super().parse_request()
-
     def log_message(self, format: str, *args: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):  # every request passes here: format only if shown
             log.debug(format % args, extra={"client": self.client_address[0]})
 
-    def read_request(self) -> Request | Response:
-        """The request line and headers (parsed by http.server) and the body, read and dropped.
+    def read_request(self) -> tuple[Request, int] | Response:
+        """The request line and headers (parsed by http.server), and its body's length.
 
-        A body is framed by one ``Content-Length`` only: several different ones, or a
-        ``Transfer-Encoding``, are refused and the connection closed, so what follows can never
-        be read as a request of its own.
+        One framing rule for every method: a body is framed by one ``Content-Length`` only;
+        several different ones, a ``Transfer-Encoding``, or a length that is not a number are
+        refused and the connection closed, so what follows can never be read as a request of
+        its own.
         """
-        lengths = set(self.headers.get_all("Content-Length") or [])
+        lengths = {value.strip() for value in self.headers.get_all("Content-Length") or []}
         if self.headers.get("Transfer-Encoding") is not None or len(lengths) > 1:
             self.close_connection = True
             return text(400, "one Content-Length, no Transfer-Encoding")
-        length_text = next(iter(lengths), "0").strip()
+        length_text = next(iter(lengths), "0")
         if not length_text.isdigit():
             self.close_connection = True
             return text(400, "bad Content-Length")
-        if int(length_text) > MAX_REQUEST_BODY:
-            self.close_connection = True
-            return text(413, "request body too large")
-        if int(length_text):
-            self.rfile.read(int(length_text))
-        peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
-        return Request(
+        tls = isinstance(self.connection, ssl.SSLSocket)
+        request = Request(
             method=self.command,
             target=self.path,
             headers={name.lower(): value for name, value in self.headers.items()},
-            tls=isinstance(self.connection, ssl.SSLSocket),
-            peer_cert=peer,
+            tls=tls,
+            peer_cert=self.connection.getpeercert() if tls else None,
+            client=str(self.client_address[0]),
         )
+        return request, int(length_text)
+
+    def _take_body(self, request: Request, length: int) -> Response | None:
+        """Read (and drop) a body only for the one route that takes one, once authorized;
+        any other body is left unread and the connection closed after the answer."""
+        if not length:
+            return None
+        if length > MAX_REQUEST_BODY:
+            self.close_connection = True
+            return text(413, "request body too large")
+        takes_body = request.method == "POST" and request.path == RELOAD_PATH
+        if not takes_body or not self.server.router.authorized(request):
+            self.close_connection = True
+            self._unread_body = True
+            return None
+        self.rfile.read(length)  # under the guard's deadline: the request is still arriving
+        return None
 
     def _answer(self) -> None:
-        request = self.read_request()
-        response = request if isinstance(request, Response) else self.server.router.handle(request)
-        self._send(response)
+        read = self.read_request()
+        if isinstance(read, Response):
+            self._send(read)
+            return
+        request, length = read
+        refused = self._take_body(request, length)
+        self.server.guard.mark(self.request, BUSY)  # line, headers and body are in
+        self._send(refused or self.server.router.handle(request))
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(sum(len(part) for part in response.body)))
-        for name, value in {**self.server.live.web.headers, **response.headers}.items():
+        for name, value in {**response.headers, **self.server.live.web.headers}.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -136,6 +157,17 @@ class ExporterRequestHandler(BaseHTTPRequestHandler):
                 self.wfile.write(part)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _answer
+
+
+def _linger(connection: socket.socket) -> None:
+    """Close a connection whose body was left unread without a reset that could drop the
+    answer on its way: stop sending, then drop what still arrives, briefly and boundedly."""
+    with contextlib.suppress(OSError, ValueError):
+        connection.shutdown(socket.SHUT_WR)
+        connection.settimeout(LINGER_SECONDS)
+        dropped = 0
+        while dropped < MAX_REQUEST_BODY and (chunk := connection.recv(16384)):
+            dropped += len(chunk)
 
 
 def _dual_stack() -> bool:
