@@ -33,7 +33,15 @@ GRAPH_FAULTS = (
 )
 # A queued answer of given bytes (Simulator.set_body); never drawn at random.
 CUSTOM_ANSWER = "custom_answer"
-TOKEN_FAULTS = ("invalid_client", "token_down", "echo_secret", "expires_in_null")
+TOKEN_FAULTS = (
+    "invalid_client",
+    "token_down",
+    "echo_secret",
+    "expires_in_null",
+    "expires_in_text",
+    "empty_token",
+    "crlf_token",
+)
 RANDOM_FAULTS = ("throttle", "error500", "error503", "reset", "malformed")
 DETAIL_FLAGS = (
     "isSsprRegistered",

@@ -93,3 +93,12 @@ def invalid_client_body(reason: str, correlation: str) -> dict[str, Any]:
         "error_codes": [7000215],
         "correlation_id": correlation,
     }
+
+
+# Token answers that are 200s but unusable, by fault: the fields they replace.
+SHAPED_TOKENS: dict[str, dict[str, Any]] = {
+    "expires_in_null": {"expires_in": None},
+    "expires_in_text": {"expires_in": "abc"},
+    "empty_token": {"access_token": ""},
+    "crlf_token": {"access_token": "eyJhbGciOiJub25lIn0.eyJ0aWQiOiJ4In0.c2ln\r\nX-Injected: 1"},
+}

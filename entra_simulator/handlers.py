@@ -29,6 +29,7 @@ from entra_simulator.directory import (
 from entra_simulator.faults import (
     FAULT_ANSWERS,
     FAULT_BODIES,
+    SHAPED_TOKENS,
     invalid_client_body,
     openid_configuration,
     token_refusal,
@@ -267,8 +268,8 @@ class _SimHandler(BaseHTTPRequestHandler):
         reason = token_refusal(fault, form) or sim.check_client(
             tenant, form, f"{sim.base_url}{path}"
         )
-        if fault == "expires_in_null" and reason is None:
-            self._json(200, {**sim.issue_token(tenant), "expires_in": None})
+        if reason is None and fault in SHAPED_TOKENS:
+            self._json(200, {**sim.issue_token(tenant), **SHAPED_TOKENS[fault]})
             return
         if reason is not None:
             self._json(401, invalid_client_body(reason, correlation))
@@ -322,8 +323,7 @@ class _SimHandler(BaseHTTPRequestHandler):
         self._json(403 if forbidden else 200, body, self._load_header())
         self._record("policy", tenant)
 
-    def _load_header(self) -> dict[str, str]:
-        """``x-ms-throttle-limit-percentage`` from 0.8 of the service budget on."""
+    def _load_header(self) -> dict[str, str]:  # Graph's, from 0.8 of the budget on
         return {"x-ms-throttle-limit-percentage": f"{self.load:.2f}"} if self.load >= 0.8 else {}
 
     def _take_graph_fault(self, tenant: SimTenant) -> tuple[str | None, int]:

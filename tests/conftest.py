@@ -342,6 +342,7 @@ TIERS = {
         "test_prometheus",
         "test_reliability",
         "test_webconfig_toolkit",
+        "test_attacks",
         "test_wheel",
     },
     "slow": {"test_bench", "test_soak"},
