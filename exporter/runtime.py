@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from exporter.config.model import Config, TenantConfig
 from exporter.graph.client import GraphClient
+from exporter.graph.failures import SUCCESS
 from exporter.graph.pacing import GraphRateLimiter
 from exporter.graph.transport import Transport, build_ssl_context
 from exporter.logs import SecretRedactor, TenantLogRouter
@@ -24,6 +25,7 @@ from exporter.polling.scheduler import PollScheduler
 from exporter.polling.tenant import PollingServices, Tenant
 
 log = logging.getLogger("exporter")
+FIRST_RETRY_SECONDS = 30.0
 
 
 class Runtime:
@@ -49,7 +51,9 @@ class Runtime:
         self._log_router = TenantLogRouter(self.tenants.get, self.redactor)
         logging.getLogger().addHandler(self._log_router)
         self.config = config
+        self._applied = False  # the first apply builds; the later ones are reloads
         self.apply(config)
+        self._applied = True
 
     def apply(self, config: Config) -> None:
         """Make the tenants match ``config``: add, replace (history kept) and remove."""
@@ -74,6 +78,8 @@ class Runtime:
         self.tenants[tenant.name] = tenant
         tenant.publish()
         self.scheduler.schedule(tenant.config)
+        if self._applied:
+            self.scheduler.poll_soon(tenant.name, 0)  # added by a reload: polled at once
 
     def _replace(self, old: Tenant, config: TenantConfig) -> None:
         new = Tenant(config, self._services, previous=old)
@@ -82,6 +88,7 @@ class Runtime:
         new.publish()
         if (old.config.interval, old.config.jitter) != (config.interval, config.jitter):
             self.scheduler.schedule(config)
+        self.scheduler.poll_soon(new.name, 0)  # what changed shows at once
         log.info("tenant configuration changed", extra={"tenant": new.name})
 
     def _remove(self, name: str) -> None:
@@ -101,7 +108,13 @@ class Runtime:
 
     async def _scheduled_poll(self, name: str) -> PollResult | None:
         tenant = self.tenants.get(name)  # None: removed while its job was due
-        return await tenant.poll() if tenant is not None else None
+        if tenant is None:
+            return None
+        result = await tenant.poll()
+        if result.result != SUCCESS and tenant.current:
+            # A failed tenant is asked again sooner than its interval, backing off.
+            self.scheduler.poll_soon(name, retry_delay(tenant.failures, tenant.config.interval))
+        return result
 
     async def poll_all(self) -> list[PollResult]:
         """Poll every tenant once, concurrently (bounded by the transport's in-flight cap)."""
@@ -113,6 +126,12 @@ class Runtime:
         logging.getLogger().removeHandler(self._log_router)
         self._executor.shutdown(wait=False, cancel_futures=True)
         await self.transport.aclose()
+
+
+def retry_delay(failures: int, interval: float) -> float:
+    """Seconds until a failed tenant is polled again: 30 s, doubling per failure in a row,
+    never later than its interval."""
+    return min(interval, FIRST_RETRY_SECONDS * float(2 ** max(0, failures - 1)))
 
 
 def build_runtime(config: Config, redactor: SecretRedactor | None = None) -> Runtime:

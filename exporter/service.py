@@ -32,6 +32,7 @@ EXIT_FAILURE = 1
 HEARTBEAT_MAX_AGE_SECONDS = 30.0
 RELOAD_WAIT_SECONDS = 30.0
 RELOAD_DEADLINE_SECONDS = 20.0
+CONFIG_CHECK_SECONDS = 2.0
 
 
 def _settle(
@@ -180,6 +181,7 @@ class Service:
         # A SIGHUP sent during start-up was held back (exporter.launch): it arrives now.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         self.runtime.scheduler.start()
+        watch = self._loop.create_task(self._watch_config_file())
         serve_in_thread(server)
         log.info(
             "exporter started",
@@ -190,6 +192,7 @@ class Service:
             },
         )
         await stop.wait()
+        watch.cancel()
         log.info("shutting down")
         self.runtime.scheduler.shutdown()
         await asyncio.to_thread(server.shutdown)
@@ -198,10 +201,34 @@ class Service:
         log.info("stopped")
         return EXIT_OK
 
+    async def _watch_config_file(self) -> None:
+        """Reload when the config file changes on disk, as the web config already is.
+
+        A mounted ConfigMap changes by a symlink swap: the file's identity (device, inode),
+        time and size are read through the link, every :data:`CONFIG_CHECK_SECONDS`.
+        """
+        stamp = _file_stamp(self.settings.config_file)
+        while True:
+            await asyncio.sleep(CONFIG_CHECK_SECONDS)
+            now = await asyncio.to_thread(_file_stamp, self.settings.config_file)
+            if now != stamp:
+                stamp = now
+                log.info("config file changed on disk: reloading")
+                await self.reload()
+
     def _reload_in_background(self) -> None:
         task = self._loop.create_task(self.reload())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _file_stamp(path: str) -> tuple[int, int, int, int] | None:
+    """What tells a file's new content apart: device, inode, change time, size."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def refusal_answer(problems: list[str]) -> str:

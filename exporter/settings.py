@@ -18,6 +18,8 @@ from exporter.web.router import PROBE_PATHS
 from exporter.web.server import parse_listen_address
 
 EXIT_USAGE = 2
+DEFAULT_LISTEN = ":9836"
+DEMO_LISTEN = "127.0.0.1:9836"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +70,10 @@ def _add_serving_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--web.listen-address",
         dest="listen_address",
-        default=":9836",
+        default=None,
         metavar="HOST:PORT",
         help="where the HTTP server listens; ':PORT' is every address, IPv4 and IPv6 "
-        "(default: %(default)s)",
+        "(default: :9836; with --demo 127.0.0.1:9836)",
     )
     parser.add_argument(
         "--web.telemetry-path",
@@ -149,8 +151,10 @@ def _add_mode_flags(parser: argparse.ArgumentParser) -> None:
 def parse_settings(argv: list[str] | None) -> Settings:
     """Parse and check the command line (exit 2 on a usage error)."""
     args = build_parser().parse_args(argv)
+    # The demo is for one person at one machine: loopback, unless told otherwise.
+    listen_address = args.listen_address or (DEMO_LISTEN if args.demo else DEFAULT_LISTEN)
     try:
-        parse_listen_address(args.listen_address)
+        parse_listen_address(listen_address)
     except ValueError as err:
         build_parser().error(f"--web.listen-address: {err}")
     try:
@@ -166,7 +170,7 @@ def parse_settings(argv: list[str] | None) -> Settings:
         )
     return Settings(
         config_file=args.config_file,
-        listen_address=args.listen_address,
+        listen_address=listen_address,
         telemetry_path=args.telemetry_path,
         web_config_file=args.web_config_file,
         log_level=args.log_level,

@@ -34,7 +34,7 @@ def tenant_config(name: str = "contoso", stale_after: float = 1800.0) -> TenantC
     """A tenant of the global cloud with a client secret, for tests without a simulator."""
     return TenantConfig(
         name=name,
-        tenant_id="72f988bf-86f1-41af-91ab-2d7cd011db47",
+        tenant_id="5f1c3d2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f",
         client_id="00000000-0000-0000-0000-000000000001",
         credential=ClientSecretCredential(Secret("s3cret-value")),
         interval=600.0,
@@ -312,6 +312,7 @@ TIERS = {
     "unit": {
         "test_boundaries",
         "test_config",
+        "test_first_minutes",
         "test_details",
         "test_metrics",
         "test_ratelimit",
@@ -343,6 +344,7 @@ TIERS = {
         "test_reliability",
         "test_webconfig_toolkit",
         "test_attacks",
+        "test_changes",
         "test_wheel",
     },
     "slow": {"test_bench", "test_soak"},

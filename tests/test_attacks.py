@@ -332,3 +332,17 @@ async def test_unusable_tokens_are_named_as_such(
     assert result.result != "network_error"
     assert result.failure is not None and words in result.failure.message
     assert "discovery" not in result.failure.message
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(sim_env: SimEnv) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", f"--config.file={sim_env.config_file}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot listen on" in result.stderr and "Traceback" not in result.stderr

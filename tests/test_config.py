@@ -26,7 +26,7 @@ from tests.conftest import run_cli, write_app_certificate
 
 CONFFILES = Path(__file__).parent / "conffiles"
 GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
-TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+TENANT = "5f1c3d2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f"
 CLIENT = "00000000-0000-0000-0000-000000000001"
 
 
@@ -460,7 +460,7 @@ ROLE_UPPER = "62E90394-69F5-4237-9190-012177145E10"
 
 def t(**fields: object) -> dict[str, object]:
     return {
-        "tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "tenant_id": "5f1c3d2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f",
         "client_id": "00000000-0000-0000-0000-000000000001",
         "client_secret": "s",
         **fields,
@@ -673,12 +673,12 @@ def doc(*tenants: dict[str, object], **top: object) -> dict[str, object]:
         pytest.param(
             doc(
                 {
-                    "tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+                    "tenant_id": "5f1c3d2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f",
                     "client_id": "00000000-0000-0000-0000-000000000001",
                 }
             ),
             [
-                "tenants[0]: no credential: set exactly one of client_secret, client_secret_file, certificate, workload_identity"
+                "tenants[0]: no credential: set exactly one of client_secret, client_secret_file, certificate, workload_identity, managed_identity"
             ],
             id="only credential missing",
         ),
@@ -790,7 +790,8 @@ def test_a_missing_config_file_is_named_as_the_config_file(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as refused:
         load_config(absent)
     assert refused.value.problems == [
-        f"{absent}: cannot read config file: No such file or directory"
+        f"{absent}: cannot read config file: No such file or directory (name it with "
+        "--config.file, start from config.example.yaml, or try --demo)"
     ]
 
 

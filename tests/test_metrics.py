@@ -100,7 +100,7 @@ def test_every_contract_metric_is_present_and_parses() -> None:
     assert values[("entra_exporter_config_last_reload_successful", frozenset())] == 1
     info = {
         t,
-        ("tenant_id", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+        ("tenant_id", "5f1c3d2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f"),
         ("cloud", "global"),
         ("source", "credentialUserRegistrationCount"),
     }

@@ -106,7 +106,7 @@ def test_check_config_says_the_share(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
         "tenants:\n"
-        "  - {tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47, "
+        "  - {tenant_id: 5f1c3d2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f, "
         "client_id: 00000000-0000-0000-0000-000000000001, client_secret: s3cret-value}\n"
     )
     config.chmod(0o600)

@@ -57,7 +57,7 @@ def parse_credential(
         problems.add(
             path,
             "no credential: set exactly one of client_secret, client_secret_file, "
-            "certificate, workload_identity",
+            "certificate, workload_identity, managed_identity",
         )
         return None
     if len(present) > 1:
@@ -198,7 +198,7 @@ def _key_matches_certificate(
 
 
 def is_guid(text: str) -> bool:
-    """True for a GUID such as ``72f988bf-86f1-41af-91ab-2d7cd011db47``."""
+    """True for a GUID such as ``5f1c3d2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f``."""
     return bool(_GUID_RE.match(text))
 
 

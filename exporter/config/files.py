@@ -28,7 +28,7 @@ def read_regular_file(path: str | Path, limit: int = MAX_FILE_BYTES) -> bytes:
         # O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
-        raise UnreadableFile(err.strerror or str(err)) from None
+        raise UnreadableFile(err.errno, err.strerror or str(err)) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -184,7 +184,17 @@ def _parse_durations(raw: _RawSettings, problems: Problems) -> dict[str, float] 
             ok = False
         parsed[key] = seconds
     if ok and parsed["jitter"] > parsed["interval"]:
-        problems.add(raw.paths["jitter"], "must not be longer than interval")
+        # Blame the key set closest to the tenant: a tenant's interval under the defaults'
+        # jitter is the tenant's interval, not the defaults'.
+        jitter_path, interval_path = raw.paths["jitter"], raw.paths["interval"]
+        if interval_path.startswith("tenants[") and not jitter_path.startswith("tenants["):
+            problems.add(
+                interval_path,
+                f"{raw.values['interval']} is shorter than jitter {raw.values['jitter']} "
+                f"(from {jitter_path}): lengthen it or set this tenant's jitter",
+            )
+        else:
+            problems.add(jitter_path, "must not be longer than interval")
         ok = False
     return parsed if ok else None
 

@@ -6,6 +6,7 @@ them all and raises one :class:`ConfigError`, so a user fixes a broken file in o
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +102,14 @@ StrictLoader.add_constructor(
 def _yaml_error_line(path: str, err: yaml.YAMLError) -> str:
     mark = getattr(err, "problem_mark", None)
     problem = getattr(err, "problem", None) or "invalid YAML"
+    hint = ""
+    if "mapping values are not allowed" in problem or "expected <block end>" in problem:
+        hint = " (check the indentation of this line and the one before: spaces, not tabs)"
+    elif "found character '\\t'" in problem:
+        hint = " (a tab: indent with spaces)"
     if mark is not None:
-        return f"{path}:{mark.line + 1}:{mark.column + 1}: YAML syntax error: {problem}"
-    return f"{path}: YAML syntax error: {problem}"
+        return f"{path}:{mark.line + 1}:{mark.column + 1}: YAML syntax error: {problem}{hint}"
+    return f"{path}: YAML syntax error: {problem}{hint}"
 
 
 # Bounds on what a config document may be once its aliases are expanded: a YAML "billion
@@ -182,7 +188,10 @@ def read_yaml_file(path: str | Path, what: str = "config file") -> Any:
     try:
         text = read_text(file)
     except OSError as err:
-        raise ConfigError([f"{file}: cannot read {what}: {err.strerror or err}"]) from None
+        hint = ""
+        if err.errno == errno.ENOENT and what == "config file":
+            hint = " (name it with --config.file, start from config.example.yaml, or try --demo)"
+        raise ConfigError([f"{file}: cannot read {what}: {err.strerror or err}{hint}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{file}: {what} is not UTF-8 text"]) from None
     try:

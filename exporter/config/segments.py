@@ -55,6 +55,13 @@ def parse_segments(
         )
     if len(problems.lines) > before:
         return None
+    if roles and "privileged_roles" in own and source == DEFAULT_SOURCE:
+        # Said once per tenant that asks for it itself (defaults may serve other sources).
+        problems.warnings.append(
+            f"{join(path, 'privileged_roles')}: does nothing with source "
+            "credentialUserRegistrationCount (the seed's report has no per-user rows): use "
+            "userRegistrationDetails or auto"
+        )
     return SegmentsConfig(privileged_roles=roles, include_eligible=eligible, groups=groups)
 
 

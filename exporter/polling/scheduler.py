@@ -25,6 +25,7 @@ from apscheduler.events import (
 )
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.config.model import TenantConfig
@@ -33,6 +34,8 @@ from exporter.metrics.store import MetricsStore
 log = logging.getLogger("exporter.scheduler")
 
 HEARTBEAT_SECONDS = 5.0
+# The job id suffix of a tenant's extra poll (a retry, or a poll right after a reload).
+EXTRA_POLL = "#extra"
 # Wall time moving this far apart from monotonic time between two heartbeats is a step.
 CLOCK_STEP_SECONDS = 2.0
 _EVENT_NAMES = MappingProxyType(
@@ -109,7 +112,7 @@ class PollScheduler:
     def _on_event(self, event: JobEvent) -> None:
         kind = _EVENT_NAMES.get(event.code, "error")
         self._store.record_scheduler_event(kind)
-        tenant = event.job_id
+        tenant = event.job_id.removesuffix(EXTRA_POLL)
         if event.code == EVENT_JOB_ERROR:
             exception = getattr(event, "exception", None)
             log.error("poll job raised", exc_info=exception, extra={"tenant": tenant})
@@ -136,9 +139,28 @@ class PollScheduler:
         )
 
     def unschedule(self, name: str) -> None:
-        """Stop polling tenant ``name``."""
-        if self._scheduler.get_job(name) is not None:
-            self._scheduler.remove_job(name)
+        """Stop polling tenant ``name`` (its extra polls too)."""
+        for job_id in (name, f"{name}{EXTRA_POLL}"):
+            if self._scheduler.get_job(job_id) is not None:
+                self._scheduler.remove_job(job_id)
+
+    def poll_soon(self, name: str, delay: float) -> None:
+        """One extra poll of tenant ``name`` in ``delay`` seconds (replacing an earlier extra
+        poll); its regular polls go on. Nothing when the regular one comes first anyway."""
+        when = datetime.now(UTC) + timedelta(seconds=delay)
+        regular = self._scheduler.get_job(name)
+        next_run = getattr(regular, "next_run_time", None) if regular is not None else None
+        if next_run is not None and next_run <= when:
+            return
+        self._scheduler.add_job(
+            self._poll_job,
+            DateTrigger(run_date=when, timezone=UTC),
+            args=(name,),
+            id=f"{name}{EXTRA_POLL}",
+            name=f"extra poll {name}",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
 
     def next_poll(self, name: str) -> float | None:
         """When tenant ``name`` is polled next (Unix time), None if it is not scheduled."""

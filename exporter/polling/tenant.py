@@ -101,6 +101,8 @@ class Tenant:
         )
         self.settled_source: str | None = None
         self._last_result: str | None = None
+        self.failures = 0  # failed polls in a row (a retry backs off with them)
+        self._inflight: asyncio.Task[PollResult] | None = None
         if previous is None:
             self.tokens = TenantTokenSource(config, services.transport, services.executor)
             self.snapshot = TenantSnapshot.for_tenant(config)
@@ -151,7 +153,15 @@ class Tenant:
         return tuple(line for created, line in list(self.log_tail) if created >= started - 0.001)
 
     async def poll(self) -> PollResult:
-        """Poll once, log the outcome, publish the new snapshot. Never raises."""
+        """Poll once, log the outcome, publish the new snapshot. Never raises.
+
+        A poll asked for while one runs (a retry meeting the regular poll) shares its result.
+        """
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.get_running_loop().create_task(self._poll_once())
+        return await asyncio.shield(self._inflight)
+
+    async def _poll_once(self) -> PollResult:
         config, tokens = self.config, self.tokens
         result = await run_poll(
             config, tokens, self._services.graph, self.collectors, self.settled_source
@@ -160,6 +170,7 @@ class Tenant:
         self._settle(result)
         self._log(result)
         self._last_result = result.result
+        self.failures = 0 if result.result == SUCCESS else self.failures + 1
         lines = () if result.result == SUCCESS else self.lines_since(result.started_at)
         self.snapshot = self.snapshot.after_poll(result, config.stale_after, lines)
         self.publish()

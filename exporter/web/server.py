@@ -202,8 +202,9 @@ class ExporterHTTPServer(ThreadingHTTPServer):
             address = ("::", port)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, handler)
+        # Before binding: a refused bind calls server_close, which stops the guard.
         self.guard = ConnectionGuard()
+        super().__init__(address, handler)
         self.guard.run_reaper()
         self.live = LiveWebConfig(WebConfig())
         self.router: Router
