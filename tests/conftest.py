@@ -346,6 +346,7 @@ TIERS = {
         "test_attacks",
         "test_changes",
         "test_wheel",
+        "test_layouts",
     },
     "slow": {"test_bench", "test_soak"},
 }

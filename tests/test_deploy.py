@@ -37,7 +37,7 @@ def manifests() -> list[tuple[Path, dict[str, Any]]]:
         if path.name == "kustomization.yaml":
             continue
         for document in yaml.safe_load_all(path.read_text()):
-            if document:
+            if document and "kind" in document:  # base/config.yaml is the exporter's config
                 found.append((path, document))
     return found
 
@@ -195,12 +195,13 @@ def test_a_typo_in_a_manifest_would_be_caught() -> None:
 
 
 @pytest.mark.parametrize(
-    "directory", ["standalone", "sidecar", "sidecar-native", "sharded", "monitoring"]
+    "directory", ["base", "standalone", "sidecar", "sidecar-native", "sharded", "monitoring"]
 )
 def test_kustomization_lists_every_manifest(directory: str) -> None:
     folder = KUBERNETES / directory
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    listed = set(kustomization["resources"])
+    listed = {r for r in kustomization["resources"] if not r.startswith("../")}
+    listed |= {f for g in kustomization.get("configMapGenerator", []) for f in g["files"]}
     present = {p.name for p in folder.glob("*.yaml") if p.name != "kustomization.yaml"}
     assert listed == present
 
@@ -287,15 +288,19 @@ def test_service_monitor_and_pod_monitor_point_at_real_ports() -> None:
 def test_embedded_exporter_configs_are_valid(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("federated")
-    for _, document in manifests():
-        if document["kind"] != "ConfigMap" or "config.yaml" not in document["data"]:
-            continue
-        text = document["data"]["config.yaml"]
+    embedded = [
+        (document["metadata"]["name"], document["data"]["config.yaml"])
+        for _, document in manifests()
+        if document["kind"] == "ConfigMap" and "config.yaml" in document["data"]
+    ]
+    embedded.append(("base", (KUBERNETES / "base" / "config.yaml").read_text()))
+    assert len(embedded) >= 2
+    for layout, text in embedded:
         secrets = tmp_path / "secrets"
         secrets.mkdir(exist_ok=True)
-        for name in re.findall(r"/var/run/secrets/entra/(\w+)", text):
-            (secrets / name).write_text("s3cret-value")
-        config_file = tmp_path / f"{document['metadata']['name']}.yaml"
+        for secret in re.findall(r"/var/run/secrets/entra/(\w+)", text):
+            (secrets / secret).write_text("s3cret-value")
+        config_file = tmp_path / f"{layout}.yaml"
         config_file.write_text(text.replace("/var/run/secrets/entra", str(secrets)))
         config_file.chmod(0o600)
         config = load_config(config_file, environ={"AZURE_FEDERATED_TOKEN_FILE": str(token)})

@@ -34,6 +34,8 @@ def prometheus_rule() -> dict[str, Any]:
                 "app.kubernetes.io/name": "entra-registration-exporter",
                 "prometheus": "k8s",
                 "role": "alert-rules",
+                # What kube-prometheus-stack's ruleSelector matches by default.
+                "release": "kube-prometheus-stack",
             },
         },
         "spec": {"groups": yaml.safe_load(RULES.read_text())["groups"]},
