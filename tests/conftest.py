@@ -347,6 +347,7 @@ TIERS = {
         "test_changes",
         "test_wheel",
         "test_layouts",
+        "test_helm",
     },
     "slow": {"test_bench", "test_soak"},
 }

@@ -88,11 +88,13 @@ def test_a_typo_in_a_custom_resource_would_be_caught() -> None:
 
 
 def test_the_prometheus_rule_and_dashboard_configmap_are_the_shipped_files() -> None:
-    generated = runpy.run_path(str(KUBERNETES / "monitoring" / "generate.py"))["rendered"]()
-    for name, text in generated.items():
+    generator = runpy.run_path(str(KUBERNETES / "monitoring" / "generate.py"))
+    for name, text in generator["rendered"]().items():
         assert (KUBERNETES / "monitoring" / name).read_text() == text, (
             f"{name} is stale: run python deploy/kubernetes/monitoring/generate.py"
         )
+    for path, text in generator["chart_files"]().items():
+        assert path.read_text() == text, f"{path} is stale: run the same generate.py"
     rule = yaml.safe_load((KUBERNETES / "monitoring" / "prometheusrule.yaml").read_text())
     rules = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yml").read_text())
     assert rule["spec"]["groups"] == rules["groups"]

@@ -3,7 +3,8 @@
     python deploy/kubernetes/monitoring/generate.py
 
 The rules are deploy/prometheus/alerts.yml and the dashboard deploy/grafana/entra-registration.json;
-tests/test_deploy.py fails when the generated files and their sources differ.
+the Helm chart's files/ gets a copy of each. tests/test_deploy.py fails when the generated
+files and their sources differ.
 """
 
 from __future__ import annotations
@@ -85,7 +86,22 @@ def rendered() -> dict[str, str]:
     }
 
 
+# The Helm chart carries the same two sources, copied as they are (its templates wrap them).
+CHART_FILES = DEPLOY / "helm" / "entra-registration-exporter" / "files"
+
+
+def chart_files() -> dict[Path, str]:
+    """Chart file → the source text it must equal."""
+    return {
+        CHART_FILES / RULES.name: RULES.read_text(),
+        CHART_FILES / DASHBOARD.name: DASHBOARD.read_text(),
+    }
+
+
 if __name__ == "__main__":
     for name, text in rendered().items():
         (HERE / name).write_text(text)
         print(f"wrote {HERE / name}")
+    for path, text in chart_files().items():
+        path.write_text(text)
+        print(f"wrote {path}")
