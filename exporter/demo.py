@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("exporter")
 
-DEMO_TENANTS = 4
+DEMO_TENANTS = 5
 CONDITIONAL_ACCESS_ADMINISTRATOR = "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9"
 
 
@@ -27,11 +27,14 @@ def run_demo(settings: Settings, run: Callable[[Settings], int]) -> int:
 
     simulator = Simulator(tenants=DEMO_TENANTS, seed=20261124)
     tenants = list(simulator.tenants.values())
-    # One demo tenant fails now and then, to show what failures look like.
-    flaky = tenants[-1]
+    # One demo tenant fails now and then (answers no retry can mend), one always: its app
+    # lacks a permission, and the landing page says which to grant.
+    flaky, forbidden = tenants[3], tenants[4]
     flaky.fault_rate = 0.3
+    flaky.random_faults = ("malformed", "html")
+    simulator.set_fault(forbidden.name, "forbidden", count=0)
     # One has lost the seed's report: with source auto it moves to userRegistrationDetails.
-    retired = tenants[-2]
+    retired = tenants[2]
     retired.seed_gone = True
     retired.users = 800
     # It also shows SMS and voice retirement readiness (phone-only users by date: its
@@ -65,8 +68,9 @@ def run_demo(settings: Settings, run: Callable[[Settings], int]) -> int:
         host, port = parse_listen_address(settings.listen_address)
         log.info(
             f"demo: simulator at {url} with {DEMO_TENANTS} tenants ({flaky.name} fails now and "
-            f"then; {retired.name} reads userRegistrationDetails, with segments, phone-only users "
-            f"by SMS/voice retirement date and its methods policy); "
+            f"then, {forbidden.name} always: a permission missing; {retired.name} reads "
+            f"userRegistrationDetails, with segments, phone-only users by SMS/voice retirement "
+            f"date and its methods policy); "
             f"metrics at http://{host or 'localhost'}:{port}{settings.telemetry_path}",
         )
         demo_settings = dataclasses.replace(settings, config_file=config_file)

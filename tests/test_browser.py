@@ -4,14 +4,16 @@ the simulator with a failing tenant and a tenant with segments."""
 from __future__ import annotations
 
 import html
+import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from entra_simulator import Simulator
 from entra_simulator.segments import directory_of
 from tests.conftest import ExporterProcess, SimEnv, wait_until
 
@@ -107,3 +109,40 @@ def test_a_screenshot_of_the_landing_page(exporter: ExporterProcess, tmp_path: P
     chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,600", f"{exporter.url}/")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000
+
+
+@pytest.fixture
+def thousand(
+    tmp_path: Path, start_exporter: Callable[..., ExporterProcess]
+) -> Iterator[ExporterProcess]:
+    """An exporter polling 1,000 simulated tenants, one of them missing a permission."""
+    sim = Simulator(tenants=1000, seed=11)
+    sim.start()
+    try:
+        sim.write_ca(tmp_path / "ca.pem")
+        config = tmp_path / "config.yaml"
+        sim.write_config(config, str(tmp_path / "ca.pem"), interval=3600.0, jitter=0.0)
+        sim.set_fault("tenant-0500", "forbidden", count=0)
+        process = start_exporter(f"--config.file={config}")
+        process.wait_ready(timeout=120)
+        yield process
+    finally:
+        sim.stop()
+
+
+@pytest.mark.slow
+def test_the_triage_page_at_a_thousand_tenants(thousand: ExporterProcess, tmp_path: Path) -> None:
+    dom = chromium(tmp_path, "--dump-dom", "--window-size=1400,900", f"{thousand.url}/")
+    text = visible_text(dom)
+    assert "1,000 tenants: 999 up, 1 failing (auth_error 1), 0 not polled yet" in text
+    rows = re.findall(r"<tr><td><a href=[\"']/tenants/([^\"']+)[\"']>", dom)
+    assert len(rows) == 1000 and rows[0] == "tenant-0500"  # failing first
+    assert "grant AuditLog.Read.All (application) and consent again" in text  # its hint
+    assert text.count("HTTP 403") == 1
+    filtered = visible_text(chromium(tmp_path, "--dump-dom", f"{thousand.url}/?tenant=tenant-099"))
+    assert "showing 10" in filtered and "tenant-0500" not in filtered
+    shot = tmp_path / "landing-page.png"
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,900", f"{thousand.url}/")
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("EXPORTER_UPDATE_SCREENSHOTS"):
+        shutil.copy(shot, Path(__file__).parent.parent / "docs" / "landing-page.png")

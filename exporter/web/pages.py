@@ -13,12 +13,13 @@ import html
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
+from types import MappingProxyType
 
 from exporter import __version__
 from exporter.metrics.snapshots import POLICY_COLLECTOR, PollRecord, TenantSnapshot
 from exporter.reports.details import SEGMENT_STATUSES, STRENGTHS
 from exporter.reports.policy import MethodsPolicy
-from exporter.reports.registration import RegistrationReport
+from exporter.reports.registration import CoverageCounts, RegistrationReport
 
 NextPoll = Callable[[str], float | None]
 _MFA = SEGMENT_STATUSES.index("mfaRegistered")
@@ -29,6 +30,32 @@ STYLE = (
     "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}"
     "th{background:#f3f3f3}td:first-child{white-space:nowrap}.success{color:#0a6b2d}.failure{color:#a40e26;font-weight:600}"
     "code,pre{font-family:ui-monospace,monospace;font-size:.9em}pre{white-space:pre-wrap}"
+    "table.tenants{width:100%;table-layout:fixed}td{overflow-wrap:anywhere}"
+    ".stale{color:#8a5a00}.hint{color:#444;font-size:.9em}"
+)
+# What to do about a failed tenant, by result class (and by Graph's error code, where known).
+HINTS = MappingProxyType(
+    {
+        "auth_error": "check the credential and its expiry; grant the application permission "
+        "named in the reason (admin consent); the tenant needs Entra ID P1 or P2",
+        "throttled": "Graph asks to slow down: lengthen interval or lower rate_limits",
+        "http_error": "see Graph's error code; 400/404 on the seed's report: use source auto",
+        "timeout": "check the network path and proxies; raise timeout",
+        "network_error": "check egress, proxies and tls_ca_file",
+        "parse_error": "an answer that is not Graph's: often a proxy in the way; see the log",
+        "internal_error": "a bug in the exporter: please report it with the log line",
+    }
+)
+CODE_HINTS = MappingProxyType(
+    {
+        "Authentication_ApplicationHasNoReadAuditLogDataAccess": "grant AuditLog.Read.All "
+        "(application) and consent again",
+        "Authentication_RequestFromNonPremiumTenantOrB2CTenant": "the tenant needs Entra ID "
+        "P1 or P2 (B2C tenants have no such reports)",
+        "Authorization_RequestDenied": "grant the permission named in the reason, with admin "
+        "consent",
+        "invalid_client": "the credential is wrong or expired: renew it in the app registration",
+    }
 )
 
 
@@ -70,7 +97,7 @@ def reason(record: PollRecord) -> str:
     if record.result == "success":
         return ""
     parts = [_e(record.reason)]
-    if record.http_status is not None:
+    if record.http_status is not None and f"HTTP {record.http_status}" not in record.reason:
         parts.append(f"HTTP {record.http_status}")
     if record.error_code:
         parts.append(f"code <code>{_e(record.error_code)}</code>")
@@ -148,25 +175,62 @@ def _page(title: str, body: Iterable[str]) -> bytes:
     return page.encode("utf-8", "replace")
 
 
+def hint(record: PollRecord | None) -> str:
+    """What to do about a failed poll: by Graph's error code where known, else by class."""
+    if record is None or record.result == "success":
+        return ""
+    return CODE_HINTS.get(record.error_code or "", HINTS.get(record.result, ""))
+
+
+def _stale(snap: TenantSnapshot, now: float) -> str:
+    """A failing tenant's numbers are its last good ones: say how old they are."""
+    if snap.report is None or snap.last_result in (None, "success"):
+        return ""
+    return f" <span class='stale'>(stale: as of {age(snap.last_success, now)})</span>"
+
+
+def _order(snap: TenantSnapshot) -> tuple[int, str]:
+    """Failing tenants first, then those not polled yet, then the rest; by name within."""
+    rank = 2 if snap.last_result == "success" else 1 if snap.last_result is None else 0
+    return rank, snap.name
+
+
+def results_summary(snapshots: list[TenantSnapshot]) -> str:
+    """``1,000 tenants: 997 up, 3 failing (auth_error 2, throttled 1), 0 not polled yet``."""
+    up = sum(1 for s in snapshots if s.last_result == "success")
+    waiting = sum(1 for s in snapshots if s.last_result is None)
+    failing: dict[str, int] = {}
+    for snap in snapshots:
+        if snap.last_result not in (None, "success"):
+            failing[str(snap.last_result)] = failing.get(str(snap.last_result), 0) + 1
+    classes = ", ".join(f"{name} {count:,}" for name, count in sorted(failing.items()))
+    failed = f"{sum(failing.values()):,} failing" + (f" ({classes})" if classes else "")
+    return f"{len(snapshots):,} tenants: {up:,} up, {failed}, {waiting:,} not polled yet"
+
+
 def tenant_link(name: str) -> str:
     return f"/tenants/{urllib.parse.quote(name, safe='')}"
 
 
 def render_landing_page(
-    snapshots: list[TenantSnapshot], telemetry_path: str, next_poll: NextPoll
+    snapshots: list[TenantSnapshot], telemetry_path: str, next_poll: NextPoll, query: str = ""
 ) -> bytes:
-    """Version, links, and one row per tenant."""
+    """Version, links, a summary by result, and one row per tenant: failing first, each with
+    its reason and what to do; ``query`` keeps the tenants whose name holds it."""
     now = time.time()
+    shown = sorted((s for s in snapshots if query.lower() in s.name.lower()), key=_order)
     rows = []
-    for snap in snapshots:
+    for snap in shown:
         last = snap.recent[-1] if snap.recent else None
         rows.append(
             "<tr>"
             f"<td><a href='{_e(tenant_link(snap.name))}'>{_e(snap.name)}</a></td>"
             f"<td>{_e(snap.source)}</td><td>{_result(snap.last_result)}</td>"
-            f"<td>{reason(last) if last else ''}</td>"
+            f"<td>{reason(last) if last else ''}"
+            f"<div class='hint'>{_e(hint(last))}</div></td>"
             f"<td>{age(snap.last_success, now)}</td><td>{_next(next_poll(snap.name), now)}</td>"
-            f"<td>{_e(summary(snap.report))}</td><td>{_e(segments_summary(snap.report))}</td>"
+            f"<td>{_e(summary(snap.report))}{_stale(snap, now)}</td>"
+            f"<td>{_e(segments_summary(snap.report))}</td>"
             f"<td>{_e(retirement_summary(snap))}</td></tr>"
         )
     path = _e(telemetry_path)
@@ -176,7 +240,15 @@ def render_landing_page(
             "<h1>Entra registration exporter</h1>",
             f"<p>Version {_e(__version__)} · <a href='{path}'>Metrics</a> · "
             "<a href='/healthz'>healthz</a> · <a href='/readyz'>readyz</a></p>",
-            "<table><tr><th>tenant</th><th>source</th><th>last result</th><th>reason</th>"
+            f"<p><strong>{_e(results_summary(snapshots))}</strong></p>",
+            "<form method='get' action='/'><label>Tenant name contains "
+            f"<input name='tenant' value='{_e(query)}'></label> <button>Filter</button>"
+            f"{f' · showing {len(shown):,}' if query else ''}</form>",
+            "<table class='tenants'><colgroup><col style='width:10%'><col style='width:9%'>"
+            "<col style='width:7%'><col style='width:24%'><col style='width:7%'>"
+            "<col style='width:6%'><col style='width:12%'><col style='width:12%'>"
+            "<col style='width:13%'></colgroup>"
+            "<tr><th>tenant</th><th>source</th><th>last result</th><th>reason and hint</th>"
             "<th>last success</th><th>next poll</th><th>registration</th><th>segments</th>"
             "<th>SMS and voice retirement</th></tr>",
             *rows,
@@ -185,21 +257,39 @@ def render_landing_page(
     )
 
 
+def _coverage_cells(counts: CoverageCounts) -> str:
+    """Each count with its share of the segment's users beside it."""
+
+    def cell(value: int) -> str:
+        share = f" ({100 * value / counts.users:.0f} %)" if counts.users else ""
+        return f"<td>{value:,}{share}</td>"
+
+    return "".join(cell(v) for v in (*counts.statuses, *counts.strengths))
+
+
 def _segment_rows(report: RegistrationReport | None) -> list[str]:
     if report is None or report.segments is None:
         return []
-    rows = [
-        "<h2>Segments</h2><table><tr><th>user type</th><th>role</th><th>users</th>"
+    header = (
+        "<th>users</th>"
         + "".join(f"<th>{_e(s)}</th>" for s in SEGMENT_STATUSES)
         + "".join(f"<th>{_e(s)}</th>" for s in STRENGTHS)
         + "</tr>"
-    ]
-    named = [(f"{_e(t)}</td><td>{_e(r)}", c) for t, r, c in report.segments.segments]
-    named += [(f"group</td><td>{_e(g)}", c) for g, c in report.segments.groups]
-    for label, counts in named:
-        cells = "".join(f"<td>{v}</td>" for v in (*counts.statuses, *counts.strengths))
-        rows.append(f"<tr><td>{label}</td><td>{counts.users}</td>{cells}</tr>")
+    )
+    rows = ["<h2>Segments</h2><table><tr><th>user type</th><th>role</th>" + header]
+    for user_type, role, counts in report.segments.segments:
+        rows.append(
+            f"<tr><td>{_e(user_type)}</td><td>{_e(role)}</td><td>{counts.users:,}</td>"
+            f"{_coverage_cells(counts)}</tr>"
+        )
     rows.append("</table>")
+    if report.segments.groups:
+        rows.append("<h2>Groups</h2><table><tr><th>group</th>" + header)
+        for name, counts in report.segments.groups:
+            rows.append(
+                f"<tr><td>{_e(name)}</td><td>{counts.users:,}</td>{_coverage_cells(counts)}</tr>"
+            )
+        rows.append("</table>")
     return rows
 
 

@@ -32,7 +32,7 @@ SECURITY_HEADERS = MappingProxyType(
         "X-Frame-Options": "DENY",
         "Content-Security-Policy": (
             "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
-            "form-action 'none'; base-uri 'none'"
+            "form-action 'self'; base-uri 'none'"
         ),
         "Referrer-Policy": "no-referrer",
     }
@@ -93,6 +93,12 @@ class Response:
 def text(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     """A one-line plain-text answer."""
     return Response(status, (f"{message}\n".encode(),), TEXT, headers or {})
+
+
+def _query(target: str, name: str) -> str:
+    """The first value of ``name`` in the target's query (at most 200 characters)."""
+    values = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query).get(name, [""])
+    return values[0][:200]
 
 
 def cross_site(request: Request) -> bool:
@@ -207,7 +213,7 @@ class Router:
         if path in PROBE_PATHS:
             return self._probe(path)
         if path == "/" or path.startswith(TENANT_PAGES):
-            return self._pages(path)
+            return self._pages(path, _query(request.target, "tenant"))
         if path == RELOAD_PATH:
             return text(405, "use POST", {"Allow": "POST"})
         return text(404, "not found")
@@ -239,11 +245,11 @@ class Router:
             return text(200, "ready")
         return text(503, "not every tenant polled yet")
 
-    def _pages(self, path: str) -> Response:
+    def _pages(self, path: str, query: str) -> Response:
         hooks = self.hooks
         if path == "/":
             page = render_landing_page(
-                hooks.store.snapshots(), hooks.telemetry_path, hooks.next_poll
+                hooks.store.snapshots(), hooks.telemetry_path, hooks.next_poll, query
             )
             return Response(200, (page,), HTML, SECURITY_HEADERS)
         snapshot = hooks.store.snapshot(urllib.parse.unquote(path[len(TENANT_PAGES) :]))
