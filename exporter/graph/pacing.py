@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from exporter.config.model import RateLimit
 
@@ -69,8 +70,8 @@ class SlidingWindow:
         self._timer = None
         self._dispatch()
 
-    async def enter(self) -> None:
-        """Wait for a slot (first come, first served)."""
+    async def enter(self, units: int = 1) -> None:
+        """Wait for a slot (first come, first served); every request is one unit here."""
         if not self._waiters and self._used(self._clock()) < self.limit:
             self._in_flight += 1
             return
@@ -81,10 +82,10 @@ class SlidingWindow:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self.leave(sent=False)  # granted just as we gave up: hand it back
+                self.leave(units, sent=False)  # granted just as we gave up: hand it back
             raise
 
-    def leave(self, sent: bool = True) -> None:
+    def leave(self, units: int = 1, sent: bool = True) -> None:
         """Release a slot; a request that was sent is dated now, one that was not is forgotten."""
         self._in_flight -= 1
         if sent:
@@ -95,6 +96,44 @@ class SlidingWindow:
     def idle(self) -> bool:
         """True when nothing is in flight or waiting (the window may be dropped)."""
         return not self._in_flight and not self._waiters
+
+
+class Window(Protocol):
+    """A budget a request takes ``units`` of and gives back (sent, or not)."""
+
+    async def enter(self, units: int = 1) -> None: ...
+
+    def leave(self, units: int = 1, sent: bool = True) -> None: ...
+
+
+@asynccontextmanager
+async def hold(
+    windows: tuple[Window, Window],
+    units: int,
+    deadline: float | None,
+    clock: Callable[[], float],
+) -> AsyncIterator[float]:
+    """Hold ``units`` of both windows (the narrower first) for the body of the ``async with``;
+    yields the seconds waited. :class:`RateLimitedError` when ``deadline`` (monotonic) comes
+    first; a window entered before the other refused is handed back unsent."""
+    first, second = windows
+    started = clock()
+    timeout = None if deadline is None else max(0.0, deadline - started)
+    try:
+        async with asyncio.timeout(timeout):
+            await first.enter(units)
+            try:
+                await second.enter(units)
+            except BaseException:
+                first.leave(units, sent=False)
+                raise
+    except TimeoutError:
+        raise RateLimitedError(clock() - started) from None
+    try:
+        yield clock() - started
+    finally:
+        second.leave(units)
+        first.leave(units)
 
 
 class GraphRateLimiter:
@@ -136,24 +175,9 @@ class GraphRateLimiter:
         Raises :class:`RateLimitedError` if no slot comes free before ``deadline``
         (a ``time.monotonic()`` value).
         """
-        started = self._clock()
         tenant_window, app_window = self._windows(client_id, tenant_id)
-        timeout = None if deadline is None else max(0.0, deadline - started)
-        try:
-            async with asyncio.timeout(timeout):
-                await tenant_window.enter()
-                try:
-                    await app_window.enter()
-                except BaseException:
-                    tenant_window.leave(sent=False)
-                    raise
-        except TimeoutError:
-            raise RateLimitedError(self._clock() - started) from None
-        try:
-            yield self._clock() - started
-        finally:
-            app_window.leave()
-            tenant_window.leave()
+        async with hold((tenant_window, app_window), 1, deadline, self._clock) as waited:
+            yield waited
 
     def forget(self, keep: set[tuple[str, str]]) -> None:
         """Drop idle windows of (client_id, tenant_id) pairs no longer configured."""

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import MappingProxyType
 
-from exporter.graph.pacing import RateLimitedError
+from exporter.graph.pacing import hold
 
 WINDOW_SECONDS = 10.0
 # (most users, resource units per 10 s) per app and tenant, by tenant size.
@@ -115,7 +115,7 @@ class UnitWindow:
         self._timer = None
         self._dispatch()
 
-    async def enter(self, units: int) -> None:
+    async def enter(self, units: int = 1) -> None:
         """Wait until ``units`` fit (a request dearer than the whole limit waits for it empty)."""
         if not self._waiters and self._room(self._clock()) >= min(units, self.limit):
             self._used += units
@@ -130,7 +130,7 @@ class UnitWindow:
                 self.leave(units, sent=False)
             raise
 
-    def leave(self, units: int, sent: bool = True) -> None:
+    def leave(self, units: int = 1, sent: bool = True) -> None:
         """Give the units back; a request that was sent keeps them for ``window`` seconds."""
         if sent:
             self._completed.append((self._clock(), units))
@@ -179,21 +179,7 @@ class ServiceBudget:
         self, client_id: str, tenant_id: str, units: int, deadline: float | None = None
     ) -> AsyncIterator[float]:
         """Hold ``units`` in both windows for the body; yields the seconds waited."""
-        started = self._clock()
-        tenant, app = self._windows(client_id, tenant_id)
-        timeout = None if deadline is None else max(0.0, deadline - started)
-        try:
-            async with asyncio.timeout(timeout):
-                await tenant.enter(units)
-                try:
-                    await app.enter(units)
-                except BaseException:
-                    tenant.leave(units, sent=False)
-                    raise
-        except TimeoutError:
-            raise RateLimitedError(self._clock() - started) from None
-        try:
-            yield self._clock() - started
-        finally:
-            app.leave(units)
-            tenant.leave(units)
+        async with hold(
+            self._windows(client_id, tenant_id), units, deadline, self._clock
+        ) as waited:
+            yield waited
