@@ -119,16 +119,8 @@ class GraphClient:
     ) -> RegistrationReport:
         """GET getCredentialUserRegistrationCount, retrying within ``deadline`` (monotonic)."""
         url = f"{tenant.endpoints.graph_host}{REPORT_PATH}"
-        response, client_request_id = await self._get_ok(tenant, url, token, deadline, tally)
-        document, request_id = decode_json(response, client_request_id)
-        try:
-            return parse_registration_report(document)
-        except ReportParseError as err:
-            raise GraphError(
-                PollFailure(
-                    PARSE_ERROR, f"unusable report: {err}", http_status=200, request_id=request_id
-                )
-            ) from None
+        request = (token, deadline, tally)
+        return await self.get_document(tenant, url, request, parse_registration_report, "report")
 
     async def get_document(
         self,
