@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast lint bench mutation system-packages clean
+.PHONY: demo test test-fast lint bench mutation image system-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,13 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-# Debian's packages for the integration tests: prometheus (promtool and the real server) and
-# chromium (the landing page in a real headless browser). Installed when missing and we may
-# (root, or password-less sudo); otherwise the tests that need them skip, saying why.
-SYSTEM_PACKAGES := prometheus chromium
+# Debian's packages for the integration tests: prometheus (promtool and the real server),
+# chromium (the landing page in a real headless browser), podman with runc and debootstrap
+# (the image, built and run). Installed when missing and we may (root, or password-less sudo);
+# otherwise the tests that need them skip, saying why.
+SYSTEM_PACKAGES := prometheus chromium podman runc debootstrap uidmap slirp4netns fuse-overlayfs
 system-packages:
 	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
-		&& command -v chromium >/dev/null 2>&1; then :; \
+		&& command -v chromium >/dev/null 2>&1 && command -v podman >/dev/null 2>&1 \
+		&& command -v debootstrap >/dev/null 2>&1; then :; \
 	elif ! command -v apt-get >/dev/null 2>&1; then \
 		echo "no apt-get: tests that need $(SYSTEM_PACKAGES) will skip"; \
 	elif [ "$$(id -u)" = 0 ]; then \
@@ -44,6 +46,11 @@ $(NODE_STAMP): $(GRAFANA_SCHEMA)/package-lock.json
 TOOLS := .tools
 $(TOOLS)/bin/helm: scripts/fetch_tools.py | $(STAMP)
 	$(BIN)/python scripts/fetch_tools.py $(TOOLS)
+
+# The container image, with podman: a debootstrap base where no registry image is reachable
+# (or PYTHON_IMAGE=...), then the Dockerfile (scripts/build_image.py).
+image: $(STAMP) system-packages
+	$(BIN)/python scripts/build_image.py
 
 demo: $(STAMP)
 	$(BIN)/entra-registration-exporter --demo

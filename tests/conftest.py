@@ -346,6 +346,7 @@ TIERS = {
         "test_attacks",
         "test_changes",
         "test_wheel",
+        "test_image",
         "test_layouts",
         "test_helm",
     },
