@@ -11,7 +11,8 @@ simulator refused:
 - three replicas (``--shard.count 3``) sharing the app of N tenants: each paces to a third of
   the app's limit by default, so together they never cross it; the bound is the one-app one.
 
-- one tenant of U users with segments (2 groups of U/4, P privileged admins) and readiness:
+- one tenant of U users (the big tenant's 200,000 in full runs) with segments (2 groups of
+  U/4, P privileged admins) and readiness:
   role assignments and group members are paced by the identity and access *service* budget
   (resource units), the report's pages by the reports budget; the poll's span is compared
   with the least both allow, and beside it with the least the reports budget alone would
@@ -116,7 +117,7 @@ def replicas(workdir: Path, sizes: Sizes, report: Report, count: int = 3) -> Non
 
 def directory_budget(workdir: Path, sizes: Sizes, report: Report) -> None:
     """One tenant with segments: directory look-ups on the service budget, pages on reports."""
-    users = sizes.paced_users
+    users = sizes.big_tenant_users  # 200,000 in full runs: 2 groups of 50,000, 500 admins
     pages = math.ceil(users / 999)
     sim = _limited_simulator(
         workdir / "pacing-directory",

@@ -258,3 +258,14 @@ def test_the_architecture_document_maps_every_module_and_nothing_else() -> None:
         if p.name not in ("__init__.py", "__main__.py")
     }
     assert listed == actual
+
+
+def test_every_flag_and_metric_family_is_documented_under_docs() -> None:
+    from exporter.metrics import families
+    from exporter.settings import build_parser
+
+    docs = "".join(p.read_text() for p in (REPO / "docs").glob("*.md"))
+    flags = set(re.findall(r"(?<![\w-])--[a-z][\w.-]*", build_parser().format_help())) - {"--help"}
+    assert sorted(f for f in flags if f not in docs) == []
+    names = {v.name for v in vars(families).values() if isinstance(v, families.Family)}
+    assert sorted(n for n in names if n not in docs) == []
