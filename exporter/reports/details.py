@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
-from operator import attrgetter
+from operator import attrgetter, contains
 from types import MappingProxyType
 from typing import Annotated, Any
 
@@ -252,7 +252,8 @@ class RegistrationDetailsCounter:
             self._shapes.update(zip(map(_SHAPE, rows), strengths, strict=True))
         elif readiness:
             listed = map(self._listed.get, numbers, repeat(0))
-            external = map(is_external, map(_UPN, rows))
+            # In C, row by row: str(None) is "None", which holds no mark.
+            external = map(contains, map(str, map(_UPN, rows)), repeat(EXTERNAL_MARK))
             self._shapes.update(zip(map(_SHAPE, rows), strengths, listed, external, strict=True))
         else:
             listed = map(self._listed.get, numbers, repeat(0))
