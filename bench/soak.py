@@ -1,6 +1,8 @@
 """Soak: N tenants, half failing at random with every fault kind the simulator has, one
-poisoned for good, 20 scrapers hammering ``/metrics`` and a reload every few seconds that
-alternates between two tenant sets, the whole run.
+poisoned for good, one whose identity provider answers an unusable token, 20 scrapers
+hammering ``/metrics``, a reload every few seconds that alternates between two tenant sets, and
+an attacker (slow headers, a smuggled request, a cross-site reload, SIGHUP bursts), the whole
+run.
 
     python -m bench.soak                      # a long run by hand (10 minutes)
     python -m bench.soak --tenants 20 --duration 20 --interval 1s    # the test suite's run
@@ -16,7 +18,10 @@ The descriptors leave out the pooled connections to Graph, which may grow up to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
+import socket
 import tempfile
 import threading
 import time
@@ -58,6 +63,7 @@ class SoakReport:
     interval_seconds: float
     reloads: int = 0
     failed_reloads: int = 0
+    attacks: int = 0
     poisoned_tenant_up: float | None = None
     threads_slope_per_minute: float = 0.0
     fds_slope_per_minute: float = 0.0
@@ -77,6 +83,41 @@ def _scraper(
             counts["scrapes"] += 1
             if not ok:
                 counts["failed"] += 1
+
+
+SLOW_HEADERS = b"GET /metrics HTTP/1.1\r\nHost: soak\r\nX-Slow: "
+SMUGGLED = (
+    b"GET /healthz HTTP/1.1\r\nHost: soak\r\nContent-Length: 40\r\n\r\n"
+    b"POST /-/reload HTTP/1.1\r\nHost: soak\r\n\r\n"
+)
+
+
+def _attacker(exporter: ExporterProcess, stop: threading.Event, counts: dict[str, int]) -> None:
+    """What the second hostile pass found, over and over: connections that trickle headers,
+    a request smuggled in a body, a cross-site reload, bursts of SIGHUP."""
+    while not stop.wait(1.0):
+        slow = []
+        with contextlib.suppress(OSError):
+            for _ in range(8):
+                sock = socket.create_connection(("127.0.0.1", exporter.port), timeout=2)
+                sock.sendall(SLOW_HEADERS)
+                slow.append(sock)
+            with socket.create_connection(("127.0.0.1", exporter.port), timeout=5) as smuggler:
+                smuggler.sendall(SMUGGLED)
+                smuggler.recv(65536)
+        forged = urllib.request.Request(
+            f"{exporter.url}/-/reload", data=b"x=1", method="POST",
+            headers={"Origin": "https://elsewhere.example", "Sec-Fetch-Site": "cross-site"},
+        )  # fmt: skip
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(forged, timeout=5)  # answered 403
+        for _ in range(5):
+            with contextlib.suppress(ProcessLookupError):
+                exporter.proc.send_signal(signal.SIGHUP)
+        stop.wait(0.5)
+        for sock in slow:
+            sock.close()
+        counts["attacks"] += 1
 
 
 def _floor(samples: Iterable[ProcessSample]) -> ProcessSample:
@@ -181,10 +222,12 @@ def run_soak(
             for name in faulty:
                 sim.call("/_sim/faults", {"tenant": name, "rate": fault_rate, "kinds": ALL_FAULTS})
             sim.call("/_sim/faults", {"tenant": poisoned, "fault": "surrogate_status", "count": 0})
+            if faulty:  # its identity provider answers a token no header can carry
+                sim.call("/_sim/faults", {"tenant": faulty[0], "fault": "crlf_token", "count": 0})
             exporter.wait_ready()
             stop = threading.Event()
             lock = threading.Lock()
-            counts = {"scrapes": 0, "failed": 0, "reloads": 0, "failed_reloads": 0}
+            counts = {"scrapes": 0, "failed": 0, "reloads": 0, "failed_reloads": 0, "attacks": 0}
             threads = [
                 threading.Thread(target=_scraper, args=(exporter, stop, counts, lock), daemon=True)
                 for _ in range(scrapers)
@@ -195,6 +238,9 @@ def run_soak(
                     args=(exporter, sim.config_file, reload_every, stop, counts),
                     daemon=True,
                 )
+            )
+            threads.append(
+                threading.Thread(target=_attacker, args=(exporter, stop, counts), daemon=True)
             )
             for thread in threads:
                 thread.start()
@@ -243,6 +289,7 @@ def run_soak(
         interval_seconds=interval_seconds,
         reloads=counts["reloads"],
         failed_reloads=counts["failed_reloads"],
+        attacks=counts["attacks"],
         poisoned_tenant_up=poisoned_up,
         threads_slope_per_minute=round(_slope(samples, duration, "threads"), 3),
         fds_slope_per_minute=round(_slope(samples, duration, "open_fds"), 3),

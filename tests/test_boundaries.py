@@ -24,6 +24,7 @@ from exporter.graph.failures import (
     AUTH_ERROR,
     NETWORK_ERROR,
     PollFailure,
+    bounded,
     classify_oauth_error,
     describe_error,
     is_retryable_status,
@@ -316,3 +317,22 @@ def test_describe_error_names_the_type_and_the_first_line_cut_short(
     error: BaseException, described: str
 ) -> None:
     assert describe_error(error) == described
+
+
+# ----------------------------------------------------------------- what a failure may hold
+
+
+def test_bounded_keeps_short_text_cuts_long_text_and_flattens_control_characters() -> None:
+    assert bounded("abcde", 5) == "abcde"  # exactly the limit: kept whole
+    assert bounded("abcdef", 5) == "abcd…"  # one more: cut, with the ellipsis in the limit
+    assert bounded("a\r\nb\tc", 10) == "a  b c"  # one line, printable
+    assert bounded("", 3) == ""
+    assert len(bounded("x" * 10_000, 100)) == 100
+
+
+def test_a_failure_bounds_what_graph_or_the_identity_provider_sent() -> None:
+    failure = PollFailure("http_error", "m" * 5000, 500, "c" * 500, "r" * 500)
+    assert len(failure.message) == 300 and failure.message.endswith("…")
+    assert failure.error_code == "c" * 99 + "…" and failure.request_id == "r" * 99 + "…"
+    short = PollFailure("http_error", "no", 500, None, "id-1")
+    assert (short.message, short.error_code, short.request_id) == ("no", None, "id-1")

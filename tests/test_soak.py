@@ -18,4 +18,5 @@ def test_short_soak_holds_steady(capsys) -> None:
     assert report.rss_growth_percent < 5
     assert report.oldest_healthy_success_seconds < 2 * report.interval_seconds
     assert report.reloads >= 4 and report.failed_reloads == 0
+    assert report.attacks >= 5  # slow headers, smuggling, cross-site reloads, SIGHUP bursts
     assert report.poisoned_tenant_up == 0  # down, while the healthy ones stayed fresh
