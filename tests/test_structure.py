@@ -201,7 +201,9 @@ def module_level_state(module: types.ModuleType) -> list[str]:
     for name, value in vars(module).items():
         if name.startswith("__") or isinstance(value, IMMUTABLE):
             continue
-        if isinstance(value, types.ModuleType | type | types.FunctionType | logging.Logger):
+        if isinstance(
+            value, types.ModuleType | type | types.FunctionType | types.BuiltinFunctionType
+        ) or isinstance(value, logging.Logger):
             continue  # modules, classes, functions; loggers are process-wide by design
         if isinstance(value, types.GenericAlias | types.UnionType | typing.TypeVar):
             continue  # type aliases
