@@ -201,9 +201,8 @@ def module_level_state(module: types.ModuleType) -> list[str]:
     for name, value in vars(module).items():
         if name.startswith("__") or isinstance(value, IMMUTABLE):
             continue
-        if isinstance(
-            value, types.ModuleType | type | types.FunctionType | types.BuiltinFunctionType
-        ) or isinstance(value, logging.Logger):
+        code = types.FunctionType | types.BuiltinFunctionType
+        if isinstance(value, types.ModuleType | type | code | logging.Logger):
             continue  # modules, classes, functions; loggers are process-wide by design
         if isinstance(value, types.GenericAlias | types.UnionType | typing.TypeVar):
             continue  # type aliases
