@@ -103,7 +103,7 @@ class _SimHandler(BaseHTTPRequestHandler):
         return super().parse_request()
 
     def _record(self, kind: str, tenant: SimTenant) -> None:
-        """Log a request that was answered (for pacing checks and benchmarks)."""
+        """Log a request before its answer goes out: whoever saw the answer finds the event."""
         event = (kind, tenant.client_id, tenant.tenant_id, self.started, time.time())
         self.sim.events.append(event)
         with self.sim.lock:
@@ -185,8 +185,8 @@ class _SimHandler(BaseHTTPRequestHandler):
                     },
                 )
                 return
-            self._json(200, openid_configuration(sim.base_url, tenant_key))
             self._record("discovery", discovered)
+            self._json(200, openid_configuration(sim.base_url, tenant_key))
         elif path == "/metadata/identity/oauth2/token":
             self._managed_identity_token(urllib.parse.urlsplit(self.path).query)
         elif path == "/_sim/stats":
@@ -274,8 +274,8 @@ class _SimHandler(BaseHTTPRequestHandler):
         if reason is not None:
             self._json(401, invalid_client_body(reason, correlation))
             return
-        self._json(200, sim.issue_token(tenant))
         self._record("token", tenant)
+        self._json(200, sim.issue_token(tenant))
 
     def _graph_tenant(self) -> SimTenant | None:
         """The tenant of the bearer token; answers 401 itself when there is none."""
@@ -320,8 +320,8 @@ class _SimHandler(BaseHTTPRequestHandler):
             return
         tenant, forbidden = call[0], call[0].policy_variant == FORBIDDEN
         body = FORBIDDEN_BODY if forbidden else policy_document(tenant.policy_variant)
-        self._json(403 if forbidden else 200, body, self._load_header())
         self._record("policy", tenant)
+        self._json(403 if forbidden else 200, body, self._load_header())
 
     def _load_header(self) -> dict[str, str]:  # Graph's, from 0.8 of the budget on
         return {"x-ms-throttle-limit-percentage": f"{self.load:.2f}"} if self.load >= 0.8 else {}
@@ -363,8 +363,8 @@ class _SimHandler(BaseHTTPRequestHandler):
         body, truth = report_document(tenant, step)
         with sim.lock:
             tenant.last_report = truth
-        self._json(200, body, {"request-id": str(uuid.uuid4())})
         self._record("report", tenant)
+        self._json(200, body, {"request-id": str(uuid.uuid4())})
 
     def _managed_identity_token(self, query: str) -> None:
         """Azure's instance metadata service: a token for the VM's managed identity."""
@@ -372,9 +372,9 @@ class _SimHandler(BaseHTTPRequestHandler):
             self._json(400, {"error": "invalid_request", "error_description": "Metadata header"})
             return
         status, body, tenant = self.sim.managed_identity_token(query)
-        self._json(status, body)
         if tenant is not None:
             self._record("token", tenant)
+        self._json(status, body)
 
     def _graph_call(
         self, query: str, limited: bool = False, units: int = 0
@@ -434,8 +434,8 @@ class _SimHandler(BaseHTTPRequestHandler):
         extra = {"@odata.count": page.count} if page.count is not None else {}
         with self.sim.lock:
             tenant.details_pages += 1
-        self._send_page(DETAILS_PATHS[0], params, page.users, page.next_offset, extra)
         self._record("details", tenant)
+        self._send_page(DETAILS_PATHS[0], params, page.users, page.next_offset, extra)
 
     def _directory_objects(self, path: str, query: str) -> None:
         """Role assignments or eligibilities (by role, principal expanded), or group members."""
@@ -465,8 +465,8 @@ class _SimHandler(BaseHTTPRequestHandler):
         except ValueError as err:
             self._graph_error(400, "BadRequest", str(err))
             return
-        self._send_page(path, params, items, following, headers=self._load_header())
         self._record("directory", tenant)
+        self._send_page(path, params, items, following, headers=self._load_header())
 
     def _fault(self, fault: str) -> None:
         """Answer with ``fault`` (one of :data:`GRAPH_FAULTS`) instead of the report."""
