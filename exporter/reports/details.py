@@ -400,11 +400,6 @@ class RegistrationDetailsCounter:
         )
 
 
-def is_external(user_principal_name: str | None) -> bool:
-    """True for a B2B account: Microsoft marks its userPrincipalName with ``#EXT#``."""
-    return user_principal_name is not None and EXTERNAL_MARK in user_principal_name
-
-
 # A user's membership: (privileged admin, configured groups, Global Administrator).
 Membership = tuple[bool, tuple[int, ...], bool]
 _NOT_LISTED: Membership = (False, (), False)
