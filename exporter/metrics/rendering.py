@@ -10,6 +10,8 @@ absent. Example (``tenant="contoso"``, one poll)::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from exporter.graph.failures import RESULTS
 from exporter.metrics.families import (
     CAMPAIGN_SNOOZE,
@@ -53,6 +55,14 @@ from exporter.reports.registration import CoverageCounts, RegistrationReport, Se
 Lines = dict[Family, str]
 
 
+def labelled(family: Family, tenant: str, label: str, values: Iterable[tuple[str, int]]) -> str:
+    """One line per (value, count): the tenant's samples of a family with one more label."""
+    return "".join(
+        f'{family.name}{{{tenant},{label}="{escape_label_value(value)}"}} {count}\n'
+        for value, count in values
+    )
+
+
 def render_tenant_block(snapshot: TenantSnapshot) -> Lines:
     """The tenant's sample lines per family (report families only while it has a report)."""
     tenant = f'tenant="{escape_label_value(snapshot.name)}"'
@@ -89,24 +99,17 @@ def render_tenant_block(snapshot: TenantSnapshot) -> Lines:
 def _state_set(family: Family, tenant: str, current: str, known: tuple[str, ...]) -> str:
     """A state set: 1 for ``current``, 0 for the other known states (a new state shows as 1)."""
     states = known if current in known else (*known, current)
-    return "".join(
-        f'{family.name}{{{tenant},state="{escape_label_value(state)}"}} '
-        f"{1 if state == current else 0}\n"
-        for state in states
-    )
+    return labelled(family, tenant, "state", ((s, 1 if s == current else 0) for s in states))
 
 
 def render_policy(tenant: str, policy: MethodsPolicy) -> Lines:
     """The authentication methods policy's families (absent values leave theirs absent)."""
     lines: Lines = {
-        METHOD_ENABLED: "".join(
-            f'{METHOD_ENABLED.name}{{{tenant},method="{escape_label_value(method)}"}} '
-            f"{1 if enabled else 0}\n"
-            for method, enabled in policy.methods
+        METHOD_ENABLED: labelled(
+            METHOD_ENABLED, tenant, "method", ((m, 1 if on else 0) for m, on in policy.methods)
         ),
-        CAMPAIGN_TARGET: "".join(
-            f'{CAMPAIGN_TARGET.name}{{{tenant},method="{escape_label_value(method)}"}} 1\n'
-            for method in policy.campaign_targets
+        CAMPAIGN_TARGET: labelled(
+            CAMPAIGN_TARGET, tenant, "method", ((m, 1) for m in policy.campaign_targets)
         ),
     }
     if policy.campaign_state is not None:
@@ -145,16 +148,11 @@ def render_collectors(tenant: str, collectors: tuple[CollectorSnapshot, ...]) ->
 def render_report(tenant: str, report: RegistrationReport) -> Lines:
     """The report's families: counts per status, users, methods, and its segments."""
     lines: Lines = {
-        REGISTRATION_USERS: "".join(
-            f"{REGISTRATION_USERS.name}{{{tenant},"
-            f'registrationStatus="{escape_label_value(status)}"}} {count}\n'
-            for status, count in report.users_by_status
+        REGISTRATION_USERS: labelled(
+            REGISTRATION_USERS, tenant, "registrationStatus", report.users_by_status
         ),
         TENANT_USERS: f"{TENANT_USERS.name}{{{tenant}}} {report.total_users}\n",
-        METHOD_USERS: "".join(
-            f'{METHOD_USERS.name}{{{tenant},method="{escape_label_value(method)}"}} {count}\n'
-            for method, count in report.users_by_method
-        ),
+        METHOD_USERS: labelled(METHOD_USERS, tenant, "method", report.users_by_method),
     }
     if report.segments is not None:
         lines.update(render_segments(tenant, report.segments))
@@ -209,19 +207,13 @@ def render_segments(tenant: str, report: SegmentReport) -> Lines:
             for name, counts in report.groups
         ]
     )
-    lines[SYSTEM_PREFERRED] = "".join(
-        f'{SYSTEM_PREFERRED.name}{{{tenant},method="{escape_label_value(method)}"}} {count}\n'
-        for method, count in report.system_preferred
-    )
+    lines[SYSTEM_PREFERRED] = labelled(SYSTEM_PREFERRED, tenant, "method", report.system_preferred)
     if report.data_timestamp is not None:
         lines[DATA_TIMESTAMP] = (
             f"{DATA_TIMESTAMP.name}{{{tenant}}} {format_value(report.data_timestamp)}\n"
         )
     if report.phone_only is not None:
-        lines[PHONE_ONLY] = "".join(
-            f'{PHONE_ONLY.name}{{{tenant},retirement="{date}"}} {count}\n'
-            for date, count in report.phone_only
-        )
+        lines[PHONE_ONLY] = labelled(PHONE_ONLY, tenant, "retirement", report.phone_only)
     return lines
 
 
