@@ -235,6 +235,7 @@ def reload_metric(exporter: ExporterProcess) -> float:
     ]
 
 
+@pytest.mark.slow  # the CLI as a process, three times: make test runs it
 @pytest.mark.parametrize("bad", ["fifo", "deep", "devzero"])
 def test_a_bad_reload_is_refused_answered_and_sigterm_still_stops_the_process(
     sim_env: SimEnv, start_exporter: Callable[..., ExporterProcess], tmp_path: Path, bad: str
