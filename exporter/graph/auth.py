@@ -33,7 +33,7 @@ from exporter.graph.failures import (
     PollFailure,
     classify_oauth_error,
     describe_error,
-    unusable_answer_failure,
+    unexpected_failure,
 )
 from exporter.graph.transport import MsalHttpAdapter, Transport
 
@@ -206,7 +206,7 @@ class TenantTokenSource:
         except Exception as err:  # noqa: BLE001 - transport errors arrive wrapped by MSAL's thread
             # Connection trouble is network_error; anything else (MSAL choking on an answer,
             # e.g. "expires_in": null) is an answer we could not use.
-            failure = unusable_answer_failure(err)
+            failure = unexpected_failure(err, otherwise=PARSE_ERROR)
             raise TokenError(
                 replace(failure, message=f"token request failed: {describe_error(err)}")
             ) from None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpcore
 import httpx
 
 SUCCESS = "success"
@@ -91,28 +90,20 @@ def classify_http_status(status: int) -> str:
 
 def classify_transport_error(error: BaseException) -> str:
     """Result class of an exception raised while talking HTTP."""
-    if isinstance(error, httpx.TimeoutException | httpcore.TimeoutException | TimeoutError):
+    if isinstance(error, httpx.TimeoutException | TimeoutError):
         return TIMEOUT
     return NETWORK_ERROR
 
 
-def unexpected_failure(error: BaseException) -> PollFailure:
+def unexpected_failure(error: BaseException, otherwise: str = INTERNAL_ERROR) -> PollFailure:
     """The failure of a poll that raised what nothing below expected: connection trouble as
-    such, anything else as ``internal_error`` (the exporter's own bug, not Graph's answer)."""
-    if isinstance(error, httpx.HTTPError | httpcore.NetworkError | OSError | TimeoutError):
+    such, anything else as ``otherwise`` — ``internal_error`` (the exporter's own bug, not
+    Graph's answer), or ``parse_error`` where a library (MSAL) raised on an answer it was
+    handed."""
+    if isinstance(error, httpx.HTTPError | OSError | TimeoutError):
         result = classify_transport_error(error)
     else:
-        result = INTERNAL_ERROR
-    return PollFailure(result, f"unexpected failure: {describe_error(error)}")
-
-
-def unusable_answer_failure(error: BaseException) -> PollFailure:
-    """The failure of a library (MSAL) that raised on an answer it was handed: connection
-    trouble as such, anything else as an answer we could not use."""
-    if isinstance(error, httpx.HTTPError | httpcore.NetworkError | OSError | TimeoutError):
-        result = classify_transport_error(error)
-    else:
-        result = PARSE_ERROR
+        result = otherwise
     return PollFailure(result, f"unexpected failure: {describe_error(error)}")
 
 

@@ -199,13 +199,7 @@ def as_httpx_errors() -> Iterator[None]:
     """Raise httpcore's transport errors as the matching httpx ones."""
     try:
         yield
-    except (
-        httpcore.TimeoutException,
-        httpcore.NetworkError,
-        httpcore.ProtocolError,
-        httpcore.UnsupportedProtocol,
-        httpcore.ProxyError,
-    ) as err:
+    except tuple(theirs for theirs, _ in HTTPX_ERRORS) as err:
         mapped = next(ours for theirs, ours in HTTPX_ERRORS if isinstance(err, theirs))
         raise mapped(str(err)) from err
 

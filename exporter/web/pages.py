@@ -314,6 +314,7 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
         for r in reversed(snap.recent)
     ]
     log = "".join(f"{_e(line)}\n" for line in snap.last_failure_log)
+    retirement = retirement_summary(snap)
     return _page(
         f"{snap.name} · Entra registration exporter",
         [
@@ -322,7 +323,7 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
             f"source {_e(snap.source)} · last success {age(snap.last_success, now)} · "
             f"next poll {_next(next_poll(snap.name), now)}</p>",
             f"<p>{_e(summary(snap.report))}</p>",
-            f"<p>{_e(retirement_summary(snap))}</p>" if retirement_summary(snap) else "",
+            f"<p>{_e(retirement)}</p>" if retirement else "",
             _collectors(snap),
             f"<h2>Recent polls (last {len(snap.recent)})</h2>",
             "<table><tr><th>finished</th><th>result</th><th>duration</th>"
