@@ -113,6 +113,7 @@ class SimTenant:
     managed_identity: str | None = None  # "system", or a user-assigned identity's client_id
     users: int | None = None  # userRegistrationDetails users (default: total_users)
     page_size: int = MAX_PAGE  # userRegistrationDetails rows per page, at most (Graph's choice)
+    page_overlap: int = 0  # each page repeats this many users of the one before (seams)
     fail_page: int | None = None  # this page of userRegistrationDetails answers 500
     details_pages: int = 0
     total_users: int = 1000
@@ -303,7 +304,8 @@ def details_page(tenant: SimTenant, params: dict[str, str], consistency: str | N
         index += 1
         if all(user[f] is v for f, v in clauses):
             users.append({k: user[k] for k in select if k in user} if select else user)
-    return DetailsPage(offset // top, users, index if index < total else None, count)
+    next_offset = None if index >= total else max(offset + 1, index - tenant.page_overlap)
+    return DetailsPage(offset // top, users, next_offset, count)
 
 
 def details_truth(tenant: SimTenant) -> dict[str, Any]:

@@ -122,14 +122,17 @@ class Simulator:
             else:
                 raise ValueError(f"unknown fault {fault!r}")
 
-    def set_body(self, key: str, status: int, body: bytes, content_type: str) -> None:
-        """Answer the tenant's next Graph call with exactly these bytes (property tests)."""
+    def set_body(
+        self, key: str, status: int, body: bytes, content_type: str, times: int = 1
+    ) -> None:
+        """Answer the tenant's next ``times`` Graph calls (0: every one) with exactly these
+        bytes (property and hostile-answer tests)."""
         tenant = self.find(key)
         if tenant is None:
             raise KeyError(key)
         with self.lock:
             tenant.custom_answer = (status, body, content_type)
-            tenant.faults.append([CUSTOM_ANSWER, 1])
+            tenant.faults.append([CUSTOM_ANSWER, times])
 
     def stats(self) -> dict[str, Any]:
         """Requests per tenant and the last report each was served."""

@@ -309,6 +309,57 @@ def test_failed_auth_never_spends_the_rate_limit_of_real_scrapes(guarded: Export
     assert [guarded.get("/metrics", {"Authorization": auth})[0] for _ in range(5)] == [200] * 5
 
 
+def hostile_details_page(users: int, repeats: int) -> bytes:
+    """One page of userRegistrationDetails with a new method, preferred method and (of 50)
+    user type on every row, and its first ``repeats`` users sent twice."""
+    rows = [
+        {
+            "id": f"00000000-0000-4000-8000-{i + 1:012x}",
+            "userType": f"type{i % 50}",
+            "isAdmin": False,
+            "isMfaRegistered": True,
+            "methodsRegistered": [f"method{i}"],
+            "systemPreferredAuthenticationMethods": [f"preferred{i}"],
+        }
+        for i in range(users)
+    ]
+    return json.dumps({"value": rows + rows[:repeats]}).encode()
+
+
+def test_graphs_label_values_are_capped_per_family_counted_and_logged_once(
+    sim_env: SimEnv, start_exporter: Callable[..., ExporterProcess]
+) -> None:
+    document = sim_env.config()
+    document["tenants"][1]["source"] = "userRegistrationDetails"
+    sim_env.write_config(document)
+    page = hostile_details_page(400, repeats=100)
+    sim_env.sim.set_body(FAULTY, 200, page, "application/json", times=0)
+    exporter = start_exporter(f"--config.file={sim_env.config_file}")
+    exporter.wait_ready()
+    mine = f'tenant="{FAULTY}"'
+
+    def polled(times: int) -> bool:
+        text = exporter.metrics()
+        line = f'entra_exporter_polls_total{{{mine},result="success"}} '
+        return any(
+            row.startswith(line) and float(row.split()[-1]) >= times for row in text.splitlines()
+        )
+
+    wait_until(lambda: polled(3), timeout=30)
+    text = exporter.metrics()
+    series = [row for row in text.splitlines() if mine in row and not row.startswith("#")]
+    assert len(series) <= 520  # docs/metrics.md, "Label caps"
+    assert f"entra_tenant_users{{{mine}}} 400" in text  # each user once, every user counted
+    dropped = 'entra_exporter_label_values_dropped{%s,family="%s"} %d'
+    assert dropped % (mine, "entra_authentication_method_users", 400 - 64) in text
+    assert dropped % (mine, "entra_system_preferred_method_users", 400 - 64) in text
+    assert dropped % (mine, "entra_segment_users", 50 - 5) in text  # "unknown" holds a slot
+    logged = [line for line in exporter.log_text().splitlines() if "label values for" in line]
+    assert len(logged) == 3, logged  # once per family, however many polls
+    repeats = [line for line in exporter.log_text().splitlines() if "already sent" in line]
+    assert repeats and all("100 rows" in line for line in repeats)
+
+
 # ----------------------------------------------------------------- 11: names that fit
 
 

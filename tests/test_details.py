@@ -13,20 +13,21 @@ from hypothesis import strategies as st
 from exporter.reports import details
 from exporter.reports.details import (
     DETAIL_FLAGS,
-    MAX_METHODS,
-    MAX_USER_TYPES,
-    STRENGTHS,
+    METHOD_SERIES,
+    USER_TYPE_SERIES,
     RegistrationDetailsCounter,
     SegmentContext,
-    strength_of,
 )
 from exporter.reports.directory import DirectoryIdCollector, object_id_keys, parse_object_id
 from exporter.reports.registration import ReportParseError
+from exporter.reports.strengths import STRENGTHS, strength_of
 
 ALICE, BOB, CAROL = (str(uuid.UUID(int=n, version=4)) for n in (1, 2, 3))
 
 
-def user(user_id: str = ALICE, **fields: Any) -> dict[str, Any]:
+def user(user_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A row of userRegistrationDetails; a user of its own unless ``user_id`` is given."""
+    user_id = user_id or str(uuid.uuid4())
     return {"id": user_id, "userType": "member", "isAdmin": False, **fields}
 
 
@@ -130,13 +131,38 @@ def test_unusable_pages_are_parse_errors(page: bytes, problem: str) -> None:
     assert str(refused.value) == problem
 
 
-def test_labels_are_bounded_in_number() -> None:
-    many = [user(methodsRegistered=[f"m{i}"]) for i in range(MAX_METHODS + 1)]
-    with pytest.raises(ReportParseError, match="more distinct authentication methods"):
-        RegistrationDetailsCounter().add_page({"value": many})
-    types = [user(userType=f"t{i}") for i in range(MAX_USER_TYPES + 1)]
-    with pytest.raises(ReportParseError, match="more distinct user types"):
-        RegistrationDetailsCounter().add_page({"value": types})
+def test_label_values_past_their_cap_are_counted_in_the_totals_and_get_no_series() -> None:
+    extra = 3
+    rows = [
+        user(
+            methodsRegistered=[f"m{i}", "fido2SecurityKey"],
+            userType=f"t{i % (USER_TYPE_SERIES + extra)}",
+            systemPreferredAuthenticationMethods=[f"p{i}"],
+            isMfaRegistered=True,
+        )
+        for i in range(METHOD_SERIES + extra - 1)  # fido2SecurityKey is one of the methods
+    ]
+    counter = RegistrationDetailsCounter()
+    counter.add_page({"value": rows[:10], "@odata.nextLink": "n"})
+    counter.add_page({"value": rows[10:]})
+    report = counter.report()
+    assert report.total_users == len(rows)
+    assert dict(report.users_by_status)["mfaRegistered"] == len(rows)
+    assert len(report.users_by_method) == METHOD_SERIES
+    assert dict(report.users_by_method)["fido2SecurityKey"] == len(rows)
+    assert report.segments is not None
+    # Six user types at most, "unknown" (null) among them: five of the nine here.
+    assert len({user_type for user_type, _, _ in report.segments.segments}) == USER_TYPE_SERIES - 1
+    assert sum(c.users for _, _, c in report.segments.segments) < len(rows)  # dropped types
+    assert len(report.segments.system_preferred) == METHOD_SERIES
+    assert dict(report.dropped_labels) == {
+        "method": extra,
+        "user_type": extra + 1,  # "unknown" (null) holds one of the six
+        "system_preferred": extra - 1,
+    }
+    # Every user's strength still counts, whatever label of theirs was dropped.
+    strong = sum(c.strengths[0] for _, _, c in report.segments.segments)
+    assert strong == sum(c.users for _, _, c in report.segments.segments)
 
 
 def test_a_method_listed_twice_counts_its_user_once_and_the_newest_date_wins() -> None:
@@ -205,11 +231,13 @@ def test_a_number_where_a_boolean_belongs_is_refused_after_the_same_true_was_see
 
 
 # A row-by-row reference count, as plain as it can be written, for the counter's C passes.
+REST = tuple(str(uuid.UUID(int=n, version=4)) for n in range(4, 12))
 FLAG_NAMES = tuple(name for name, _ in DETAIL_FLAGS)
 rows_strategy = st.lists(
     st.fixed_dictionaries(
         {
-            "id": st.sampled_from((ALICE, BOB, CAROL)),
+            # Graph may repeat a user, on the same page or another: counted once, as first seen.
+            "id": st.sampled_from((ALICE, BOB, CAROL, *REST)),
             **{name: st.sampled_from((True, False, None)) for name in FLAG_NAMES},
             "methodsRegistered": st.none()
             | st.lists(
@@ -230,7 +258,11 @@ def reference_report(pages: list[list[dict[str, Any]]], context: SegmentContext)
     groups = [[0] * (1 + len(FLAG_NAMES) + len(STRENGTHS)) for _ in context.groups]
     by_method: dict[str, int] = {}
     preferred: dict[str, int] = {}
+    seen: set[str] = set()
     for row in (row for page in pages for row in page):
+        if row["id"] in seen:
+            continue
+        seen.add(row["id"])
         number = uuid.UUID(row["id"]).int
         role = (
             "privileged_admin"
@@ -282,7 +314,9 @@ def test_the_counter_agrees_with_a_row_by_row_count(
         assert [[c.users, *c.statuses, *c.strengths] for _, c in report.segments.groups] == groups
         assert dict(report.users_by_method) == by_method
         assert dict(report.segments.system_preferred) == preferred
-        assert report.total_users == sum(len(page) for page in pages)
+        assert report.total_users == len({row["id"] for page in pages for row in page})
+        rows = sum(map(len, pages))
+        assert counter.repeated == rows - report.total_users
 
 
 def test_the_first_unusable_row_of_a_page_is_named_whatever_is_wrong_with_it() -> None:
@@ -340,3 +374,23 @@ def test_members_that_are_groups_are_kept_for_expansion_and_users_counted() -> N
     )
     assert members.groups == {uuid.UUID(ALICE).int}
     assert members.users == {uuid.UUID(BOB).int}
+
+
+def test_a_user_repeated_on_a_page_or_a_later_one_counts_once() -> None:
+    counter = RegistrationDetailsCounter()
+    alice, bob = user(ALICE, methodsRegistered=["email"]), user(BOB, isMfaRegistered=True)
+    assert counter.add_page({"value": [alice, bob, alice], "@odata.nextLink": "n"}) == ("n", 3)
+    counter.add_page({"value": [bob, user(CAROL), alice]})
+    report = counter.report()
+    assert report.total_users == 3 and counter.repeated == 3
+    assert report.users_by_method == (("email", 1),)
+    assert dict(report.users_by_status)["mfaRegistered"] == 1
+
+
+def test_a_row_without_an_id_is_refused_and_a_refusal_names_the_row_graph_sent() -> None:
+    with pytest.raises(ReportParseError, match=r"^value\[1\]\.id is missing$"):
+        RegistrationDetailsCounter().add_page({"value": [user(), {"userType": "member"}]})
+    # Rows 0 and 1 repeat one user; row 2's bad method is named as row 2, not as row 1.
+    page = [user(ALICE), user(ALICE), user(methodsRegistered=["bad\n"])]
+    with pytest.raises(ReportParseError, match=r"^value\[2\]\.methodsRegistered"):
+        RegistrationDetailsCounter().add_page({"value": page})

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from exporter.reports.registration import (
     MAX_STATUS_LENGTH,
     MAX_STATUSES,
+    STATUS_SERIES,
     RegistrationReport,
     ReportParseError,
     parse_registration_report,
@@ -207,7 +208,19 @@ def test_the_largest_documented_values_are_accepted() -> None:
     assert report.total_users == 2**53
     assert report.users_by_status == (("x" * 200, 2**53),)
     many = parse_registration_report(counts(*[status(f"s{i}") for i in range(MAX_STATUSES)]))
-    assert len(many.users_by_status) == MAX_STATUSES
+    assert len(many.users_by_status) == STATUS_SERIES
+    assert many.dropped_labels == (("registrationStatus", MAX_STATUSES - STATUS_SERIES),)
+
+
+def test_statuses_past_the_cap_are_counted_and_graphs_own_are_always_kept() -> None:
+    extra = [status(f"s{i}") for i in range(STATUS_SERIES)]
+    report = parse_registration_report(counts(*extra, status("registered", 7)))
+    assert len(report.users_by_status) == STATUS_SERIES
+    assert ("registered", 7) in report.users_by_status  # Graph's enum first, then in order
+    assert report.users_by_status[0] == ("s0", 1) and ("s31", 1) not in report.users_by_status
+    assert report.dropped_labels == (("registrationStatus", 1),)
+    fits = parse_registration_report(counts(*extra))
+    assert len(fits.users_by_status) == STATUS_SERIES and fits.dropped_labels == ()
 
 
 def test_usable_label_edges() -> None:
@@ -261,3 +274,21 @@ def test_arbitrary_json_gives_a_report_or_the_parsers_error(document: object) ->
         isinstance(s, str) and s and isinstance(c, int) and c >= 0
         for s, c in report.users_by_status
     )
+
+
+def test_policy_methods_and_targets_past_their_caps_are_counted_not_shown() -> None:
+    from exporter.reports.policy import METHOD_SERIES, TARGET_SERIES, parse_methods_policy
+
+    configurations = [{"id": f"Method{i}", "state": "enabled"} for i in range(METHOD_SERIES + 5)]
+    targets = [{"targetedAuthenticationMethod": f"t{i:03}"} for i in range(TARGET_SERIES + 2)]
+    campaign = {"state": "enabled", "includeTargets": targets}
+    policy = parse_methods_policy(
+        {
+            "authenticationMethodConfigurations": configurations,
+            "registrationEnforcement": {"authenticationMethodsRegistrationCampaign": campaign},
+        }
+    )
+    assert [name for name, _ in policy.methods] == [f"Method{i}" for i in range(METHOD_SERIES)]
+    assert policy.campaign_targets == tuple(f"t{i:03}" for i in range(TARGET_SERIES))
+    assert policy.dropped_labels == (("method", 5), ("campaign_target", 2))
+    assert parse_methods_policy({"authenticationMethodConfigurations": []}).dropped_labels == ()

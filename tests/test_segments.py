@@ -181,6 +181,24 @@ async def test_nested_group_members_count_once_and_devices_never(
     assert values[("entra_group_users", label(group="finance"))] == 240
 
 
+async def test_users_graph_repeats_across_pages_count_once(
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], caplog: pytest.LogCaptureFixture
+) -> None:
+    tenant, config = configure(sim_env, privileged_roles=True, groups=["finance"])
+    tenant.page_size, tenant.page_overlap = 100, 7  # each page repeats 7 users of the one before
+    pipeline = make_pipeline(config)
+    values = await poll_and_read(pipeline)
+    truth = segments_truth(
+        tenant, DEFAULT_PRIVILEGED_ROLES, groups=dict(config.tenants[1].segments.groups)
+    )
+    assert_matches_truth(values, truth)
+    assert values[("entra_tenant_users", label())] == 1200
+    pages = sim_env.sim.find(TENANT).details_pages  # the simulator's own count
+    repeated = [r for r in caplog.records if getattr(r, "repeated_rows", 0)]
+    assert len(repeated) == 1 and repeated[0].repeated_rows == 7 * (pages - 1)
+    assert repeated[0].tenant == TENANT
+
+
 async def test_null_booleans_count_as_false(
     sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:

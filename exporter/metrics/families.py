@@ -87,6 +87,13 @@ COLLECTOR_POLLS = Family(
     "counter",
     "Runs of the collector for the tenant by result class.",
 )
+LABELS_DROPPED = Family(
+    "entra_exporter_label_values_dropped",
+    "gauge",
+    "Distinct label values Graph sent for the tenant past the exporter's cap for the family "
+    "(their users are in the totals; the values have no series of their own), as of the last "
+    "successful collection; absent when none were.",
+)
 SEGMENT_USERS = Family(
     "entra_segment_users",
     "gauge",
@@ -216,6 +223,7 @@ TENANT_FAMILIES = (
     THROTTLED_RESPONSES,
     COLLECTOR_UP,
     COLLECTOR_POLLS,
+    LABELS_DROPPED,
     *SEGMENT_FAMILIES,
     *POLICY_FAMILIES,
 )

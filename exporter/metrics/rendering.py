@@ -11,6 +11,7 @@ absent. Example (``tenant="contoso"``, one poll)::
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import MappingProxyType
 
 from exporter.graph.failures import RESULTS
 from exporter.metrics.families import (
@@ -24,6 +25,7 @@ from exporter.metrics.families import (
     GROUP_REGISTRATION,
     GROUP_STRENGTH,
     GROUP_USERS,
+    LABELS_DROPPED,
     LAST_DURATION,
     LAST_SUCCESS,
     METHOD_ENABLED,
@@ -48,11 +50,24 @@ from exporter.metrics.families import (
     format_value,
 )
 from exporter.metrics.snapshots import POLICY_COLLECTOR, CollectorSnapshot, TenantSnapshot
-from exporter.reports.details import RETIREMENTS, SEGMENT_STATUSES, STRENGTHS
+from exporter.reports.details import SEGMENT_STATUSES
 from exporter.reports.policy import CAMPAIGN_STATES, MIGRATION_STATES, MethodsPolicy
 from exporter.reports.registration import CoverageCounts, RegistrationReport, SegmentReport
+from exporter.reports.strengths import RETIREMENTS, STRENGTHS
 
 Lines = dict[Family, str]
+# The report's and the policy's capped labels → the family whose series they would have been.
+REPORT_LABEL_FAMILIES = MappingProxyType(
+    {
+        "registrationStatus": REGISTRATION_USERS,
+        "method": METHOD_USERS,
+        "user_type": SEGMENT_USERS,
+        "system_preferred": SYSTEM_PREFERRED,
+    }
+)
+POLICY_LABEL_FAMILIES = MappingProxyType(
+    {"method": METHOD_ENABLED, "campaign_target": CAMPAIGN_TARGET}
+)
 
 
 def labelled(family: Family, tenant: str, label: str, values: Iterable[tuple[str, int]]) -> str:
@@ -91,9 +106,25 @@ def render_tenant_block(snapshot: TenantSnapshot) -> Lines:
     )
     lines.update(render_collectors(tenant, snapshot.collectors))
     policy = snapshot.collector(POLICY_COLLECTOR)
+    dropped = dropped_label_values(snapshot)
+    if dropped:
+        lines[LABELS_DROPPED] = labelled(LABELS_DROPPED, tenant, "family", dropped)
     if policy is not None and isinstance(policy.value, MethodsPolicy):
         lines.update(render_policy(tenant, policy.value))
     return lines
+
+
+def dropped_label_values(snapshot: TenantSnapshot) -> tuple[tuple[str, int], ...]:
+    """(family name, distinct values past its cap) of the tenant's last report and policy."""
+    dropped = []
+    if snapshot.report is not None:
+        for label, count in snapshot.report.dropped_labels:
+            dropped.append((REPORT_LABEL_FAMILIES[label].name, count))
+    policy = snapshot.collector(POLICY_COLLECTOR)
+    if policy is not None and isinstance(policy.value, MethodsPolicy):
+        for label, count in policy.value.dropped_labels:
+            dropped.append((POLICY_LABEL_FAMILIES[label].name, count))
+    return tuple(dropped)
 
 
 def _state_set(family: Family, tenant: str, current: str, known: tuple[str, ...]) -> str:

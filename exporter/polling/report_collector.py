@@ -13,6 +13,7 @@ assignments and eligibilities), GroupMember.Read.All (group members).
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 import uuid
 from collections.abc import Mapping
@@ -28,12 +29,14 @@ from exporter.metrics.snapshots import REPORT_COLLECTOR
 from exporter.polling.collectors import Collected, CollectorRun
 from exporter.reports.details import (
     DETAIL_FIELDS,
-    GLOBAL_ADMINISTRATOR,
     RegistrationDetailsCounter,
     SegmentContext,
 )
 from exporter.reports.directory import DirectoryIdCollector
 from exporter.reports.registration import RegistrationReport
+from exporter.reports.strengths import GLOBAL_ADMINISTRATOR
+
+log = logging.getLogger("exporter.poller")
 
 # One object per user (application permission AuditLog.Read.All); only counted fields selected.
 DETAILS_PATH = "/v1.0/reports/authenticationMethods/userRegistrationDetails"
@@ -158,6 +161,12 @@ async def fetch_registration_details(
     counter = RegistrationDetailsCounter(context)
     url = graph_url(tenant, DETAILS_PATH, READINESS_QUERY if context.readiness else DETAILS_QUERY)
     await graph.get_pages(tenant, url, request, counter.add_page, "userRegistrationDetails")
+    if counter.repeated:
+        log.warning(
+            f"Graph sent {counter.repeated} rows of userRegistrationDetails for users it had "
+            "already sent in this poll: each user is counted once",
+            extra={"tenant": tenant.name, "repeated_rows": counter.repeated},
+        )
     return counter.report()
 
 

@@ -30,6 +30,7 @@ from exporter.graph.failures import (
     worst_result,
 )
 from exporter.graph.transport import Transport
+from exporter.metrics.rendering import dropped_label_values
 from exporter.metrics.snapshots import (
     REPORT_COLLECTOR,
     CollectorResult,
@@ -103,6 +104,8 @@ class Tenant:
         self._last_result: str | None = None
         self.failures = 0  # failed polls in a row (a retry backs off with them)
         self._inflight: asyncio.Task[PollResult] | None = None
+        # Families whose capped label values were logged (once each, until they fit again).
+        self.dropped_labels_logged: frozenset[str] = frozenset()
         if previous is None:
             self.tokens = TenantTokenSource(config, services.transport, services.executor)
             self.snapshot = TenantSnapshot.for_tenant(config)
@@ -118,6 +121,7 @@ class Tenant:
                 self.settled_source = previous.settled_source
             self.log_tail.extend(previous.log_tail)
             self._last_result = previous.last_result
+            self.dropped_labels_logged = previous.dropped_labels_logged
             self.snapshot = previous.snapshot.with_config(config)
         self.current = True  # False once removed or replaced: its polls publish nothing
 
@@ -173,8 +177,21 @@ class Tenant:
         self.failures = 0 if result.result == SUCCESS else self.failures + 1
         lines = () if result.result == SUCCESS else self.lines_since(result.started_at)
         self.snapshot = self.snapshot.after_poll(result, config.stale_after, lines)
+        self._log_dropped_labels()
         self.publish()
         return result
+
+    def _log_dropped_labels(self) -> None:
+        """Log once per family that Graph sent more label values than its cap."""
+        dropped = dict(dropped_label_values(self.snapshot))
+        for family in sorted(dropped.keys() - self.dropped_labels_logged):
+            log.warning(
+                f"Graph sent more distinct label values for {family} than the exporter shows "
+                f"per tenant: {dropped[family]} are counted in the totals, with no series of "
+                "their own (entra_exporter_label_values_dropped)",
+                extra={"tenant": self.name, "family": family, "dropped_values": dropped[family]},
+            )
+        self.dropped_labels_logged = frozenset(dropped)
 
     def _redacted(self, result: PollResult) -> PollResult:
         """``result`` with whatever its failures quote redacted (Graph echoes tokens)."""

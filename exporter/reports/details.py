@@ -11,12 +11,11 @@ everything raises :class:`~exporter.reports.registration.ReportParseError` or re
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import repeat
+from itertools import compress, repeat
 from operator import attrgetter, contains
-from types import MappingProxyType
 from typing import Annotated, Any
 
 import msgspec
@@ -28,6 +27,14 @@ from exporter.reports.registration import (
     ReportParseError,
     SegmentReport,
     usable_label,
+)
+from exporter.reports.strengths import (
+    EXTERNAL_MARK,
+    NO_STRENGTH,
+    PHONE,
+    RETIREMENTS,
+    STRENGTHS,
+    strength_of,
 )
 
 # userRegistrationDetails property → the registrationStatus it counts (dashboards keep working).
@@ -49,55 +56,17 @@ DETAIL_FIELDS = (
     "systemPreferredAuthenticationMethods",
     "lastUpdatedDateTime",
 )
-# Method strength classes, strongest first; each user counts once, at the strongest.
-STRENGTHS = ("phishing_resistant", "passwordless", "mfa", "phone", "unclassified", "none")
-_STRENGTH_METHODS = (
-    (
-        "fido2SecurityKey",
-        "windowsHelloForBusiness",
-        "passKeyDeviceBound",
-        "passKeyDeviceBoundAuthenticator",
-        "passKeyDeviceBoundWindowsHello",
-        "passKeySynced",
-        "macOsSecureEnclaveKey",
-    ),
-    ("microsoftAuthenticatorPasswordless",),
-    ("microsoftAuthenticatorPush", "softwareOneTimePasscode", "hardwareOneTimePasscode"),
-    ("mobilePhone", "alternateMobilePhone", "officePhone"),
-    (),
-    ("email", "securityQuestion", "temporaryAccessPass", "appPassword"),
-)
-METHOD_STRENGTH = MappingProxyType(
-    {m: rank for rank, methods in enumerate(_STRENGTH_METHODS) for m in methods}
-)
-PHONE = STRENGTHS.index("phone")
-UNCLASSIFIED = STRENGTHS.index("unclassified")
-NO_STRENGTH = STRENGTHS.index("none")
 NO_METHOD = "none"  # system-preferred method of a user with none
 NULL_USER_TYPE = "unknown"  # userType sent as null
-MAX_METHODS = 200
-MAX_USER_TYPES = 20
+# Series of their own per tenant, at most, for label values Graph chooses: methods (and
+# system-preferred methods) and user types (each x 3 roles x 13 series). Past a cap a value is
+# counted in ``RegistrationReport.dropped_labels`` and its users in the totals, not shown.
+METHOD_SERIES = 64
+USER_TYPE_SERIES = 6  # Graph has member, guest, unknownFutureValue; null counts as "unknown"
+DROPPED_TRACKED = 10_000  # distinct dropped values remembered per label (counted past it)
+DROPPED_TYPE = ""  # the segment key of users whose user type was dropped (never rendered)
+_STRENGTHS_HELD = 100_000  # distinct methodsRegistered lists remembered with their strength
 _ROW = 1 + len(SEGMENT_STATUSES) + len(STRENGTHS)  # users, statuses, strengths
-
-
-def strength_of(methods: Iterable[str]) -> int:
-    """Index in :data:`STRENGTHS` of the strongest of ``methods``."""
-    best = NO_STRENGTH
-    for method in methods:
-        rank = METHOD_STRENGTH.get(method, UNCLASSIFIED)
-        best = min(best, rank)
-    return best
-
-
-# Microsoft retires its own SMS and voice for MFA and SSPR on these dates (00:00 UTC, Unix
-# time): everyone on the first, except Global Administrators and external (B2B) users, who
-# follow on the second. Microsoft Learn, "Passkeys by default and retirement of
-# Microsoft-provided SMS and voice authentication" (FAQ, 2026-09-23); global cloud only.
-RETIREMENT_GENERAL = ("2027-02-01", 1_801_440_000)
-RETIREMENT_LATE = ("2027-07-01", 1_814_400_000)
-RETIREMENTS = (RETIREMENT_GENERAL, RETIREMENT_LATE)
-GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"
-EXTERNAL_MARK = "#EXT#"  # in the userPrincipalName of every B2B account
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,10 +186,14 @@ class RegistrationDetailsCounter:
         self._listed, self._memberships = _listed_ids(self._context)
         self._by_method: dict[str, int] = {}
         self._preferred: dict[str, int] = {}
-        self._ranks: dict[str, int] = {}  # every method seen (and checked), with its strength
+        self._ranks: dict[str, int] = {}  # every method kept as a label, with its strength
         # Every methodsRegistered seen (checked) → its strength.
         self._strengths: dict[tuple[str, ...] | None, int] = {None: NO_STRENGTH, (): NO_STRENGTH}
-        self._user_types: set[str | None] = {None}
+        self._user_types: set[str | None] = {None}  # kept as labels
+        self._types_seen: set[str | None] = {None}  # kept or dropped
+        # Per label: distinct values past its cap (their users counted, no series of their own).
+        self._dropped: dict[str, set[str]] = {"method": set(), "user_type": set()}
+        self._dropped["system_preferred"] = set()
         self._preferred_seen: set[tuple[str, ...] | None] = set()
         # Not yet folded: row shapes, methodsRegistered lists and preferred lists, counted.
         self._shapes: Counter[tuple[Any, ...]] = Counter()
@@ -229,22 +202,32 @@ class RegistrationDetailsCounter:
         self._newest: datetime | None = None
         # Phone-only users: [by 2027-02-01, by 2027-07-01] (readiness only).
         self._phone_only = [0, 0]
+        # Every user counted so far, so a user Graph repeats counts once: each ID held as its
+        # str hash (a 64-bit int; 200,000 users hold some 14 MB); ``repeated`` counts the rows
+        # left out for that.
+        self._seen: set[int] = set()
+        self.repeated = 0
 
     def add_page(self, page: Any) -> Page:
         """Count one page of ``userRegistrationDetails`` (its JSON bytes)."""
-        needs_ids = self._context.needs_ids
         readiness = self._context.readiness
-        document = decode_details_page(page, with_ids=needs_ids, with_upns=readiness)
-        rows = document.value
+        document = decode_details_page(page, with_ids=True, with_upns=readiness)
+        rows: Sequence[DetailsRow] = document.value
+        ids = list(map(_ID, rows))
+        numbers = object_id_keys(ids) if self._context.needs_ids else None
+        if None in ids or (numbers is None and self._context.needs_ids):
+            self._check(rows, list(map(_METHODS, rows)), list(map(_PREFERRED, rows)), None)
+        fresh = set(map(hash, ids))
+        if len(fresh) != len(ids) or not self._seen.isdisjoint(fresh):
+            rows, numbers = self._first_sightings(rows, list(map(hash, ids)), numbers)
+        self._seen |= fresh
         methods = list(map(_METHODS, rows))
         preferred = list(map(_PREFERRED, rows))
-        numbers = object_id_keys(list(map(_ID, rows))) if needs_ids else None
         strengths = list(map(self._strengths.get, methods))
         if (
             None in strengths
-            or not self._user_types.issuperset(map(_USER_TYPE, rows))
+            or not self._types_seen.issuperset(map(_USER_TYPE, rows))
             or not self._preferred_seen.issuperset(preferred)
-            or (needs_ids and numbers is None)
         ):
             self._check(rows, methods, preferred, numbers)  # something not seen before
             strengths = list(map(self._strengths.__getitem__, methods))
@@ -265,7 +248,23 @@ class RegistrationDetailsCounter:
             self._newest = newest
         if len(self._shapes) + len(self._combos) + len(self._preferred_lists) > FOLD_AT:
             self._fold()
-        return Page(document.next_link, len(rows))
+        return Page(document.next_link, len(document.value))
+
+    def _first_sightings(
+        self, rows: Sequence[DetailsRow], keys: list[int], numbers: list[int] | None
+    ) -> tuple[Sequence[DetailsRow], list[int] | None]:
+        """The rows of users not counted before: Graph repeated some, on this page or an
+        earlier one. Each repeat is counted in :attr:`repeated`. The page's new values are
+        checked before, so a refusal names the row where Graph sent it."""
+        self._check(rows, list(map(_METHODS, rows)), list(map(_PREFERRED, rows)), numbers)
+        seen = self._seen
+        first = []
+        for key in keys:
+            first.append(key not in seen)
+            seen.add(key)
+        self.repeated += first.count(False)
+        rows = list(compress(rows, first))
+        return rows, None if numbers is None else list(compress(numbers, first))
 
     def _check(
         self,
@@ -282,8 +281,10 @@ class RegistrationDetailsCounter:
         """
         problems = [
             self._check_methods(methods),
-            first_bad_id(list(map(_ID, rows)))
-            if self._context.needs_ids and numbers is None
+            _first_missing_id(rows)
+            if numbers is None and not self._context.needs_ids
+            else first_bad_id(list(map(_ID, rows)))
+            if numbers is None
             else None,
             self._check_user_types(list(map(_USER_TYPE, rows))),
             self._check_preferred(preferred),
@@ -293,6 +294,8 @@ class RegistrationDetailsCounter:
             raise ReportParseError(min(found, key=lambda problem: problem[0])[1])
 
     def _check_methods(self, methods: list[tuple[str, ...] | None]) -> tuple[int, str] | None:
+        if len(self._strengths) > _STRENGTHS_HELD:  # a cache (bounded by a page past this)
+            self._strengths = {None: NO_STRENGTH, (): NO_STRENGTH}
         for combo in dict.fromkeys(methods):
             if combo in self._strengths:
                 continue
@@ -303,23 +306,31 @@ class RegistrationDetailsCounter:
                 if not usable_label(method):
                     where = methods.index(combo)
                     return where, f"value[{where}].methodsRegistered holds {method[:40]!a}"
-                if len(self._ranks) >= MAX_METHODS:
-                    where = methods.index(combo)
-                    return where, "more distinct authentication methods than expected"
-                self._ranks[method] = strength_of((method,))
-            self._strengths[combo] = min(map(self._ranks.__getitem__, combo))
+                if len(self._ranks) < METHOD_SERIES:
+                    self._ranks[method] = strength_of((method,))
+                else:
+                    self._drop("method", method)
+            self._strengths[combo] = strength_of(combo)
         return None
+
+    def _drop(self, label: str, value: str) -> None:
+        """Count ``value`` of ``label`` as past the label's cap."""
+        dropped = self._dropped[label]
+        if len(dropped) < DROPPED_TRACKED:
+            dropped.add(value)
 
     def _check_user_types(self, user_types: list[str | None]) -> tuple[int, str] | None:
         for value in dict.fromkeys(user_types):
-            if value in self._user_types:
+            if value in self._types_seen:
                 continue
             where = user_types.index(value)
             if not usable_label(value):
                 return where, f"value[{where}].userType is not a usable user type"
-            if len(self._user_types) > MAX_USER_TYPES:
-                return where, "more distinct user types than expected"
-            self._user_types.add(value)
+            if len(self._user_types) < USER_TYPE_SERIES:
+                self._user_types.add(value)
+            else:
+                self._drop("user_type", value)
+            self._types_seen.add(value)
         return None
 
     def _check_preferred(self, preferred: list[tuple[str, ...] | None]) -> tuple[int, str] | None:
@@ -332,9 +343,10 @@ class RegistrationDetailsCounter:
                 if not usable_label(first):
                     field = "systemPreferredAuthenticationMethods"
                     return where, f"value[{where}].{field} holds {first[:40]!a}"
-                if len(self._preferred) >= MAX_METHODS:
-                    return where, "more distinct system-preferred methods than expected"
-                self._preferred[first] = 0
+                if len(self._preferred) < METHOD_SERIES:
+                    self._preferred[first] = 0
+                else:
+                    self._drop("system_preferred", first)
             self._preferred_seen.add(value)
         return None
 
@@ -348,7 +360,11 @@ class RegistrationDetailsCounter:
                 external = len(listed) > 1 and listed[1]
                 self._phone_only[1 if late or external else 0] += users
             role = "privileged_admin" if privileged else "admin" if is_admin else "user"
-            key = (NULL_USER_TYPE if user_type is None else user_type, role)
+            if user_type is None:
+                user_type = NULL_USER_TYPE
+            elif user_type not in self._user_types:
+                user_type = DROPPED_TYPE  # counted in the totals, shown in no segment
+            key = (user_type, role)
             row = self._segments.get(key)
             if row is None:
                 row = self._segments[key] = [0] * _ROW
@@ -358,9 +374,12 @@ class RegistrationDetailsCounter:
                 _add(self._groups[group], truths, strength, users)
         for combo, users in self._combos.items():
             for method in set(combo or ()):  # a method listed twice is still one user
-                self._by_method[method] = self._by_method.get(method, 0) + users
+                if method in self._ranks:  # else dropped, past the cap
+                    self._by_method[method] = self._by_method.get(method, 0) + users
         for value, users in self._preferred_lists.items():
-            self._preferred[value[0] if value else NO_METHOD] += users
+            first = value[0] if value else NO_METHOD
+            if first in self._preferred:  # else dropped, past the cap
+                self._preferred[first] += users
         self._shapes.clear()
         self._combos.clear()
         self._preferred_lists.clear()
@@ -376,12 +395,14 @@ class RegistrationDetailsCounter:
             segments=tuple(
                 (user_type, role, _counts(row))
                 for (user_type, role), row in sorted(self._segments.items())
+                if user_type != DROPPED_TYPE
             ),
             groups=tuple(
                 (name, _counts(row))
                 for (name, _), row in zip(self._context.groups, self._groups, strict=True)
             ),
-            system_preferred=tuple(sorted(self._preferred.items())),
+            # A method only a repeated row named was checked, never counted: left out.
+            system_preferred=tuple(sorted(item for item in self._preferred.items() if item[1])),
             data_timestamp=None if self._newest is None else self._newest.timestamp(),
             phone_only=(
                 tuple(
@@ -397,6 +418,9 @@ class RegistrationDetailsCounter:
             users_by_status=tuple(zip(SEGMENT_STATUSES, totals[1:7], strict=True)),
             users_by_method=tuple(sorted(self._by_method.items())),
             segments=segments,
+            dropped_labels=tuple(
+                (label, len(values)) for label, values in self._dropped.items() if values
+            ),
         )
 
 
@@ -430,6 +454,15 @@ def _listed_ids(context: SegmentContext) -> tuple[dict[int, int], list[Membershi
         privileged, groups, _ = memberships[listed.get(user_id, 0)]
         listed[user_id] = number_of((privileged, groups, True))
     return listed, memberships
+
+
+def _first_missing_id(rows: Sequence[DetailsRow]) -> tuple[int, str] | None:
+    """The first row without an ``id`` (it could not be told apart from a repeated user)."""
+    ids = list(map(_ID, rows))
+    if None not in ids:
+        return None
+    where = ids.index(None)
+    return where, f"value[{where}].id is missing"
 
 
 def _add(row: list[int], flags: tuple[bool, ...], strength: int, users: int) -> None:

@@ -12,11 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.reports.registration import ReportParseError, usable_label
+from exporter.reports.registration import ReportParseError, capped, usable_label
 
 CAMPAIGN_STATES = ("default", "enabled", "disabled")
 MIGRATION_STATES = ("preMigration", "migrationInProgress", "migrationComplete")
-MAX_METHODS = 100  # method configurations (Graph has about fifteen)
+MAX_METHODS = 1000  # method configurations in one policy: more is not a policy
+# Series of their own per tenant, at most (Graph has about fifteen methods): past these, values
+# are counted in ``MethodsPolicy.dropped_labels``, not shown.
+METHOD_SERIES = 64
+TARGET_SERIES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,8 @@ class MethodsPolicy:
     # optOutSettings.passkeyDynamicMigration (None: Graph did not send it).
     passkey_migration_opted_out: bool | None = None
     migration_state: str | None = None
+    # ("method" or "campaign_target", distinct values past the cap, given no series).
+    dropped_labels: tuple[tuple[str, int], ...] = ()
 
     def enabled(self, method: str) -> bool | None:
         """Whether ``method`` (a configuration id, case-insensitive) is enabled; None if absent."""
@@ -100,11 +106,17 @@ def parse_methods_policy(document: Any) -> MethodsPolicy:
         raise ReportParseError("the policy is not a JSON object")
     state, targets, snooze = _campaign(document)
     migration = document.get("policyMigrationState")
+    methods, dropped_methods = capped(
+        tuple((name, int(on)) for name, on in _methods(document)), METHOD_SERIES
+    )
+    kept_targets, dropped_targets = capped(tuple((t, 1) for t in targets), TARGET_SERIES)
+    dropped = (("method", dropped_methods), ("campaign_target", dropped_targets))
     return MethodsPolicy(
-        methods=_methods(document),
+        methods=tuple((name, bool(on)) for name, on in methods),
         campaign_state=state,
-        campaign_targets=targets,
+        campaign_targets=tuple(t for t, _ in kept_targets),
         snooze_days=snooze,
         passkey_migration_opted_out=_opted_out(document),
         migration_state=None if migration is None else _label(migration, "policyMigrationState"),
+        dropped_labels=tuple(pair for pair in dropped if pair[1]),
     )

@@ -28,7 +28,11 @@ _INTEGER_RE = re.compile(r"^\s*[0-9]{1,16}\s*$", re.ASCII)
 MAX_STATUS_LENGTH = 200
 # The largest count a float64 (what Prometheus stores) holds exactly.
 MAX_COUNT = 2**53
-MAX_STATUSES = 1000
+MAX_STATUSES = 1000  # entries in one report: more is not a report
+# Label values Graph chooses, kept per tenant as series of their own, at most (Graph sends a
+# handful of each; more would only swell Prometheus): the rest are counted, not shown.
+STATUS_SERIES = 32
+REGISTRATION_STATUSES = ("registered", "enabled", "capable", "mfaRegistered", "unknownFutureValue")
 
 
 class ReportParseError(ValueError):
@@ -70,6 +74,21 @@ class RegistrationReport:
     users_by_method: tuple[tuple[str, int], ...] = ()
     # The segments (userRegistrationDetails only).
     segments: SegmentReport | None = None
+    # Per label ("registrationStatus", "method", "user_type", "system_preferred"): distinct
+    # values Graph sent past that label's cap, counted but given no series.
+    dropped_labels: tuple[tuple[str, int], ...] = ()
+
+
+def capped(
+    pairs: tuple[tuple[str, int], ...], cap: int, known: tuple[str, ...] = ()
+) -> tuple[tuple[tuple[str, int], ...], int]:
+    """The first ``cap`` of ``pairs`` (those whose value is in ``known`` first), in their
+    order, and how many were left out."""
+    if len(pairs) <= cap:
+        return pairs, 0
+    ranked = sorted(range(len(pairs)), key=lambda i: (pairs[i][0] not in known, i))
+    kept = sorted(ranked[:cap])
+    return tuple(pairs[i] for i in kept), len(pairs) - cap
 
 
 def _as_count(value: Any, where: str) -> int:
@@ -167,4 +186,9 @@ def parse_registration_report(document: Any) -> RegistrationReport:
         if status in counts:
             raise ReportParseError(f"{where}: status {status!r} appears twice")
         counts[status] = _as_count(count_field[1], f"{where}.{count_field[0]}")
-    return RegistrationReport(total_users=total, users_by_status=tuple(counts.items()))
+    statuses, dropped = capped(tuple(counts.items()), STATUS_SERIES, REGISTRATION_STATUSES)
+    return RegistrationReport(
+        total_users=total,
+        users_by_status=statuses,
+        dropped_labels=(("registrationStatus", dropped),) if dropped else (),
+    )

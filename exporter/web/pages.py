@@ -17,9 +17,10 @@ from types import MappingProxyType
 
 from exporter import __version__
 from exporter.metrics.snapshots import POLICY_COLLECTOR, PollRecord, TenantSnapshot
-from exporter.reports.details import SEGMENT_STATUSES, STRENGTHS
+from exporter.reports.details import SEGMENT_STATUSES
 from exporter.reports.policy import MethodsPolicy
 from exporter.reports.registration import CoverageCounts, RegistrationReport
+from exporter.reports.strengths import STRENGTHS
 
 NextPoll = Callable[[str], float | None]
 _MFA = SEGMENT_STATUSES.index("mfaRegistered")
