@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 # chromium (the landing page in a real headless browser), podman with runc and debootstrap
 # (the image, built and run). Installed when missing and we may (root, or password-less sudo);
 # otherwise the tests that need them skip, saying why.
-SYSTEM_PACKAGES := prometheus chromium podman runc debootstrap uidmap slirp4netns fuse-overlayfs
+SYSTEM_PACKAGES := prometheus chromium podman runc debootstrap uidmap slirp4netns fuse-overlayfs gcc libc6-dev
 system-packages:
 	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
 		&& command -v chromium >/dev/null 2>&1 && command -v podman >/dev/null 2>&1 \

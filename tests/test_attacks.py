@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -163,6 +164,57 @@ def test_sighup_never_kills_once(sim_env: SimEnv) -> None:
             proc.send_signal(signal.SIGHUP)
         time.sleep(0.02)
     assert proc.wait(30) in (0, 1)  # not -SIGHUP
+
+
+@pytest.fixture(scope="session")
+def clockshift(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/clockshift/clockshift.c built: an LD_PRELOAD library that steps a process's wall
+    clock (and only it) by the seconds in a file."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        if os.environ.get("EXPORTER_TEST_STRICT"):  # make test installs it: missing is a failure
+            pytest.fail("no C compiler: make test installs gcc and libc6-dev")
+        pytest.skip("no C compiler (Debian: gcc, libc6-dev)")
+    library = tmp_path_factory.mktemp("clockshift") / "clockshift.so"
+    source = REPO / "tests" / "clockshift" / "clockshift.c"
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(source), "-ldl"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return library
+
+
+def successful_polls(exporter: ExporterProcess, tenant: str) -> float:
+    line = f'entra_exporter_polls_total{{tenant="{tenant}",result="success"}} '
+    found = [row for row in exporter.metrics().splitlines() if row.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
+@pytest.mark.parametrize("step", [-3600, 3600], ids=["back-an-hour", "ahead-an-hour"])
+def test_a_wall_clock_step_stops_no_poll_and_no_probe(
+    sim_env: SimEnv,
+    start_exporter: Callable[..., ExporterProcess],
+    clockshift: Path,
+    tmp_path: Path,
+    step: int,
+) -> None:
+    shift = tmp_path / "shift"
+    shift.write_text("0\n")
+    env = {"LD_PRELOAD": str(clockshift), "CLOCK_SHIFT_FILE": str(shift)}
+    exporter = start_exporter(f"--config.file={sim_env.config_file}", env=env)
+    exporter.wait_ready()
+    wait_until(lambda: successful_polls(exporter, "tenant-0000") >= 2, timeout=20)
+    shift.write_text(f"{step}\n")  # every tenant polls each second (sim_env's interval)
+    wait_until(lambda: "the wall clock stepped" in exporter.log_text(), timeout=20)
+    before = successful_polls(exporter, "tenant-0000")
+    deadline = time.monotonic() + 30
+    while successful_polls(exporter, "tenant-0000") < before + 3:
+        assert exporter.get("/healthz")[0] == 200
+        assert time.monotonic() < deadline, "polls stopped after the wall clock stepped"
+        time.sleep(0.2)
+    assert exporter.get("/healthz")[0] == 200 and exporter.get("/readyz")[0] == 200
+    stepped = [line for line in exporter.log_text().splitlines() if "wall clock stepped" in line]
+    assert len(stepped) == 1 and str(float(step)) in stepped[0], stepped
 
 
 # ----------------------------------------------------------------- 6: framing

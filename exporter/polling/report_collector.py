@@ -157,9 +157,9 @@ async def fetch_registration_details(
 ) -> RegistrationReport:
     """Count users over every page of userRegistrationDetails, with the tenant's segments."""
     request = (token, deadline, tally)
-    context = await fetch_segment_context(graph, tenant, request)
-    counter = RegistrationDetailsCounter(context)
-    url = graph_url(tenant, DETAILS_PATH, READINESS_QUERY if context.readiness else DETAILS_QUERY)
+    # The context's ID sets are not kept beside the counter's own index of them.
+    counter = RegistrationDetailsCounter(await fetch_segment_context(graph, tenant, request))
+    url = graph_url(tenant, DETAILS_PATH, READINESS_QUERY if counter.readiness else DETAILS_QUERY)
     await graph.get_pages(tenant, url, request, counter.add_page, "userRegistrationDetails")
     if counter.repeated:
         log.warning(

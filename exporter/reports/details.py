@@ -180,10 +180,14 @@ class RegistrationDetailsCounter:
     """
 
     def __init__(self, context: SegmentContext | None = None) -> None:
-        self._context = context or SegmentContext()
+        context = context or SegmentContext()
+        # What the pass needs of the context; its ID sets live on only in ``_listed``.
+        self.readiness = context.readiness
+        self._needs_ids = context.needs_ids
+        self._group_names = tuple(name for name, _ in context.groups)
         self._segments: dict[tuple[str, str], list[int]] = {}
-        self._groups = [[0] * _ROW for _ in self._context.groups]
-        self._listed, self._memberships = _listed_ids(self._context)
+        self._groups = [[0] * _ROW for _ in context.groups]
+        self._listed, self._memberships = _listed_ids(context)
         self._by_method: dict[str, int] = {}
         self._preferred: dict[str, int] = {}
         self._ranks: dict[str, int] = {}  # every method kept as a label, with its strength
@@ -210,12 +214,12 @@ class RegistrationDetailsCounter:
 
     def add_page(self, page: Any) -> Page:
         """Count one page of ``userRegistrationDetails`` (its JSON bytes)."""
-        readiness = self._context.readiness
+        readiness = self.readiness
         document = decode_details_page(page, with_ids=True, with_upns=readiness)
         rows: Sequence[DetailsRow] = document.value
         ids = list(map(_ID, rows))
-        numbers = object_id_keys(ids) if self._context.needs_ids else None
-        if None in ids or (numbers is None and self._context.needs_ids):
+        numbers = object_id_keys(ids) if self._needs_ids else None
+        if None in ids or (numbers is None and self._needs_ids):
             self._check(rows, list(map(_METHODS, rows)), list(map(_PREFERRED, rows)), None)
         fresh = set(map(hash, ids))
         if len(fresh) != len(ids) or not self._seen.isdisjoint(fresh):
@@ -282,7 +286,7 @@ class RegistrationDetailsCounter:
         problems = [
             self._check_methods(methods),
             _first_missing_id(rows)
-            if numbers is None and not self._context.needs_ids
+            if numbers is None and not self._needs_ids
             else first_bad_id(list(map(_ID, rows)))
             if numbers is None
             else None,
@@ -399,7 +403,7 @@ class RegistrationDetailsCounter:
             ),
             groups=tuple(
                 (name, _counts(row))
-                for (name, _), row in zip(self._context.groups, self._groups, strict=True)
+                for name, row in zip(self._group_names, self._groups, strict=True)
             ),
             # A method only a repeated row named was checked, never counted: left out.
             system_preferred=tuple(sorted(item for item in self._preferred.items() if item[1])),
@@ -409,7 +413,7 @@ class RegistrationDetailsCounter:
                     (date, count)
                     for (date, _), count in zip(RETIREMENTS, self._phone_only, strict=True)
                 )
-                if self._context.readiness
+                if self.readiness
                 else None
             ),
         )
