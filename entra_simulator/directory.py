@@ -30,6 +30,7 @@ GRAPH_FAULTS = (
     "deep_json",  # 200 with 100,000 nested arrays
     "throttle_superscript",  # 429 with Retry-After: ²
     "nextlink_loop",  # 200 with no rows and a nextLink to the same page
+    "label_flood",  # 200 with 300 registration statuses no one has seen before
 )
 # A queued answer of given bytes (Simulator.set_body); never drawn at random.
 CUSTOM_ANSWER = "custom_answer"

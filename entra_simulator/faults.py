@@ -66,6 +66,23 @@ FAULT_BODIES: dict[str, tuple[bytes, str]] = {
         "application/json",
     ),
     "deep_json": (b"[" * 100_000, "application/json"),
+    # A usable report with far more statuses than Graph has: the exporter caps their series.
+    "label_flood": (
+        json.dumps(
+            {
+                "value": [
+                    {
+                        "totalUserCount": 300,
+                        "userRegistrationCounts": [
+                            {"registrationStatus": f"flood{i}", "registrationCount": 1}
+                            for i in range(300)
+                        ],
+                    }
+                ]
+            }
+        ).encode(),
+        "application/json",
+    ),
 }
 
 

@@ -283,9 +283,7 @@ class _SimHandler(BaseHTTPRequestHandler):
         token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
         tenant = self.sim.tenant_for_token(token) if token else None
         if tenant is None:
-            self._graph_error(
-                401, "InvalidAuthenticationToken", "Access token is empty or invalid."
-            )
+            self._graph_error(401, "InvalidAuthenticationToken", "Access token is empty or bad.")
         return tenant
 
     def _over_limits(self, tenant: SimTenant) -> bool:
@@ -315,7 +313,7 @@ class _SimHandler(BaseHTTPRequestHandler):
 
     def _policy(self, query: str) -> None:
         """The tenant's authentication methods policy (or Graph's 403 for its variant)."""
-        call = self._graph_call(query, units=1)
+        call = self._graph_call(query, units=1, directory=False)
         if call is None:
             return
         tenant, forbidden = call[0], call[0].policy_variant == FORBIDDEN
@@ -377,13 +375,13 @@ class _SimHandler(BaseHTTPRequestHandler):
         self._json(status, body)
 
     def _graph_call(
-        self, query: str, limited: bool = False, units: int = 0
+        self, query: str, limited: bool = False, units: int = 0, directory: bool = True
     ) -> tuple[SimTenant, dict[str, str]] | None:
         """Tenant and query of a Graph call; None when it was answered (401, 429, a fault).
 
         ``limited``: a report call, subject to Graph's report limits when they are enforced;
-        ``units``: a directory call of that cost, subject to the service's limits.
-        """
+        ``units``: a directory call of that cost, subject to the service's limits;
+        ``directory``: the call reads users or roles (the tenant's directory is built for it)."""
         tenant = self._graph_tenant()
         if tenant is None or (limited and self._over_limits(tenant)):
             return None
@@ -393,7 +391,8 @@ class _SimHandler(BaseHTTPRequestHandler):
         if fault is not None:
             self._fault(fault)
             return None
-        directory_of(tenant)  # isAdmin follows the role assignments
+        if directory:  # isAdmin follows the role assignments
+            directory_of(tenant)
         return tenant, {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
 
     def _send_page(
