@@ -394,3 +394,16 @@ def test_a_row_without_an_id_is_refused_and_a_refusal_names_the_row_graph_sent()
     page = [user(ALICE), user(ALICE), user(methodsRegistered=["bad\n"])]
     with pytest.raises(ReportParseError, match=r"^value\[2\]\.methodsRegistered"):
         RegistrationDetailsCounter().add_page({"value": page})
+
+
+def test_past_the_ids_it_may_hold_the_counter_still_counts_and_says_so() -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(details, "IDS_HELD", 3)
+        counter = RegistrationDetailsCounter()
+        counter.add_page({"value": [user(ALICE), user(BOB)], "@odata.nextLink": "n"})
+        counter.add_page({"value": [user(CAROL), user(), user(ALICE)], "@odata.nextLink": "n"})
+        counter.add_page({"value": [user(), user(BOB)], "@odata.nextLink": "n"})  # new, repeat
+        counter.add_page({"value": [user()]})  # no repeat on the page: counted as it comes
+        report = counter.report()
+    assert report.total_users == 6 and counter.repeated == 2
+    assert counter.unheld == 3  # the three unnamed users, counted with their IDs forgotten

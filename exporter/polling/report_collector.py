@@ -29,6 +29,7 @@ from exporter.metrics.snapshots import REPORT_COLLECTOR
 from exporter.polling.collectors import Collected, CollectorRun
 from exporter.reports.details import (
     DETAIL_FIELDS,
+    IDS_HELD,
     RegistrationDetailsCounter,
     SegmentContext,
 )
@@ -166,6 +167,13 @@ async def fetch_registration_details(
             f"Graph sent {counter.repeated} rows of userRegistrationDetails for users it had "
             "already sent in this poll: each user is counted once",
             extra={"tenant": tenant.name, "repeated_rows": counter.repeated},
+        )
+    if counter.unheld:
+        log.warning(
+            f"userRegistrationDetails sent over {IDS_HELD:,} users in this poll: the "
+            f"{counter.unheld:,} past that were counted without remembering their IDs "
+            "(a repeat of one of them would count twice)",
+            extra={"tenant": tenant.name, "unheld_users": counter.unheld},
         )
     return counter.report()
 

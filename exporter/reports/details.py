@@ -65,6 +65,7 @@ METHOD_SERIES = 64
 USER_TYPE_SERIES = 6  # Graph has member, guest, unknownFutureValue; null counts as "unknown"
 DROPPED_TRACKED = 10_000  # distinct dropped values remembered per label (counted past it)
 DROPPED_TYPE = ""  # the segment key of users whose user type was dropped (never rendered)
+IDS_HELD = 1_000_000  # users' IDs remembered in one poll to tell repeats (some 75 MB)
 _STRENGTHS_HELD = 100_000  # distinct methodsRegistered lists remembered with their strength
 _ROW = 1 + len(SEGMENT_STATUSES) + len(STRENGTHS)  # users, statuses, strengths
 
@@ -207,10 +208,12 @@ class RegistrationDetailsCounter:
         # Phone-only users: [by 2027-02-01, by 2027-07-01] (readiness only).
         self._phone_only = [0, 0]
         # Every user counted so far, so a user Graph repeats counts once: each ID held as its
-        # str hash (a 64-bit int; 200,000 users hold some 14 MB); ``repeated`` counts the rows
-        # left out for that.
+        # str hash (a 64-bit int; about 75 bytes a user with the set, 15 MB at 200,000 users),
+        # at most IDS_HELD of them; ``repeated`` counts the rows left out as repeats,
+        # ``unheld`` the users counted past IDS_HELD (a repeat of one of them counts again).
         self._seen: set[int] = set()
         self.repeated = 0
+        self.unheld = 0
 
     def add_page(self, page: Any) -> Page:
         """Count one page of ``userRegistrationDetails`` (its JSON bytes)."""
@@ -224,7 +227,10 @@ class RegistrationDetailsCounter:
         fresh = set(map(hash, ids))
         if len(fresh) != len(ids) or not self._seen.isdisjoint(fresh):
             rows, numbers = self._first_sightings(rows, list(map(hash, ids)), numbers)
-        self._seen |= fresh
+        elif len(self._seen) + len(fresh) <= IDS_HELD:
+            self._seen |= fresh
+        else:
+            self.unheld += len(fresh)
         methods = list(map(_METHODS, rows))
         preferred = list(map(_PREFERRED, rows))
         strengths = list(map(self._strengths.get, methods))
@@ -262,11 +268,15 @@ class RegistrationDetailsCounter:
         checked before, so a refusal names the row where Graph sent it."""
         self._check(rows, list(map(_METHODS, rows)), list(map(_PREFERRED, rows)), numbers)
         seen = self._seen
+        held: set[int] = set()  # this page's own, past IDS_HELD
         first = []
         for key in keys:
-            first.append(key not in seen)
-            seen.add(key)
+            new = key not in seen and key not in held
+            first.append(new)
+            if new:
+                (seen if len(seen) < IDS_HELD else held).add(key)
         self.repeated += first.count(False)
+        self.unheld += len(held)
         rows = list(compress(rows, first))
         return rows, None if numbers is None else list(compress(numbers, first))
 
