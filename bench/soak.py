@@ -1,5 +1,6 @@
 """Soak: N tenants, half failing at random with every fault kind the simulator has, one
-poisoned for good, one whose identity provider answers an unusable token, 20 scrapers
+poisoned for good, one whose identity provider answers an unusable token, one on
+userRegistrationDetails whose pages repeat users at their seams, 20 scrapers
 hammering ``/metrics``, a reload every few seconds that alternates between two tenant sets, and
 an attacker (slow headers, a smuggled request, a cross-site reload, SIGHUP bursts), the whole
 run.
@@ -65,6 +66,8 @@ class SoakReport:
     failed_reloads: int = 0
     attacks: int = 0
     poisoned_tenant_up: float | None = None
+    # entra_tenant_users of the tenant whose pages repeat users (the simulator has 2,000).
+    repeating_tenant_users: float | None = None
     threads_slope_per_minute: float = 0.0
     fds_slope_per_minute: float = 0.0
     rss_slope_mb_per_minute: float = 0.0
@@ -169,10 +172,12 @@ def _slope(samples: list[tuple[float, ProcessSample]], duration: float, field: s
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
 
 
-def _tenant_up(exporter: ExporterProcess, tenant: str) -> float | None:
+def _tenant_up(
+    exporter: ExporterProcess, tenant: str, name: str = "entra_exporter_tenant_up"
+) -> float | None:
     _, body = exporter.get("/metrics")
     for family in text_string_to_metric_families(body.decode()):
-        if family.name == "entra_exporter_tenant_up":
+        if family.name == name:
             for sample in family.samples:
                 if sample.labels["tenant"] == tenant:
                     return float(sample.value)
@@ -188,6 +193,16 @@ def _last_successes(exporter: ExporterProcess) -> dict[str, float]:
             for sample in family.samples:
                 found[sample.labels["tenant"]] = sample.value
     return found
+
+
+def _repeating_tenant(config_file: Path) -> str:
+    """Put the first healthy tenant on userRegistrationDetails (whose pages repeat users)."""
+    document = yaml.safe_load(config_file.read_text())
+    tenant = document["tenants"][len(document["tenants"]) // 2]
+    tenant["source"] = "userRegistrationDetails"
+    config_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    config_file.chmod(0o600)
+    return str(tenant["name"])
 
 
 def run_soak(
@@ -212,8 +227,10 @@ def run_soak(
             config_overrides={
                 "rate_limits": {"per_app_per_tenant": "50/1s", "per_app": "10000/1s"}
             },
-            extra_args=("--hang=3s",),
+            # Tenants on userRegistrationDetails see pages that repeat users at their seams.
+            extra_args=("--hang=3s", "--users=2000", "--page-size=400", "--page-overlap=5"),
         )
+        repeating = _repeating_tenant(sim.config_file)
         exporter = ExporterProcess(sim.config_file, workdir / "exporter.log")
         try:
             names = sorted(sim.stats()["tenants"])
@@ -263,6 +280,7 @@ def run_soak(
             for thread in threads:
                 thread.join(30)
             poisoned_up = _tenant_up(exporter, poisoned)
+            repeating_users = _tenant_up(exporter, repeating, "entra_tenant_users")
             healthy = [name for name in names if name not in faulty and name != poisoned]
             oldest = max((now - last.get(name, 0.0) for name in healthy), default=0.0)
         finally:
@@ -291,6 +309,7 @@ def run_soak(
         failed_reloads=counts["failed_reloads"],
         attacks=counts["attacks"],
         poisoned_tenant_up=poisoned_up,
+        repeating_tenant_users=repeating_users,
         threads_slope_per_minute=round(_slope(samples, duration, "threads"), 3),
         fds_slope_per_minute=round(_slope(samples, duration, "open_fds"), 3),
         rss_slope_mb_per_minute=round(_slope(samples, duration, "rss_bytes") / 2**20, 3),

@@ -55,6 +55,12 @@ def _add_directory_flags(parser: argparse.ArgumentParser) -> None:
         help=f"userRegistrationDetails rows per page at most, 1 to {MAX_PAGE} (default {MAX_PAGE})",
     )
     parser.add_argument(
+        "--page-overlap",
+        type=int,
+        default=0,
+        help="each page of userRegistrationDetails repeats this many users of the one before",
+    )
+    parser.add_argument(
         "--gone-tenants",
         type=int,
         default=0,
@@ -137,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     for index, tenant in enumerate(sim.tenants.values()):
         tenant.users = args.users
         tenant.page_size = max(1, min(MAX_PAGE, args.page_size))
+        tenant.page_overlap = max(0, args.page_overlap)
         tenant.seed_gone = index < args.gone_tenants
         if args.one_app:
             tenant.client_id = first_client_id(sim)
