@@ -3,14 +3,15 @@
 
 Graph's own breakdowns (``usersRegisteredByFeature``) are delegated-only, so the counts per user
 type, role, group and method strength are made here, in the same pass that counts the tenant.
-Memory holds only counts (bounded by the number of segments) and the ID sets of privileged
-admins and configured groups (:mod:`exporter.reports.directory`, each ID a 128-bit int). No I/O:
+Memory holds counts (bounded by the label caps), the ID sets of privileged admins and
+configured groups (:mod:`exporter.reports.directory`, each ID a 128-bit int), and a hash of each
+counted user's ID, so a user Graph sends twice counts once (at most :data:`IDS_HELD`). No I/O:
 everything raises :class:`~exporter.reports.registration.ReportParseError` or returns.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,10 +64,12 @@ NULL_USER_TYPE = "unknown"  # userType sent as null
 # counted in ``RegistrationReport.dropped_labels`` and its users in the totals, not shown.
 METHOD_SERIES = 64
 USER_TYPE_SERIES = 6  # Graph has member, guest, unknownFutureValue; null counts as "unknown"
-DROPPED_TRACKED = 10_000  # distinct dropped values remembered per label (counted past it)
+DROPPED_TRACKED = 10_000  # distinct dropped values remembered per label (the count stops there)
 DROPPED_TYPE = ""  # the segment key of users whose user type was dropped (never rendered)
 IDS_HELD = 1_000_000  # users' IDs remembered in one poll to tell repeats (some 75 MB)
-_STRENGTHS_HELD = 100_000  # distinct methodsRegistered lists remembered with their strength
+# Distinct methodsRegistered lists remembered with their strength, and distinct user types and
+# preferred lists remembered as checked: caches, started again past this.
+_STRENGTHS_HELD = 100_000
 _ROW = 1 + len(SEGMENT_STATUSES) + len(STRENGTHS)  # users, statuses, strengths
 
 
@@ -197,8 +200,7 @@ class RegistrationDetailsCounter:
         self._user_types: set[str | None] = {None}  # kept as labels
         self._types_seen: set[str | None] = {None}  # kept or dropped
         # Per label: distinct values past its cap (their users counted, no series of their own).
-        self._dropped: dict[str, set[str]] = {"method": set(), "user_type": set()}
-        self._dropped["system_preferred"] = set()
+        self._dropped: defaultdict[str, set[str]] = defaultdict(set)
         self._preferred_seen: set[tuple[str, ...] | None] = set()
         # Not yet folded: row shapes, methodsRegistered lists and preferred lists, counted.
         self._shapes: Counter[tuple[Any, ...]] = Counter()
@@ -207,10 +209,9 @@ class RegistrationDetailsCounter:
         self._newest: datetime | None = None
         # Phone-only users: [by 2027-02-01, by 2027-07-01] (readiness only).
         self._phone_only = [0, 0]
-        # Every user counted so far, so a user Graph repeats counts once: each ID held as its
-        # str hash (a 64-bit int; about 75 bytes a user with the set, 15 MB at 200,000 users),
-        # at most IDS_HELD of them; ``repeated`` counts the rows left out as repeats,
-        # ``unheld`` the users counted past IDS_HELD (a repeat of one of them counts again).
+        # Each counted user's ID as its str hash (64 bits; some 75 bytes a user with the set),
+        # at most IDS_HELD; ``repeated``: rows left out as repeats; ``unheld``: users counted
+        # past IDS_HELD (a repeat of one of them counts again).
         self._seen: set[int] = set()
         self.repeated = 0
         self.unheld = 0
@@ -263,9 +264,8 @@ class RegistrationDetailsCounter:
     def _first_sightings(
         self, rows: Sequence[DetailsRow], keys: list[int], numbers: list[int] | None
     ) -> tuple[Sequence[DetailsRow], list[int] | None]:
-        """The rows of users not counted before: Graph repeated some, on this page or an
-        earlier one. Each repeat is counted in :attr:`repeated`. The page's new values are
-        checked before, so a refusal names the row where Graph sent it."""
+        """The rows of users not counted before (Graph repeated some, here or on an earlier
+        page); the page is checked first, so a refusal names the row as Graph sent it."""
         self._check(rows, list(map(_METHODS, rows)), list(map(_PREFERRED, rows)), numbers)
         seen = self._seen
         held: set[int] = set()  # this page's own, past IDS_HELD
@@ -334,6 +334,8 @@ class RegistrationDetailsCounter:
             dropped.add(value)
 
     def _check_user_types(self, user_types: list[str | None]) -> tuple[int, str] | None:
+        if len(self._types_seen) > _STRENGTHS_HELD:  # a cache, as _strengths
+            self._types_seen = set(self._user_types)
         for value in dict.fromkeys(user_types):
             if value in self._types_seen:
                 continue
@@ -348,6 +350,8 @@ class RegistrationDetailsCounter:
         return None
 
     def _check_preferred(self, preferred: list[tuple[str, ...] | None]) -> tuple[int, str] | None:
+        if len(self._preferred_seen) > _STRENGTHS_HELD:  # a cache, as _strengths
+            self._preferred_seen = set()
         for value in dict.fromkeys(preferred):
             if value in self._preferred_seen:
                 continue
