@@ -248,6 +248,7 @@ SEGMENTED = RegistrationReport(
         data_timestamp=1_750_000_000.5,
         phone_only=(("2027-02-01", 2), ("2027-07-01", 1)),
     ),
+    dropped_labels=(("method", 3), ("user_type", 2)),  # Graph sent more than the caps
 )
 
 
@@ -258,6 +259,7 @@ POLICY = MethodsPolicy(
     snooze_days=3,
     passkey_migration_opted_out=False,
     migration_state="somethingNew",
+    dropped_labels=(("campaign_target", 1),),
 )
 POLICY_403 = PollFailure("auth_error", "grant Policy.Read.AuthenticationMethod", 403, "Denied")
 
