@@ -106,13 +106,11 @@ def parse_methods_policy(document: Any) -> MethodsPolicy:
         raise ReportParseError("the policy is not a JSON object")
     state, targets, snooze = _campaign(document)
     migration = document.get("policyMigrationState")
-    methods, dropped_methods = capped(
-        tuple((name, int(on)) for name, on in _methods(document)), METHOD_SERIES
-    )
-    kept_targets, dropped_targets = capped(tuple((t, 1) for t in targets), TARGET_SERIES)
+    methods, dropped_methods = capped(_methods(document), METHOD_SERIES)
+    kept_targets, dropped_targets = capped(tuple((t, t) for t in targets), TARGET_SERIES)
     dropped = (("method", dropped_methods), ("campaign_target", dropped_targets))
     return MethodsPolicy(
-        methods=tuple((name, bool(on)) for name, on in methods),
+        methods=methods,
         campaign_state=state,
         campaign_targets=tuple(t for t, _ in kept_targets),
         snooze_days=snooze,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
 STATUS_FIELDS = ("userRegistrationStatus", "registrationStatus")
 COUNT_FIELDS = ("userRegistrationCount", "userRegistationCount", "registrationCount")
@@ -33,6 +33,7 @@ MAX_STATUSES = 1000  # entries in one report: more is not a report
 # handful of each; more would only swell Prometheus): the rest are counted, not shown.
 STATUS_SERIES = 32
 REGISTRATION_STATUSES = ("registered", "enabled", "capable", "mfaRegistered", "unknownFutureValue")
+_V = TypeVar("_V")
 
 
 class ReportParseError(ValueError):
@@ -80,8 +81,8 @@ class RegistrationReport:
 
 
 def capped(
-    pairs: tuple[tuple[str, int], ...], cap: int, known: tuple[str, ...] = ()
-) -> tuple[tuple[tuple[str, int], ...], int]:
+    pairs: tuple[tuple[str, _V], ...], cap: int, known: tuple[str, ...] = ()
+) -> tuple[tuple[tuple[str, _V], ...], int]:
     """The first ``cap`` of ``pairs`` (those whose value is in ``known`` first), in their
     order, and how many were left out."""
     if len(pairs) <= cap:
