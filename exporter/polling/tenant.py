@@ -42,6 +42,8 @@ from exporter.polling.collectors import Collector, CollectorRun, collectors_for
 from exporter.reports.registration import RegistrationReport
 
 log = logging.getLogger("exporter.poller")
+# No family's capped label values logged yet (shared by every tenant: one object, not one each).
+NOTHING_LOGGED: frozenset[str] = frozenset()
 
 # A poll never runs into the next one: it ends after this share of the interval at the latest.
 INTERVAL_SHARE = 0.9
@@ -105,7 +107,7 @@ class Tenant:
         self.failures = 0  # failed polls in a row (a retry backs off with them)
         self._inflight: asyncio.Task[PollResult] | None = None
         # Families whose capped label values were logged (once each, until they fit again).
-        self.dropped_labels_logged: frozenset[str] = frozenset()
+        self.dropped_labels_logged = NOTHING_LOGGED
         if previous is None:
             self.tokens = TenantTokenSource(config, services.transport, services.executor)
             self.snapshot = TenantSnapshot.for_tenant(config)
@@ -163,7 +165,11 @@ class Tenant:
         """
         if self._inflight is None or self._inflight.done():
             self._inflight = asyncio.get_running_loop().create_task(self._poll_once())
-        return await asyncio.shield(self._inflight)
+        task = self._inflight
+        result = await asyncio.shield(task)
+        if self._inflight is task:  # done: not kept (with its result) until the next poll
+            self._inflight = None
+        return result
 
     async def _poll_once(self) -> PollResult:
         config, tokens = self.config, self.tokens
@@ -191,7 +197,8 @@ class Tenant:
                 "their own (entra_exporter_label_values_dropped)",
                 extra={"tenant": self.name, "family": family, "dropped_values": dropped[family]},
             )
-        self.dropped_labels_logged = frozenset(dropped)
+        if dropped.keys() != self.dropped_labels_logged:  # most polls: nothing, as before
+            self.dropped_labels_logged = frozenset(dropped) if dropped else NOTHING_LOGGED
 
     def _redacted(self, result: PollResult) -> PollResult:
         """``result`` with whatever its failures quote redacted (Graph echoes tokens)."""
