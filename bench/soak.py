@@ -66,7 +66,7 @@ class SoakReport:
     failed_reloads: int = 0
     attacks: int = 0
     poisoned_tenant_up: float | None = None
-    # entra_tenant_users of the tenant whose pages repeat users (the simulator has 2,000).
+    # entra_tenant_users of the tenant whose pages repeat users (the simulator has 1,000).
     repeating_tenant_users: float | None = None
     threads_slope_per_minute: float = 0.0
     fds_slope_per_minute: float = 0.0
@@ -228,7 +228,7 @@ def run_soak(
                 "rate_limits": {"per_app_per_tenant": "50/1s", "per_app": "10000/1s"}
             },
             # Tenants on userRegistrationDetails see pages that repeat users at their seams.
-            extra_args=("--hang=3s", "--users=2000", "--page-size=400", "--page-overlap=5"),
+            extra_args=("--hang=3s", "--users=1000", "--page-size=500", "--page-overlap=5"),
         )
         repeating = _repeating_tenant(sim.config_file)
         exporter = ExporterProcess(sim.config_file, workdir / "exporter.log")
