@@ -258,6 +258,18 @@ def start_exporter() -> Iterator[Callable[..., ExporterProcess]]:
         process.kill()
 
 
+def exporter_on_own_config(
+    sim_env: SimEnv, start_exporter: Callable[..., ExporterProcess], folder: Path
+) -> tuple[ExporterProcess, Path]:
+    """An exporter, ready, on a copy of the simulator's config that the test may change."""
+    config = folder / "live.yaml"
+    config.write_text(sim_env.config_file.read_text())
+    config.chmod(0o600)
+    exporter = start_exporter(f"--config.file={config}")
+    exporter.wait_ready()
+    return exporter, config
+
+
 def promtool_notes(exposition: str) -> set[str]:
     """What ``promtool check metrics`` says about an exposition, one note per line."""
     check = subprocess.run(

@@ -22,7 +22,14 @@ import bcrypt
 import pytest
 import yaml
 
-from tests.conftest import REPO, ExporterProcess, SimEnv, http_get, wait_until
+from tests.conftest import (
+    REPO,
+    ExporterProcess,
+    SimEnv,
+    exporter_on_own_config,
+    http_get,
+    wait_until,
+)
 
 FAULTY = "tenant-0001"
 
@@ -80,11 +87,7 @@ def test_clients_trickling_headers_or_a_body_never_shut_out_probes_or_scrapes(
 def test_reload_floods_are_coalesced_and_never_starve_probes(
     sim_env: SimEnv, start_exporter: Callable[..., ExporterProcess], tmp_path: Path
 ) -> None:
-    config = tmp_path / "live.yaml"
-    config.write_text(sim_env.config_file.read_text())
-    config.chmod(0o600)
-    exporter = start_exporter(f"--config.file={config}")
-    exporter.wait_ready()
+    exporter, config = exporter_on_own_config(sim_env, start_exporter, tmp_path)
     before = threads_of(exporter.proc.pid)
     config.unlink()
     os.mkfifo(config)  # every load hangs until its deadline
@@ -250,12 +253,8 @@ def test_a_body_on_a_get_is_never_read_as_a_second_request(exporter: ExporterPro
 def test_a_refused_reload_names_paths_never_values_and_cross_site_posts_are_refused(
     sim_env: SimEnv, start_exporter: Callable[..., ExporterProcess], tmp_path: Path
 ) -> None:
-    config = tmp_path / "live.yaml"
-    document = yaml.safe_load(sim_env.config_file.read_text())
-    config.write_text(yaml.safe_dump(document))
-    config.chmod(0o600)
-    exporter = start_exporter(f"--config.file={config}")
-    exporter.wait_ready()
+    exporter, config = exporter_on_own_config(sim_env, start_exporter, tmp_path)
+    document = yaml.safe_load(config.read_text())
     secret = "Q8x~sUp3r-s3cret-v4lue-not-a-guid"
     document["tenants"][0]["client_id"] = secret
     config.write_text(yaml.safe_dump(document))

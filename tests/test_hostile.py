@@ -31,6 +31,7 @@ from tests.conftest import (
     ExporterProcess,
     Runtime,
     SimEnv,
+    exporter_on_own_config,
     exposition_samples,
     http_get,
     run_cli,
@@ -240,11 +241,7 @@ def reload_metric(exporter: ExporterProcess) -> float:
 def test_a_bad_reload_is_refused_answered_and_sigterm_still_stops_the_process(
     sim_env: SimEnv, start_exporter: Callable[..., ExporterProcess], tmp_path: Path, bad: str
 ) -> None:
-    config = tmp_path / "live.yaml"
-    config.write_text(sim_env.config_file.read_text())
-    config.chmod(0o600)
-    exporter = start_exporter(f"--config.file={config}")
-    exporter.wait_ready()
+    exporter, config = exporter_on_own_config(sim_env, start_exporter, tmp_path)
     config.unlink()
     if bad == "fifo":
         os.mkfifo(config)  # no writer: reading it used to wedge the event loop
