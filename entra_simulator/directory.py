@@ -31,12 +31,16 @@ GRAPH_FAULTS = (
     "throttle_superscript",  # 429 with Retry-After: ²
     "nextlink_loop",  # 200 with no rows and a nextLink to the same page
     "label_flood",  # 200 with 300 registration statuses no one has seen before
+    "echo_token",  # 403 whose error quotes the request's bearer token back
+    "throttle_long",  # 429 with Retry-After: 120 (longer than a poll's budget)
 )
 # A queued answer of given bytes (Simulator.set_body); never drawn at random.
 CUSTOM_ANSWER = "custom_answer"
 TOKEN_FAULTS = (
     "invalid_client",
     "token_down",
+    "token_error500",  # the token endpoint answers 500 with an HTML page
+    "token_html",  # the token endpoint answers 400 with a proxy's HTML page (MSAL logs it)
     "echo_secret",
     "expires_in_null",
     "expires_in_text",

@@ -33,6 +33,8 @@ def openid_configuration(base: str, tenant_key: str) -> dict[str, Any]:
 # Faults answered with a Graph error: (status, code, message, headers).
 FAULT_ANSWERS: dict[str, tuple[int, str, str, dict[str, str]]] = {
     "throttle": (429, "TooManyRequests", "Too many requests.", {"Retry-After": "1"}),
+    # Longer than a poll may wait: the poll gives up, the retry must come no earlier.
+    "throttle_long": (429, "TooManyRequests", "Too many requests.", {"Retry-After": "120"}),
     # "²".isdigit() is true in Python; float("²") raises.
     "throttle_superscript": (429, "TooManyRequests", "Too many requests.", {"Retry-After": "²"}),
     "error500": (500, "InternalServerError", "Something went wrong.", {}),
@@ -83,6 +85,13 @@ FAULT_BODIES: dict[str, tuple[bytes, str]] = {
         ).encode(),
         "application/json",
     ),
+}
+
+
+# Token endpoint answers that are no token answer at all: a proxy's or a gateway's pages.
+TOKEN_PAGES: dict[str, tuple[int, bytes, str]] = {
+    "token_error500": (500, b"<html><body>Service unavailable</body></html>", "text/html"),
+    "token_html": (400, b"<html><body>Proxy says no</body></html>", "text/html"),
 }
 
 

@@ -30,33 +30,25 @@ from entra_simulator.faults import (
     FAULT_ANSWERS,
     FAULT_BODIES,
     SHAPED_TOKENS,
+    TOKEN_PAGES,
     invalid_client_body,
     openid_configuration,
     token_refusal,
 )
 from entra_simulator.limits import directory_cost, retry_after
+from entra_simulator.paths import (
+    DETAILS_PATHS,
+    GROUPS_PREFIX,
+    MEMBERS,
+    POLICY_PATH,
+    REPORT_PATHS,
+    ROLE_PATHS,
+)
 from entra_simulator.policy import FORBIDDEN, FORBIDDEN_BODY, policy_document
 from entra_simulator.segments import directory_of, members_page, role_page
 
 if TYPE_CHECKING:
     from entra_simulator.simulator import Simulator
-
-
-DETAILS_PATHS = (
-    "/v1.0/reports/authenticationMethods/userRegistrationDetails",
-    "/beta/reports/authenticationMethods/userRegistrationDetails",
-)
-ROLE_PATHS = (
-    "/v1.0/roleManagement/directory/roleAssignments",
-    "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances",
-)
-GROUPS_PREFIX = "/v1.0/groups/"
-MEMBERS = "/transitiveMembers"
-POLICY_PATH = "/beta/policies/authenticationMethodsPolicy"
-REPORT_PATHS = (
-    "/beta/reports/getCredentialUserRegistrationCount()",
-    "/beta/reports/getCredentialUserRegistrationCount",
-)
 
 
 class _SimServer(ThreadingHTTPServer):
@@ -261,6 +253,9 @@ class _SimHandler(BaseHTTPRequestHandler):
         correlation = str(uuid.uuid4())
         if fault == "token_down":
             self._reset()
+            return
+        if fault in TOKEN_PAGES:
+            self._raw(*TOKEN_PAGES[fault])
             return
         if form.get("grant_type") != "client_credentials":
             self._json(400, {"error": "unsupported_grant_type", "correlation_id": correlation})
@@ -484,6 +479,9 @@ class _SimHandler(BaseHTTPRequestHandler):
         elif fault == CUSTOM_ANSWER:
             status, body, content_type = self.custom_answer
             self._raw(status, body, content_type)
+        elif fault == "echo_token":
+            echoed = self.headers.get("Authorization", "")
+            self._graph_error(403, "Authorization_RequestDenied", f"denied for {echoed}")
         elif fault == "nextlink_loop":
             loop = {"value": [], "@odata.nextLink": f"{self.sim.base_url}{self.path}"}
             self._json(200, loop)

@@ -56,6 +56,8 @@ class Simulator:
         self.fault_rate = fault_rate
         self.token_lifetime = token_lifetime
         self.hang_seconds = hang_seconds
+        # True: access tokens that are not JSON Web Tokens (clients must not rely on a shape).
+        self.opaque_tokens = False
         self.lock = threading.Lock()
         self.tenants: dict[str, SimTenant] = {}
         for index in range(tenants):
@@ -256,7 +258,12 @@ class Simulator:
     # ---------------------------------------------------------------- request logic
 
     def issue_token(self, tenant: SimTenant) -> dict[str, Any]:
-        token = jwt_shaped(tenant.tenant_id, self.token_lifetime)
+        # Access tokens are opaque to clients: Microsoft may change their shape at any time.
+        token = (
+            f"opaque~{secrets.token_urlsafe(48)}"
+            if self.opaque_tokens
+            else jwt_shaped(tenant.tenant_id, self.token_lifetime)
+        )
         with self.lock:
             self.tokens[token] = (tenant.tenant_id, time.time() + self.token_lifetime)
         return {

@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
 from typing import Any, Protocol, TextIO
@@ -31,6 +32,10 @@ _STANDARD_ATTRS = frozenset(
     | {"message", "asctime", "taskName"}
 )
 REDACTED = "[REDACTED]"
+# Libraries whose lines carry no stack trace, and a message cut to MAX_LIBRARY_MESSAGE: MSAL
+# quotes the identity provider's whole answer (an HTML page) in its own.
+_NO_STACK_LOGGERS = ("msal",)
+MAX_LIBRARY_MESSAGE = 300
 # A JSON Web Token: a base64url JSON header ("{"... is "eyJ"), payload and signature.
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 
@@ -41,6 +46,10 @@ class SecretRedactor(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self._secrets: tuple[str, ...] = ()
+        # Values the exporter came to hold after the config was read (access tokens, whatever
+        # their shape; a secret re-read from a rotated file), by the id of their holder; an
+        # entry leaves with its holder.
+        self._held: dict[int, tuple[str, ...]] = {}
         self._lock = threading.Lock()
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
@@ -54,22 +63,46 @@ class SecretRedactor(logging.Filter):
         with self._lock:
             self._secrets = tuple(sorted(variants, key=len, reverse=True))
 
+    def hold(self, owner: object, values: tuple[str, ...]) -> None:
+        """Redact ``values`` (each in every encoding, as secrets are) until ``owner`` holds
+        others or is gone."""
+        variants = tuple(
+            sorted({v for s in values if len(s) >= 4 for v in encodings_of(s)}, key=len)[::-1]
+        )
+        key = id(owner)
+        with self._lock:
+            if key not in self._held:
+                weakref.finalize(owner, self._release, key)
+            self._held[key] = variants
+
+    def _release(self, key: int) -> None:
+        with self._lock:
+            self._held.pop(key, None)
+
     def redact(self, text: str) -> str:
         """``text`` with every known secret, and anything shaped like a token, replaced.
 
-        Tokens are not known in advance (access tokens, federated tokens, an assertion): every
-        JSON Web Token (``eyJ…``, three base64url parts) is redacted wherever it appears.
+        The access tokens the exporter holds are redacted as their exact values (Microsoft may
+        change their shape); besides, every JSON Web Token (``eyJ…``, three base64url parts) is
+        redacted wherever it appears (federated tokens, assertions, tokens of others).
         """
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        for values in list(self._held.values()):
+            for value in values:
+                if value in text:
+                    text = text.replace(value, REDACTED)
         if "eyJ" in text:
             text = JWT.sub(REDACTED, text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         with_stack(record)
-        record.msg = self.redact(record.getMessage())
+        message = record.getMessage()
+        if record.name.startswith(_NO_STACK_LOGGERS) and len(message) > MAX_LIBRARY_MESSAGE:
+            message = message[: MAX_LIBRARY_MESSAGE - 1] + "…"
+        record.msg = self.redact(message)
         record.args = None
         for key, value in list(vars(record).items()):
             if key not in _STANDARD_ATTRS and isinstance(value, str):
@@ -79,11 +112,16 @@ class SecretRedactor(logging.Filter):
 
 def with_stack(record: logging.LogRecord) -> None:
     """Turn ``exc_info`` into the fields ``error`` and ``stack`` (once), so they are redacted
-    with the other fields and rendered on one line."""
+    with the other fields and rendered on one line.
+
+    MSAL's own lines get no stack: what it logs with one (a token answer that is not JSON) is an
+    answer the exporter classifies and logs itself; the stack would only repeat MSAL's inside.
+    """
     error = record.exc_info[1] if record.exc_info else None
     if error is not None and not hasattr(record, "stack"):
         record.error = type(error).__name__
-        record.stack = "".join(traceback.format_exception(error)).rstrip()
+        if not record.name.startswith(_NO_STACK_LOGGERS):
+            record.stack = "".join(traceback.format_exception(error)).rstrip()
     record.exc_info = None
     record.exc_text = None
 

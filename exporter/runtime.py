@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from concurrent.futures import ThreadPoolExecutor
 
 from exporter.config.model import Config, TenantConfig
@@ -21,11 +22,11 @@ from exporter.graph.transport import Transport, build_ssl_context
 from exporter.logs import SecretRedactor, TenantLogRouter
 from exporter.metrics.snapshots import PollResult
 from exporter.metrics.store import MetricsStore
+from exporter.polling.retries import RetryAfterMemory, retry_delay
 from exporter.polling.scheduler import PollScheduler
 from exporter.polling.tenant import PollingServices, Tenant
 
 log = logging.getLogger("exporter")
-FIRST_RETRY_SECONDS = 30.0
 
 
 class Runtime:
@@ -44,10 +45,16 @@ class Runtime:
         )
         self.redactor = redactor or SecretRedactor()
         self._services = PollingServices(
-            self.transport, self._executor, self._graph, self.store, self.redactor.redact
+            self.transport,
+            self._executor,
+            self._graph,
+            self.store,
+            self.redactor.redact,
+            self.redactor.hold,
         )
-        self.scheduler = PollScheduler(self.store, self._scheduled_poll)
+        self.scheduler = PollScheduler(self.store, self.scheduled_poll)
         self.tenants: dict[str, Tenant] = {}
+        self.retry_after = RetryAfterMemory()
         self._log_router = TenantLogRouter(self.tenants.get, self.redactor)
         logging.getLogger().addHandler(self._log_router)
         self.config = config
@@ -78,8 +85,8 @@ class Runtime:
         self.tenants[tenant.name] = tenant
         tenant.publish()
         self.scheduler.schedule(tenant.config)
-        if self._applied:
-            self.scheduler.poll_soon(tenant.name, 0)  # added by a reload: polled at once
+        if self._applied:  # added by a reload: polled within its jitter, not all at once
+            self.scheduler.poll_soon(tenant.name, random.uniform(0, tenant.config.jitter))
 
     def _replace(self, old: Tenant, config: TenantConfig) -> None:
         new = Tenant(config, self._services, previous=old)
@@ -88,7 +95,9 @@ class Runtime:
         new.publish()
         if (old.config.interval, old.config.jitter) != (config.interval, config.jitter):
             self.scheduler.schedule(config)
-        self.scheduler.poll_soon(new.name, 0)  # what changed shows at once
+        # What changed shows within the jitter window (an edit of the defaults changes every
+        # tenant: their polls are spread, not all at once).
+        self.scheduler.poll_soon(new.name, random.uniform(0, config.jitter))
         log.info("tenant configuration changed", extra={"tenant": new.name})
 
     def _remove(self, name: str) -> None:
@@ -96,6 +105,7 @@ class Runtime:
         tenant.retire()
         self.scheduler.unschedule(name)
         self.store.remove(name)
+        self.retry_after.forget(name)
         log.info("tenant removed", extra={"tenant": name})
 
     def tenant(self, name: str) -> Tenant:
@@ -106,14 +116,28 @@ class Runtime:
         """Poll tenant ``name`` now (as a scheduled poll would); KeyError if there is none."""
         return await self.tenants[name].poll()
 
-    async def _scheduled_poll(self, name: str) -> PollResult | None:
+    async def scheduled_poll(self, name: str, retry: bool = False) -> PollResult | None:
+        """A scheduled poll of tenant ``name``; a ``retry`` re-reads its failed collectors
+        alone (nothing when none failed since)."""
         tenant = self.tenants.get(name)  # None: removed while its job was due
         if tenant is None:
             return None
-        result = await tenant.poll()
+        only = tenant.failed_collectors() if retry else None
+        if only is not None and not only:
+            return None
+        result = await tenant.poll(only)
         if result.result != SUCCESS and tenant.current:
-            # A failed tenant is asked again sooner than its interval, backing off.
-            self.scheduler.poll_soon(name, retry_delay(tenant.failures, tenant.config.interval))
+            # A failed tenant is asked again sooner than its interval, backing off; never
+            # before the time Graph named, for it or (a refusal per app) for its app.
+            client_id = tenant.config.client_id
+            for run in result.collector_results():
+                if run.failure is not None and run.failure.retry_after is not None:
+                    self.retry_after.note(name, client_id, run.failure.retry_after)
+            delay = max(
+                retry_delay(tenant.failures, tenant.config.interval),
+                self.retry_after.wait(name, client_id),
+            )
+            self.scheduler.poll_soon(name, delay, retry=True)
         return result
 
     async def poll_all(self) -> list[PollResult]:
@@ -126,12 +150,6 @@ class Runtime:
         logging.getLogger().removeHandler(self._log_router)
         self._executor.shutdown(wait=False, cancel_futures=True)
         await self.transport.aclose()
-
-
-def retry_delay(failures: int, interval: float) -> float:
-    """Seconds until a failed tenant is polled again: 30 s, doubling per failure in a row,
-    never later than its interval."""
-    return min(interval, FIRST_RETRY_SECONDS * float(2 ** max(0, failures - 1)))
 
 
 def build_runtime(config: Config, redactor: SecretRedactor | None = None) -> Runtime:

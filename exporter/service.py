@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from exporter import __version__
-from exporter.config.files import write_atomically
+from exporter.config.files import file_stamp, write_atomically
 from exporter.config.loader import load_config
 from exporter.config.model import Config
 from exporter.config.problems import ConfigError
@@ -207,10 +207,10 @@ class Service:
         A mounted ConfigMap changes by a symlink swap: the file's identity (device, inode),
         time and size are read through the link, every :data:`CONFIG_CHECK_SECONDS`.
         """
-        stamp = _file_stamp(self.settings.config_file)
+        stamp = file_stamp(self.settings.config_file)
         while True:
             await asyncio.sleep(CONFIG_CHECK_SECONDS)
-            now = await asyncio.to_thread(_file_stamp, self.settings.config_file)
+            now = await asyncio.to_thread(file_stamp, self.settings.config_file)
             if now != stamp:
                 stamp = now
                 log.info("config file changed on disk: reloading")
@@ -220,15 +220,6 @@ class Service:
         task = self._loop.create_task(self.reload())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _file_stamp(path: str) -> tuple[int, int, int, int] | None:
-    """What tells a file's new content apart: device, inode, change time, size."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def refusal_answer(problems: list[str]) -> str:

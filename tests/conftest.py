@@ -361,6 +361,8 @@ TIERS = {
         "test_image",
         "test_layouts",
         "test_helm",
+        "test_rotation",
+        "test_collectors_alone",
     },
     "slow": {"test_bench", "test_soak"},
 }

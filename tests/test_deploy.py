@@ -235,6 +235,8 @@ def test_containers_are_locked_down_and_probed() -> None:
         assert security["capabilities"]["drop"] == ["ALL"]
         assert container["resources"]["requests"]["memory"]
         assert container["resources"]["limits"]["memory"]
+        # A subPath mount is never updated: a rotated Secret would not reach the exporter.
+        assert all("subPath" not in mount for mount in container.get("volumeMounts", []))
         if "entra-registration-exporter" in container["image"]:
             exporters += 1
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"

@@ -18,7 +18,12 @@ from exporter.reports.details import (
     RegistrationDetailsCounter,
     SegmentContext,
 )
-from exporter.reports.directory import DirectoryIdCollector, object_id_keys, parse_object_id
+from exporter.reports.directory import (
+    GROUP,
+    DirectoryIdCollector,
+    object_id_keys,
+    parse_object_id,
+)
 from exporter.reports.registration import ReportParseError
 from exporter.reports.strengths import STRENGTHS, strength_of
 
@@ -197,6 +202,15 @@ def test_ids_are_parsed_only_when_an_id_set_needs_them() -> None:
         )
 
 
+def test_a_role_group_id_that_is_no_guid_is_a_parse_error_naming_the_field() -> None:
+    # 36 hex digits without dashes once made a 144-bit number that broke the group's look-up
+    # (internal_error): the page is refused where the value is.
+    page = {"value": [{"principal": {"@odata.type": GROUP, "id": "f" * 36}}]}
+    with pytest.raises(ReportParseError) as refused:
+        DirectoryIdCollector().add_page(page, principals=True)
+    assert str(refused.value) == f"value[0].principal.id is not an object ID: {'f' * 36!r}"
+
+
 def test_principals_users_groups_and_what_is_skipped() -> None:
     collector = DirectoryIdCollector()
     link = collector.add_page(
@@ -344,6 +358,11 @@ def test_the_first_unusable_row_of_a_page_is_named_whatever_is_wrong_with_it() -
         ALICE[:9] + " " + ALICE[10:],  # a space where a hex digit belongs
         ALICE[:-1] + "g",
         "-" * 36,
+        "0" * 36,  # 36 hex digits, no dashes: a number past 128 bits
+        ALICE[:7] + "_" + ALICE[8:],  # int() takes an underscore between digits
+        "+" + ALICE[1:],  # ...and a sign
+        ALICE.replace("-", "", 1) + "-",  # a dash out of place
+        ALICE[:-1] + "\u0663",  # ...and a digit of another script
     ],
 )
 def test_object_ids_are_converted_together_or_the_bad_one_is_named(bad: object) -> None:

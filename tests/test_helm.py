@@ -79,6 +79,8 @@ def test_pods_meet_the_restricted_profile() -> None:
         assert context["allowPrivilegeEscalation"] is False
         assert context["readOnlyRootFilesystem"] is True
         assert context["capabilities"]["drop"] == ["ALL"]
+        # Secrets mounted as folders: a subPath mount never sees a rotated Secret.
+        assert all("subPath" not in mount for mount in container["volumeMounts"])
 
 
 def test_shards_are_statefulset_ordinals() -> None:

@@ -97,6 +97,30 @@ async def test_retry_after_is_honoured_within_the_poll(
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["graph_requests"] == 2
 
 
+async def test_a_retry_after_longer_than_the_poll_is_remembered_for_the_retry(
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+) -> None:
+    document = sim_env.config()
+    document["defaults"]["interval"] = "10m"
+    sim_env.write_config(document)
+    pipeline = make_pipeline(load_config(sim_env.config_file))
+    pipeline.scheduler.start()
+    sim_env.sim.set_fault("tenant-0000", "throttle_long", count=1)  # Retry-After: 120
+    asked = time.time()
+    result = await pipeline.scheduled_poll("tenant-0000")
+    assert result is not None and result.result == "throttled"
+    assert result.failure is not None and result.failure.retry_after == 120
+    # Without it, the first retry would come 15 to 30 s later.
+    retry = pipeline.scheduler.next_extra_poll("tenant-0000")
+    assert retry is not None and retry >= asked + 120
+    # A tenant that failed otherwise (a 500) is retried within the backoff, jittered.
+    sim_env.sim.set_fault("tenant-0001", "error500", count=0)
+    asked = time.time()
+    await pipeline.scheduled_poll("tenant-0001")
+    retry = pipeline.scheduler.next_extra_poll("tenant-0001")
+    assert retry is not None and asked + 15 <= retry <= time.time() + 30
+
+
 async def test_token_is_cached_across_polls(
     sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
 ) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from exporter.config.model import RateLimit
 from exporter.graph.pacing import GraphRateLimiter, RateLimitedError, SlidingWindow
+from exporter.polling.retries import RetryAfterMemory, retry_delay
 from tests.conftest import max_in_window
 
 
@@ -192,3 +193,31 @@ def test_the_rate_limited_error_says_how_long_it_waited() -> None:
     error = RateLimitedError(2.25)
     assert str(error) == "client-side rate limit: no request slot within 2.2s"
     assert error.waited == 2.25
+
+
+# ----------------------------------------------------------------- retries after a failed poll
+
+
+def test_retry_delays_are_jittered_and_bounded_by_the_interval() -> None:
+    rng = random.Random(7)
+    delays = [retry_delay(1, 600, rng) for _ in range(200)]
+    assert all(15 <= d <= 30 for d in delays)
+    assert len({round(d, 3) for d in delays}) > 150  # not in lockstep
+    assert all(300 <= retry_delay(20, 600, rng) <= 600 for _ in range(50))
+
+
+def test_retry_after_is_kept_per_tenant_and_per_app_when_tenants_of_one_app_are_refused() -> None:
+    now = [1000.0]
+    memory = RetryAfterMemory(clock=lambda: now[0])
+    memory.note("contoso", "APP-1", 60)
+    assert memory.wait("contoso", "app-1") == 60
+    assert memory.wait("fabrikam", "app-1") == 0  # one tenant refused: its own limit
+    now[0] += 10
+    memory.note("fabrikam", "app-1", 30)  # a second tenant of the app: the app's limit
+    assert memory.wait("northwind", "app-1") == 30
+    assert memory.wait("tailspin", "app-2") == 0
+    assert memory.wait("contoso", "app-1") == 50
+    now[0] += 31
+    assert memory.wait("northwind", "app-1") == 0
+    memory.forget("contoso")
+    assert memory.wait("contoso", "app-1") == 0

@@ -215,7 +215,9 @@ def policy_values(values: Samples, tenant: str) -> dict[str, Any]:
         },
         "campaign_state": next(s for s, v in campaign.items() if v == 1),
         "targets": sorted(labelled("entra_registration_campaign_target_info", "method")),
-        "snooze_days": single("entra_registration_campaign_snooze_days"),
+        "snooze_days": seconds / 86_400
+        if (seconds := single("entra_registration_campaign_snooze_seconds")) is not None
+        else None,
         "opted_out": None if opted is None else opted == 1,
         "migration_state": next(s for s, v in migration.items() if v == 1),
         "known_states": set(campaign) >= {"default", "enabled", "disabled"},

@@ -206,8 +206,8 @@ def module_level_state(module: types.ModuleType) -> list[str]:
             continue  # modules, classes, functions; loggers are process-wide by design
         if isinstance(value, types.GenericAlias | types.UnionType | typing.TypeVar):
             continue  # type aliases
-        if name == "annotations" or isinstance(value, operator.attrgetter):
-            continue  # ``from __future__ import annotations``; attrgetters are immutable
+        if name == "annotations" or isinstance(value, operator.attrgetter | operator.itemgetter):
+            continue  # ``from __future__ import annotations``; attr- and itemgetters are immutable
         if type(value).__module__ == "typing":
             continue  # TypeGuard and other special forms
         if isinstance(value, datetime.tzinfo | msgspec.json.Decoder):

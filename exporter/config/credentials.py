@@ -283,3 +283,36 @@ def with_shared_app(node: dict[str, Any], shared: SharedApp) -> tuple[dict[str, 
         merged.update({k: v for k, v in shared.node.items() if k in CREDENTIAL_KEYS})
         used = True
     return merged, used
+
+
+# --------------------------------------------------------------------------- rotation
+
+
+def credential_files(credential: Credential) -> tuple[str, ...]:
+    """The files a credential was read from (re-read when they change); none for the others."""
+    if isinstance(credential, ClientSecretCredential) and credential.secret_file:
+        return (credential.secret_file,)
+    if isinstance(credential, CertificateCredential):
+        return (credential.private_key_file, credential.certificate_file)
+    return ()
+
+
+def reread_credential(credential: Credential) -> Credential:
+    """``credential`` as its files hold it now (itself when it has none); checked as at load
+    (a key that does not match its certificate is refused): :class:`ConfigError` otherwise."""
+    problems = Problems()
+    fresh: Credential | None = credential
+    if isinstance(credential, ClientSecretCredential) and credential.secret_file:
+        fresh = _parse_secret_file(credential.secret_file, "client_secret_file", problems)
+    elif isinstance(credential, CertificateCredential):
+        node: dict[str, Any] = {
+            "private_key_file": credential.private_key_file,
+            "certificate_file": credential.certificate_file,
+            "send_x5c": credential.send_x5c,
+        }
+        if credential.passphrase is not None:
+            node["passphrase"] = credential.passphrase.reveal()
+        fresh = _parse_certificate(node, "certificate", problems)
+    problems.raise_if_any()
+    assert fresh is not None  # every None above came with a problem
+    return fresh

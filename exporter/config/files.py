@@ -47,6 +47,19 @@ def read_regular_file(path: str | Path, limit: int = MAX_FILE_BYTES) -> bytes:
         os.close(fd)
 
 
+FileStamp = tuple[int, int, int, int]
+
+
+def file_stamp(path: str) -> FileStamp | None:
+    """What tells a file's new content apart: device, inode, change time, size (read through a
+    symbolic link, so a mounted Secret's or ConfigMap's symlink swap counts); None if absent."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size
+
+
 def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
     """:func:`read_regular_file` decoded as UTF-8 (``UnicodeDecodeError`` if it is not)."""
     return read_regular_file(path, limit).decode("utf-8")

@@ -11,7 +11,7 @@ import email.utils
 import hashlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -184,9 +184,11 @@ class Attempts:
         if status in (429, 503):
             self.throttled += 1
             tally.throttled_responses += 1
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if retry_after is not None:  # remembered past this poll (exporter.polling.retries)
+                failure = replace(failure, retry_after=retry_after)
             if self.throttled >= MAX_THROTTLED_ATTEMPTS:
                 raise GraphError(failure)
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
             return (
                 retry_after if retry_after is not None else backoff_delay(self.throttled)
             ), failure

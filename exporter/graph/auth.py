@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,17 +20,22 @@ from typing import Any
 import msal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from msal.exceptions import MsalServiceError
 
-from exporter.config.files import read_text
+from exporter.config.credentials import credential_files, reread_credential
+from exporter.config.files import FileStamp, file_stamp, read_text
 from exporter.config.model import (
     CertificateCredential,
     ClientSecretCredential,
+    Credential,
     ManagedIdentityCredential,
     TenantConfig,
     WorkloadIdentityCredential,
 )
+from exporter.config.problems import ConfigError
 from exporter.graph.failures import (
     AUTH_ERROR,
+    HTTP_ERROR,
     PARSE_ERROR,
     PollFailure,
     classify_oauth_error,
@@ -63,9 +70,12 @@ def read_federated_token(token_file: str) -> str:
     return read_text(token_file).strip()
 
 
-def msal_client_credential(tenant: TenantConfig) -> str | dict[str, Any]:
-    """The ``client_credential`` argument MSAL wants for this tenant's credential."""
-    credential = tenant.credential
+def msal_client_credential(
+    tenant: TenantConfig, credential: Credential | None = None
+) -> str | dict[str, Any]:
+    """The ``client_credential`` argument MSAL wants for this tenant's credential (or for
+    ``credential``, the same re-read from its files)."""
+    credential = credential or tenant.credential
     if isinstance(credential, ClientSecretCredential):
         return credential.secret.reveal()
     if isinstance(credential, CertificateCredential):
@@ -98,8 +108,89 @@ def reuse_margin(expires_in: float) -> float:
     return min(300.0, expires_in * 0.05)
 
 
+def _no_hold(_owner: object, _values: tuple[str, ...]) -> None:
+    """Where held values go when nobody redacts (tests of this module alone)."""
+
+
+class RotatingCredential:
+    """A tenant's credential, re-read from its files when they change.
+
+    The config watcher's rule: a file's device, inode, change time and size (through the
+    symbolic link a mounted Kubernetes Secret swaps). New files that do not make a credential
+    (a key without its certificate, an empty secret) are logged and the last good one kept.
+    """
+
+    def __init__(self, credential: Credential, tenant: str) -> None:
+        self.credential = credential
+        self._tenant = tenant
+        self._files = credential_files(credential)
+        self._stamps = self._stamp()
+
+    def _stamp(self) -> tuple[FileStamp | None, ...]:
+        return tuple(file_stamp(name) for name in self._files)
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Re-read the files if they changed (or ``force``); True when the credential did."""
+        if not self._files:
+            return False
+        stamps = self._stamp()
+        if stamps == self._stamps and not force:
+            return False
+        self._stamps = stamps
+        try:
+            fresh = reread_credential(self.credential)
+        except ConfigError as err:
+            log.warning(
+                "credential files changed but cannot be used: the last good credential is kept",
+                extra={"tenant": self._tenant, "problems": "; ".join(err.problems)},
+            )
+            return False
+        if fresh == self.credential:
+            return False
+        self.credential = fresh
+        log.info(
+            "credential files changed: the new credential is used from this token request on",
+            extra={"tenant": self._tenant, "files": ",".join(self._files)},
+        )
+        return True
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values of the credential in use (for redaction)."""
+        credential = self.credential
+        if isinstance(credential, ClientSecretCredential):
+            return (credential.secret.reveal(),)
+        if isinstance(credential, CertificateCredential):
+            phrase = credential.passphrase
+            return (credential.private_key_pem.reveal(), *([phrase.reveal()] if phrase else []))
+        return ()
+
+
 class DiscoveryFailedError(Exception):
     """MSAL could not read the identity provider's OpenID configuration."""
+
+
+# MSAL answers a token request from its own cache for a while after a 5xx (its throttling),
+# raising MsalServiceError("HTTP Error: 500") without a request this exporter sees.
+_REPLAYED_STATUS = re.compile(r"HTTP Error: (5\d\d)\b")
+
+
+def replayed_server_error(error: BaseException) -> int | None:
+    """The 5xx status of an identity-provider answer MSAL replays from its cache, if that is
+    what ``error`` is."""
+    if isinstance(error, MsalServiceError):
+        found = _REPLAYED_STATUS.search(str(error))
+        if found:
+            return int(found.group(1))
+    return None
+
+
+class TokenEndpointStatusError(Exception):
+    """The identity provider answered a token request with a 5xx."""
+
+    def __init__(self, status: int, request_id: object = None) -> None:
+        super().__init__(f"the identity provider answered HTTP {status}")
+        self.status = status
+        self.request_id = request_id if isinstance(request_id, str) else None
 
 
 def usable_token(value: object) -> str:
@@ -120,9 +211,18 @@ def usable_token(value: object) -> str:
 class TenantTokenSource:
     """Access tokens for one tenant, from one lazily built MSAL app."""
 
-    def __init__(self, tenant: TenantConfig, transport: Transport, executor: Executor) -> None:
+    def __init__(
+        self,
+        tenant: TenantConfig,
+        transport: Transport,
+        executor: Executor,
+        hold: Callable[[object, tuple[str, ...]], None] = _no_hold,
+    ) -> None:
         self.tenant = tenant
         self._executor = executor
+        # Told every value this source holds (tokens, a re-read secret), to redact them all.
+        self._hold = hold
+        self._credential = RotatingCredential(tenant.credential, tenant.name)
         self._http = MsalHttpAdapter(
             transport,
             timeout=tenant.timeout,
@@ -163,7 +263,9 @@ class TenantTokenSource:
             if self._app is None:
                 self._app = msal.ConfidentialClientApplication(
                     self.tenant.client_id,
-                    client_credential=msal_client_credential(self.tenant),
+                    client_credential=msal_client_credential(
+                        self.tenant, self._credential.credential
+                    ),
                     authority=self.tenant.authority,
                     http_client=self._http,
                     # Known clouds need no instance discovery; a custom host cannot have it.
@@ -172,6 +274,24 @@ class TenantTokenSource:
             return self._app
 
     def _acquire(self) -> dict[str, Any]:
+        """MSAL's answer; the identity provider's 5xx is ``http_error`` with its status, whether
+        MSAL raised on its body or handed back its error."""
+        self._http.begin()
+        try:
+            result = self._acquire_once()
+        except DiscoveryFailedError:
+            raise
+        except Exception as err:
+            status = self._http.server_error() or replayed_server_error(err)
+            if status is None:
+                raise
+            raise TokenEndpointStatusError(status) from err
+        status = self._http.server_error()
+        if "access_token" not in result and status is not None:
+            raise TokenEndpointStatusError(status, result.get("correlation_id"))
+        return result
+
+    def _acquire_once(self) -> dict[str, Any]:
         credential = self.tenant.credential
         result: dict[str, Any]
         if isinstance(credential, ManagedIdentityCredential):
@@ -179,13 +299,34 @@ class TenantTokenSource:
             client = self._build_managed_identity(credential)
             result = client.acquire_token_for_client(resource=self.tenant.endpoints.graph_host)
             return result
+        if self._credential.refresh():
+            self._use_new_credential()
+        result = self._acquire_for_client()
+        if (
+            "access_token" not in result
+            and classify_oauth_error(result.get("error")) == AUTH_ERROR
+            and self._credential.refresh(force=True)
+        ):
+            # Refused: the files may hold a rotated credential their stamps did not show yet.
+            self._use_new_credential()
+            result = self._acquire_for_client()
+        return result
+
+    def _acquire_for_client(self) -> dict[str, Any]:
         try:
             app = self._build_app()
         except (ValueError, KeyError) as err:
             # MSAL raises ValueError when OpenID discovery is refused (e.g. unknown tenant).
             raise DiscoveryFailedError(describe_error(err)) from err
-        result = app.acquire_token_for_client(scopes=[self.tenant.graph_scope])
+        result: dict[str, Any] = app.acquire_token_for_client(scopes=[self.tenant.graph_scope])
         return result
+
+    def _use_new_credential(self) -> None:
+        """Build the next MSAL app with the re-read credential (its cache goes with the old)."""
+        self._hold(self, self._credential.secrets())
+        with self._build_lock:
+            self._app = None
+            self._reusable = None
 
     async def get_token(self) -> AccessToken:
         """A valid access token, reused while it is fresh; raise :class:`TokenError`."""
@@ -203,6 +344,15 @@ class TenantTokenSource:
             raise TokenError(
                 PollFailure(AUTH_ERROR, f"identity provider discovery failed: {err}")
             ) from None
+        except TokenEndpointStatusError as err:
+            raise TokenError(
+                PollFailure(
+                    HTTP_ERROR,
+                    f"token request failed: {err}",
+                    http_status=err.status,
+                    request_id=err.request_id,
+                )
+            ) from None
         except Exception as err:  # noqa: BLE001 - transport errors arrive wrapped by MSAL's thread
             # Connection trouble is network_error; anything else (MSAL choking on an answer,
             # e.g. "expires_in": null) is an answer we could not use.
@@ -212,6 +362,8 @@ class TenantTokenSource:
             ) from None
         if "access_token" in result:
             token = AccessToken(usable_token(result["access_token"]))
+            # Opaque to us (not always a JWT): redacted as the exact value, wherever it shows.
+            self._hold(self, (token.value, *self._credential.secrets()))
             expires_in = result.get("expires_in")
             if isinstance(expires_in, int | float) and expires_in > 0:
                 self._reusable = (token, asked_at + expires_in - reuse_margin(expires_in))

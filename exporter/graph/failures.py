@@ -57,6 +57,8 @@ class PollFailure:
     http_status: int | None = None
     error_code: str | None = None
     request_id: str | None = None
+    # Seconds Graph asked us to wait (its Retry-After), when the failure is such a refusal.
+    retry_after: float | None = None
 
     def __post_init__(self) -> None:
         # Whatever Graph or the identity provider sent is bounded here, where every failure

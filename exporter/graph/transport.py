@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import math
 import ssl
+import threading
 import urllib.parse
 import zlib
 from collections.abc import Iterator, Mapping
@@ -249,6 +250,8 @@ class MsalHttpAdapter:
         self.token_requests = 0
         # Token requests are POSTs to a token endpoint, or GETs to a managed-identity endpoint.
         self._counted_method = counted_method
+        # Per MSAL worker thread: a 5xx the identity provider answered (MSAL does not say).
+        self._seen = threading.local()
 
     def _send(
         self,
@@ -273,7 +276,19 @@ class MsalHttpAdapter:
             method, url, timeout=self.timeout, headers=send_headers, content=content
         )
         future = asyncio.run_coroutine_threadsafe(coroutine, self._transport.loop)
-        return MsalResponse(future.result())
+        response = MsalResponse(future.result())
+        if response.status_code >= 500:
+            self._seen.server_error = response.status_code
+        return response
+
+    def begin(self) -> None:
+        """Start a token acquisition in this thread (forget the last server error seen)."""
+        self._seen.server_error = None
+
+    def server_error(self) -> int | None:
+        """The 5xx status the identity provider answered in this thread since :meth:`begin`."""
+        status: int | None = getattr(self._seen, "server_error", None)
+        return status
 
     def post(
         self,

@@ -82,6 +82,11 @@ COLLECTOR_UP = Family(
     "gauge",
     "1 if the collector's last run for the tenant succeeded, else 0.",
 )
+COLLECTOR_LAST_SUCCESS = Family(
+    "entra_exporter_collector_last_success_timestamp_seconds",
+    "gauge",
+    "Unix time of the collector's last successful run for the tenant.",
+)
 COLLECTOR_POLLS = Family(
     "entra_exporter_collector_polls_total",
     "counter",
@@ -181,10 +186,10 @@ CAMPAIGN_TARGET = Family(
     "authentication methods policy, as of the last successful poll.",
 )
 CAMPAIGN_SNOOZE = Family(
-    "entra_registration_campaign_snooze_days",
+    "entra_registration_campaign_snooze_seconds",
     "gauge",
-    "Days a user may postpone the registration campaign (snoozeDurationInDays), from the "
-    "authentication methods policy, as of the last successful poll.",
+    "Seconds a user may postpone the registration campaign (snoozeDurationInDays x 86400), "
+    "from the authentication methods policy, as of the last successful poll.",
 )
 PASSKEY_OPT_OUT = Family(
     "entra_passkey_migration_opted_out",
@@ -222,6 +227,7 @@ TENANT_FAMILIES = (
     GRAPH_REQUESTS,
     THROTTLED_RESPONSES,
     COLLECTOR_UP,
+    COLLECTOR_LAST_SUCCESS,
     COLLECTOR_POLLS,
     LABELS_DROPPED,
     *SEGMENT_FAMILIES,

@@ -18,6 +18,7 @@ from exporter.metrics.families import (
     CAMPAIGN_SNOOZE,
     CAMPAIGN_STATE,
     CAMPAIGN_TARGET,
+    COLLECTOR_LAST_SUCCESS,
     COLLECTOR_POLLS,
     COLLECTOR_UP,
     DATA_TIMESTAMP,
@@ -56,6 +57,7 @@ from exporter.reports.registration import CoverageCounts, RegistrationReport, Se
 from exporter.reports.strengths import RETIREMENTS, STRENGTHS
 
 Lines = dict[Family, str]
+SECONDS_PER_DAY = 86_400
 # The report's and the policy's capped labels → the family whose series they would have been.
 REPORT_LABEL_FAMILIES = MappingProxyType(
     {
@@ -148,7 +150,8 @@ def render_policy(tenant: str, policy: MethodsPolicy) -> Lines:
             CAMPAIGN_STATE, tenant, policy.campaign_state, CAMPAIGN_STATES
         )
     if policy.snooze_days is not None:
-        lines[CAMPAIGN_SNOOZE] = f"{CAMPAIGN_SNOOZE.name}{{{tenant}}} {policy.snooze_days}\n"
+        seconds = policy.snooze_days * SECONDS_PER_DAY  # Prometheus' base unit
+        lines[CAMPAIGN_SNOOZE] = f"{CAMPAIGN_SNOOZE.name}{{{tenant}}} {seconds}\n"
     if policy.passkey_migration_opted_out is not None:
         opted = 1 if policy.passkey_migration_opted_out else 0
         lines[PASSKEY_OPT_OUT] = f"{PASSKEY_OPT_OUT.name}{{{tenant}}} {opted}\n"
@@ -165,15 +168,22 @@ def _by_result(family: Family, labels: str, polls: tuple[int, ...]) -> str:
 
 
 def render_collectors(tenant: str, collectors: tuple[CollectorSnapshot, ...]) -> Lines:
-    """Each collector's up gauge and runs by result (``tenant`` is the escaped label)."""
+    """Each collector's up gauge, last success (once it had one) and runs by result
+    (``tenant`` is the escaped label)."""
     if not collectors:
         return {}
-    up, polls = [], []
+    up, succeeded, polls = [], [], []
     for collector in collectors:
         labels = f'{tenant},collector="{escape_label_value(collector.name)}"'
         up.append(f"{COLLECTOR_UP.name}{{{labels}}} {1 if collector.up else 0}\n")
+        if collector.last_success is not None:
+            stamp = format_value(collector.last_success)
+            succeeded.append(f"{COLLECTOR_LAST_SUCCESS.name}{{{labels}}} {stamp}\n")
         polls.append(_by_result(COLLECTOR_POLLS, labels, collector.polls))
-    return {COLLECTOR_UP: "".join(up), COLLECTOR_POLLS: "".join(polls)}
+    lines = {COLLECTOR_UP: "".join(up), COLLECTOR_POLLS: "".join(polls)}
+    if succeeded:
+        lines[COLLECTOR_LAST_SUCCESS] = "".join(succeeded)
+    return lines
 
 
 def render_report(tenant: str, report: RegistrationReport) -> Lines:

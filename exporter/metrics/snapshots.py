@@ -110,6 +110,7 @@ class CollectorSnapshot:
     polls: tuple[int, ...] = (0,) * len(RESULTS)
     value: object = None
     expires_at: float = 0.0
+    last_success: float | None = None
 
     def after(
         self, run: CollectorResult, finished_at: float, stale_after: float
@@ -123,6 +124,7 @@ class CollectorSnapshot:
             polls=_count(self.polls, run.result),
             value=run.value if succeeded else self.value,
             expires_at=finished_at + stale_after if succeeded else self.expires_at,
+            last_success=finished_at if succeeded else self.last_success,
         )
 
     def fresh_value(self, now: float) -> object:
@@ -131,16 +133,23 @@ class CollectorSnapshot:
 
 
 def _after_collectors(
-    old: tuple[CollectorSnapshot, ...], result: PollResult, stale_after: float
+    old: tuple[CollectorSnapshot, ...],
+    result: PollResult,
+    stale_after: float,
+    configured: tuple[str, ...] | None,
 ) -> tuple[CollectorSnapshot, ...]:
-    """The collectors after ``result``: the poll's collectors in its order, history kept."""
+    """The collectors after ``result``, history kept: those it ran, and the ``configured`` ones
+    it did not run (a retry of the failed ones alone) as they were, in the configured order;
+    without ``configured``, the poll's collectors alone."""
     by_name = {collector.name: collector for collector in old}
-    return tuple(
-        by_name.get(run.name, CollectorSnapshot(run.name)).after(
+    ran = {
+        run.name: by_name.get(run.name, CollectorSnapshot(run.name)).after(
             run, result.finished_at, stale_after
         )
         for run in result.collector_results()
-    )
+    }
+    names = configured if configured is not None else tuple(ran)
+    return tuple(ran.get(name) or by_name.get(name) or CollectorSnapshot(name) for name in names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,27 +190,35 @@ class TenantSnapshot:
         return next((c for c in self.collectors if c.name == name), None)
 
     def after_poll(
-        self, result: PollResult, stale_after: float, log_lines: tuple[str, ...] = ()
+        self,
+        result: PollResult,
+        stale_after: float,
+        log_lines: tuple[str, ...] = (),
+        configured: tuple[str, ...] | None = None,
     ) -> TenantSnapshot:
         """The snapshot after ``result``: a success replaces the report, a failure keeps it.
 
         ``log_lines``: what was logged about the tenant during the poll (kept if it failed).
+        ``configured``: the tenant's collectors, when the poll may have run some of them only.
+        The tenant is up when every collector's last run succeeded; its last success is the
+        report collector's (a failed policy read leaves it moving).
         """
         succeeded = result.result == SUCCESS
-        collectors = _after_collectors(self.collectors, result, stale_after)
+        collectors = _after_collectors(self.collectors, result, stale_after, configured)
+        ran_report = any(run.name == REPORT_COLLECTOR for run in result.collector_results())
         report = next((c for c in collectors if c.name == REPORT_COLLECTOR), None)
-        got_report = report is not None and report.up and result.report is not None
+        got_report = ran_report and report is not None and report.up and result.report is not None
         return replace(
             self,
             report=result.report if got_report else self.report,
             report_expires_at=(
                 result.finished_at + stale_after if got_report else self.report_expires_at
             ),
-            up=succeeded,
+            up=succeeded and all(collector.up for collector in collectors),
             polled=True,
-            source=result.source,
+            source=result.source if ran_report else self.source,
             last_result=result.result,
-            last_success=result.finished_at if succeeded else self.last_success,
+            last_success=result.finished_at if got_report else self.last_success,
             last_poll_duration=result.duration,
             polls=_count(self.polls, result.result),
             token_requests=self.token_requests + result.token_requests,

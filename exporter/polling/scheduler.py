@@ -51,7 +51,7 @@ class PollScheduler:
     """Runs each tenant's poll on its interval; ``poll(name)`` is the runtime's (it looks the
     tenant up in its registry, so a job never holds a tenant of its own)."""
 
-    def __init__(self, store: MetricsStore, poll: Callable[[str], Awaitable[object]]) -> None:
+    def __init__(self, store: MetricsStore, poll: Callable[[str, bool], Awaitable[object]]) -> None:
         self._store = store
         self._poll = poll
         self._scheduler = AsyncIOScheduler(
@@ -127,7 +127,7 @@ class PollScheduler:
         self._scheduler.add_job(
             self._poll_job,
             IntervalTrigger(seconds=tenant.interval, start_date=first_run, timezone=UTC),
-            args=(tenant.name,),
+            args=(tenant.name, False),
             id=tenant.name,
             name=f"poll {tenant.name}",
             next_run_time=first_run,
@@ -144,9 +144,10 @@ class PollScheduler:
             if self._scheduler.get_job(job_id) is not None:
                 self._scheduler.remove_job(job_id)
 
-    def poll_soon(self, name: str, delay: float) -> None:
+    def poll_soon(self, name: str, delay: float, retry: bool = False) -> None:
         """One extra poll of tenant ``name`` in ``delay`` seconds (replacing an earlier extra
-        poll); its regular polls go on. Nothing when the regular one comes first anyway."""
+        poll); its regular polls go on. Nothing when the regular one comes first anyway.
+        A ``retry`` re-reads only the collectors that failed."""
         when = datetime.now(UTC) + timedelta(seconds=delay)
         regular = self._scheduler.get_job(name)
         next_run = getattr(regular, "next_run_time", None) if regular is not None else None
@@ -155,12 +156,18 @@ class PollScheduler:
         self._scheduler.add_job(
             self._poll_job,
             DateTrigger(run_date=when, timezone=UTC),
-            args=(name,),
+            args=(name, retry),
             id=f"{name}{EXTRA_POLL}",
             name=f"extra poll {name}",
             replace_existing=True,
             misfire_grace_time=None,
         )
+
+    def next_extra_poll(self, name: str) -> float | None:
+        """When tenant ``name``'s extra poll (a retry) runs (Unix time), None if none is due."""
+        job = self._scheduler.get_job(f"{name}{EXTRA_POLL}")
+        when = getattr(job, "next_run_time", None) if job is not None else None
+        return when.timestamp() if when is not None else None
 
     def next_poll(self, name: str) -> float | None:
         """When tenant ``name`` is polled next (Unix time), None if it is not scheduled."""
@@ -168,9 +175,9 @@ class PollScheduler:
         when = getattr(job, "next_run_time", None) if job is not None else None
         return when.timestamp() if when is not None else None
 
-    async def _poll_job(self, name: str) -> None:
+    async def _poll_job(self, name: str, retry: bool = False) -> None:
         try:
-            await self._poll(name)
+            await self._poll(name, retry)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise

@@ -85,6 +85,8 @@ class PollingServices:
     store: MetricsStore
     # Secrets and tokens out of what a failure quotes, before pages and HTTP answers show it.
     redact: Callable[[str], str] = str
+    # Values a token source comes to hold (tokens, a rotated secret), to be redacted too.
+    hold: Callable[[object, tuple[str, ...]], None] = lambda _owner, _values: None
 
 
 class Tenant:
@@ -109,7 +111,9 @@ class Tenant:
         # Families whose capped label values were logged (once each, until they fit again).
         self.dropped_labels_logged = NOTHING_LOGGED
         if previous is None:
-            self.tokens = TenantTokenSource(config, services.transport, services.executor)
+            self.tokens = TenantTokenSource(
+                config, services.transport, services.executor, services.hold
+            )
             self.snapshot = TenantSnapshot.for_tenant(config)
         else:
             old = previous.config
@@ -117,7 +121,7 @@ class Tenant:
             self.tokens = (
                 previous.tokens
                 if same_app
-                else TenantTokenSource(config, services.transport, services.executor)
+                else TenantTokenSource(config, services.transport, services.executor, services.hold)
             )
             if old.source == config.source:
                 self.settled_source = previous.settled_source
@@ -158,23 +162,30 @@ class Tenant:
         """The tenant's log lines logged at or after ``started`` (Unix time)."""
         return tuple(line for created, line in list(self.log_tail) if created >= started - 0.001)
 
-    async def poll(self) -> PollResult:
+    def failed_collectors(self) -> frozenset[str]:
+        """The collectors whose last run failed (a retry re-reads only these)."""
+        return frozenset(c.name for c in self.snapshot.collectors if not c.up)
+
+    async def poll(self, only: frozenset[str] | None = None) -> PollResult:
         """Poll once, log the outcome, publish the new snapshot. Never raises.
 
-        A poll asked for while one runs (a retry meeting the regular poll) shares its result.
+        ``only``: run just these collectors (a retry of the failed ones), the others keep their
+        values and health. A poll asked for while one runs (a retry meeting the regular poll)
+        shares its result.
         """
         if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.get_running_loop().create_task(self._poll_once())
+            self._inflight = asyncio.get_running_loop().create_task(self._poll_once(only))
         task = self._inflight
         result = await asyncio.shield(task)
         if self._inflight is task:  # done: not kept (with its result) until the next poll
             self._inflight = None
         return result
 
-    async def _poll_once(self) -> PollResult:
+    async def _poll_once(self, only: frozenset[str] | None) -> PollResult:
         config, tokens = self.config, self.tokens
+        collectors = tuple(c for c in self.collectors if only is None or c.name in only)
         result = await run_poll(
-            config, tokens, self._services.graph, self.collectors, self.settled_source
+            config, tokens, self._services.graph, collectors or self.collectors, self.settled_source
         )
         result = self._redacted(replace(result, token_requests=tokens.take_token_requests()))
         self._settle(result)
@@ -182,7 +193,8 @@ class Tenant:
         self._last_result = result.result
         self.failures = 0 if result.result == SUCCESS else self.failures + 1
         lines = () if result.result == SUCCESS else self.lines_since(result.started_at)
-        self.snapshot = self.snapshot.after_poll(result, config.stale_after, lines)
+        configured = tuple(c.name for c in self.collectors)
+        self.snapshot = self.snapshot.after_poll(result, config.stale_after, lines, configured)
         self._log_dropped_labels()
         self.publish()
         return result
