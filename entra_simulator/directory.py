@@ -33,6 +33,7 @@ GRAPH_FAULTS = (
     "label_flood",  # 200 with 300 registration statuses no one has seen before
     "echo_token",  # 403 whose error quotes the request's bearer token back
     "throttle_long",  # 429 with Retry-After: 120 (longer than a poll's budget)
+    "repeat_page",  # 200: the same one object, and a nextLink never seen before
 )
 # A queued answer of given bytes (Simulator.set_body); never drawn at random.
 CUSTOM_ANSWER = "custom_answer"

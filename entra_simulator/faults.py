@@ -95,6 +95,14 @@ TOKEN_PAGES: dict[str, tuple[int, bytes, str]] = {
 }
 
 
+def repeat_page(url: str) -> dict[str, Any]:
+    """A page listing the same one object (as a member and as a role's principal) every
+    time, linking on to ``url`` with a skip token never seen before."""
+    item = {"@odata.type": "#microsoft.graph.user", "id": "5f1c3d2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f"}
+    link = f"{url}?$skiptoken={uuid.uuid4().hex}"
+    return {"value": [{"principal": item, **item}], "@odata.nextLink": link}
+
+
 def token_refusal(fault: str | None, form: dict[str, str]) -> str | None:
     """Why the token endpoint refuses the client for a queued ``fault`` (None: no such fault)."""
     if fault == "invalid_client":

@@ -33,6 +33,7 @@ from entra_simulator.faults import (
     TOKEN_PAGES,
     invalid_client_body,
     openid_configuration,
+    repeat_page,
     token_refusal,
 )
 from entra_simulator.limits import directory_cost, retry_after
@@ -482,6 +483,8 @@ class _SimHandler(BaseHTTPRequestHandler):
         elif fault == "echo_token":
             echoed = self.headers.get("Authorization", "")
             self._graph_error(403, "Authorization_RequestDenied", f"denied for {echoed}")
+        elif fault == "repeat_page":
+            self._json(200, repeat_page(f"{self.sim.base_url}{self.path.partition('?')[0]}"))
         elif fault == "nextlink_loop":
             loop = {"value": [], "@odata.nextLink": f"{self.sim.base_url}{self.path}"}
             self._json(200, loop)

@@ -62,6 +62,16 @@ def test_each_cohort_lands_on_its_date_and_a_stronger_method_is_never_counted() 
     assert segments.phone_only == (("2027-02-01", 3), ("2027-07-01", 5))
 
 
+def test_an_external_user_is_dated_july_even_when_the_tenant_has_no_global_administrator() -> None:
+    # No ID set is needed then: the external mark must still be read.
+    external = "someone_partner.example#EXT#@contoso.onmicrosoft.com"
+    counter = RegistrationDetailsCounter(SegmentContext(global_admins=frozenset()))
+    rows = [row(1, ["mobilePhone"], "guest", external), row(2, ["mobilePhone"], "member")]
+    counter.add_page(json.dumps({"value": rows}).encode())
+    segments = counter.report().segments
+    assert segments is not None and segments.phone_only == (("2027-02-01", 1), ("2027-07-01", 1))
+
+
 def test_without_readiness_there_is_no_phone_only_count() -> None:
     counter = RegistrationDetailsCounter(SegmentContext())
     counter.add_page(json.dumps({"value": [row(1, ["mobilePhone"])]}).encode())

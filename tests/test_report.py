@@ -292,3 +292,18 @@ def test_policy_methods_and_targets_past_their_caps_are_counted_not_shown() -> N
     assert policy.campaign_targets == tuple(f"t{i:03}" for i in range(TARGET_SERIES))
     assert policy.dropped_labels == (("method", 5), ("campaign_target", 2))
     assert parse_methods_policy({"authenticationMethodConfigurations": []}).dropped_labels == ()
+
+
+def test_a_method_listed_twice_in_one_policy_is_refused_naming_it() -> None:
+    from exporter.reports.policy import parse_methods_policy
+
+    configurations = [
+        {"id": "Sms", "state": "enabled"},
+        {"id": "Fido2", "state": "enabled"},
+        {"id": "Sms", "state": "disabled"},
+    ]
+    with pytest.raises(ReportParseError) as refused:
+        parse_methods_policy({"authenticationMethodConfigurations": configurations})
+    assert str(refused.value) == (
+        "authenticationMethodConfigurations[2].id 'Sms' appears twice in the policy"
+    )

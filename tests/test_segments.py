@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -266,6 +267,25 @@ async def test_a_group_that_does_not_exist_fails_the_poll_naming_the_group(
     assert result.failure is not None
     assert result.failure.message.startswith("group gone: HTTP 404")
     assert (await pipeline.poll("tenant-0000")).result == "success"  # other tenants untouched
+
+
+async def test_role_pages_of_nothing_new_under_ever_new_links_are_refused_within_seconds(
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+) -> None:
+    # Each page lists the same one principal and links on to a page never seen before: no
+    # link repeats, no page is empty; the walk sees nothing new and refuses it.
+    _, config = configure(sim_env, privileged_roles=True)
+    pipeline = make_pipeline(config)
+    sim_env.sim.set_fault(TENANT, "repeat_page", count=0)
+    started = time.monotonic()
+    result = await pipeline.poll(TENANT)
+    assert result.result == "parse_error" and result.failure is not None
+    assert "20 pages in a row with nothing new, and still a link" in result.failure.message
+    assert "role assignments of" in result.failure.message
+    assert time.monotonic() - started < 10  # the budget is 0.9 x the interval
+    assert result.tally.graph_requests <= 21
+    snapshot = pipeline.store.snapshot(TENANT)
+    assert snapshot is not None and snapshot.polled  # /readyz is not held by the walk
 
 
 async def test_auto_settles_on_the_successor_with_segments(

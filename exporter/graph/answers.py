@@ -131,14 +131,16 @@ class PageWalk:
         if self.pages > MAX_PAGES:
             raise self._fail(f"more than {MAX_PAGES} pages")
 
-    def after_page(self, rows: int, next_url: str | None) -> None:
-        """After a page of ``rows``: pages with no rows that keep linking on are a loop too, and
-        a page holding more rows than asked for is refused (memory follows the page size)."""
+    def after_page(self, rows: int, next_url: str | None, new: int | None = None) -> None:
+        """After a page of ``rows`` (``new`` of them new to the walk, None: all): pages with
+        nothing new that keep linking on, under ever-new links, are a loop too, and a page
+        holding more rows than asked for is refused (memory follows the page size)."""
         if self._top is not None and rows > self._top:
             raise self._fail(f"a page of {rows} rows, more than the {self._top} asked for")
-        self._empty_in_a_row = 0 if rows else self._empty_in_a_row + 1
+        fresh = rows if new is None else new
+        self._empty_in_a_row = 0 if fresh else self._empty_in_a_row + 1
         if next_url is not None and self._empty_in_a_row >= MAX_EMPTY_PAGES:
-            raise self._fail(f"{MAX_EMPTY_PAGES} pages in a row without rows, and still a link")
+            raise self._fail(f"{MAX_EMPTY_PAGES} pages in a row with nothing new, and still a link")
 
 
 @dataclass(slots=True)

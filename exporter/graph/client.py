@@ -173,11 +173,12 @@ class GraphClient:
             )
             request_id = request_id_of(response, client_request_id)
             try:
-                next_url, rows = add_page(response.body)
+                page = add_page(response.body)
             except ReportParseError as err:
                 message = f"unusable {what} page {walk.pages}: {err}"
                 raise GraphError(PollFailure(PARSE_ERROR, message, 200, None, request_id)) from None
-            walk.after_page(rows, next_url)
+            next_url = page.next_link
+            walk.after_page(page.rows, next_url, page.new)
         return walk.pages
 
     async def _get_ok(

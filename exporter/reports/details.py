@@ -12,7 +12,7 @@ everything raises :class:`~exporter.reports.registration.ReportParseError` or re
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import compress, repeat
@@ -242,16 +242,14 @@ class RegistrationDetailsCounter:
         ):
             self._check(rows, methods, preferred, numbers)  # something not seen before
             strengths = list(map(self._strengths.__getitem__, methods))
-        if numbers is None:
+        if numbers is None and not readiness:
             self._shapes.update(zip(map(_SHAPE, rows), strengths, strict=True))
-        elif readiness:
-            listed = map(self._listed.get, numbers, repeat(0))
-            # In C, row by row: str(None) is "None", which holds no mark.
-            external = map(contains, map(str, map(_UPN, rows)), repeat(EXTERNAL_MARK))
-            self._shapes.update(zip(map(_SHAPE, rows), strengths, listed, external, strict=True))
         else:
-            listed = map(self._listed.get, numbers, repeat(0))
-            self._shapes.update(zip(map(_SHAPE, rows), strengths, listed, strict=True))
+            listed = map(self._listed.get, numbers, repeat(0)) if numbers else repeat(0, len(rows))
+            columns: list[Iterable[Any]] = [map(_SHAPE, rows), strengths, listed]
+            if readiness:  # external users, even with no ID set: in C (str(None) has no mark)
+                columns.append(map(contains, map(str, map(_UPN, rows)), repeat(EXTERNAL_MARK)))
+            self._shapes.update(zip(*columns, strict=True))
         self._combos.update(methods)
         self._preferred_lists.update(preferred)
         newest = max(filter(None, map(_UPDATED, rows)), default=None)

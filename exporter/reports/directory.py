@@ -31,10 +31,12 @@ _Page = TypeVar("_Page", bound=msgspec.Struct)
 
 
 class Page(NamedTuple):
-    """What a page told the walk along ``@odata.nextLink``: the next link and its rows."""
+    """What a page told the walk along ``@odata.nextLink``: the next link, its rows, and how
+    many of them were new to the walk (None: all of them)."""
 
     next_link: str | None
     rows: int
+    new: int | None = None
 
 
 def decode_page(page: Any, decoder: msgspec.json.Decoder[_Page], kind: type[_Page]) -> _Page:
@@ -144,8 +146,10 @@ class DirectoryIdCollector:
         self.groups: set[int] = set()
 
     def add_page(self, page: Any, principals: bool) -> Page:
-        """Collect one page (its JSON bytes; ``principals``: role assignments)."""
+        """Collect one page (its JSON bytes; ``principals``: role assignments); the page says
+        how many of its objects were new (pages of nothing new that link on are a loop)."""
         document = decode_page(page, _DIRECTORY_DECODER, DirectoryPage)
+        known = len(self.users) + len(self.groups)
         if principals:
             for index, item in enumerate(document.value):
                 if item.principal is not None:
@@ -155,7 +159,8 @@ class DirectoryIdCollector:
                     self.users.add(parse_object_id(item.principalId, index, "principalId"))
         else:
             self._add_members(document.value)
-        return Page(document.next_link, len(document.value))
+        new = len(self.users) + len(self.groups) - known
+        return Page(document.next_link, len(document.value), new)
 
     def _add_members(self, items: list[DirectoryItem]) -> None:
         """A page of group members, all at once (these lists run to the tenant's size)."""

@@ -61,6 +61,8 @@ def _methods(document: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
             raise ReportParseError(f"{where} is not an object")
         method = _label(item.get("id"), f"{where}.id")
         state = _label(item.get("state"), f"{where}.state")
+        if method in methods:  # two states for one method: which one holds is unknowable
+            raise ReportParseError(f"{where}.id {method!r} appears twice in the policy")
         methods[method] = state == "enabled"
     return tuple(methods.items())
 
