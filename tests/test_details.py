@@ -186,7 +186,7 @@ def test_a_method_listed_twice_counts_its_user_once_and_the_newest_date_wins() -
             "@odata.nextLink": "https://graph.example/next",
         }
     )
-    assert page == ("https://graph.example/next", 3)
+    assert page[:2] == ("https://graph.example/next", 3)
     report = counter.report()
     assert report.users_by_method == (("email", 2),)
     assert report.segments is not None
@@ -225,7 +225,7 @@ def test_principals_users_groups_and_what_is_skipped() -> None:
         },
         principals=True,
     )
-    assert link == ("https://graph.example/next", 4)
+    assert link == ("https://graph.example/next", 4, 3)  # 3 objects new: the skipped one is not
     assert collector.users == {uuid.UUID(ALICE).int, uuid.UUID(CAROL).int}
     assert collector.groups == {uuid.UUID(BOB).int}
     members = DirectoryIdCollector()
@@ -398,7 +398,7 @@ def test_members_that_are_groups_are_kept_for_expansion_and_users_counted() -> N
 def test_a_user_repeated_on_a_page_or_a_later_one_counts_once() -> None:
     counter = RegistrationDetailsCounter()
     alice, bob = user(ALICE, methodsRegistered=["email"]), user(BOB, isMfaRegistered=True)
-    assert counter.add_page({"value": [alice, bob, alice], "@odata.nextLink": "n"}) == ("n", 3)
+    assert counter.add_page({"value": [alice, bob, alice], "@odata.nextLink": "n"})[:2] == ("n", 3)
     counter.add_page({"value": [bob, user(CAROL), alice]})
     report = counter.report()
     assert report.total_users == 3 and counter.repeated == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -104,19 +105,21 @@ async def test_a_retry_after_longer_than_the_poll_is_remembered_for_the_retry(
     document["defaults"]["interval"] = "10m"
     sim_env.write_config(document)
     pipeline = make_pipeline(load_config(sim_env.config_file))
-    pipeline.scheduler.start()
+    pipeline.scheduler.start()  # every tenant's first regular poll, now; the next in 10 min
+    deadline = time.monotonic() + 20
+    while not pipeline.store.all_polled() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     sim_env.sim.set_fault("tenant-0000", "throttle_long", count=1)  # Retry-After: 120
+    sim_env.sim.set_fault("tenant-0001", "error500", count=0)
     asked = time.time()
     result = await pipeline.scheduled_poll("tenant-0000")
     assert result is not None and result.result == "throttled"
     assert result.failure is not None and result.failure.retry_after == 120
-    # Without it, the first retry would come 15 to 30 s later.
+    # A tenant that failed otherwise (a 500) is retried within the backoff, jittered.
+    await pipeline.scheduled_poll("tenant-0001")
+    # Without the Retry-After kept, the first retry would come 15 to 30 s later.
     retry = pipeline.scheduler.next_extra_poll("tenant-0000")
     assert retry is not None and retry >= asked + 120
-    # A tenant that failed otherwise (a 500) is retried within the backoff, jittered.
-    sim_env.sim.set_fault("tenant-0001", "error500", count=0)
-    asked = time.time()
-    await pipeline.scheduled_poll("tenant-0001")
     retry = pipeline.scheduler.next_extra_poll("tenant-0001")
     assert retry is not None and asked + 15 <= retry <= time.time() + 30
 
