@@ -70,6 +70,7 @@ class Runtime:
             config.per_app_per_tenant,
             config.per_app,
             {(t.client_id, t.tenant_id) for t in config.tenants},
+            config.app_share,
         )
         for name in list(self.tenants.keys() - wanted.keys()):
             self._remove(name)

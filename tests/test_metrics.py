@@ -520,3 +520,36 @@ def test_a_change_after_any_other_change_still_refreshes_the_cached_exposition()
     store.render()
     track_tenants(store, ())
     assert b'tenant="a"' not in store.render()
+
+
+def test_a_report_and_a_policy_past_stale_after_are_gone_from_the_pages_too() -> None:
+    from exporter.web.pages import render_landing_page, render_tenant_page
+
+    store = MetricsStore()
+    config = tenant(stale_after=60)
+    track_tenants(store, (config,))
+    policy = CollectorResult("policy", "success", POLICY)
+    fresh = dataclasses.replace(
+        success(report=SEGMENTED),
+        collectors=(CollectorResult("report", "success", SEGMENTED), policy),
+    )
+    record_poll(store, config, fresh)
+    snapshot = store.snapshot("contoso")
+    assert snapshot is not None
+    landing = render_landing_page([snapshot], "/metrics", lambda _: None).decode()
+    page = render_tenant_page(snapshot, lambda _: None).decode()
+    assert "30.0 % MFA-registered" in landing and "Sms off" in page and "Segments" in page
+    # The same poll, 61 s ago: /metrics drops its values, and so do the pages.
+    store = MetricsStore()
+    track_tenants(store, (config,))
+    record_poll(store, config, dataclasses.replace(fresh, finished_at=time.time() - 61))
+    snapshot = store.snapshot("contoso")
+    assert snapshot is not None
+    assert b"entra_tenant_users{" not in store.render()
+    assert b"entra_authentication_method_enabled{" not in store.render()
+    landing = render_landing_page([snapshot], "/metrics", lambda _: None).decode()
+    page = render_tenant_page(snapshot, lambda _: None).decode()
+    for text in (landing, page):
+        assert "MFA-registered" not in text and "Sms off" not in text
+        assert "older than stale_after" in text
+    assert "<h2>Segments</h2>" not in page and "phone-only" not in page

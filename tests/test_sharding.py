@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 import uuid
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 
 from exporter.config.model import Config, RateLimit
 from exporter.config.sharding import Shard, parse_shard_index, shard_from, shard_of
+from exporter.graph.pacing import RateLimitedError
+from exporter.graph.service_budget import ServiceBudget
 from tests.conftest import SimEnv, run_cli, tenant_config
 
 IDS = [str(uuid.UUID(int=random.Random(7).getrandbits(128) ^ i, version=4)) for i in range(1000)]
@@ -100,6 +103,30 @@ def test_replicas_share_the_apps_limit_by_default() -> None:
     assert Shard(0, 1).select(config).per_app == RateLimit(122, 10.0)
     assert Shard(0, 3, split_app_limit=False).select(config).per_app == RateLimit(122, 10.0)
     assert Shard(0, 500).select(config).per_app == RateLimit(1, 10.0)  # never zero
+    # The identity and access service's per-app units are split alike.
+    assert Shard(0, 3).select(config).app_share == pytest.approx(1 / 3)
+    assert Shard(0, 3, split_app_limit=False).select(config).app_share == 1.0
+
+
+async def test_service_budget_windows_leave_with_their_tenant_and_replicas_split_the_app() -> None:
+    budget = ServiceBudget()
+    for index in range(200):  # tenants that came and went
+        async with budget.slot("app", f"tenant-{index}", 1):
+            pass
+        budget.note_size("app", f"tenant-{index}", 10)
+    assert budget.tracked() == (200, 1)
+    budget.use({("APP", "tenant-7")}, share=1 / 3)
+    assert budget.tracked() == (1, 1)
+    assert budget.share == pytest.approx(1 / 3)
+    # A request waiting when its tenant leaves keeps the window until it is done.
+    async with budget.slot("app", "tenant-7", 1):
+        budget.use(set(), share=1 / 3)
+        assert budget.tracked() == (1, 1)
+    with pytest.raises(RateLimitedError):  # more than the tenant's whole window: waits
+        async with budget.slot("app", "tenant-7", 10**6, deadline=time.monotonic() + 0.1):
+            pass
+    budget.use(set(), share=1 / 3)
+    assert budget.tracked() == (0, 0)
 
 
 def test_check_config_says_the_share(tmp_path: Path) -> None:

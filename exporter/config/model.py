@@ -228,6 +228,8 @@ class Config:
     per_app: RateLimit = DEFAULT_PER_APP
     tls_ca_file: str | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    # This replica's part of each app's budgets when replicas share the app (1 / shards).
+    app_share: float = 1.0
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in this config, for log redaction."""

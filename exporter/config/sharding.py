@@ -48,10 +48,11 @@ class Shard:
         if self.count == 1:
             return config
         tenants = tuple(t for t in config.tenants if self.owns(t))
-        per_app = config.per_app
+        per_app, share = config.per_app, 1.0
         if self.split_app_limit:
             per_app = RateLimit(max(1, per_app.requests // self.count), per_app.per_seconds)
-        return dataclasses.replace(config, tenants=tenants, per_app=per_app)
+            share = 1 / self.count  # the identity and access service's per-app units too
+        return dataclasses.replace(config, tenants=tenants, per_app=per_app, app_share=share)
 
 
 def shard_of(tenant_id: str, count: int) -> int:

@@ -97,13 +97,19 @@ class GraphClient:
         self.service.note_size(tenant.client_id, tenant.tenant_id, users)
 
     def use_rate_limits(
-        self, per_app_per_tenant: RateLimit, per_app: RateLimit, apps: set[tuple[str, str]]
+        self,
+        per_app_per_tenant: RateLimit,
+        per_app: RateLimit,
+        apps: set[tuple[str, str]],
+        app_share: float = 1.0,
     ) -> None:
-        """Pace to these limits from now on, for the (client_id, tenant_id) pairs in ``apps``.
+        """Pace to these limits from now on, for the (client_id, tenant_id) pairs in ``apps``;
+        directory requests to ``app_share`` of each app's service budget (a replica's part).
 
         Unchanged limits keep their windows (requests just sent still count); changed limits
         start a new limiter. Windows of pairs no longer configured are dropped once idle.
         """
+        self.service.use(apps, app_share)
         limiter = self._limiter
         if (limiter.per_app_per_tenant, limiter.per_app) != (per_app_per_tenant, per_app):
             self._limiter = GraphRateLimiter(per_app_per_tenant, per_app)

@@ -130,6 +130,12 @@ class UnitWindow:
                 self.leave(units, sent=False)
             raise
 
+    @property
+    def idle(self) -> bool:
+        """True when nothing waits and nothing is in flight (the window may be dropped)."""
+        waiting = any(not waiter.done() for waiter, _ in self._waiters)
+        return not waiting and self._used == sum(units for _, units in self._completed)
+
     def leave(self, units: int = 1, sent: bool = True) -> None:
         """Give the units back; a request that was sent keeps them for ``window`` seconds."""
         if sent:
@@ -148,6 +154,29 @@ class ServiceBudget:
         self._sizes: dict[tuple[str, str], int] = {}
         self._tenants: dict[tuple[str, str], UnitWindow] = {}
         self._apps: dict[str, UnitWindow] = {}
+
+    def use(self, keep: set[tuple[str, str]], share: float) -> None:
+        """Budget the (client_id, tenant_id) pairs in ``keep`` from now on, with ``share`` of
+        each app's budget (a replica's part when replicas share the app): the windows and sizes
+        of pairs no longer configured go (windows once idle), so tenants that come and go leave
+        nothing behind."""
+        kept = {(client.lower(), tenant.lower()) for client, tenant in keep}
+        self._sizes = {key: size for key, size in self._sizes.items() if key in kept}
+        for key, window in list(self._tenants.items()):
+            if key not in kept and window.idle:
+                del self._tenants[key]
+        apps = {client for client, _ in kept}
+        for app, window in list(self._apps.items()):
+            if app not in apps and window.idle:
+                del self._apps[app]
+        if share != self.share:
+            self.share = share
+            for window in self._apps.values():
+                window.limit = APP_BUDGET * share
+
+    def tracked(self) -> tuple[int, int]:
+        """How many (app, tenant) windows and app windows are held."""
+        return len(self._tenants), len(self._apps)
 
     def note_size(self, client_id: str, tenant_id: str, users: int) -> None:
         """The tenant has ``users`` users: its budget follows from now on."""

@@ -185,6 +185,10 @@ class TenantSnapshot:
         """The same history under a (possibly changed) configuration."""
         return replace(self, tenant_id=tenant.tenant_id, cloud=tenant.cloud, source=tenant.source)
 
+    def fresh_report(self, now: float) -> RegistrationReport | None:
+        """The last good report while it is not stale (as ``/metrics`` shows it), else None."""
+        return self.report if self.report is not None and self.report_expires_at > now else None
+
     def collector(self, name: str) -> CollectorSnapshot | None:
         """The health of collector ``name``, None before its first run."""
         return next((c for c in self.collectors if c.name == name), None)

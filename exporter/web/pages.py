@@ -138,19 +138,31 @@ def segments_summary(report: RegistrationReport | None) -> str:
     return "; ".join(parts)
 
 
-def _policy_of(snap: TenantSnapshot) -> MethodsPolicy | None:
+def _policy_of(snap: TenantSnapshot, now: float) -> MethodsPolicy | None:
+    """The tenant's last good policy while it is not stale (as on ``/metrics``)."""
     policy = snap.collector(POLICY_COLLECTOR)
-    return policy.value if policy is not None and isinstance(policy.value, MethodsPolicy) else None
+    value = policy.fresh_value(now) if policy is not None else None
+    return value if isinstance(value, MethodsPolicy) else None
 
 
-def retirement_summary(snap: TenantSnapshot) -> str:
-    """Phone-only users by retirement date, and the policy's key states (when known)."""
+def report_summary(snap: TenantSnapshot, now: float) -> str:
+    """The report's summary; a report past ``stale_after`` is gone here as on ``/metrics``."""
+    report = snap.fresh_report(now)
+    if report is None and snap.report is not None:
+        return "no report: the last good one is older than stale_after (gone from /metrics too)"
+    return summary(report)
+
+
+def retirement_summary(snap: TenantSnapshot, now: float) -> str:
+    """Phone-only users by retirement date, and the policy's key states (when known, and not
+    stale)."""
     parts = []
-    segments = snap.report.segments if snap.report is not None else None
+    report = snap.fresh_report(now)
+    segments = report.segments if report is not None else None
     if segments is not None and segments.phone_only is not None:
         dates = ", ".join(f"{count:,} by {date}" for date, count in segments.phone_only)
         parts.append(f"phone-only: {dates}")
-    policy = _policy_of(snap)
+    policy = _policy_of(snap, now)
     if policy is not None:
         states = {True: "on", False: "off", None: "absent"}
         methods = ", ".join(f"{m} {states[policy.enabled(m)]}" for m in ("Sms", "Voice", "Fido2"))
@@ -185,7 +197,7 @@ def hint(record: PollRecord | None) -> str:
 
 def _stale(snap: TenantSnapshot, now: float) -> str:
     """A failing tenant's numbers are its last good ones: say how old they are."""
-    if snap.report is None or snap.last_result in (None, "success"):
+    if snap.fresh_report(now) is None or snap.last_result in (None, "success"):
         return ""
     return f" <span class='stale'>(stale: as of {age(snap.last_success, now)})</span>"
 
@@ -230,9 +242,9 @@ def render_landing_page(
             f"<td>{reason(last) if last else ''}"
             f"<div class='hint'>{_e(hint(last))}</div></td>"
             f"<td>{age(snap.last_success, now)}</td><td>{_next(next_poll(snap.name), now)}</td>"
-            f"<td>{_e(summary(snap.report))}{_stale(snap, now)}</td>"
-            f"<td>{_e(segments_summary(snap.report))}</td>"
-            f"<td>{_e(retirement_summary(snap))}</td></tr>"
+            f"<td>{_e(report_summary(snap, now))}{_stale(snap, now)}</td>"
+            f"<td>{_e(segments_summary(snap.fresh_report(now)))}</td>"
+            f"<td>{_e(retirement_summary(snap, now))}</td></tr>"
         )
     path = _e(telemetry_path)
     return _page(
@@ -315,7 +327,7 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
         for r in reversed(snap.recent)
     ]
     log = "".join(f"{_e(line)}\n" for line in snap.last_failure_log)
-    retirement = retirement_summary(snap)
+    retirement = retirement_summary(snap, now)
     return _page(
         f"{snap.name} · Entra registration exporter",
         [
@@ -323,7 +335,7 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
             f"<p>Tenant ID <code>{_e(snap.tenant_id)}</code> · cloud {_e(snap.cloud)} · "
             f"source {_e(snap.source)} · last success {age(snap.last_success, now)} · "
             f"next poll {_next(next_poll(snap.name), now)}</p>",
-            f"<p>{_e(summary(snap.report))}</p>",
+            f"<p>{_e(report_summary(snap, now))}{_stale(snap, now)}</p>",
             f"<p>{_e(retirement)}</p>" if retirement else "",
             _collectors(snap),
             f"<h2>Recent polls (last {len(snap.recent)})</h2>",
@@ -331,7 +343,7 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
             "<th>Graph requests</th><th>source</th><th>reason</th></tr>",
             *polls,
             "</table>",
-            *_segment_rows(snap.report),
+            *_segment_rows(snap.fresh_report(now)),
             "<h2>Log of the last failed poll</h2>",
             f"<pre>{log}</pre>" if log else "<p>No failed poll so far.</p>",
         ],
