@@ -34,8 +34,11 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 # A numeric, non-root user, so Kubernetes' runAsNonRoot can check it.
 USER 65532:65532
 EXPOSE 9836
-# Nothing but the image's Python: the liveness probe's own answer.
+# The exporter's own check: it reads the port and TLS from the running exporter's flags
+# (process 1's command line), so a changed --web.listen-address or a web config with TLS holds.
 HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
-    CMD ["python3", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:9836/healthz', timeout=4).status != 200)"]
-ENTRYPOINT ["entra-registration-exporter"]
+    CMD ["entra-registration-exporter", "--health.check"]
+# Every address inside the container (a published port reaches it), --demo included; a
+# --web.listen-address given to `docker run` comes later and wins.
+ENTRYPOINT ["entra-registration-exporter", "--web.listen-address=:9836"]
 CMD ["--config.file=/etc/entra-registration-exporter/config.yaml"]

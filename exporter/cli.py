@@ -24,10 +24,11 @@ from exporter.config.model import (
 )
 from exporter.config.problems import ConfigError
 from exporter.demo import run_demo
+from exporter.health import check_health
 from exporter.logs import SecretRedactor, configure_logging
 from exporter.polling.policy_collector import POLICY_PERMISSION
 from exporter.service import EXIT_OK, run_once, serve_forever
-from exporter.settings import EXIT_USAGE, Settings, parse_settings
+from exporter.settings import EXIT_USAGE, HEALTH_CHECK_FLAG, Settings, parse_settings
 from exporter.web.config import WebConfig, describe_web_config, load_web_config
 
 log = logging.getLogger("exporter")
@@ -148,6 +149,9 @@ def keep_secrets_out_of_core_dumps() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``entra-registration-exporter``."""
     keep_secrets_out_of_core_dumps()
+    arguments = sys.argv[1:] if argv is None else argv
+    if HEALTH_CHECK_FLAG in arguments:  # before parsing: the flags may be process 1's
+        return check_health(arguments)
     settings = parse_settings(argv)
     redactor = configure_logging(settings.log_level, settings.log_format)
     if settings.demo:

@@ -20,6 +20,7 @@ from exporter.web.server import parse_listen_address
 EXIT_USAGE = 2
 DEFAULT_LISTEN = ":9836"
 DEMO_LISTEN = "127.0.0.1:9836"
+HEALTH_CHECK_FLAG = "--health.check"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,13 @@ def _add_mode_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--demo", action="store_true", help="run against an embedded simulator (no config needed)"
+    )
+    parser.add_argument(
+        HEALTH_CHECK_FLAG,
+        dest="health_check",
+        action="store_true",
+        help="ask the running exporter's /healthz (its port and TLS from these flags, or from "
+        "process 1's in a container) and exit 0 if it answers 200, else 1",
     )
     parser.add_argument(
         "--shard.count",

@@ -112,3 +112,69 @@ def test_the_schema_refuses_unknown_keys_and_wrong_types() -> None:
     for wrong in ("shards=0", "serviceMonitor.enable=true", "logFormat=xml"):
         result = helm("template", "test", str(CHART), "-f", values, "--set", wrong)
         assert result.returncode != 0 and "schema" in result.stderr, wrong
+
+
+def test_default_values_refuse_a_config_without_tenants_saying_why() -> None:
+    result = helm("template", "test", str(CHART))
+    assert result.returncode != 0
+    assert "config.tenants is empty: the exporter needs at least one tenant" in result.stderr
+
+
+def test_a_web_config_secret_is_mounted_as_a_folder_and_probes_follow_tls() -> None:
+    objects = template(CHART / "ci" / "everything-values.yaml")
+    pod = workload(objects)["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert (
+        "--web.config.file=/etc/entra-registration-exporter/web/web-config.yml" in container["args"]
+    )
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "web-config"]
+    assert mount["mountPath"] == "/etc/entra-registration-exporter/web" and "subPath" not in mount
+    [volume] = [v for v in pod["volumes"] if v["name"] == "web-config"]
+    assert volume["secret"]["secretName"] == "entra-web-config"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+    monitor = next(o for o in objects if o["kind"] == "ServiceMonitor")
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https" and "basicAuth" in endpoint
+    # Without a web config: plain HTTP everywhere.
+    plain = workload(template(CHART / "ci" / "minimal-values.yaml"))["spec"]["template"]["spec"]
+    assert plain["containers"][0]["livenessProbe"]["httpGet"]["scheme"] == "HTTP"
+    assert not any(a.startswith("--web.config.file") for a in plain["containers"][0]["args"])
+
+
+def test_the_network_policy_lets_in_prometheus_on_the_metrics_port_only() -> None:
+    objects = template(CHART / "ci" / "everything-values.yaml")
+    [policy] = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    [rule] = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert rule["from"][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"]
+        == (workload(objects)["spec"]["selector"]["matchLabels"])
+    )
+    ports = {(p["port"], p["protocol"]) for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert ports == {(53, "UDP"), (53, "TCP"), (443, "TCP")}
+    minimal = template(CHART / "ci" / "minimal-values.yaml")
+    assert not [o for o in minimal if o["kind"] == "NetworkPolicy"]
+
+
+def test_monitors_and_rules_carry_the_label_kube_prometheus_stack_selects_as_kustomize_does() -> (
+    None
+):
+    from tests.test_deploy import manifests
+
+    kustomize = {
+        document["metadata"]["labels"]["release"]
+        for _, document in manifests()
+        if document["kind"] in CRD_KINDS
+    }
+    assert kustomize == {"kube-prometheus-stack"}
+    enabled = (
+        "serviceMonitor.enabled=true",
+        "podMonitor.enabled=true",
+        "prometheusRule.enabled=true",
+    )
+    extra = [arg for flag in enabled for arg in ("--set", flag)]
+    objects = template(CHART / "ci" / "minimal-values.yaml", *extra)
+    helm_labels = {o["metadata"]["labels"]["release"] for o in objects if o["kind"] in CRD_KINDS}
+    assert helm_labels == kustomize

@@ -58,10 +58,10 @@ def image() -> str:
 
 @pytest.fixture
 def demo(image: str) -> Iterator[tuple[int, str]]:
+    # As the README says to run it: no --web.listen-address, the published port reaches it.
     port = free_port()
     started = podman(
-        *run_args(), "--detach", f"--publish=127.0.0.1:{port}:9836", image,
-        "--demo", "--web.listen-address=:9836",
+        *run_args(), "--detach", f"--publish=127.0.0.1:{port}:9836", image, "--demo"
     )  # fmt: skip
     container = started.stdout.strip()
     try:
@@ -74,7 +74,7 @@ def test_the_image_runs_as_uid_65532_with_a_healthcheck(image: str) -> None:
     [inspected] = json.loads(podman("image", "inspect", image).stdout)
     assert inspected["Config"]["User"] == "65532:65532"
     healthcheck = inspected.get("Healthcheck") or inspected["Config"].get("Healthcheck")
-    assert "python3" in " ".join(healthcheck["Test"])
+    assert "--health.check" in healthcheck["Test"]
     version = podman(*run_args(), "--rm", image, "--version")
     assert version.stdout.startswith("entra-registration-exporter ")
 
@@ -87,3 +87,18 @@ def test_the_demo_serves_from_a_read_only_image(demo: tuple[int, str]) -> None:
     status, _, body = http_get(f"{url}/metrics")
     assert status == 200 and b"entra_tenant_users{" in body
     assert podman("healthcheck", "run", container, check=False).returncode == 0
+
+
+def test_the_healthcheck_follows_a_changed_port(image: str) -> None:
+    port = free_port()
+    started = podman(
+        *run_args(), "--detach", f"--publish=127.0.0.1:{port}:9900", image,
+        "--demo", "--web.listen-address=:9900",
+    )  # fmt: skip
+    container = started.stdout.strip()
+    try:
+        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, timeout=60)
+        checked = podman("healthcheck", "run", container, check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    finally:
+        podman("rm", "--force", container, check=False)

@@ -127,3 +127,21 @@ def test_the_plain_scrape_config_is_the_job_the_rules_expect() -> None:
     [job] = config["scrape_configs"]
     assert job["job_name"] == "entra-registration-exporter"
     assert 'job="entra-registration-exporter"' in RULES.read_text()
+
+
+def test_the_plain_scrape_config_names_every_layouts_service() -> None:
+    from tests.test_deploy import manifests
+    from tests.test_helm import CHART, template
+
+    text = (REPO / "deploy" / "prometheus" / "scrape_config.yml").read_text()
+    services = {doc["metadata"]["name"] for _, doc in manifests() if doc["kind"] == "Service"}
+    assert services == {"entra-registration-exporter", "entra-exporter"}
+    [helm_service] = [
+        o["metadata"]["name"]
+        for o in template(CHART / "ci" / "minimal-values.yaml", "--namespace", "entra-exporter")
+        if o["kind"] == "Service"
+    ]
+    helm_service = helm_service.replace("test-", "entra-", 1)  # the release the file names
+    for name in (*services, helm_service):
+        assert f"{name}.entra-exporter.svc" in text, name
+    assert "prometheus_io_scrape" in text  # the sidecars: no Service, their pods' annotations

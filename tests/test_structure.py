@@ -95,6 +95,7 @@ TOP_MODULES = {
     "service",
     "runtime",
     "demo",
+    "health",
     "logs",
     "launch",
     "__init__",
