@@ -20,15 +20,15 @@ from exporter.web.config import WebConfig, load_web_config
 from exporter.web.server import parse_listen_address
 
 HEALTH_TIMEOUT_SECONDS = 4.0
-PROCESS_ONE = Path("/proc/1/cmdline")
+PROCESS_ONE = "/proc/1/cmdline"
 SCRIPT = "entra-registration-exporter"
 
 
-def serving_flags(own: list[str], cmdline: Path = PROCESS_ONE) -> list[str]:
+def serving_flags(own: list[str], cmdline: str | Path = PROCESS_ONE) -> list[str]:
     """The flags of the exporter that process 1 is (a container), else ``own``: what follows
     the console script, or ``python -m exporter``, on its command line."""
     try:
-        args = [a.decode("utf-8", "replace") for a in cmdline.read_bytes().split(b"\0") if a]
+        args = [a.decode("utf-8", "replace") for a in Path(cmdline).read_bytes().split(b"\0") if a]
     except OSError:
         return own
     for index, arg in enumerate(args):

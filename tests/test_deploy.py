@@ -349,7 +349,9 @@ def test_dockerfile_is_multi_stage_and_runs_as_a_numeric_non_root_user() -> None
     users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
     assert users and re.fullmatch(r"[1-9]\d*:[1-9]\d*", users[-1])
     assert re.search(r"^EXPOSE 9836$", text, re.MULTILINE)
-    assert re.search(r'^ENTRYPOINT \["entra-registration-exporter"\]$', text, re.MULTILINE)
+    # Every address in the container, so a published port reaches it (--demo included).
+    entrypoint = r'^ENTRYPOINT \["entra-registration-exporter", "--web.listen-address=:9836"\]$'
+    assert re.search(entrypoint, text, re.MULTILINE)
     assert "org.opencontainers.image.source" in text
     final_stage = text.split("\nFROM ")[-1]
     assert "--no-cache-dir" in final_stage and "gcc" not in final_stage
