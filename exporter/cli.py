@@ -16,17 +16,16 @@ import sys
 from exporter.config.loader import load_config
 from exporter.config.model import (
     AUTO_SOURCE,
-    DEFAULT_SOURCE,
     DETAILS_SOURCE,
     Config,
     TenantConfig,
     format_duration,
 )
+from exporter.config.permissions import permissions_needed
 from exporter.config.problems import ConfigError
 from exporter.demo import run_demo
 from exporter.health import check_health
 from exporter.logs import SecretRedactor, configure_logging
-from exporter.polling.policy_collector import POLICY_PERMISSION
 from exporter.service import EXIT_OK, run_once, serve_forever
 from exporter.settings import EXIT_USAGE, HEALTH_CHECK_FLAG, Settings, parse_settings
 from exporter.web.config import WebConfig, describe_web_config, load_web_config
@@ -61,23 +60,6 @@ def describe_config(config: Config) -> list[str]:
     if shared:
         lines.append(f"shared app (defaults) used by {len(shared)} tenant(s): {', '.join(shared)}")
     return lines
-
-
-def permissions_needed(tenant: TenantConfig) -> list[str]:
-    """The application permissions (Microsoft Graph) the tenant's configuration needs."""
-    needed = []
-    if tenant.source in (DEFAULT_SOURCE, AUTO_SOURCE):
-        needed.append("Reports.Read.All")
-    if tenant.source in (DETAILS_SOURCE, AUTO_SOURCE):
-        needed.append("AuditLog.Read.All")
-    segments = tenant.segments
-    if segments.privileged_roles or tenant.readiness_off(DETAILS_SOURCE) is None:
-        needed.append("RoleManagement.Read.Directory")
-    if segments.groups or segments.privileged_roles:
-        needed.append("GroupMember.Read.All")  # configured groups, role-assignable groups
-    if tenant.policy:
-        needed.append(POLICY_PERMISSION)
-    return needed
 
 
 def _describe_readiness(tenant: TenantConfig) -> str:

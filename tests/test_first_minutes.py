@@ -9,6 +9,7 @@ import pytest
 from exporter.config.loader import load_config
 from exporter.config.problems import ConfigError
 from exporter.settings import parse_settings
+from tests.conftest import REPO
 
 TENANT = """
 tenants:
@@ -66,3 +67,31 @@ def test_the_demo_listens_on_loopback_unless_told_otherwise() -> None:
     assert parse_settings(["--demo"]).listen_address == "127.0.0.1:9836"
     assert parse_settings([]).listen_address == ":9836"
     assert parse_settings(["--demo", "--web.listen-address=:9000"]).listen_address == ":9000"
+
+
+def permission_rows(text: str, columns: int) -> list[tuple[str, str]]:
+    """(permission, needed for) of each row of a markdown table whose first cell is one."""
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip().replace("`", "") for c in line.strip().strip("|").split("|")]
+        if len(cells) == columns and cells[0].endswith((".All", ".Directory", "Method")):
+            rows.append((cells[0], cells[-1]))
+    return rows
+
+
+def test_one_permissions_story_in_the_readme_the_docs_and_check_config(tmp_path: Path) -> None:
+    from exporter.config.permissions import PERMISSIONS
+
+    story = [(p.name, p.needed_for) for p in PERMISSIONS]
+    assert permission_rows((REPO / "README.md").read_text(), 2) == story
+    configuration = (REPO / "docs" / "configuration.md").read_text()
+    assert permission_rows(configuration, 3) == story
+    assert [p.call for p in PERMISSIONS] == [
+        line.split("|")[2].strip().replace("`", "")
+        for line in configuration.splitlines()
+        if permission_rows(line, 3)
+    ]
+    assert (
+        "adminconsent?client_id=" in configuration
+        and "adminconsent?client_id=" in (REPO / "README.md").read_text()
+    )

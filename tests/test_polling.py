@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -383,3 +384,23 @@ def test_reuse_margin() -> None:
 
     assert reuse_margin(7200) == 300
     assert reuse_margin(120) == 6
+
+
+async def test_a_refused_report_names_the_permission_to_grant(
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+) -> None:
+    pipeline = make_pipeline(load_config(sim_env.config_file))
+    denied = {
+        "error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges."}
+    }
+    sim_env.sim.set_body("tenant-0000", 403, json.dumps(denied).encode(), "application/json")
+    result = await pipeline.poll("tenant-0000")
+    assert result.failure is not None and result.failure.message.endswith(
+        "grant the application permission Reports.Read.All, with admin consent"
+    )
+    # Graph's own code asks for AuditLog.Read.All (seen on the seed's report too): that one.
+    sim_env.sim.set_fault("tenant-0000", "forbidden", count=1)
+    result = await pipeline.poll("tenant-0000")
+    assert result.failure is not None and result.failure.message.endswith(
+        "grant the application permission AuditLog.Read.All, with admin consent"
+    )

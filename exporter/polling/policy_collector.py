@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from exporter.config.permissions import METHODS_POLICY
 from exporter.graph.answers import GraphError
 from exporter.graph.client import DIRECTORY
 from exporter.metrics.snapshots import POLICY_COLLECTOR
@@ -17,7 +18,7 @@ from exporter.reports.policy import parse_methods_policy
 
 POLICY_PATH = "/beta/policies/authenticationMethodsPolicy"
 # The least-privileged application permission that reads it (Policy.Read.All reads it too).
-POLICY_PERMISSION = "Policy.Read.AuthenticationMethod"
+POLICY_PERMISSION = METHODS_POLICY
 
 
 class PolicyCollector:

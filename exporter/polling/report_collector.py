@@ -7,20 +7,21 @@ Graph says the seed is gone.
 
 The ID sets are fetched first, in the same poll, so one poll's numbers always come from one
 look at roles, groups and report; a failed page anywhere fails the poll and nothing partial is
-published. Permissions: AuditLog.Read.All (the report), RoleManagement.Read.Directory (role
-assignments and eligibilities), GroupMember.Read.All (group members).
+published. Permissions (:mod:`exporter.config.permissions`): a 403 names the one to grant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import urllib.parse
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
 from exporter.config.model import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
+from exporter.config.permissions import GROUP_MEMBERS, ROLES, report_permission
 from exporter.graph.answers import GraphError, RequestTally
 from exporter.graph.auth import AccessToken
 from exporter.graph.client import DIRECTORY, GraphClient
@@ -53,6 +54,21 @@ MEMBERS_QUERY = MappingProxyType({"$select": "id", "$top": "999"})
 GONE_STATUSES = (400, 404, 410)
 
 
+@contextlib.contextmanager
+def naming_permission(permission: str | Callable[[str | None], str]) -> Iterator[None]:
+    """A Graph 403 inside says which application permission to grant (the one story of
+    :mod:`exporter.config.permissions`); ``permission`` may depend on Graph's error code."""
+    try:
+        yield
+    except GraphError as err:
+        failure = err.failure
+        if failure.http_status != 403:
+            raise
+        name = permission if isinstance(permission, str) else permission(failure.error_code)
+        message = f"{failure.message}: grant the application permission {name}, with admin consent"
+        raise GraphError(replace(failure, message=message)) from None
+
+
 def graph_url(tenant: TenantConfig, path: str, query: Mapping[str, str]) -> str:
     """``path`` on the tenant's Graph with ``query`` encoded as Graph's examples write it."""
     encoded = urllib.parse.urlencode(query, safe="$,'()", quote_via=urllib.parse.quote)
@@ -70,14 +86,15 @@ async def _group_users(
     collector = DirectoryIdCollector()
     url = graph_url(tenant, f"/v1.0/groups/{group_id}/transitiveMembers", MEMBERS_QUERY)
     try:
-        await graph.get_pages(
-            tenant,
-            url,
-            request,
-            lambda page: collector.add_page(page, principals=False),
-            what,
-            DIRECTORY,
-        )
+        with naming_permission(GROUP_MEMBERS):
+            await graph.get_pages(
+                tenant,
+                url,
+                request,
+                lambda page: collector.add_page(page, principals=False),
+                what,
+                DIRECTORY,
+            )
     except GraphError as err:
         failure = err.failure
         raise GraphError(replace(failure, message=f"{what}: {failure.message}")) from None
@@ -103,14 +120,15 @@ async def fetch_role_holders(
     for path in paths:
         for role in roles:
             query = {"$filter": f"roleDefinitionId eq '{role}'", "$expand": "principal"}
-            await graph.get_pages(
-                tenant,
-                graph_url(tenant, path, query),
-                request,
-                lambda page: collector.add_page(page, principals=True),
-                f"role assignments of {role}",
-                DIRECTORY,
-            )
+            with naming_permission(ROLES):
+                await graph.get_pages(
+                    tenant,
+                    graph_url(tenant, path, query),
+                    request,
+                    lambda page: collector.add_page(page, principals=True),
+                    f"role assignments of {role}",
+                    DIRECTORY,
+                )
     users = set(collector.users)
     for group in sorted(collector.groups):
         group_id = str(uuid.UUID(int=group))
@@ -161,7 +179,8 @@ async def fetch_registration_details(
     # The context's ID sets are not kept beside the counter's own index of them.
     counter = RegistrationDetailsCounter(await fetch_segment_context(graph, tenant, request))
     url = graph_url(tenant, DETAILS_PATH, READINESS_QUERY if counter.readiness else DETAILS_QUERY)
-    await graph.get_pages(tenant, url, request, counter.add_page, "userRegistrationDetails")
+    with naming_permission(lambda code: report_permission(DETAILS_SOURCE, code)):
+        await graph.get_pages(tenant, url, request, counter.add_page, "userRegistrationDetails")
     if counter.repeated:
         log.warning(
             f"Graph sent {counter.repeated} rows of userRegistrationDetails for users it had "
@@ -195,7 +214,8 @@ async def fetch_from_source(
     if source == DETAILS_SOURCE:
         return await fetch_registration_details(graph, tenant, token, deadline, tally), source
     try:
-        report = await graph.fetch_registration_report(tenant, token, deadline, tally)
+        with naming_permission(lambda code: report_permission(DEFAULT_SOURCE, code)):
+            report = await graph.fetch_registration_report(tenant, token, deadline, tally)
     except GraphError as err:
         if source != AUTO_SOURCE or not seed_report_is_gone(err.failure):
             raise

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from types import MappingProxyType
 
 from exporter import __version__
+from exporter.config.permissions import AUDIT_LOG, NO_AUDIT_LOG_ACCESS
 from exporter.metrics.snapshots import POLICY_COLLECTOR, PollRecord, TenantSnapshot
 from exporter.reports.details import SEGMENT_STATUSES
 from exporter.reports.policy import MethodsPolicy
@@ -49,12 +50,12 @@ HINTS = MappingProxyType(
 )
 CODE_HINTS = MappingProxyType(
     {
-        "Authentication_ApplicationHasNoReadAuditLogDataAccess": "grant AuditLog.Read.All "
-        "(application) and consent again",
+        NO_AUDIT_LOG_ACCESS: f"grant {AUDIT_LOG} (application) with admin consent: Graph asks "
+        "for it on the registration reports, getCredentialUserRegistrationCount included",
         "Authentication_RequestFromNonPremiumTenantOrB2CTenant": "the tenant needs Entra ID "
         "P1 or P2 (B2C tenants have no such reports)",
-        "Authorization_RequestDenied": "grant the permission named in the reason, with admin "
-        "consent",
+        "Authorization_RequestDenied": "grant the application permission the reason names, with "
+        "admin consent",
         "invalid_client": "the credential is wrong or expired: renew it in the app registration",
     }
 )
