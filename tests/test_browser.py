@@ -104,11 +104,26 @@ def test_a_tenant_page_lists_recent_polls_and_the_failed_polls_log(
     assert "user0@" not in segments and "User 0" not in segments  # never a user's name
 
 
-def test_a_screenshot_of_the_landing_page(exporter: ExporterProcess, tmp_path: Path) -> None:
-    shot = tmp_path / "landing-page.png"
-    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,600", f"{exporter.url}/")
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert shot.stat().st_size > 10_000
+@pytest.mark.parametrize("width", [800, 1400])
+def test_the_pages_at_800_and_1400_pixels_wrap_at_spaces_never_mid_word(
+    exporter: ExporterProcess, tmp_path: Path, width: int
+) -> None:
+    from exporter.web.pages import STYLE
+
+    # Nothing lets the browser break a word where it likes; wide tables scroll in their box.
+    assert (
+        "anywhere" not in STYLE and "break-all" not in STYLE and ".wide{overflow-x:auto}" in STYLE
+    )
+    for path in ("/", f"/tenants/{SEGMENTED}", f"/tenants/{FAILING}"):
+        dom = chromium(
+            tmp_path, "--dump-dom", f"--window-size={width},900", f"{exporter.url}{path}"
+        )
+        assert dom.count("<table") == dom.count('<div class="wide"><table'), path
+        shot = tmp_path / f"page-{width}.png"
+        chromium(
+            tmp_path, f"--screenshot={shot}", f"--window-size={width},900", f"{exporter.url}{path}"
+        )
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
 
 
 @pytest.fixture
@@ -137,7 +152,7 @@ def test_the_triage_page_at_a_thousand_tenants(thousand: ExporterProcess, tmp_pa
     assert "1,000 tenants: 999 up, 1 failing (auth_error 1), 0 not polled yet" in text
     rows = re.findall(r"<tr><td><a href=[\"']/tenants/([^\"']+)[\"']>", dom)
     assert len(rows) == 1000 and rows[0] == "tenant-0500"  # failing first
-    assert "grant AuditLog.Read.All (application) and consent again" in text  # its hint
+    assert "grant AuditLog.Read.All (application) with admin consent" in text  # its hint
     assert text.count("HTTP 403") == 1
     filtered = visible_text(chromium(tmp_path, "--dump-dom", f"{thousand.url}/?tenant=tenant-099"))
     assert "showing 10" in filtered and "tenant-0500" not in filtered

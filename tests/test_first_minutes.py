@@ -95,3 +95,18 @@ def test_one_permissions_story_in_the_readme_the_docs_and_check_config(tmp_path:
         "adminconsent?client_id=" in configuration
         and "adminconsent?client_id=" in (REPO / "README.md").read_text()
     )
+
+
+def test_what_the_docs_say_of_the_demo_and_the_dashboard_is_what_ships() -> None:
+    import json
+
+    from exporter.demo import DEMO_TENANTS
+
+    words = {4: "four", 5: "five", 6: "six"}
+    count = words[DEMO_TENANTS]
+    assert f"simulator with {count} tenants" in (REPO / "README.md").read_text()
+    assert f"with {count} sample tenants" in (REPO / "docs" / "development.md").read_text()
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "entra-registration.json").read_text())
+    operations = " ".join((REPO / "docs" / "operations.md").read_text().split())
+    for panel in dashboard["panels"]:
+        assert panel["title"] in operations, panel["title"]

@@ -32,7 +32,9 @@ STYLE = (
     "th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}"
     "th{background:#f3f3f3}td:first-child{white-space:nowrap}.success{color:#0a6b2d}.failure{color:#a40e26;font-weight:600}"
     "code,pre{font-family:ui-monospace,monospace;font-size:.9em}pre{white-space:pre-wrap}"
-    "table.tenants{width:100%;table-layout:fixed}td{overflow-wrap:anywhere}"
+    # Cells wrap at spaces only (a word is never broken mid-word); a table wider than the
+    # window scrolls in its own box. Long tokens (ids in <code>) are whole words too.
+    ".wide{overflow-x:auto}table.tenants{width:100%}td{overflow-wrap:normal;word-break:normal}"
     ".stale{color:#8a5a00}.hint{color:#444;font-size:.9em}"
 )
 # What to do about a failed tenant, by result class (and by Graph's error code, where known).
@@ -258,15 +260,12 @@ def render_landing_page(
             "<form method='get' action='/'><label>Tenant name contains "
             f"<input name='tenant' value='{_e(query)}'></label> <button>Filter</button>"
             f"{f' · showing {len(shown):,}' if query else ''}</form>",
-            "<table class='tenants'><colgroup><col style='width:10%'><col style='width:9%'>"
-            "<col style='width:7%'><col style='width:24%'><col style='width:7%'>"
-            "<col style='width:6%'><col style='width:12%'><col style='width:12%'>"
-            "<col style='width:13%'></colgroup>"
+            "<div class='wide'><table class='tenants'>"
             "<tr><th>tenant</th><th>source</th><th>last result</th><th>reason and hint</th>"
             "<th>last success</th><th>next poll</th><th>registration</th><th>segments</th>"
             "<th>SMS and voice retirement</th></tr>",
             *rows,
-            "</table>",
+            "</table></div>",
         ],
     )
 
@@ -290,20 +289,22 @@ def _segment_rows(report: RegistrationReport | None) -> list[str]:
         + "".join(f"<th>{_e(s)}</th>" for s in STRENGTHS)
         + "</tr>"
     )
-    rows = ["<h2>Segments</h2><table><tr><th>user type</th><th>role</th>" + header]
+    rows = [
+        "<h2>Segments</h2><div class='wide'><table><tr><th>user type</th><th>role</th>" + header
+    ]
     for user_type, role, counts in report.segments.segments:
         rows.append(
             f"<tr><td>{_e(user_type)}</td><td>{_e(role)}</td><td>{counts.users:,}</td>"
             f"{_coverage_cells(counts)}</tr>"
         )
-    rows.append("</table>")
+    rows.append("</table></div>")
     if report.segments.groups:
-        rows.append("<h2>Groups</h2><table><tr><th>group</th>" + header)
+        rows.append("<h2>Groups</h2><div class='wide'><table><tr><th>group</th>" + header)
         for name, counts in report.segments.groups:
             rows.append(
                 f"<tr><td>{_e(name)}</td><td>{counts.users:,}</td>{_coverage_cells(counts)}</tr>"
             )
-        rows.append("</table>")
+        rows.append("</table></div>")
     return rows
 
 
@@ -340,10 +341,10 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
             f"<p>{_e(retirement)}</p>" if retirement else "",
             _collectors(snap),
             f"<h2>Recent polls (last {len(snap.recent)})</h2>",
-            "<table><tr><th>finished</th><th>result</th><th>duration</th>"
+            "<div class='wide'><table><tr><th>finished</th><th>result</th><th>duration</th>"
             "<th>Graph requests</th><th>source</th><th>reason</th></tr>",
             *polls,
-            "</table>",
+            "</table></div>",
             *_segment_rows(snap.fresh_report(now)),
             "<h2>Log of the last failed poll</h2>",
             f"<pre>{log}</pre>" if log else "<p>No failed poll so far.</p>",
