@@ -222,3 +222,16 @@ class ExporterProcess:
         terminate(self.proc)
         self._log.close()
         return int(self.proc.returncode)
+
+
+def secret_volume(folder: Path, files: dict[str, str], generation: str) -> None:
+    """Write ``files`` as the kubelet writes a Secret volume: a timestamped folder, ``..data``
+    linking to it (swapped by a rename), and each key a link through ``..data``."""
+    version = folder / f"..{generation}"
+    version.mkdir(parents=True)
+    for key, value in files.items():
+        (version / key).write_text(value)
+        if not (folder / key).is_symlink():
+            (folder / key).symlink_to(Path("..data") / key)
+    (folder / "..data_tmp").symlink_to(version.name)
+    os.replace(folder / "..data_tmp", folder / "..data")

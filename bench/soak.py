@@ -1,6 +1,8 @@
 """Soak: N tenants, half failing at random with every fault kind the simulator has, one
 poisoned for good, one whose identity provider answers an unusable token, one on
-userRegistrationDetails whose pages repeat users at their seams, 20 scrapers
+userRegistrationDetails whose pages repeat users at their seams, one whose client secret file is
+rotated half-way (as a Kubernetes Secret volume swaps it, the old secret revoked at once), one
+whose authentication methods policy Graph always refuses (403), 20 scrapers
 hammering ``/metrics``, a reload every few seconds that alternates between two tenant sets, and
 an attacker (slow headers, a smuggled request, a cross-site reload, SIGHUP bursts), the whole
 run.
@@ -34,8 +36,15 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import ExporterProcess, ProcessSample, SimulatorProcess, connections_to
+from bench.harness import (
+    ExporterProcess,
+    ProcessSample,
+    SimulatorProcess,
+    connections_to,
+    secret_volume,
+)
 from entra_simulator import GRAPH_FAULTS
+from entra_simulator.policy import FORBIDDEN
 from exporter.config.loader import parse_duration
 
 # Every Graph fault the simulator can inject, drawn at random for the faulty half.
@@ -68,6 +77,11 @@ class SoakReport:
     poisoned_tenant_up: float | None = None
     # entra_tenant_users of the tenant whose pages repeat users (the simulator has 1,000).
     repeating_tenant_users: float | None = None
+    # The tenant whose secret file was rotated half-way: up at the end (no restart).
+    rotated_tenant_up: float | None = None
+    # The tenant whose policy Graph refuses: its report collector up, its policy collector down.
+    policy_refused_report_up: float | None = None
+    policy_refused_policy_up: float | None = None
     threads_slope_per_minute: float = 0.0
     fds_slope_per_minute: float = 0.0
     rss_slope_mb_per_minute: float = 0.0
@@ -205,6 +219,49 @@ def _repeating_tenant(config_file: Path) -> str:
     return str(tenant["name"])
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """The tenant whose secret lives in a Secret-like volume, rotated half-way."""
+
+    name: str
+    body: dict[str, object]  # its simulator registration (POST /_sim/tenants)
+    volume: Path
+
+
+def _special_tenants(config_file: Path, workdir: Path) -> tuple[Rotation, dict[str, object]]:
+    """After the repeating tenant: one whose secret is read from a volume, one with
+    ``policy: true`` that Graph refuses (both healthy otherwise)."""
+    document = yaml.safe_load(config_file.read_text())
+    middle = len(document["tenants"]) // 2
+    rotated, refused = document["tenants"][middle + 1], document["tenants"][middle + 2]
+    volume = workdir / "secrets"
+    secret_volume(volume, {"client-secret": rotated.pop("client_secret")}, "1")
+    rotated["client_secret_file"] = str(volume / "client-secret")
+    refused["policy"] = True
+    config_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    config_file.chmod(0o600)
+    keys = ("name", "tenant_id", "client_id")
+    body = {key: rotated[key] for key in keys}
+    refusal = {**{key: refused[key] for key in keys}, "secret": refused["client_secret"]}
+    return Rotation(str(rotated["name"]), body, volume), {**refusal, "policy_variant": FORBIDDEN}
+
+
+def _rotate(sim: SimulatorProcess, rotation: Rotation) -> None:
+    """A new secret in the volume, and the old one revoked at the token endpoint."""
+    secret_volume(rotation.volume, {"client-secret": "rotated-soak-secret-0001"}, "2")
+    sim.call("/_sim/tenants", {**rotation.body, "secret": "rotated-soak-secret-0001"})
+
+
+def _collector_up(exporter: ExporterProcess, tenant: str, collector: str) -> float | None:
+    _, body = exporter.get("/metrics")
+    for family in text_string_to_metric_families(body.decode()):
+        if family.name == "entra_exporter_collector_up":
+            for sample in family.samples:
+                if sample.labels == {"tenant": tenant, "collector": collector}:
+                    return float(sample.value)
+    return None
+
+
 def run_soak(
     tenants: int = 100,
     duration: float = 600.0,
@@ -229,8 +286,12 @@ def run_soak(
             },
             # Tenants on userRegistrationDetails see pages that repeat users at their seams.
             extra_args=("--hang=3s", "--users=1000", "--page-size=500", "--page-overlap=5"),
+            # Tokens renew during the run: the rotated secret is asked for, not a cached token.
+            token_lifetime=8,
         )
         repeating = _repeating_tenant(sim.config_file)
+        rotation, refused = _special_tenants(sim.config_file, workdir)
+        sim.call("/_sim/tenants", refused)
         exporter = ExporterProcess(sim.config_file, workdir / "exporter.log")
         try:
             names = sorted(sim.stats()["tenants"])
@@ -264,7 +325,11 @@ def run_soak(
             started = time.monotonic()
             samples: list[tuple[float, ProcessSample]] = []
             pooled_most = 0
+            rotated = False
             while (elapsed := time.monotonic() - started) < duration:
+                if not rotated and elapsed >= duration / 2:
+                    _rotate(sim, rotation)
+                    rotated = True
                 sample, pooled = exporter.sample(), connections_to(exporter.proc.pid, sim.port)
                 pooled_most = max(pooled_most, pooled)
                 other = replace(sample, open_fds=sample.open_fds - pooled)
@@ -281,6 +346,12 @@ def run_soak(
                 thread.join(30)
             poisoned_up = _tenant_up(exporter, poisoned)
             repeating_users = _tenant_up(exporter, repeating, "entra_tenant_users")
+            rotated_up = _tenant_up(exporter, rotation.name)
+            refused_name = str(refused["name"])
+            refused_up = (
+                _collector_up(exporter, refused_name, "report"),
+                _collector_up(exporter, refused_name, "policy"),
+            )
             healthy = [name for name in names if name not in faulty and name != poisoned]
             oldest = max((now - last.get(name, 0.0) for name in healthy), default=0.0)
         finally:
@@ -310,6 +381,9 @@ def run_soak(
         attacks=counts["attacks"],
         poisoned_tenant_up=poisoned_up,
         repeating_tenant_users=repeating_users,
+        rotated_tenant_up=rotated_up,
+        policy_refused_report_up=refused_up[0],
+        policy_refused_policy_up=refused_up[1],
         threads_slope_per_minute=round(_slope(samples, duration, "threads"), 3),
         fds_slope_per_minute=round(_slope(samples, duration, "open_fds"), 3),
         rss_slope_mb_per_minute=round(_slope(samples, duration, "rss_bytes") / 2**20, 3),

@@ -326,3 +326,20 @@ def details_truth(tenant: SimTenant) -> dict[str, Any]:
         for method in user["methodsRegistered"]:
             methods[method] = methods.get(method, 0) + 1
     return {"users": total, "flags": flags, "methods": methods}
+
+
+def tenant_from(body: dict[str, Any]) -> SimTenant:
+    """A tenant from the control API's JSON (``POST /_sim/tenants``); the same tenant_id
+    replaces the tenant (a rotated secret, another policy)."""
+    return SimTenant(
+        name=str(body["name"]),
+        tenant_id=str(body["tenant_id"]),
+        client_id=str(body["client_id"]),
+        secret=body.get("secret"),
+        certificate_pem=body.get("certificate_pem"),
+        federated_token=body.get("federated_token"),
+        shape=int(body.get("shape", 0)),
+        users=int(body["users"]) if body.get("users") is not None else None,
+        seed_gone=bool(body.get("seed_gone", False)),
+        policy_variant=int(body.get("policy_variant", 0)),
+    )

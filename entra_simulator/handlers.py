@@ -24,6 +24,7 @@ from entra_simulator.directory import (
     SimTenant,
     details_page,
     report_document,
+    tenant_from,
     tenant_users,
 )
 from entra_simulator.faults import (
@@ -216,19 +217,8 @@ class _SimHandler(BaseHTTPRequestHandler):
                 return
             self._json(200, {"ok": True})
         elif path == "/_sim/tenants":
-            body = self._read_json()
             try:
-                tenant = SimTenant(
-                    name=str(body["name"]),
-                    tenant_id=str(body["tenant_id"]),
-                    client_id=str(body["client_id"]),
-                    secret=body.get("secret"),
-                    certificate_pem=body.get("certificate_pem"),
-                    federated_token=body.get("federated_token"),
-                    shape=int(body.get("shape", 0)),
-                    users=int(body["users"]) if body.get("users") is not None else None,
-                    seed_gone=bool(body.get("seed_gone", False)),
-                )
+                tenant = tenant_from(self._read_json())
             except (KeyError, TypeError, ValueError) as err:
                 self._json(400, {"error": str(err)})
                 return

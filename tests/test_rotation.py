@@ -4,13 +4,13 @@ Kubernetes Secret volume swaps them."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import trustme
 import yaml
 
+from bench.harness import secret_volume
 from tests.conftest import (
     ExporterProcess,
     SimEnv,
@@ -20,19 +20,6 @@ from tests.conftest import (
 )
 
 ROTATED = "tenant-0000"
-
-
-def secret_volume(folder: Path, files: dict[str, str], generation: str) -> None:
-    """Write ``files`` as the kubelet writes a Secret volume: a timestamped folder, ``..data``
-    linking to it (swapped by a rename), and each key a link through ``..data``."""
-    version = folder / f"..{generation}"
-    version.mkdir(parents=True)
-    for key, value in files.items():
-        (version / key).write_text(value)
-        if not (folder / key).is_symlink():
-            (folder / key).symlink_to(Path("..data") / key)
-    (folder / "..data_tmp").symlink_to(version.name)
-    os.replace(folder / "..data_tmp", folder / "..data")
 
 
 def tenant_up(exporter: ExporterProcess, name: str) -> float | None:

@@ -21,3 +21,6 @@ def test_short_soak_holds_steady(capsys) -> None:
     assert report.attacks >= 5  # slow headers, smuggling, cross-site reloads, SIGHUP bursts
     assert report.poisoned_tenant_up == 0  # down, while the healthy ones stayed fresh
     assert report.repeating_tenant_users == 1000  # its pages repeat users: each counted once
+    assert report.rotated_tenant_up == 1  # its secret file rotated half-way: no restart
+    # Graph refuses its policy: that collector down, its report fresh (among the healthy).
+    assert (report.policy_refused_report_up, report.policy_refused_policy_up) == (1, 0)
