@@ -28,6 +28,7 @@ from exporter.config.credentials import (
     parse_shared_app,
     with_shared_app,
 )
+from exporter.config.environment import expand_env
 from exporter.config.model import (
     CLOUD_NAMES,
     CLOUDS,
@@ -48,11 +49,11 @@ from exporter.config.segments import check_default_segments, parse_segments
 
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
-_VAR_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
-_VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HTTPS_HOST_RE = re.compile(r"^https://[^/\s]+$")
 
-DEFAULTS_KEYS = ("interval", "timeout", "jitter", "cloud", "source", "stale_after", "policy")
+# The collectors a tenant may turn on beside the report: true or false each.
+SWITCHES = ("policy", "enforcement")
+DEFAULTS_KEYS = ("interval", "timeout", "jitter", "cloud", "source", "stale_after", *SWITCHES)
 _TOP_KEYS = frozenset(
     {"defaults", "concurrency", "rate_limits", "endpoints", "tls_ca_file", "tenants"}
 )
@@ -68,6 +69,7 @@ _BUILTIN_DEFAULTS: Mapping[str, str | bool | None] = MappingProxyType(
         "source": None,  # depends on the cloud: see _source_for
         "stale_after": "3x",
         "policy": False,
+        "enforcement": False,
     }
 )
 MIN_INTERVAL = 1.0
@@ -112,30 +114,6 @@ def _parse_int(value: Any, path: str, low: int, high: int, problems: Problems) -
     return value
 
 
-def expand_env(node: Any, path: str, environ: Mapping[str, str], problems: Problems) -> Any:
-    """Replace ``${VAR}`` in every string of the tree; ``$$`` is a literal ``$``."""
-    if isinstance(node, dict):
-        return {k: expand_env(v, join(path, str(k)), environ, problems) for k, v in node.items()}
-    if isinstance(node, list):
-        return [expand_env(v, f"{path}[{i}]", environ, problems) for i, v in enumerate(node)]
-    if not isinstance(node, str) or "$" not in node:
-        return node
-
-    def substitute(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name = match.group(1)
-        if not _VAR_NAME_RE.match(name):
-            problems.add(path, f"${{{name}}} is not a valid environment variable reference")
-            return match.group(0)  # left as written: one problem is reported, not two
-        if name not in environ:
-            problems.add(path, f"environment variable {name} is not set")
-            return match.group(0)
-        return environ[name]
-
-    return _VAR_RE.sub(substitute, node)
-
-
 # --------------------------------------------------------------------------- per-tenant settings
 
 
@@ -158,6 +136,7 @@ class _Settings:
     source: str
     stale_after: float
     policy: bool
+    enforcement: bool
 
 
 def _parse_durations(raw: _RawSettings, problems: Problems) -> dict[str, float] | None:
@@ -235,14 +214,15 @@ def _parse_settings(raw: _RawSettings, problems: Problems) -> _Settings | None:
     if source is not None and source not in SOURCES:
         problems.add(raw.paths["source"], f"{source!r} is not one of {', '.join(SOURCES)}")
         ok = False
-    if not isinstance(raw.values["policy"], bool):
-        problems.add(raw.paths["policy"], "must be true or false")
-        ok = False
+    for switch in SWITCHES:
+        if not isinstance(raw.values[switch], bool):
+            problems.add(raw.paths[switch], "must be true or false")
+            ok = False
     interval = durations.get("interval") if durations else None
     stale_after = _parse_stale_after(raw, interval, problems)
     if not ok or durations is None or stale_after is None:
         return None
-    return _Settings(
+    settings = _Settings(
         interval=durations["interval"],
         timeout=durations["timeout"],
         jitter=durations["jitter"],
@@ -250,7 +230,16 @@ def _parse_settings(raw: _RawSettings, problems: Problems) -> _Settings | None:
         source=_source_for(str(cloud), source, raw.paths["source"], problems),
         stale_after=stale_after,
         policy=bool(raw.values["policy"]),
+        enforcement=bool(raw.values["enforcement"]),
     )
+    if settings.enforcement and settings.source == DEFAULT_SOURCE:
+        problems.add(
+            raw.paths["enforcement"],
+            "needs source userRegistrationDetails or auto: who must use MFA is decided user by "
+            "user, and the seed's report (credentialUserRegistrationCount) has only totals",
+        )
+        return None
+    return settings
 
 
 def _source_for(cloud: str, source: str | None, path: str, problems: Problems) -> str:

@@ -196,6 +196,8 @@ class TenantConfig:
     shared_app: bool = False
     # Read the authentication methods policy every poll (the ``policy`` collector).
     policy: bool = False
+    # Read security defaults and Conditional Access every poll (the ``enforcement`` collector).
+    enforcement: bool = False
 
     @property
     def authority(self) -> str:

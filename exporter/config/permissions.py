@@ -18,6 +18,7 @@ AUDIT_LOG = "AuditLog.Read.All"
 ROLES = "RoleManagement.Read.Directory"
 GROUP_MEMBERS = "GroupMember.Read.All"
 METHODS_POLICY = "Policy.Read.AuthenticationMethod"
+POLICIES = "Policy.Read.All"
 # Graph's code when the registration reports want AuditLog.Read.All (seen for the seed's report
 # too, though Microsoft's page names Reports.Read.All only): grant it when Graph names it.
 NO_AUDIT_LOG_ACCESS = "Authentication_ApplicationHasNoReadAuditLogDataAccess"
@@ -46,17 +47,25 @@ PERMISSIONS = (
     Permission(
         ROLES,
         "GET /v1.0/roleManagement/directory/roleAssignments (and roleEligibilityScheduleInstances)",
-        "segments.privileged_roles, and SMS/voice retirement readiness",
+        "segments.privileged_roles, SMS/voice retirement readiness, and enforcement: true "
+        "(the roles MFA policies name)",
     ),
     Permission(
         GROUP_MEMBERS,
         "GET /v1.0/groups/{id}/transitiveMembers",
-        "segments.groups, and privileged roles held through role-assignable groups",
+        "segments.groups, privileged roles held through role-assignable groups, and "
+        "enforcement: true (the groups MFA policies name)",
     ),
     Permission(
         METHODS_POLICY,
         "GET /beta/policies/authenticationMethodsPolicy",
         "policy: true (the authentication methods policy)",
+    ),
+    Permission(
+        POLICIES,
+        "GET /v1.0/identity/conditionalAccess/policies and "
+        "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy",
+        "enforcement: true (who must use MFA: Conditional Access, security defaults)",
     ),
 )
 
@@ -75,6 +84,8 @@ def permissions_needed(tenant: TenantConfig) -> list[str]:
         needed.add(GROUP_MEMBERS)  # configured groups, role-assignable groups
     if tenant.policy:
         needed.add(METHODS_POLICY)
+    if tenant.enforcement:  # and the groups and roles its MFA policies name
+        needed.update((POLICIES, ROLES, GROUP_MEMBERS))
     order = [p.name for p in PERMISSIONS]
     return sorted(needed, key=order.index)
 

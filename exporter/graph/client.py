@@ -37,7 +37,7 @@ from exporter.graph.failures import (
     PollFailure,
     describe_error,
 )
-from exporter.graph.pacing import GraphRateLimiter, RateLimitedError
+from exporter.graph.pacing import GraphRateLimiter, RateLimitedError, TenantLimiter
 from exporter.graph.service_budget import ServiceBudget, request_cost
 from exporter.graph.transport import HttpResponse, ResponseBodyError, Transport
 from exporter.reports.directory import Page
@@ -49,7 +49,10 @@ from exporter.reports.registration import (
 
 T = TypeVar("T")
 # The budgets a request may be paced by: identity and access reports, or the service's.
-REPORTS, DIRECTORY = "reports", "directory"
+# The budget a request is paced by: Graph's identity and access reports limits, the identity
+# and access service's resource units (roles, groups, policies), or the 1 request per second
+# per tenant of Conditional Access.
+REPORTS, DIRECTORY, CONDITIONAL_ACCESS = "reports", "directory", "conditional_access"
 
 
 def requested_top(url: str) -> int | None:
@@ -91,6 +94,7 @@ class GraphClient:
         self._sleep = sleep
         # Directory requests (roles, groups, policies) are paced by the service's own budget.
         self.service = service or ServiceBudget()
+        self.conditional_access = TenantLimiter()
 
     def note_tenant_size(self, tenant: TenantConfig, users: int) -> None:
         """The tenant's size, learnt from its report: it sets its directory budget."""
@@ -110,6 +114,7 @@ class GraphClient:
         start a new limiter. Windows of pairs no longer configured are dropped once idle.
         """
         self.service.use(apps, app_share)
+        self.conditional_access.forget({tenant for _, tenant in apps})
         limiter = self._limiter
         if (limiter.per_app_per_tenant, limiter.per_app) != (per_app_per_tenant, per_app):
             self._limiter = GraphRateLimiter(per_app_per_tenant, per_app)
@@ -139,7 +144,8 @@ class GraphClient:
     ) -> T:
         """GET ``url`` (one JSON document) and ``parse`` it; ReportParseError is a parse_error.
 
-        ``service``: :data:`REPORTS` or :data:`DIRECTORY`, the budget the request is paced by.
+        ``service``: :data:`REPORTS`, :data:`DIRECTORY` or :data:`CONDITIONAL_ACCESS`, the
+        budget the request is paced by.
         """
         token, deadline, tally = request
         response, client_request_id = await self._get_ok(
@@ -233,6 +239,8 @@ class GraphClient:
         self, tenant: TenantConfig, url: str, deadline: float, service: str
     ) -> AbstractAsyncContextManager[float]:
         """A slot in the budget of the request's service."""
+        if service == CONDITIONAL_ACCESS:
+            return self.conditional_access.slot(tenant.tenant_id, deadline)
         if service == DIRECTORY:
             units = request_cost("GET", url)
             return self.service.slot(tenant.client_id, tenant.tenant_id, units, deadline)

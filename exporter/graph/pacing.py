@@ -189,3 +189,49 @@ class GraphRateLimiter:
         for app, window in list(self._app_windows.items()):
             if app not in apps and window.idle:
                 del self._app_windows[app]
+
+
+# Graph's "identity protection and conditional access" limit: 1 request per second per tenant,
+# for all apps together (its 429 carries no Retry-After: the client backs off on its own).
+CONDITIONAL_ACCESS_LIMIT = RateLimit(1, 1.0)
+
+
+class _Open:
+    """A window that never waits (the other half of a one-window hold)."""
+
+    async def enter(self, units: int = 1) -> None:
+        return None
+
+    def leave(self, units: int = 1, sent: bool = True) -> None:
+        return None
+
+
+class TenantLimiter:
+    """One sliding window per tenant, whatever the app: Conditional Access policy reads."""
+
+    def __init__(
+        self,
+        limit: RateLimit = CONDITIONAL_ACCESS_LIMIT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._windows: dict[str, SlidingWindow] = {}
+        self._open = _Open()
+
+    @asynccontextmanager
+    async def slot(self, tenant_id: str, deadline: float | None = None) -> AsyncIterator[float]:
+        """Hold the tenant's slot for the body; yields the seconds waited (see :func:`hold`)."""
+        key = tenant_id.lower()
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = SlidingWindow(self.limit, self._clock)
+        async with hold((window, self._open), 1, deadline, self._clock) as waited:
+            yield waited
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop idle windows of tenants no longer configured."""
+        kept = {tenant.lower() for tenant in keep}
+        for key, window in list(self._windows.items()):
+            if key not in kept and window.idle:
+                del self._windows[key]

@@ -20,6 +20,8 @@ RECENT_POLLS = 20
 REPORT_COLLECTOR = "report"
 # The authentication methods policy collector (``policy: true``).
 POLICY_COLLECTOR = "policy"
+# Security defaults and Conditional Access: who must use MFA (``enforcement: true``).
+ENFORCEMENT_COLLECTOR = "enforcement"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ one is a module with its class and one line in :data:`COLLECTORS`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -15,6 +16,29 @@ from exporter.config.model import TenantConfig
 from exporter.graph.answers import RequestTally
 from exporter.graph.auth import AccessToken
 from exporter.graph.client import GraphClient
+from exporter.reports.enforcement import EnforcementPolicies
+
+
+class PollExchange:
+    """What one collector of a poll hands another: the enforcement collector's policies to the
+    report collector, whose one pass over the users classifies them. The report never waits
+    for a collector that is not part of this poll."""
+
+    def __init__(self, enforcement_runs: bool) -> None:
+        self._policies: asyncio.Future[EnforcementPolicies | None] | None = (
+            asyncio.get_running_loop().create_future() if enforcement_runs else None
+        )
+
+    def offer_policies(self, policies: EnforcementPolicies | None) -> None:
+        """The enforcement collector's policies (None: it could not read them)."""
+        if self._policies is not None and not self._policies.done():
+            self._policies.set_result(policies)
+
+    async def policies(self) -> EnforcementPolicies | None:
+        """The policies of this poll, once read; None without them."""
+        if self._policies is None:
+            return None
+        return await asyncio.shield(self._policies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +52,7 @@ class CollectorRun:
     tally: RequestTally
     # The report source to read: the configured one, or where ``auto`` settled.
     source: str
+    exchange: PollExchange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +83,14 @@ class CollectorKind:
 
 def _registered() -> tuple[CollectorKind, ...]:
     # Imported here: the collectors' modules import this one for CollectorRun and Collected.
+    from exporter.polling.enforcement_collector import EnforcementCollector  # noqa: PLC0415
     from exporter.polling.policy_collector import PolicyCollector  # noqa: PLC0415
     from exporter.polling.report_collector import ReportCollector  # noqa: PLC0415
 
     return (
         CollectorKind(ReportCollector, lambda _tenant: True),
         CollectorKind(PolicyCollector, lambda tenant: tenant.policy),
+        CollectorKind(EnforcementCollector, lambda tenant: tenant.enforcement),
     )
 
 

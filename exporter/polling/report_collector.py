@@ -12,29 +12,23 @@ published. Permissions (:mod:`exporter.config.permissions`): a 403 names the one
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import urllib.parse
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
 from types import MappingProxyType
 
 from exporter.config.model import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
-from exporter.config.permissions import GROUP_MEMBERS, ROLES, report_permission
-from exporter.graph.answers import GraphError, RequestTally
-from exporter.graph.auth import AccessToken
-from exporter.graph.client import DIRECTORY, GraphClient
+from exporter.config.permissions import report_permission
+from exporter.graph.answers import GraphError
 from exporter.graph.failures import PollFailure
 from exporter.metrics.snapshots import REPORT_COLLECTOR
 from exporter.polling.collectors import Collected, CollectorRun
+from exporter.polling.lookups import DirectoryLookups, graph_url, naming_permission
 from exporter.reports.details import (
     DETAIL_FIELDS,
     IDS_HELD,
     RegistrationDetailsCounter,
     SegmentContext,
 )
-from exporter.reports.directory import DirectoryIdCollector
+from exporter.reports.enforcement import EnforcementContext, EnforcementPolicies
 from exporter.reports.registration import RegistrationReport
 from exporter.reports.strengths import GLOBAL_ADMINISTRATOR
 
@@ -47,138 +41,72 @@ DETAILS_QUERY = MappingProxyType({"$select": ",".join(DETAIL_FIELDS), "$top": "9
 READINESS_QUERY = MappingProxyType(
     {"$select": ",".join((*DETAIL_FIELDS, "userPrincipalName")), "$top": "999"}
 )
-ASSIGNMENTS_PATH = "/v1.0/roleManagement/directory/roleAssignments"
-ELIGIBILITIES_PATH = "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances"
-MEMBERS_QUERY = MappingProxyType({"$select": "id", "$top": "999"})
 # What Graph answers for a report it no longer serves (with one of its error codes).
 GONE_STATUSES = (400, 404, 410)
 
 
-@contextlib.contextmanager
-def naming_permission(permission: str | Callable[[str | None], str]) -> Iterator[None]:
-    """A Graph 403 inside says which application permission to grant (the one story of
-    :mod:`exporter.config.permissions`); ``permission`` may depend on Graph's error code."""
-    try:
-        yield
-    except GraphError as err:
-        failure = err.failure
-        if failure.http_status != 403:
-            raise
-        name = permission if isinstance(permission, str) else permission(failure.error_code)
-        message = f"{failure.message}: grant the application permission {name}, with admin consent"
-        raise GraphError(replace(failure, message=message)) from None
-
-
-def graph_url(tenant: TenantConfig, path: str, query: Mapping[str, str]) -> str:
-    """``path`` on the tenant's Graph with ``query`` encoded as Graph's examples write it."""
-    encoded = urllib.parse.urlencode(query, safe="$,'()", quote_via=urllib.parse.quote)
-    return f"{tenant.endpoints.graph_host}{path}?{encoded}"
-
-
-async def _group_users(
-    graph: GraphClient,
-    tenant: TenantConfig,
-    group_id: str,
-    request: tuple[AccessToken, float, RequestTally],
-    what: str,
-) -> set[int]:
-    """The IDs of a group's transitive members (users and untyped objects)."""
-    collector = DirectoryIdCollector()
-    url = graph_url(tenant, f"/v1.0/groups/{group_id}/transitiveMembers", MEMBERS_QUERY)
-    try:
-        with naming_permission(GROUP_MEMBERS):
-            await graph.get_pages(
-                tenant,
-                url,
-                request,
-                lambda page: collector.add_page(page, principals=False),
-                what,
-                DIRECTORY,
-            )
-    except GraphError as err:
-        failure = err.failure
-        raise GraphError(replace(failure, message=f"{what}: {failure.message}")) from None
-    return collector.users
-
-
-async def fetch_role_holders(
-    graph: GraphClient,
-    tenant: TenantConfig,
-    request: tuple[AccessToken, float, RequestTally],
-    roles: tuple[str, ...],
-) -> frozenset[int]:
-    """Users holding one of ``roles``: directly, or through a (role-assignable) group.
-
-    Active assignments, and with ``include_eligible`` PIM-eligible ones too; service
-    principals are skipped, and users the report does not list never match anything.
-    """
-    segments = tenant.segments
-    collector = DirectoryIdCollector()
-    paths = (
-        (ASSIGNMENTS_PATH, ELIGIBILITIES_PATH) if segments.include_eligible else (ASSIGNMENTS_PATH,)
-    )
-    for path in paths:
-        for role in roles:
-            query = {"$filter": f"roleDefinitionId eq '{role}'", "$expand": "principal"}
-            with naming_permission(ROLES):
-                await graph.get_pages(
-                    tenant,
-                    graph_url(tenant, path, query),
-                    request,
-                    lambda page: collector.add_page(page, principals=True),
-                    f"role assignments of {role}",
-                    DIRECTORY,
-                )
-    users = set(collector.users)
-    for group in sorted(collector.groups):
-        group_id = str(uuid.UUID(int=group))
-        users |= await _group_users(graph, tenant, group_id, request, f"role group {group_id}")
-    return frozenset(users)
-
-
 async def fetch_segment_context(
-    graph: GraphClient, tenant: TenantConfig, request: tuple[AccessToken, float, RequestTally]
+    lookups: DirectoryLookups, tenant: TenantConfig, policies: EnforcementPolicies | None = None
 ) -> SegmentContext:
-    """The ID sets the tenant's segments need (empty when none are configured).
+    """The ID sets the tenant's segments need (empty when none are configured), and those of
+    its MFA policies when the enforcement collector read them in this poll.
 
     With retirement readiness on, Global Administrators are looked up on their own, even when
     ``privileged_roles`` leaves that role out (they count as privileged only if listed).
     """
     segments = tenant.segments
     readiness = tenant.readiness_off(DETAILS_SOURCE) is None
-    roles = segments.privileged_roles
+    roles, eligible = segments.privileged_roles, segments.include_eligible
     others = tuple(role for role in roles if role != GLOBAL_ADMINISTRATOR)
     privileged: frozenset[int] = frozenset()
     if others:
-        privileged = await fetch_role_holders(graph, tenant, request, others)
+        privileged = await lookups.role_holders(others, eligible)
     global_admins: frozenset[int] | None = None
     if readiness or GLOBAL_ADMINISTRATOR in roles:
-        global_admins = await fetch_role_holders(graph, tenant, request, (GLOBAL_ADMINISTRATOR,))
+        global_admins = await lookups.role_holders((GLOBAL_ADMINISTRATOR,), eligible)
         if GLOBAL_ADMINISTRATOR in roles:
             privileged |= global_admins
     groups = []
     for name, group_id in segments.groups:
-        members = await _group_users(graph, tenant, group_id, request, f"group {name}")
-        groups.append((name, frozenset(members)))
+        groups.append((name, await lookups.group_members(group_id, f"group {name}")))
     return SegmentContext(
         privileged=privileged,
         groups=tuple(groups),
         global_admins=global_admins if readiness else None,
+        enforcement=None if policies is None else await enforcement_context(lookups, policies),
     )
 
 
-async def fetch_registration_details(
-    graph: GraphClient,
-    tenant: TenantConfig,
-    token: AccessToken,
-    deadline: float,
-    tally: RequestTally,
-) -> RegistrationReport:
-    """Count users over every page of userRegistrationDetails, with the tenant's segments."""
-    request = (token, deadline, tally)
+async def enforcement_context(
+    lookups: DirectoryLookups, policies: EnforcementPolicies
+) -> EnforcementContext:
+    """Each MFA policy's included and excluded users: named ones, transitive members of the
+    groups it names (a group Graph no longer has is empty), holders of its roles (active
+    assignments, directly or through a role-assignable group)."""
+    sets = []
+    for policy in policies.mfa_policies:
+        for side in (policy.include, policy.exclude):
+            ids = set(side.users)
+            for group_id in sorted(side.groups):
+                what = f"group {group_id} named by Conditional Access policy {policy.id}"
+                ids |= await lookups.group_members(group_id, what, missing_ok=True)
+            if side.roles:
+                ids |= await lookups.role_holders(tuple(sorted(side.roles)), eligible=False)
+            sets.append(frozenset(ids))
+    return EnforcementContext(policies, tuple(sets))
+
+
+async def fetch_registration_details(run: CollectorRun) -> RegistrationReport:
+    """Count users over every page of userRegistrationDetails, with the tenant's segments and,
+    when this poll read them, its MFA policies (each user classified in the same pass)."""
+    graph, tenant = run.graph, run.tenant
+    request = (run.token, run.deadline, run.tally)
+    policies = await run.exchange.policies() if run.exchange is not None else None
+    lookups = DirectoryLookups(graph, tenant, request)
     # The context's ID sets are not kept beside the counter's own index of them.
-    counter = RegistrationDetailsCounter(await fetch_segment_context(graph, tenant, request))
-    url = graph_url(tenant, DETAILS_PATH, READINESS_QUERY if counter.readiness else DETAILS_QUERY)
+    counter = RegistrationDetailsCounter(await fetch_segment_context(lookups, tenant, policies))
+    with_upn = counter.readiness or policies is not None  # #EXT# marks external users
+    url = graph_url(tenant, DETAILS_PATH, READINESS_QUERY if with_upn else DETAILS_QUERY)
     with naming_permission(lambda code: report_permission(DETAILS_SOURCE, code)):
         await graph.get_pages(tenant, url, request, counter.add_page, "userRegistrationDetails")
     if counter.repeated:
@@ -202,25 +130,20 @@ def seed_report_is_gone(failure: PollFailure) -> bool:
     return failure.http_status in GONE_STATUSES and bool(failure.error_code)
 
 
-async def fetch_from_source(
-    graph: GraphClient,
-    tenant: TenantConfig,
-    source: str,
-    token: AccessToken,
-    deadline: float,
-    tally: RequestTally,
-) -> tuple[RegistrationReport, str]:
-    """The report from ``source``; ``auto`` falls back to the successor when the seed is gone."""
-    if source == DETAILS_SOURCE:
-        return await fetch_registration_details(graph, tenant, token, deadline, tally), source
+async def fetch_from_source(run: CollectorRun) -> tuple[RegistrationReport, str]:
+    """The report from the run's source; ``auto`` falls back to the successor when the seed is
+    gone."""
+    if run.source == DETAILS_SOURCE:
+        return await fetch_registration_details(run), run.source
     try:
         with naming_permission(lambda code: report_permission(DEFAULT_SOURCE, code)):
-            report = await graph.fetch_registration_report(tenant, token, deadline, tally)
+            report = await run.graph.fetch_registration_report(
+                run.tenant, run.token, run.deadline, run.tally
+            )
     except GraphError as err:
-        if source != AUTO_SOURCE or not seed_report_is_gone(err.failure):
+        if run.source != AUTO_SOURCE or not seed_report_is_gone(err.failure):
             raise
-        report = await fetch_registration_details(graph, tenant, token, deadline, tally)
-        return report, DETAILS_SOURCE
+        return await fetch_registration_details(run), DETAILS_SOURCE
     return report, DEFAULT_SOURCE
 
 
@@ -231,8 +154,6 @@ class ReportCollector:
 
     async def collect(self, run: CollectorRun) -> Collected:
         """One report; a failed page fails it whole (GraphError)."""
-        report, source = await fetch_from_source(
-            run.graph, run.tenant, run.source, run.token, run.deadline, run.tally
-        )
+        report, source = await fetch_from_source(run)
         run.graph.note_tenant_size(run.tenant, report.total_users)
         return Collected(report, source)

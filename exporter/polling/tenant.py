@@ -32,13 +32,14 @@ from exporter.graph.failures import (
 from exporter.graph.transport import Transport
 from exporter.metrics.rendering import dropped_label_values
 from exporter.metrics.snapshots import (
+    ENFORCEMENT_COLLECTOR,
     REPORT_COLLECTOR,
     CollectorResult,
     PollResult,
     TenantSnapshot,
 )
 from exporter.metrics.store import MetricsStore
-from exporter.polling.collectors import Collector, CollectorRun, collectors_for
+from exporter.polling.collectors import Collector, CollectorRun, PollExchange, collectors_for
 from exporter.reports.registration import RegistrationReport
 
 log = logging.getLogger("exporter.poller")
@@ -351,7 +352,10 @@ async def run_poll(
     try:
         async with asyncio.timeout(budget + OUTER_GRACE_SECONDS):
             token: AccessToken = await tokens.get_token()
-            run = CollectorRun(graph, tenant, token, started + budget, tally, source)
+            enforcement = any(c.name == ENFORCEMENT_COLLECTOR for c in collectors)
+            run = CollectorRun(
+                graph, tenant, token, started + budget, tally, source, PollExchange(enforcement)
+            )
             used = await _collect_all(run, collectors, tokens, done)
     except TokenError as err:
         common = err.failure

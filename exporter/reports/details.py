@@ -22,6 +22,8 @@ from typing import Annotated, Any
 import msgspec
 
 from exporter.reports.directory import Page, decode_page, first_bad_id, object_id_keys
+from exporter.reports.enforcement import EnforcementContext, EnforcementTally, is_guest
+from exporter.reports.memberships import NOT_LISTED, listed_ids
 from exporter.reports.registration import (
     CoverageCounts,
     RegistrationReport,
@@ -71,6 +73,7 @@ IDS_HELD = 1_000_000  # users' IDs remembered in one poll to tell repeats (some 
 # preferred lists remembered as checked: caches, started again past this.
 _STRENGTHS_HELD = 100_000
 _ROW = 1 + len(SEGMENT_STATUSES) + len(STRENGTHS)  # users, statuses, strengths
+_MFA_REGISTERED = SEGMENT_STATUSES.index("mfaRegistered")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,9 @@ class SegmentContext:
     privileged: frozenset[int] = frozenset()
     groups: tuple[tuple[str, frozenset[int]], ...] = ()
     global_admins: frozenset[int] | None = None
+    # MFA enforcement: the policies and their ID sets (None: the tenant's enforcement is off,
+    # or its policies could not be read in this poll).
+    enforcement: EnforcementContext | None = None
 
     @property
     def readiness(self) -> bool:
@@ -88,7 +94,8 @@ class SegmentContext:
 
     @property
     def needs_ids(self) -> bool:
-        return bool(self.privileged) or bool(self.groups) or bool(self.global_admins)
+        sets = self.enforcement.id_sets if self.enforcement is not None else ()
+        return bool(self.privileged or self.groups or self.global_admins or any(sets))
 
 
 class DetailsRow(msgspec.Struct, gc=False):
@@ -191,7 +198,15 @@ class RegistrationDetailsCounter:
         self._group_names = tuple(name for name, _ in context.groups)
         self._segments: dict[tuple[str, str], list[int]] = {}
         self._groups = [[0] * _ROW for _ in context.groups]
-        self._listed, self._memberships = _listed_ids(context)
+        self._listed, self._memberships = listed_ids(
+            context.privileged,
+            (members for _, members in context.groups),
+            context.global_admins or (),
+            context.enforcement.id_sets if context.enforcement is not None else (),
+        )
+        # Guests and #EXT# accounts are told apart for readiness and for enforcement.
+        self._upns = self.readiness or context.enforcement is not None
+        self._tally = None if context.enforcement is None else EnforcementTally(context.enforcement)
         self._by_method: dict[str, int] = {}
         self._preferred: dict[str, int] = {}
         self._ranks: dict[str, int] = {}  # every method kept as a label, with its strength
@@ -218,8 +233,8 @@ class RegistrationDetailsCounter:
 
     def add_page(self, page: Any) -> Page:
         """Count one page of ``userRegistrationDetails`` (its JSON bytes)."""
-        readiness = self.readiness
-        document = decode_details_page(page, with_ids=True, with_upns=readiness)
+        upns = self._upns
+        document = decode_details_page(page, with_ids=True, with_upns=upns)
         rows: Sequence[DetailsRow] = document.value
         ids = list(map(_ID, rows))
         numbers = object_id_keys(ids) if self._needs_ids else None
@@ -242,12 +257,12 @@ class RegistrationDetailsCounter:
         ):
             self._check(rows, methods, preferred, numbers)  # something not seen before
             strengths = list(map(self._strengths.__getitem__, methods))
-        if numbers is None and not readiness:
+        if numbers is None and not upns:
             self._shapes.update(zip(map(_SHAPE, rows), strengths, strict=True))
         else:
             listed = map(self._listed.get, numbers, repeat(0)) if numbers else repeat(0, len(rows))
             columns: list[Iterable[Any]] = [map(_SHAPE, rows), strengths, listed]
-            if readiness:  # external users, even with no ID set: in C (str(None) has no mark)
+            if upns:  # external users, even with no ID set: in C (str(None) has no mark)
                 columns.append(map(contains, map(str, map(_UPN, rows)), repeat(EXTERNAL_MARK)))
             self._shapes.update(zip(*columns, strict=True))
         self._combos.update(methods)
@@ -370,10 +385,9 @@ class RegistrationDetailsCounter:
         """Add the counted shapes, method lists and preferred lists to the counts."""
         for (shape, strength, *listed), users in self._shapes.items():
             *flags, user_type, is_admin = shape
-            privileged, groups, late = self._memberships[listed[0]] if listed else _NOT_LISTED
-            if strength == PHONE:
-                # Global Administrators and external users lose SMS and voice later.
-                external = len(listed) > 1 and listed[1]
+            privileged, groups, late, sets = self._memberships[listed[0]] if listed else NOT_LISTED
+            external = len(listed) > 1 and listed[1]
+            if strength == PHONE:  # Global Administrators and external users: later
                 self._phone_only[1 if late or external else 0] += users
             role = "privileged_admin" if privileged else "admin" if is_admin else "user"
             if user_type is None:
@@ -386,8 +400,16 @@ class RegistrationDetailsCounter:
                 row = self._segments[key] = [0] * _ROW
             truths = tuple(flag is True for flag in flags)
             _add(row, truths, strength, users)
+            if self._tally is not None:
+                guest = is_guest(shape[-2], external)
+                self._tally.add(key, sets, guest, truths[_MFA_REGISTERED], users)
             for group in groups:
                 _add(self._groups[group], truths, strength, users)
+        self._fold_labels()
+        self._shapes.clear()
+
+    def _fold_labels(self) -> None:
+        """Add the counted method lists and preferred lists to the counts."""
         for combo, users in self._combos.items():
             for method in set(combo or ()):  # a method listed twice is still one user
                 if method in self._ranks:  # else dropped, past the cap
@@ -396,7 +418,6 @@ class RegistrationDetailsCounter:
             first = value[0] if value else NO_METHOD
             if first in self._preferred:  # else dropped, past the cap
                 self._preferred[first] += users
-        self._shapes.clear()
         self._combos.clear()
         self._preferred_lists.clear()
 
@@ -407,11 +428,11 @@ class RegistrationDetailsCounter:
         for row in self._segments.values():
             for i, value in enumerate(row):
                 totals[i] += value
+        shown = [key for key in sorted(self._segments) if key[0] != DROPPED_TYPE]
         segments = SegmentReport(
             segments=tuple(
-                (user_type, role, _counts(row))
-                for (user_type, role), row in sorted(self._segments.items())
-                if user_type != DROPPED_TYPE
+                (user_type, role, _counts(self._segments[(user_type, role)]))
+                for user_type, role in shown
             ),
             groups=tuple(
                 (name, _counts(row))
@@ -420,6 +441,7 @@ class RegistrationDetailsCounter:
             # A method only a repeated row named was checked, never counted: left out.
             system_preferred=tuple(sorted(item for item in self._preferred.items() if item[1])),
             data_timestamp=None if self._newest is None else self._newest.timestamp(),
+            enforcement=None if self._tally is None else self._tally.report(shown),
             phone_only=(
                 tuple(
                     (date, count)
@@ -438,38 +460,6 @@ class RegistrationDetailsCounter:
                 (label, len(values)) for label, values in self._dropped.items() if values
             ),
         )
-
-
-# A user's membership: (privileged admin, configured groups, Global Administrator).
-Membership = tuple[bool, tuple[int, ...], bool]
-_NOT_LISTED: Membership = (False, (), False)
-
-
-def _listed_ids(context: SegmentContext) -> tuple[dict[int, int], list[Membership]]:
-    """Every ID of the context's sets → the number of its membership in the list returned
-    beside it (0: listed nowhere). One look-up a row instead of one test per set, and a small
-    int in the row's key, quicker to hash than the tuple."""
-    memberships = [_NOT_LISTED]
-    numbers = {_NOT_LISTED: 0}
-
-    def number_of(membership: Membership) -> int:
-        if membership not in numbers:
-            numbers[membership] = len(memberships)
-            memberships.append(membership)
-        return numbers[membership]
-
-    listed: dict[int, int] = {}
-    for group, (_, members) in enumerate(context.groups):
-        for user_id in members:
-            privileged, groups, late = memberships[listed.get(user_id, 0)]
-            listed[user_id] = number_of((privileged, (*groups, group), late))
-    for user_id in context.privileged:
-        _, groups, late = memberships[listed.get(user_id, 0)]
-        listed[user_id] = number_of((True, groups, late))
-    for user_id in context.global_admins or ():
-        privileged, groups, _ = memberships[listed.get(user_id, 0)]
-        listed[user_id] = number_of((privileged, groups, True))
-    return listed, memberships
 
 
 def _first_missing_id(rows: Sequence[DetailsRow]) -> tuple[int, str] | None:

@@ -63,6 +63,9 @@ class SegmentReport:
     data_timestamp: float | None = None
     # Phone-only users per SMS/voice retirement date (None: readiness is off for the tenant).
     phone_only: tuple[tuple[str, int], ...] | None = None
+    # MFA enforcement, for each segment: (user_type, role, users per class and isMfaRegistered,
+    # as exporter.reports.enforcement.EnforcementTally counts them); None: not counted.
+    enforcement: tuple[tuple[str, str, tuple[int, ...]], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
