@@ -34,6 +34,7 @@ from exporter.metrics.snapshots import (
     TenantSnapshot,
 )
 from exporter.metrics.store import MetricsStore
+from exporter.reports.enforcement import CaPolicy, EnforcementPolicies
 from exporter.reports.policy import MethodsPolicy
 from exporter.reports.registration import CoverageCounts, RegistrationReport, SegmentReport
 from tests.conftest import record_poll, track_tenants
@@ -247,6 +248,11 @@ SEGMENTED = RegistrationReport(
         system_preferred=(("none", 5), ("push", 5)),
         data_timestamp=1_750_000_000.5,
         phone_only=(("2027-02-01", 2), ("2027-07-01", 1)),
+        # Each segment with users: (class, not registered), (class, registered) x 6 classes.
+        enforcement=(
+            ("member", "privileged_admin", (0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0)),
+            ('odd"type', "admin", (1, 1, 0, 0, 2, 0, 0, 1, 1, 0, 1, 1)),
+        ),
     ),
     dropped_labels=(("method", 3), ("user_type", 2)),  # Graph sent more than the caps
 )
@@ -260,6 +266,15 @@ POLICY = MethodsPolicy(
     passkey_migration_opted_out=False,
     migration_state="somethingNew",
     dropped_labels=(("campaign_target", 1),),
+)
+ENFORCEMENT = EnforcementPolicies(
+    security_defaults=False,
+    policies=(
+        CaPolicy("p1", "enabled", "mfa_all"),
+        CaPolicy("p2", "enabledForReportingButNotEnforced", "mfa_partial"),
+        CaPolicy("p3", "enabled", "block"),
+        CaPolicy("p4", "somethingNew", "other"),
+    ),
 )
 POLICY_403 = PollFailure("auth_error", "grant Policy.Read.AuthenticationMethod", 403, "Denied")
 
@@ -293,6 +308,7 @@ def golden_store() -> MetricsStore:
             collectors=(
                 CollectorResult("report", "success", SEGMENTED),
                 CollectorResult("policy", "success", POLICY),
+                CollectorResult("enforcement", "success", ENFORCEMENT),
             ),
         ),
     )
@@ -312,6 +328,7 @@ def golden_store() -> MetricsStore:
             collectors=(
                 CollectorResult("report", "timeout", None, PollFailure("timeout", "too slow")),
                 CollectorResult("policy", "auth_error", None, POLICY_403),
+                CollectorResult("enforcement", "success", ENFORCEMENT),
             ),
         ),
     )

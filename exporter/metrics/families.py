@@ -212,6 +212,27 @@ POLICY_FAMILIES = (
     PASSKEY_OPT_OUT,
     MIGRATION_STATE,
 )
+MFA_ENFORCEMENT_USERS = Family(
+    "entra_mfa_enforcement_users",
+    "gauge",
+    "Users per segment by who must use MFA (enforcement: from Conditional Access and security "
+    "defaults) and by isMfaRegistered, from userRegistrationDetails classed against the "
+    "tenant's policies, as of the last successful poll.",
+)
+SECURITY_DEFAULTS = Family(
+    "entra_security_defaults_enabled",
+    "gauge",
+    "1 when the tenant's security defaults are on (Graph "
+    "identitySecurityDefaultsEnforcementPolicy isEnabled), else 0, as of the last successful "
+    "poll.",
+)
+CA_POLICIES = Family(
+    "entra_conditional_access_policies",
+    "gauge",
+    "Conditional Access policies by state (as Graph sends it) and kind (block, mfa_all, "
+    "mfa_partial, other), as of the last successful poll.",
+)
+ENFORCEMENT_FAMILIES = (SECURITY_DEFAULTS, CA_POLICIES)
 # Families with one or more lines per tenant, in exposition order; those in REPORT_FAMILIES
 # are the report's and disappear when the report turns stale.
 TENANT_FAMILIES = (
@@ -231,9 +252,13 @@ TENANT_FAMILIES = (
     COLLECTOR_POLLS,
     LABELS_DROPPED,
     *SEGMENT_FAMILIES,
+    MFA_ENFORCEMENT_USERS,
     *POLICY_FAMILIES,
+    *ENFORCEMENT_FAMILIES,
 )
-REPORT_FAMILIES = frozenset({REGISTRATION_USERS, TENANT_USERS, METHOD_USERS, *SEGMENT_FAMILIES})
+REPORT_FAMILIES = frozenset(
+    {REGISTRATION_USERS, TENANT_USERS, METHOD_USERS, *SEGMENT_FAMILIES, MFA_ENFORCEMENT_USERS}
+)
 
 RETIREMENT_TIMESTAMP = Family(
     "entra_sms_voice_retirement_timestamp_seconds",

@@ -15,6 +15,7 @@ from types import MappingProxyType
 
 from exporter.graph.failures import RESULTS
 from exporter.metrics.families import (
+    CA_POLICIES,
     CAMPAIGN_SNOOZE,
     CAMPAIGN_STATE,
     CAMPAIGN_TARGET,
@@ -31,12 +32,14 @@ from exporter.metrics.families import (
     LAST_SUCCESS,
     METHOD_ENABLED,
     METHOD_USERS,
+    MFA_ENFORCEMENT_USERS,
     MIGRATION_STATE,
     PASSKEY_OPT_OUT,
     PHONE_ONLY,
     POLLS,
     REGISTRATION_USERS,
     RETIREMENT_TIMESTAMP,
+    SECURITY_DEFAULTS,
     SEGMENT_REGISTRATION,
     SEGMENT_STRENGTH,
     SEGMENT_USERS,
@@ -50,8 +53,14 @@ from exporter.metrics.families import (
     escape_label_value,
     format_value,
 )
-from exporter.metrics.snapshots import POLICY_COLLECTOR, CollectorSnapshot, TenantSnapshot
+from exporter.metrics.snapshots import (
+    ENFORCEMENT_COLLECTOR,
+    POLICY_COLLECTOR,
+    CollectorSnapshot,
+    TenantSnapshot,
+)
 from exporter.reports.details import SEGMENT_STATUSES
+from exporter.reports.enforcement import CLASSES, EnforcementPolicies
 from exporter.reports.policy import CAMPAIGN_STATES, MIGRATION_STATES, MethodsPolicy
 from exporter.reports.registration import CoverageCounts, RegistrationReport, SegmentReport
 from exporter.reports.strengths import RETIREMENTS, STRENGTHS
@@ -113,7 +122,35 @@ def render_tenant_block(snapshot: TenantSnapshot) -> Lines:
         lines[LABELS_DROPPED] = labelled(LABELS_DROPPED, tenant, "family", dropped)
     if policy is not None and isinstance(policy.value, MethodsPolicy):
         lines.update(render_policy(tenant, policy.value))
+    enforcement = snapshot.collector(ENFORCEMENT_COLLECTOR)
+    if enforcement is not None and isinstance(enforcement.value, EnforcementPolicies):
+        lines.update(render_enforcement(tenant, enforcement.value))
     return lines
+
+
+def render_enforcement(tenant: str, policies: EnforcementPolicies) -> Lines:
+    """Security defaults and the Conditional Access policies by state and kind."""
+    defaults = 1 if policies.security_defaults else 0
+    return {
+        SECURITY_DEFAULTS: f"{SECURITY_DEFAULTS.name}{{{tenant}}} {defaults}\n",
+        CA_POLICIES: "".join(
+            f'{CA_POLICIES.name}{{{tenant},state="{escape_label_value(state)}",kind="{kind}"}} '
+            f"{count}\n"
+            for state, kind, count in policies.counts()
+        ),
+    }
+
+
+def _enforcement_lines(tenant: str, report: SegmentReport) -> str:
+    """Each segment's users by class and isMfaRegistered, every class and both values."""
+    return "".join(
+        f'{MFA_ENFORCEMENT_USERS.name}{{{tenant},user_type="{escape_label_value(user_type)}",'
+        f'role="{role}",enforcement="{name}",mfa_registered="{registered}"}} '
+        f"{counts[2 * index + (1 if registered == 'true' else 0)]}\n"
+        for user_type, role, counts in report.enforcement or ()
+        for index, name in enumerate(CLASSES)
+        for registered in ("false", "true")
+    )
 
 
 def dropped_label_values(snapshot: TenantSnapshot) -> tuple[tuple[str, int], ...]:
@@ -255,6 +292,8 @@ def render_segments(tenant: str, report: SegmentReport) -> Lines:
         )
     if report.phone_only is not None:
         lines[PHONE_ONLY] = labelled(PHONE_ONLY, tenant, "retirement", report.phone_only)
+    if report.enforcement is not None:
+        lines[MFA_ENFORCEMENT_USERS] = _enforcement_lines(tenant, report)
     return lines
 
 

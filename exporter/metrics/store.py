@@ -27,6 +27,7 @@ import platform
 import threading
 import time
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client import exposition as text_exposition
@@ -35,6 +36,7 @@ from prometheus_client.openmetrics import exposition as om_exposition
 from exporter import __version__
 from exporter.metrics.families import (
     BUILD_INFO,
+    ENFORCEMENT_FAMILIES,
     PHONE_ONLY,
     POLICY_FAMILIES,
     RELOAD_OK,
@@ -49,12 +51,17 @@ from exporter.metrics.families import (
     format_value,
 )
 from exporter.metrics.rendering import Lines, render_retirement_dates, render_tenant_block
-from exporter.metrics.snapshots import POLICY_COLLECTOR, TenantSnapshot
+from exporter.metrics.snapshots import ENFORCEMENT_COLLECTOR, POLICY_COLLECTOR, TenantSnapshot
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds for which process metrics (RSS, CPU, file descriptors) are served from one reading.
 PROCESS_METRICS_TTL = 1.0
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+# The families a collector's last good value makes, gone with it once stale.
+COLLECTOR_FAMILIES = MappingProxyType(
+    {POLICY_COLLECTOR: POLICY_FAMILIES, ENFORCEMENT_COLLECTOR: ENFORCEMENT_FAMILIES}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,25 +179,22 @@ class MetricsStore:
             events = dict(self._scheduler_events)
         valid_until = float("inf")
         fresh: list[_Entry] = []
-        fresh_policy: list[_Entry] = []
+        # The tenants whose collector's last good value is not stale, per collector.
+        fresh_of: dict[str, list[_Entry]] = {name: [] for name in COLLECTOR_FAMILIES}
         for entry in entries:
             expires = entry.snapshot.report_expires_at
             if entry.snapshot.report is not None and expires > now:
                 fresh.append(entry)
                 valid_until = min(valid_until, expires)
-            policy = entry.snapshot.collector(POLICY_COLLECTOR)
-            if policy is not None and policy.fresh_value(now) is not None:
-                fresh_policy.append(entry)
-                valid_until = min(valid_until, policy.expires_at)
+            for name, kept in fresh_of.items():
+                collector = entry.snapshot.collector(name)
+                if collector is not None and collector.fresh_value(now) is not None:
+                    kept.append(entry)
+                    valid_until = min(valid_until, collector.expires_at)
+        source_of = {f: fresh_of[n] for n, families in COLLECTOR_FAMILIES.items() for f in families}
         parts: list[str] = []
         for family in TENANT_FAMILIES:
-            source = (
-                fresh
-                if family in REPORT_FAMILIES
-                else fresh_policy
-                if family in POLICY_FAMILIES
-                else entries
-            )
+            source = fresh if family in REPORT_FAMILIES else source_of.get(family, entries)
             parts.append(family.header(openmetrics))
             parts.extend(entry.lines.get(family, "") for entry in source)
         if any(PHONE_ONLY in entry.lines for entry in fresh):
