@@ -34,6 +34,7 @@ GRAPH_FAULTS = (
     "echo_token",  # 403 whose error quotes the request's bearer token back
     "throttle_long",  # 429 with Retry-After: 120 (longer than a poll's budget)
     "repeat_page",  # 200: the same one object, and a nextLink never seen before
+    "throttle_bare",  # 429 without Retry-After (Conditional Access's own limit answers so)
 )
 # A queued answer of given bytes (Simulator.set_body); never drawn at random.
 CUSTOM_ANSWER = "custom_answer"
@@ -138,6 +139,7 @@ class SimTenant:
     privileged_admins: int = 6  # users holding privileged roles in the default directory
     group_size: int | None = None  # two rollout groups of this many users, else the default
     policy_variant: int = 0  # its authentication methods policy (entra_simulator.policy)
+    ca_variant: int = 0  # its Conditional Access (entra_simulator.conditional_access)
     external_share: int = 16  # users out of 256 whose userPrincipalName carries #EXT#
 
     def take_fault(self, kinds: tuple[str, ...]) -> str | None:
@@ -342,4 +344,5 @@ def tenant_from(body: dict[str, Any]) -> SimTenant:
         users=int(body["users"]) if body.get("users") is not None else None,
         seed_gone=bool(body.get("seed_gone", False)),
         policy_variant=int(body.get("policy_variant", 0)),
+        ca_variant=int(body.get("ca_variant", 0)),
     )

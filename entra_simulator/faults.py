@@ -33,6 +33,8 @@ def openid_configuration(base: str, tenant_key: str) -> dict[str, Any]:
 # Faults answered with a Graph error: (status, code, message, headers).
 FAULT_ANSWERS: dict[str, tuple[int, str, str, dict[str, str]]] = {
     "throttle": (429, "TooManyRequests", "Too many requests.", {"Retry-After": "1"}),
+    # As Graph's Conditional Access limit answers: no Retry-After at all.
+    "throttle_bare": (429, "TooManyRequests", "Too many requests.", {}),
     # Longer than a poll may wait: the poll gives up, the retry must come no earlier.
     "throttle_long": (429, "TooManyRequests", "Too many requests.", {"Retry-After": "120"}),
     # "²".isdigit() is true in Python; float("²") raises.

@@ -16,6 +16,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from entra_simulator.conditional_access import ConditionalAccessHandler
 from entra_simulator.directory import (
     CUSTOM_ANSWER,
     GRAPH_FAULTS,
@@ -39,12 +40,14 @@ from entra_simulator.faults import (
 )
 from entra_simulator.limits import directory_cost, retry_after
 from entra_simulator.paths import (
+    CA_POLICIES_PATH,
     DETAILS_PATHS,
     GROUPS_PREFIX,
     MEMBERS,
     POLICY_PATH,
     REPORT_PATHS,
     ROLE_PATHS,
+    SECURITY_DEFAULTS_PATH,
 )
 from entra_simulator.policy import FORBIDDEN, FORBIDDEN_BODY, policy_document
 from entra_simulator.segments import directory_of, members_page, role_page
@@ -66,7 +69,7 @@ class _SimServer6(_SimServer):
     address_family = socket.AF_INET6
 
 
-class _SimHandler(BaseHTTPRequestHandler):
+class _SimHandler(ConditionalAccessHandler, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     sim: Simulator
     custom_answer: tuple[int, bytes, str] = (200, b"{}", "application/json")
@@ -167,6 +170,8 @@ class _SimHandler(BaseHTTPRequestHandler):
             self._directory_objects(path, urllib.parse.urlsplit(self.path).query)
         elif path == POLICY_PATH:
             self._policy(urllib.parse.urlsplit(self.path).query)
+        elif path in (SECURITY_DEFAULTS_PATH, CA_POLICIES_PATH):
+            self._conditional_access(path, urllib.parse.urlsplit(self.path).query)
         elif path.endswith("/v2.0/.well-known/openid-configuration"):
             tenant_key = path.split("/")[1]
             discovered = sim.find(tenant_key)

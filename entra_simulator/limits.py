@@ -135,3 +135,26 @@ def directory_cost(path: str, query: str) -> int:
     base = 5 if path.endswith("/transitiveMembers") else 1
     cost = base + ("$expand=" in query) - ("$select=" in query)
     return max(1, cost)
+
+
+class TenantRate:
+    """At most ``requests`` per ``seconds`` per tenant, whatever the app (Conditional Access:
+    1 per second); refusals counted. Thread-safe."""
+
+    def __init__(self, requests: int = 1, seconds: float = 1.0) -> None:
+        self.requests, self.seconds = requests, seconds
+        self._windows: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        self.refused = 0
+
+    def admit(self, tenant_id: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            window = self._windows.setdefault(tenant_id, deque())
+            while window and window[0] <= now - self.seconds:
+                window.popleft()
+            if len(window) >= self.requests:
+                self.refused += 1
+                return False
+            window.append(now)
+            return True

@@ -17,3 +17,5 @@ REPORT_PATHS = (
     "/beta/reports/getCredentialUserRegistrationCount()",
     "/beta/reports/getCredentialUserRegistrationCount",
 )
+SECURITY_DEFAULTS_PATH = "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy"
+CA_POLICIES_PATH = "/v1.0/identity/conditionalAccess/policies"

@@ -149,7 +149,6 @@ def build_directory(tenant: SimTenant) -> SimDirectory:
     if users > privileged:
         assign(REPORTS_READER, USER, user_id(tenant, privileged))
     tenant.admin_indexes = frozenset(range(min(privileged + 1, users)))
-
     share = max(1, group_share)
     emea = add_group(
         "finance-emea",
@@ -163,6 +162,8 @@ def build_directory(tenant: SimTenant) -> SimDirectory:
         + [(USER, object_id(tenant, "disabled-member"))],
     )
     add_group("devices-only", [(DEVICE, object_id(tenant, "device:lab"))])
+    # Left out of the MFA policies (entra_simulator.conditional_access): a few accounts.
+    add_group("break-glass", [(USER, user_id(tenant, i)) for i in {1, 2, 3, users - 1} if i >= 0])
     if tenant.group_size is None:
         add_group("rollout-wave-1", [(USER, user_id(tenant, i)) for i in range(0, users, 3)])
         return directory
@@ -181,7 +182,7 @@ def directory_of(tenant: SimTenant) -> SimDirectory:
     return directory
 
 
-def _privileged_ids(directory: SimDirectory, roles: set[str], include_eligible: bool) -> set[str]:
+def privileged_ids(directory: SimDirectory, roles: set[str], include_eligible: bool) -> set[str]:
     ids: set[str] = set()
     for assignment in directory.assignments:
         if assignment.role_id not in roles or (assignment.eligible and not include_eligible):
@@ -233,8 +234,8 @@ def segments_truth(
     directly or through a group) and #EXT# accounts on the later date.
     """
     directory = directory_of(tenant)
-    privileged = _privileged_ids(directory, set(privileged_roles), include_eligible)
-    global_admins = _privileged_ids(directory, {GLOBAL_ADMIN}, include_eligible)
+    privileged = privileged_ids(directory, set(privileged_roles), include_eligible)
+    global_admins = privileged_ids(directory, {GLOBAL_ADMIN}, include_eligible)
     members = {
         name: {m for kind, m in directory.transitive_members(group_id) if kind == USER}
         for name, group_id in (groups or {}).items()

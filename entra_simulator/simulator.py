@@ -27,7 +27,7 @@ from entra_simulator.directory import (
     make_tenant,
 )
 from entra_simulator.handlers import make_server
-from entra_simulator.limits import GraphLimits, ServiceLimits
+from entra_simulator.limits import GraphLimits, ServiceLimits, TenantRate
 from entra_simulator.segments import directory_of
 from entra_simulator.tls import check_certificate_assertion, make_tls_material
 from exporter.config.model import format_duration
@@ -52,6 +52,8 @@ class Simulator:
         self.limits = limits
         # The identity and access service's resource units (roles, groups, policies), likewise.
         self.service_limits = service_limits
+        # Conditional Access: 1 request per second per tenant, for all apps (with the others).
+        self.ca_limits = TenantRate() if service_limits is not None else None
         self.latency = latency
         self.fault_rate = fault_rate
         self.token_lifetime = token_lifetime

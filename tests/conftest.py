@@ -335,6 +335,7 @@ TIERS = {
     },
     "integration": {
         "test_credentials",
+        "test_enforcement",
         "test_graph",
         "test_hostile",
         "test_netbackend",
