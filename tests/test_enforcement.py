@@ -4,6 +4,7 @@ for every Conditional Access shape it has (entra_simulator.conditional_access)."
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -144,3 +145,27 @@ def test_enforcement_on_the_seeds_source_is_a_config_error_saying_why(sim_env: S
         "is decided user by user, and the seed's report (credentialUserRegistrationCount) has "
         "only totals"
     ]
+
+
+async def test_the_pages_show_the_mfa_required_share_and_the_class_table(
+    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+) -> None:
+    from exporter.web.pages import render_landing_page, render_tenant_page
+
+    pipeline = make_pipeline(configure(sim_env, EXCLUSIONS))
+    values = await poll(pipeline)
+    snapshot = pipeline.store.snapshot(TENANT)
+    assert snapshot is not None
+    shown = family(
+        values, "entra_mfa_enforcement_users", "user_type", "role", "enforcement", "mfa_registered"
+    )
+    total = sum(shown.values())
+    required = sum(
+        v for k, v in shown.items() if k[2] in ("conditional_access", "security_defaults")
+    )
+    share = f"MFA required: {100 * required / total:.1f} %"
+    landing = render_landing_page([snapshot], "/metrics", lambda _: None).decode()
+    page = render_tenant_page(snapshot, lambda _: None).decode()
+    assert share in landing, re.findall("MFA required[^<]*", landing)
+    assert share in page, re.findall("MFA required[^<]*", page)
+    assert "<h2>Who must use MFA</h2>" in page and "<th>excluded</th>" in page

@@ -19,6 +19,7 @@ from exporter import __version__
 from exporter.config.permissions import AUDIT_LOG, NO_AUDIT_LOG_ACCESS
 from exporter.metrics.snapshots import POLICY_COLLECTOR, PollRecord, TenantSnapshot
 from exporter.reports.details import SEGMENT_STATUSES
+from exporter.reports.enforcement import CLASSES
 from exporter.reports.policy import MethodsPolicy
 from exporter.reports.registration import CoverageCounts, RegistrationReport
 from exporter.reports.strengths import STRENGTHS
@@ -141,6 +142,45 @@ def segments_summary(report: RegistrationReport | None) -> str:
     return "; ".join(parts)
 
 
+def enforcement_summary(report: RegistrationReport | None) -> str:
+    """``MFA required: 61.0 % (partial 4.0 %, excluded 3)``: the share whose sign-ins must use
+    MFA everywhere (Conditional Access of scope all, or security defaults), from the last good
+    report; empty when the tenant's enforcement is not counted."""
+    rows = report.segments.enforcement if report and report.segments else None
+    if not rows:
+        return ""
+    by_class = [sum(c[2 * i] + c[2 * i + 1] for _, _, c in rows) for i in range(len(CLASSES))]
+    users = sum(by_class)
+    if not users:
+        return ""
+    required = (by_class[0] + by_class[1]) / users
+    return (
+        f"MFA required: {100 * required:.1f} % (partial {100 * by_class[2] / users:.1f} %, "
+        f"excluded {by_class[3]:,}, report-only {by_class[4]:,}, none {by_class[5]:,})"
+    )
+
+
+def _enforcement_rows(report: RegistrationReport | None) -> list[str]:
+    """The class table: per segment, users per class (and how many of them registered MFA)."""
+    rows = report.segments.enforcement if report and report.segments else None
+    if not rows:
+        return []
+    header = "".join(f"<th>{_e(name)}</th>" for name in CLASSES)
+    table = [
+        "<h2>Who must use MFA</h2><p>Users per class (of them, registered for MFA): see "
+        "docs/enforcement.md for how each class is decided and what it cannot see.</p>"
+        f"<div class='wide'><table><tr><th>user type</th><th>role</th>{header}</tr>"
+    ]
+    for user_type, role, counts in rows:
+        cells = "".join(
+            f"<td>{counts[2 * i] + counts[2 * i + 1]:,} ({counts[2 * i + 1]:,})</td>"
+            for i in range(len(CLASSES))
+        )
+        table.append(f"<tr><td>{_e(user_type)}</td><td>{_e(role)}</td>{cells}</tr>")
+    table.append("</table></div>")
+    return table
+
+
 def _policy_of(snap: TenantSnapshot, now: float) -> MethodsPolicy | None:
     """The tenant's last good policy while it is not stale (as on ``/metrics``)."""
     policy = snap.collector(POLICY_COLLECTOR)
@@ -245,7 +285,8 @@ def render_landing_page(
             f"<td>{reason(last) if last else ''}"
             f"<div class='hint'>{_e(hint(last))}</div></td>"
             f"<td>{age(snap.last_success, now)}</td><td>{_next(next_poll(snap.name), now)}</td>"
-            f"<td>{_e(report_summary(snap, now))}{_stale(snap, now)}</td>"
+            f"<td>{_e(report_summary(snap, now))}{_stale(snap, now)}"
+            f"<div>{_e(enforcement_summary(snap.fresh_report(now)))}</div></td>"
             f"<td>{_e(segments_summary(snap.fresh_report(now)))}</td>"
             f"<td>{_e(retirement_summary(snap, now))}</td></tr>"
         )
@@ -338,6 +379,7 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
             f"source {_e(snap.source)} · last success {age(snap.last_success, now)} · "
             f"next poll {_next(next_poll(snap.name), now)}</p>",
             f"<p>{_e(report_summary(snap, now))}{_stale(snap, now)}</p>",
+            f"<p>{_e(enforcement_summary(snap.fresh_report(now)))}</p>",
             f"<p>{_e(retirement)}</p>" if retirement else "",
             _collectors(snap),
             f"<h2>Recent polls (last {len(snap.recent)})</h2>",
@@ -346,6 +388,7 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
             *polls,
             "</table></div>",
             *_segment_rows(snap.fresh_report(now)),
+            *_enforcement_rows(snap.fresh_report(now)),
             "<h2>Log of the last failed poll</h2>",
             f"<pre>{log}</pre>" if log else "<p>No failed poll so far.</p>",
         ],
