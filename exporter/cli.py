@@ -52,6 +52,7 @@ def describe_config(config: Config) -> list[str]:
             f"credential={tenant.credential.kind} cloud={tenant.cloud} source={tenant.source} "
             f"interval={format_duration(tenant.interval)}{_describe_segments(tenant)}"
             + (" policy" if tenant.policy else "")
+            + (" enforcement" if tenant.enforcement else "")
             + (" (shared app from defaults)" if tenant.shared_app else "")
         )
         lines.append(f"    permissions: {', '.join(permissions_needed(tenant))}")

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from entra_simulator import Simulator, details_truth
+from entra_simulator.conditional_access import EXCLUSIONS
 from entra_simulator.segments import directory_of
 from tests.conftest import (
     REPO,
@@ -102,6 +103,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulator,
     # ...and its methods policy (with the passkey opt-out), for the retirement row.
     entry["policy"] = True
     details_tenant.policy_variant = 1
+    # ...and who must use MFA (exclusions, a report-only... see its variant), for the
+    # Enforcement row: Conditional Access pages come at 1 a second, so a longer interval.
+    entry.update({"enforcement": True, "interval": "5s"})
+    details_tenant.ca_variant = EXCLUSIONS
     config_file.write_text(yaml.safe_dump(document))
     config_file.chmod(0o600)
     exporter = ExporterProcess([f"--config.file={config_file}"])
