@@ -211,12 +211,14 @@ class Simulator:
         sources: dict[str, str] | None = None,
         segments: dict[str, dict[str, Any]] | None = None,
         policies: frozenset[str] = frozenset(),
+        enforcement: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
         """A ready exporter config (as a YAML-able dict) for every simulated tenant.
 
         ``sources`` sets the ``source`` of some tenants, ``segments`` their ``segments``
         (group names resolved to the simulated groups' IDs), by tenant name; the tenants named
-        in ``policies`` read their authentication methods policy.
+        in ``policies`` read their authentication methods policy, those in ``enforcement``
+        their Conditional Access and security defaults.
         """
         sources = sources or {}
         segments = {
@@ -233,6 +235,7 @@ class Simulator:
                     **({"source": sources[t.name]} if t.name in sources else {}),
                     **({"segments": segments[t.name]} if t.name in segments else {}),
                     **({"policy": True} if t.name in policies else {}),
+                    **({"enforcement": True} if t.name in enforcement else {}),
                 }
                 for t in self.tenants.values()
                 if t.secret

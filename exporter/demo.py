@@ -7,7 +7,7 @@ import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from exporter.web.server import parse_listen_address
 
@@ -26,6 +26,55 @@ def run_demo(settings: Settings, run: Callable[[Settings], int]) -> int:
     from entra_simulator import Simulator  # noqa: PLC0415
 
     simulator = Simulator(tenants=DEMO_TENANTS, seed=20261124)
+    flaky, forbidden, retired, report_only = _shape_tenants(simulator)
+    url = simulator.start("127.0.0.1:0")
+    with tempfile.TemporaryDirectory(prefix="entra-demo-") as workdir:
+        ca_file = str(Path(workdir) / "simulator-ca.pem")
+        config_file = str(Path(workdir) / "config.yaml")
+        simulator.write_ca(ca_file)
+        simulator.write_config(
+            config_file,
+            ca_file,
+            interval=15.0,
+            jitter=0.5,
+            timeout=5.0,
+            sources={retired.name: "auto", report_only.name: "userRegistrationDetails"},
+            # Who is covered: a privileged role held through a role-assignable group, and a
+            # rollout group, counted per user. The seed report's refusal and one report page
+            # are 2 of Graph's 5 report requests per 10 s; role and group look-ups and the
+            # policy spend the directory's own budget: the first poll finishes at once.
+            segments={
+                retired.name: {
+                    "privileged_roles": [CONDITIONAL_ACCESS_ADMINISTRATOR],
+                    "groups": ["rollout-wave-1"],
+                }
+            },
+            policies=frozenset({retired.name}),
+            enforcement=frozenset({retired.name, report_only.name}),
+        )
+        host, port = parse_listen_address(settings.listen_address)
+        log.info(
+            f"demo: simulator at {url} with {DEMO_TENANTS} tenants ({flaky.name} fails now and "
+            f"then, {forbidden.name} always: a permission missing; {retired.name} reads "
+            f"userRegistrationDetails, with segments, phone-only users by SMS/voice retirement "
+            f"date, its methods policy and MFA exclusions; {report_only.name} requires MFA "
+            f"of admins, of everyone else report-only); "
+            f"metrics at http://{host or 'localhost'}:{port}{settings.telemetry_path}",
+        )
+        demo_settings = dataclasses.replace(settings, config_file=config_file)
+        try:
+            return run(demo_settings)
+        finally:
+            simulator.stop()
+
+
+def _shape_tenants(simulator: Any) -> tuple[Any, Any, Any, Any]:
+    """What the demo's tenants show: (flaky, forbidden, retired, report-only)."""
+    from entra_simulator.conditional_access import (  # noqa: PLC0415
+        ADMINS_REPORT_ONLY,
+        EXCLUSIONS,
+    )
+
     tenants = list(simulator.tenants.values())
     # One demo tenant fails now and then (answers no retry can mend), one always: its app
     # lacks a permission, and the landing page says which to grant.
@@ -41,40 +90,10 @@ def run_demo(settings: Settings, run: Callable[[Settings], int]) -> int:
     # privileged_roles let the exporter tell Global Administrators apart) and its methods
     # policy (Sms and Voice on, the passkey opt-out sent).
     retired.policy_variant = 1
-    url = simulator.start("127.0.0.1:0")
-    with tempfile.TemporaryDirectory(prefix="entra-demo-") as workdir:
-        ca_file = str(Path(workdir) / "simulator-ca.pem")
-        config_file = str(Path(workdir) / "config.yaml")
-        simulator.write_ca(ca_file)
-        simulator.write_config(
-            config_file,
-            ca_file,
-            interval=15.0,
-            jitter=0.5,
-            timeout=5.0,
-            sources={retired.name: "auto"},
-            # Who is covered: a privileged role held through a role-assignable group, and a
-            # rollout group, counted per user. The seed report's refusal and one report page
-            # are 2 of Graph's 5 report requests per 10 s; role and group look-ups and the
-            # policy spend the directory's own budget: the first poll finishes at once.
-            segments={
-                retired.name: {
-                    "privileged_roles": [CONDITIONAL_ACCESS_ADMINISTRATOR],
-                    "groups": ["rollout-wave-1"],
-                }
-            },
-            policies=frozenset({retired.name}),
-        )
-        host, port = parse_listen_address(settings.listen_address)
-        log.info(
-            f"demo: simulator at {url} with {DEMO_TENANTS} tenants ({flaky.name} fails now and "
-            f"then, {forbidden.name} always: a permission missing; {retired.name} reads "
-            f"userRegistrationDetails, with segments, phone-only users by SMS/voice retirement "
-            f"date and its methods policy); "
-            f"metrics at http://{host or 'localhost'}:{port}{settings.telemetry_path}",
-        )
-        demo_settings = dataclasses.replace(settings, config_file=config_file)
-        try:
-            return run(demo_settings)
-        finally:
-            simulator.stop()
+    # Who must use MFA: the retired tenant leaves a break-glass group out of its all-users
+    # policy (and has a disabled policy, a stale group, a block of legacy authentication); a
+    # second one requires MFA of admins by role and of everyone else only in report-only mode.
+    retired.ca_variant = EXCLUSIONS
+    report_only = tenants[1]
+    report_only.ca_variant, report_only.users = ADMINS_REPORT_ONLY, 500
+    return flaky, forbidden, retired, report_only

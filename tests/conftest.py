@@ -326,6 +326,7 @@ TIERS = {
         "test_config",
         "test_first_minutes",
         "test_details",
+        "test_enforcement_rules",
         "test_metrics",
         "test_ratelimit",
         "test_report",

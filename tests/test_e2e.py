@@ -262,5 +262,12 @@ def test_demo_serves_report_gauges_for_every_demo_tenant_within_10_seconds(
     }
     assert set(cohorts) == {"2027-02-01", "2027-07-01"} and all(cohorts.values())
     assert 'entra_authentication_method_enabled{tenant="tenant-0002",method="Sms"} 1' in text
+    # Who must use MFA: exclusions in one tenant, a report-only policy in another.
+    classes = {
+        (dict(labels)["tenant"], dict(labels)["enforcement"]): value
+        for (name, labels), value in values.items()
+        if name == "entra_mfa_enforcement_users" and value
+    }
+    assert ("tenant-0002", "excluded") in classes and ("tenant-0001", "report_only") in classes
     assert exporter.stop() == 0
     assert "Traceback" not in exporter.log_text()
