@@ -56,6 +56,7 @@ def _waiting(workdir: Path, sizes: Sizes, report: Report, only: set[str]) -> Non
             lambda: limits.paged_tenant(workdir, sizes, report, sizes.paced_small_page),
             lambda: limits.directory_budget(workdir, sizes, report),
             lambda: limits.policy_round(workdir, sizes, report),
+            lambda: limits.enforcement_round(workdir, sizes, report),
         ]
     if not jobs:
         return

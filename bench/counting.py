@@ -18,6 +18,7 @@ import yaml
 from bench.figures import FAST_LIMITS, Figure, Report, Sizes, start_stack
 from bench.harness import ExporterProcess, SimulatorProcess, wait_for
 from bench.scrapes import generate_latest_median, timed_gets
+from entra_simulator.conditional_access import BENCH as BENCH_POLICIES
 from entra_simulator.directory import MAX_PAGE, detail_user, make_tenant
 from exporter.reports.details import DETAIL_FIELDS, decode_details_page
 
@@ -25,6 +26,8 @@ USERS_PER_CPU_SECOND_TARGET = 250_000.0
 CLOCK_TICK = 1 / os.sysconf("SC_CLK_TCK")
 SEGMENTS_COST_TARGET = 1.5  # x the poll CPU without segments
 PEAK_RSS_GROWTH_TARGET_MB = 40.0
+ENFORCEMENT_COST_TARGET = 1.15  # x the poll CPU with segments alone
+ENFORCEMENT_RSS_TARGET_MB = 10.0
 
 
 def segments_at_scale(workdir: Path, sizes: Sizes, report: Report) -> None:
@@ -65,7 +68,7 @@ def segments_at_scale(workdir: Path, sizes: Sizes, report: Report) -> None:
 
 
 def big_tenant_polls(
-    workdir: Path, sizes: Sizes, with_segments: bool
+    workdir: Path, sizes: Sizes, with_segments: bool, with_enforcement: bool = False
 ) -> list[tuple[float, int, int]]:
     """Polls of the big tenant, each by a new exporter against one simulator: for each,
     (exporter CPU seconds, peak RSS, RSS when idle).
@@ -75,8 +78,11 @@ def big_tenant_polls(
     with the simulator varies by some 10 % from poll to poll, hence several.
     """
     users = sizes.big_tenant_users
-    folder = workdir / f"big-{'segments' if with_segments else 'plain'}"
+    label = "enforcement" if with_enforcement else "segments" if with_segments else "plain"
+    folder = workdir / f"big-{label}"
     folder.mkdir()
+    # Enforcement: 20 Conditional Access policies naming 10 groups, classed in the same pass.
+    enforcement = (f"--conditional-access={BENCH_POLICIES}",) if with_enforcement else ()
     sim = SimulatorProcess(
         folder,
         1,
@@ -87,6 +93,7 @@ def big_tenant_polls(
             "--segments",
             f"--group-size={users // 4}",
             "--privileged-admins=500",
+            *enforcement,
         ),
     )
     if not with_segments:
@@ -117,9 +124,11 @@ def _one_poll(sim: SimulatorProcess, log_file: Path) -> tuple[float, int, int]:
 def big_tenant(workdir: Path, sizes: Sizes, report: Report) -> None:
     """Scenario 5b: one tenant of U users, with and without segments (median of the polls)."""
     users = sizes.big_tenant_users
-    medians = {}
-    for label in ("plain", "segments"):
-        polls = big_tenant_polls(workdir, sizes, with_segments=label == "segments")
+    medians, growths = {}, {}
+    for label in ("plain", "segments", "enforcement"):
+        polls = big_tenant_polls(
+            workdir, sizes, with_segments=label != "plain", with_enforcement=label == "enforcement"
+        )
         seconds, top, base = sorted(polls)[len(polls) // 2]
         # CPU is read from /proc in clock ticks: a poll under one tick (a smoke run's small
         # tenant) counts as one, so users per second is a lower bound there, never a division
@@ -147,7 +156,7 @@ def big_tenant(workdir: Path, sizes: Sizes, report: Report) -> None:
                 at_least=True,
             )
         )
-        growth = max(peak - idle for _, peak, idle in polls)
+        growth = growths[label] = max(peak - idle for _, peak, idle in polls)
         report.add(
             Figure(
                 "segments",
@@ -169,6 +178,37 @@ def big_tenant(workdir: Path, sizes: Sizes, report: Report) -> None:
             medians["segments"] / medians["plain"],
             "median poll CPU with segments vs without, same tenant",
             SEGMENTS_COST_TARGET,
+        )
+    )
+    _enforcement_cost(users, medians, growths, report)
+
+
+def _enforcement_cost(
+    users: int, medians: dict[str, float], growths: dict[str, int], report: Report
+) -> None:
+    """What classing every user against 20 policies naming 10 groups adds to a segments poll
+    (the policies' own reads and their groups' look-ups included)."""
+    report.add(
+        Figure(
+            "enforcement",
+            f"enforcement_cpu_cost@{users}",
+            medians["enforcement"] / medians["segments"],
+            "x",
+            medians["enforcement"] / medians["segments"],
+            "median poll CPU with enforcement (20 policies, 10 groups) vs segments alone",
+            ENFORCEMENT_COST_TARGET,
+        )
+    )
+    extra = (growths["enforcement"] - growths["segments"]) / 2**20
+    report.add(
+        Figure(
+            "enforcement",
+            f"enforcement_peak_rss_extra_mb@{users}",
+            extra,
+            "MB",
+            None,
+            "peak RSS growth with enforcement minus that of segments alone",
+            ENFORCEMENT_RSS_TARGET_MB,
         )
     )
 

@@ -18,7 +18,9 @@ simulator refused:
   with the least both allow, and beside it with the least the reports budget alone would
   allow had every request been on it (how the exporter paced before);
 - one app, N tenants with ``policy: true``: the policy GETs spend the service budget, so the
-  round's bound stays the reports budget's one-app one.
+  round's bound stays the reports budget's one-app one;
+- one app, N tenants with ``enforcement: true``: security defaults and group look-ups on the
+  service budget, Conditional Access pages at 1 per second per tenant; the same bound.
 
 They wait on Graph's windows, not on a core, so ``python -m bench`` runs them side by side.
 """
@@ -40,6 +42,9 @@ from bench.figures import (
     wait_for_events,
 )
 from bench.harness import ExporterProcess, SimulatorProcess
+from entra_simulator.conditional_access import EXCLUSIONS, PAGE_SIZE
+
+CA_PAGES = math.ceil(5 / PAGE_SIZE)  # EXCLUSIONS has 5 policies
 
 
 def _limited_simulator(
@@ -173,6 +178,39 @@ def policy_round(workdir: Path, sizes: Sizes, report: Report) -> None:
         sim.stop()
     minimum = _minimum(tenants, sizes.graph_limits[1])
     _add(report, f"round_seconds_policy@{tenants}", span(calls), minimum, refused, 1.05)
+
+
+def enforcement_round(workdir: Path, sizes: Sizes, report: Report) -> None:
+    """One app, N tenants with ``enforcement: true`` (on userRegistrationDetails, one page
+    each): security defaults and group look-ups spend the service budget, Conditional Access
+    pages their own 1 per second per tenant; the reports budget still bounds the round."""
+    tenants = sizes.tenants
+    sim = _limited_simulator(
+        workdir / "pacing-enforcement",
+        tenants,
+        sizes,
+        "--one-app",
+        "--users=500",
+        f"--conditional-access={EXCLUSIONS}",
+    )
+    exporter = ExporterProcess(sim.config_file, sim.config_file.parent / "exporter.log")
+    try:
+        # Each tenant: its pages of policies, then its report.
+        wait_for_events(sim, "ca_policies", CA_PAGES * tenants, 900, "enforcement round")
+        calls = wait_for_events(sim, "details", tenants, 900, "enforcement round")[:tenants]
+        calls += events(sim, "ca_policies")[: CA_PAGES * tenants]
+        stats = sim.stats()
+        refused = sum(
+            int(stats[key])
+            for key in ("refused_by_limits", "refused_by_service_limits", "refused_by_ca_limits")
+        )
+    finally:
+        exporter.stop()
+        sim.stop()
+    # A tenant's report waits for its policies: its second page comes 1 s after its first at
+    # the least (Graph's 1 per second per tenant), then the reports budget's one-app bound.
+    minimum = (CA_PAGES - 1) * 1.0 + _minimum(tenants, sizes.graph_limits[1])
+    _add(report, f"round_seconds_enforcement@{tenants}", span(calls), minimum, refused, 1.05)
 
 
 def _paced_round(

@@ -89,6 +89,14 @@ def _add_directory_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="two groups, rollout-wave-1 and -2, of this many users each",
     )
+    parser.add_argument(
+        "--conditional-access",
+        type=int,
+        default=None,
+        metavar="VARIANT",
+        help="every tenant's Conditional Access variant (entra_simulator.conditional_access); "
+        "--config-out then turns enforcement on for every tenant",
+    )
     parser.add_argument("--config-out", help="write a ready exporter config here")
     parser.add_argument("--ca-out", help="write the CA bundle here (default: next to --config-out)")
 
@@ -149,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             tenant.client_id = first_client_id(sim)
         tenant.privileged_admins = args.privileged_admins
         tenant.group_size = args.group_size
+        if args.conditional_access is not None:
+            tenant.ca_variant = args.conditional_access
         if args.report_shapes == "mixed":
             tenant.shape = index % REPORT_SHAPES
             tenant.extra_status = index % 2 == 1
@@ -174,16 +184,19 @@ if __name__ == "__main__":
 
 
 def _segments(sim: Simulator, args: argparse.Namespace) -> dict[str, Any]:
-    """``sources`` and ``segments`` for the written config, when ``--segments`` asks."""
-    if not args.segments:
-        return {}
-    second = "rollout-wave-2" if args.group_size else "finance"
+    """``sources``, ``segments`` and ``enforcement`` for the written config, when
+    ``--segments`` or ``--conditional-access`` ask."""
     names = [tenant.name for tenant in sim.tenants.values()]
-    segments = {"privileged_roles": True, "groups": ["rollout-wave-1", second]}
-    return {
-        "sources": dict.fromkeys(names, "userRegistrationDetails"),
-        "segments": dict.fromkeys(names, segments),
-    }
+    written: dict[str, Any] = {}
+    if args.segments or args.conditional_access is not None:
+        written["sources"] = dict.fromkeys(names, "userRegistrationDetails")
+    if args.segments:
+        second = "rollout-wave-2" if args.group_size else "finance"
+        segments = {"privileged_roles": True, "groups": ["rollout-wave-1", second]}
+        written["segments"] = dict.fromkeys(names, segments)
+    if args.conditional_access is not None:
+        written["enforcement"] = frozenset(names)
+    return written
 
 
 def _limits(args: argparse.Namespace) -> GraphLimits | None:

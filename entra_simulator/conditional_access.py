@@ -24,8 +24,8 @@ from entra_simulator.segments import (
     privileged_ids,
 )
 
-NONE, EXCLUSIONS, ADMINS_REPORT_ONLY, PARTIAL, SECURITY_DEFAULTS, FORBIDDEN = range(6)
-VARIANTS = 6
+NONE, EXCLUSIONS, ADMINS_REPORT_ONLY, PARTIAL, SECURITY_DEFAULTS, FORBIDDEN, BENCH = range(7)
+VARIANTS = 7
 CLASSES = (
     "conditional_access",
     "security_defaults",
@@ -140,7 +140,26 @@ def policies_of(tenant: SimTenant) -> list[dict[str, Any]]:
               platforms={"includePlatforms": ["android", "iOS"], "excludePlatforms": []},
               grant={"operator": "AND", "builtInControls": ["mfa", "compliantDevice"]}),
         ]  # fmt: skip
+    if variant == BENCH:
+        return _bench_policies(tenant)
     return []
+
+
+def _bench_policies(tenant: SimTenant) -> list[dict[str, Any]]:
+    """20 policies naming 10 groups (the tenant's, and two Graph no longer has), for the
+    benchmark of the classification's cost."""
+    groups = sorted(group.id for group in directory_of(tenant).groups.values())
+    named = [*groups, object_id(tenant, "group:gone-1"), object_id(tenant, "group:gone-2")][-10:]
+    found = []
+    for index in range(20):
+        include, exclude = named[index % 10], named[(index + 3) % 10]
+        users = {"includeGroups": [include], "excludeGroups": [exclude]}
+        if index % 4 == 0:
+            users = {"includeUsers": ["All"], "excludeGroups": [exclude]}
+        state = "enabledForReportingButNotEnforced" if index % 5 == 4 else "enabled"
+        apps = ["All"] if index % 3 else ["00000003-0000-0ff1-ce00-000000000000"]
+        found.append(_policy(tenant, f"bench {index}", state, users, apps=apps))
+    return found
 
 
 # ----------------------------------------------------------------------------- the truth

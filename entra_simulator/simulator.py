@@ -158,6 +158,7 @@ class Simulator:
             "refused_by_service_limits": (
                 self.service_limits.refused if self.service_limits else 0
             ),
+            "refused_by_ca_limits": self.ca_limits.refused if self.ca_limits else 0,
         }
 
     # ---------------------------------------------------------------- server

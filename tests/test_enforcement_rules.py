@@ -96,7 +96,8 @@ def classes_of(documents: list[dict[str, Any]], users: dict[str, tuple[set[str],
         for side in (mfa.include, mfa.exclude):
             sets.append({name for name, (memberships, _) in users.items()
                          if memberships & ({*side.groups, *side.roles})})  # fmt: skip
-    classifier = Classifier(EnforcementContext(policies, ()))
+    sides = tuple(((2 * i,), (2 * i + 1,)) for i in range(len(policies.mfa_policies)))
+    classifier = Classifier(EnforcementContext(policies, (), sides))
     found = {}
     for name, (_, guest) in users.items():
         in_sets = tuple(i for i, members in enumerate(sets) if name in members)

@@ -80,20 +80,33 @@ async def fetch_segment_context(
 async def enforcement_context(
     lookups: DirectoryLookups, policies: EnforcementPolicies
 ) -> EnforcementContext:
-    """Each MFA policy's included and excluded users: named ones, transitive members of the
-    groups it names (a group Graph no longer has is empty), holders of its roles (active
-    assignments, directly or through a role-assignable group)."""
-    sets = []
+    """The ID sets of the MFA policies' sides: users named, transitive members of each group
+    (a group Graph no longer has is empty), active holders of the roles (directly or through a
+    role-assignable group); each distinct set once, however many policies name it."""
+    sets: list[frozenset[int]] = []
+    numbers: dict[frozenset[int], int] = {}
+
+    def number(ids: frozenset[int]) -> tuple[int, ...]:
+        if not ids:
+            return ()  # nobody is in it: nothing to look up per row
+        if ids not in numbers:
+            numbers[ids] = len(sets)
+            sets.append(ids)
+        return (numbers[ids],)
+
+    sides = []
     for policy in policies.mfa_policies:
+        pair = []
         for side in (policy.include, policy.exclude):
-            ids = set(side.users)
+            found = number(side.users)
             for group_id in sorted(side.groups):
                 what = f"group {group_id} named by Conditional Access policy {policy.id}"
-                ids |= await lookups.group_members(group_id, what, missing_ok=True)
+                found += number(await lookups.group_members(group_id, what, missing_ok=True))
             if side.roles:
-                ids |= await lookups.role_holders(tuple(sorted(side.roles)), eligible=False)
-            sets.append(frozenset(ids))
-    return EnforcementContext(policies, tuple(sets))
+                found += number(await lookups.role_holders(tuple(sorted(side.roles)), False))
+            pair.append(found)
+        sides.append((pair[0], pair[1]))
+    return EnforcementContext(policies, tuple(sets), tuple(sides))
 
 
 async def fetch_registration_details(run: CollectorRun) -> RegistrationReport:

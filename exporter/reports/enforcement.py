@@ -275,12 +275,14 @@ def parse_security_defaults(document: Any) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class EnforcementContext:
-    """What the report's pass needs to classify users: the policies, and for each MFA policy
-    the ID sets of its sides (users, group members and role holders, unioned); set ``i`` is
-    ``2 * policy`` (included) or ``2 * policy + 1`` (excluded)."""
+    """What the report's pass needs to classify users: the policies, the distinct ID sets their
+    sides name (each group's members, each side's role holders, each side's named users; a set
+    named by many policies is one set), and for each MFA policy the indices of the sets of its
+    included and of its excluded side."""
 
     policies: EnforcementPolicies
     id_sets: tuple[frozenset[int], ...] = ()
+    sides: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()
 
 
 class Classifier:
@@ -289,6 +291,7 @@ class Classifier:
 
     def __init__(self, context: EnforcementContext) -> None:
         self._policies = context.policies.mfa_policies
+        self._sides = context.sides or tuple(((), ()) for _ in self._policies)
         self._defaults = context.policies.security_defaults
         self._known: dict[tuple[tuple[int, ...], bool], int] = {}
 
@@ -304,10 +307,12 @@ class Classifier:
     def _decide(self, in_sets: frozenset[int], guest: bool) -> int:
         covered: set[str] = set()  # "all", "partial", "report_only"
         included_enabled = False
-        for number, policy in enumerate(self._policies):
+        for policy, (ins, outs) in zip(self._policies, self._sides, strict=True):
             include, exclude = policy.include, policy.exclude
-            included = include.everyone or (include.guests and guest) or 2 * number in in_sets
-            excluded = exclude.everyone or (exclude.guests and guest) or 2 * number + 1 in in_sets
+            included = include.everyone or (include.guests and guest) or not in_sets.isdisjoint(ins)
+            excluded = (
+                exclude.everyone or (exclude.guests and guest) or not in_sets.isdisjoint(outs)
+            )
             if not included:
                 continue
             if policy.state == ENABLED:
