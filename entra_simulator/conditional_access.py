@@ -304,6 +304,7 @@ class ConditionalAccessHandler:
             return
         policies = policies_of(tenant)
         offset = int(params.get("$skiptoken", "0"))
-        following = offset + PAGE_SIZE
+        # Small pages exercise the walk; the benchmark's tenant pages as Graph would, at 100.
+        following = offset + (100 if tenant.ca_variant == BENCH else PAGE_SIZE)
         handler._send_page(path, params, policies[offset:following],
                            following if following < len(policies) else None)  # fmt: skip

@@ -13,6 +13,7 @@ published. Permissions (:mod:`exporter.config.permissions`): a 403 names the one
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from types import MappingProxyType
 
 from exporter.config.model import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
@@ -45,11 +46,8 @@ READINESS_QUERY = MappingProxyType(
 GONE_STATUSES = (400, 404, 410)
 
 
-async def fetch_segment_context(
-    lookups: DirectoryLookups, tenant: TenantConfig, policies: EnforcementPolicies | None = None
-) -> SegmentContext:
-    """The ID sets the tenant's segments need (empty when none are configured), and those of
-    its MFA policies when the enforcement collector read them in this poll.
+async def fetch_segment_context(lookups: DirectoryLookups, tenant: TenantConfig) -> SegmentContext:
+    """The ID sets the tenant's segments need (empty when none are configured).
 
     With retirement readiness on, Global Administrators are looked up on their own, even when
     ``privileged_roles`` leaves that role out (they count as privileged only if listed).
@@ -73,7 +71,6 @@ async def fetch_segment_context(
         privileged=privileged,
         groups=tuple(groups),
         global_admins=global_admins if readiness else None,
-        enforcement=None if policies is None else await enforcement_context(lookups, policies),
     )
 
 
@@ -114,10 +111,16 @@ async def fetch_registration_details(run: CollectorRun) -> RegistrationReport:
     when this poll read them, its MFA policies (each user classified in the same pass)."""
     graph, tenant = run.graph, run.tenant
     request = (run.token, run.deadline, run.tally)
-    policies = await run.exchange.policies() if run.exchange is not None else None
     lookups = DirectoryLookups(graph, tenant, request)
+    # The segments' look-ups go on while the enforcement collector reads the policies (1 page
+    # a second); then the groups and roles the policies name, sharing what was looked up.
+    context = await fetch_segment_context(lookups, tenant)
+    policies = await run.exchange.policies() if run.exchange is not None else None
+    if policies is not None:
+        context = replace(context, enforcement=await enforcement_context(lookups, policies))
     # The context's ID sets are not kept beside the counter's own index of them.
-    counter = RegistrationDetailsCounter(await fetch_segment_context(lookups, tenant, policies))
+    counter = RegistrationDetailsCounter(context)
+    del context
     with_upn = counter.readiness or policies is not None  # #EXT# marks external users
     url = graph_url(tenant, DETAILS_PATH, READINESS_QUERY if with_upn else DETAILS_QUERY)
     with naming_permission(lambda code: report_permission(DETAILS_SOURCE, code)):
