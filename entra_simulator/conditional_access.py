@@ -34,7 +34,7 @@ CLASSES = (
     "report_only",
     "none",
 )
-PAGE_SIZE = 3  # Graph pages these as it likes: small pages exercise the walk
+PAGE_SIZE = 4  # Graph pages these as it likes: small pages exercise the walk (5 policies: 2)
 FORBIDDEN_BODY = {
     "error": {
         "code": "Authorization_RequestDenied",

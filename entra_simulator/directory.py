@@ -43,6 +43,8 @@ TOKEN_FAULTS = (
     "token_down",
     "token_error500",  # the token endpoint answers 500 with an HTML page
     "token_html",  # the token endpoint answers 400 with a proxy's HTML page (MSAL logs it)
+    "no_service_principal",  # AADSTS700016: the app is not in the tenant (never consented)
+    "no_consent",  # AADSTS65001: the app is there, admin consent is not
     "echo_secret",
     "expires_in_null",
     "expires_in_text",

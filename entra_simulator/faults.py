@@ -109,6 +109,13 @@ def token_refusal(fault: str | None, form: dict[str, str]) -> str | None:
     """Why the token endpoint refuses the client for a queued ``fault`` (None: no such fault)."""
     if fault == "invalid_client":
         return "AADSTS7000222: The provided client secret keys for app are expired."
+    if fault == "no_service_principal":
+        return (
+            "AADSTS700016: Application with identifier was not found in the directory. This can "
+            "happen if the application has not been installed by the administrator of the tenant."
+        )
+    if fault == "no_consent":
+        return "AADSTS65001: The user or administrator has not consented to use the application."
     if fault == "echo_secret":
         # Some proxies and IdPs echo the request back: the secret in three encodings.
         echoed = form.get("client_secret", "")

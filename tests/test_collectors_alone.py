@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
 from entra_simulator.policy import FORBIDDEN
@@ -79,3 +80,20 @@ def test_the_token_endpoints_5xx_is_an_http_error_and_msal_logs_no_stack(
     msal = [line for line in log.splitlines() if "logger=msal" in line]
     assert msal and all("stack=" not in line and "Traceback" not in line for line in msal)
     assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("fault", ["no_service_principal", "no_consent"])
+def test_a_tenant_without_consent_is_consent_required_with_the_admin_consent_url(
+    sim_env: SimEnv, start_exporter: Callable[..., ExporterProcess], fault: str
+) -> None:
+    tenant = sim_env.sim.find(TENANT)
+    assert tenant is not None
+    sim_env.sim.set_fault(TENANT, fault, count=0)
+    exporter = start_exporter(f"--config.file={sim_env.config_file}")
+    exporter.wait_ready()
+    wait_until(lambda: sample(exporter, "entra_exporter_polls_total", result="consent_required"))
+    url = f"{sim_env.url}/{tenant.tenant_id}/adminconsent?client_id={tenant.client_id}"
+    assert url in exporter.log_text()
+    for page in (exporter.get("/")[2].decode(), exporter.get(f"/tenants/{TENANT}")[2].decode()):
+        assert url in page and "an administrator of the tenant opens the admin-consent URL" in page
+    assert sample(exporter, "entra_exporter_polls_total", result="auth_error") == 0

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from entra_simulator import Simulator, details_truth
+from entra_simulator import SimTenant, Simulator, details_truth
 from entra_simulator.conditional_access import EXCLUSIONS
 from entra_simulator.segments import directory_of
 from tests.conftest import (
@@ -28,6 +28,7 @@ from tests.conftest import (
 
 DASHBOARD = REPO / "deploy" / "grafana" / "entra-registration.json"
 DETAILS_TENANT = "tenant-0002"
+NEW_CUSTOMER = "3c0f1b2e-0000-4000-8000-00000000c0de"
 RULES = REPO / "deploy" / "prometheus" / "alerts.yml"
 
 pytestmark = pytest.mark.skipif(
@@ -84,6 +85,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulator,
     workdir = tmp_path_factory.mktemp("prometheus")
     sim = Simulator(tenants=3, seed=5)
     sim.start()
+    # A customer whose admin has not consented yet: the consent panel and alert have data.
+    sim.add_tenant(SimTenant(name="newcustomer", tenant_id=NEW_CUSTOMER, client_id=NEW_CUSTOMER,
+                             secret="not-consented-yet"))  # fmt: skip
+    sim.set_fault("newcustomer", "no_consent", count=0)
     sim.write_ca(workdir / "ca.pem")
     config_file = workdir / "config.yaml"
     sim.write_config(config_file, str(workdir / "ca.pem"), interval=1.0, jitter=0.0, timeout=2.0)
@@ -135,8 +140,8 @@ def test_report_gauges_arrive_with_graphs_numbers(stack: tuple[Simulator, Promet
             prometheus.query("entra_credential_registration_users"), "tenant", "registrationStatus"
         )
         for name, tenant in truth.items():
-            if name == DETAILS_TENANT:
-                continue  # checked against the successor report's truth below
+            if name in (DETAILS_TENANT, "newcustomer"):
+                continue  # the successor's truth is checked below; newcustomer has no report
             report = tenant["last_report"]
             assert users[(name,)] == report["totalUserCount"]
             for status, count in report["userRegistrationCounts"].items():
@@ -154,6 +159,7 @@ def test_report_gauges_arrive_with_graphs_numbers(stack: tuple[Simulator, Promet
 def test_health_metrics_arrive_with_the_right_labels(stack: tuple[Simulator, Prometheus]) -> None:
     _, prometheus = stack
     up = by_labels(prometheus.query("entra_exporter_tenant_up"), "tenant", "job")
+    assert up.pop(("newcustomer", "entra-registration-exporter")) == 0  # not consented yet
     assert set(up.values()) == {1.0} and len(up) == 3
     assert all(job == "entra-registration-exporter" for _, job in up)
     results = {r["metric"]["result"] for r in prometheus.query("entra_exporter_polls_total")}
@@ -166,6 +172,7 @@ def test_health_metrics_arrive_with_the_right_labels(stack: tuple[Simulator, Pro
         "network_error",
         "parse_error",
         "internal_error",
+        "consent_required",
     }
     info = prometheus.query("entra_tenant_info")
     assert {r["metric"]["cloud"] for r in info} == {"custom"}
@@ -248,7 +255,8 @@ def test_tenant_variable_query_returns_the_tenants(stack: tuple[Simulator, Prome
     match = urllib.parse.urlencode({"match[]": "entra_tenant_info"})
     status, _, body = http_get(f"{prometheus.url}/api/v1/label/tenant/values?{match}")
     assert status == 200
-    assert sorted(json.loads(body)["data"]) == ["tenant-0000", "tenant-0001", "tenant-0002"]
+    tenants = ["newcustomer", "tenant-0000", "tenant-0001", "tenant-0002"]
+    assert sorted(json.loads(body)["data"]) == tenants
 
 
 def test_promtool_checks_and_tests_the_rules() -> None:

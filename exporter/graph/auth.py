@@ -35,9 +35,12 @@ from exporter.config.model import (
 from exporter.config.problems import ConfigError
 from exporter.graph.failures import (
     AUTH_ERROR,
+    CONSENT_CODES,
+    CONSENT_REQUIRED,
     HTTP_ERROR,
     PARSE_ERROR,
     PollFailure,
+    admin_consent_url,
     classify_oauth_error,
     describe_error,
     unexpected_failure,
@@ -369,11 +372,22 @@ class TenantTokenSource:
                 self._reusable = (token, asked_at + expires_in - reuse_margin(expires_in))
             return token
         error = result.get("error")
-        description = str(result.get("error_description") or "").splitlines()
+        text = str(result.get("error_description") or "")
+        description = text.splitlines()
+        result_class = classify_oauth_error(error, text, result.get("error_codes"))
+        reason = description[0] if description else error
+        if result_class == CONSENT_REQUIRED:
+            url = admin_consent_url(
+                self.tenant.endpoints.authority_host, self.tenant.tenant_id, self.tenant.client_id
+            )
+            code = next((c for c in CONSENT_CODES if c in text), "AADSTS65001")
+            reason = (
+                f"the app is not consented in this tenant ({code}): an administrator opens {url}"
+            )
         raise TokenError(
             PollFailure(
-                classify_oauth_error(error),
-                f"token request refused: {description[0] if description else error}",
+                result_class,
+                f"token request refused: {reason}",
                 error_code=error,
                 request_id=result.get("correlation_id"),
             )

@@ -19,6 +19,7 @@ TIMEOUT = "timeout"
 NETWORK_ERROR = "network_error"
 PARSE_ERROR = "parse_error"
 INTERNAL_ERROR = "internal_error"
+CONSENT_REQUIRED = "consent_required"
 RESULTS = (
     SUCCESS,
     AUTH_ERROR,
@@ -28,10 +29,23 @@ RESULTS = (
     NETWORK_ERROR,
     PARSE_ERROR,
     INTERNAL_ERROR,
+    CONSENT_REQUIRED,
 )
 # Worst first: a tenant's poll counts by its worst collector result. A bug outranks what Graph
 # said; credentials outrank a bad answer; an answer outranks the network; slowing down is last.
-_SEVERITY = (INTERNAL_ERROR, AUTH_ERROR, PARSE_ERROR, HTTP_ERROR, TIMEOUT, NETWORK_ERROR, THROTTLED)
+_SEVERITY = (
+    INTERNAL_ERROR,
+    CONSENT_REQUIRED,
+    AUTH_ERROR,
+    PARSE_ERROR,
+    HTTP_ERROR,
+    TIMEOUT,
+    NETWORK_ERROR,
+    THROTTLED,
+)
+# The token endpoint's codes for an app that is not consented in the tenant: no service
+# principal there (AADSTS700016), or no admin consent (AADSTS65001).
+CONSENT_CODES = ("AADSTS700016", "AADSTS65001")
 
 MAX_MESSAGE = 300
 MAX_FIELD = 100
@@ -117,11 +131,21 @@ def worst_result(results: list[str] | tuple[str, ...]) -> str:
     return SUCCESS
 
 
-def classify_oauth_error(error: str | None) -> str:
-    """Result class of an OAuth error answer from the token endpoint."""
+def classify_oauth_error(error: str | None, description: str = "", codes: object = None) -> str:
+    """Result class of an OAuth error answer from the token endpoint (its ``error``,
+    ``error_description`` and ``error_codes``)."""
     if error in _TRANSIENT_OAUTH_ERRORS:
         return NETWORK_ERROR
+    numbers = {f"AADSTS{c}" for c in codes} if isinstance(codes, list) else set()
+    if any(code in description or code in numbers for code in CONSENT_CODES):
+        return CONSENT_REQUIRED
     return AUTH_ERROR
+
+
+def admin_consent_url(authority_host: str, tenant_id: str, client_id: str) -> str:
+    """Where an administrator of ``tenant_id`` consents to the app (and so creates its service
+    principal there): every application permission the registration asks for."""
+    return f"{authority_host}/{tenant_id}/adminconsent?client_id={client_id}"
 
 
 def is_retryable_status(status: int) -> bool:

@@ -49,6 +49,8 @@ HINTS = MappingProxyType(
         "network_error": "check egress, proxies and tls_ca_file",
         "parse_error": "an answer that is not Graph's: often a proxy in the way; see the log",
         "internal_error": "a bug in the exporter: please report it with the log line",
+        "consent_required": "the app has no service principal or no admin consent in this "
+        "tenant: an administrator of the tenant opens the admin-consent URL in the reason",
     }
 )
 CODE_HINTS = MappingProxyType(
@@ -235,6 +237,8 @@ def hint(record: PollRecord | None) -> str:
     """What to do about a failed poll: by Graph's error code where known, else by class."""
     if record is None or record.result == "success":
         return ""
+    if record.result == "consent_required":  # its code (invalid_client) would blame the secret
+        return HINTS[record.result]
     return CODE_HINTS.get(record.error_code or "", HINTS.get(record.result, ""))
 
 
@@ -349,6 +353,14 @@ def _segment_rows(report: RegistrationReport | None) -> list[str]:
     return rows
 
 
+def _what_to_do(snap: TenantSnapshot) -> str:
+    """The last failed poll's reason and hint, as the landing page gives them."""
+    last = snap.recent[-1] if snap.recent else None
+    if last is None or last.result == "success":
+        return ""
+    return f"<p>Last poll: {reason(last)}<div class='hint'>{_e(hint(last))}</div></p>"
+
+
 def _collectors(snap: TenantSnapshot) -> str:
     """Each collector's last result (one line)."""
     if not snap.collectors:
@@ -380,6 +392,7 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
             f"next poll {_next(next_poll(snap.name), now)}</p>",
             f"<p>{_e(report_summary(snap, now))}{_stale(snap, now)}</p>",
             f"<p>{_e(enforcement_summary(snap.fresh_report(now)))}</p>",
+            _what_to_do(snap),
             f"<p>{_e(retirement)}</p>" if retirement else "",
             _collectors(snap),
             f"<h2>Recent polls (last {len(snap.recent)})</h2>",
