@@ -685,7 +685,7 @@ def doc(*tenants: dict[str, object], **top: object) -> dict[str, object]:
         pytest.param(
             doc(bogus=1),
             [
-                "bogus: unknown key (expected one of: concurrency, defaults, endpoints, rate_limits, tenants, tls_ca_file)"
+                "bogus: unknown key (expected one of: concurrency, defaults, endpoints, rate_limits, tenant_labels, tenants, tls_ca_file)"
             ],
             id="unknown top key",
         ),
@@ -815,3 +815,54 @@ def test_durations_are_written_as_they_are_read(seconds: float, text: str) -> No
 
 def test_a_secrets_repr_never_shows_it() -> None:
     assert repr(Secret("hunter2")) == "Secret('********')"
+
+
+def test_tenant_labels_are_declared_once_and_given_per_tenant() -> None:
+    tenant = {
+        "tenant_id": "5f1c3d2e-8a4b-4c6d-9e0f-1a2b3c4d5e6f",
+        "client_id": "00000000-0000-4000-8000-000000000001",
+        "client_secret": "s3cret-value",
+    }
+    config = parse_config(
+        {
+            "tenant_labels": ["tier", "region"],
+            "tenants": [
+                {**tenant, "name": "contoso", "labels": {"tier": "gold", "region": "eu"}},
+                {**tenant, "name": "fabrikam", "labels": {"region": 'we"st'}},
+            ],
+        },
+        environ={},
+    )
+    assert config.tenant_labels == ("tier", "region")
+    assert [t.labels for t in config.tenants] == [
+        (("tier", "gold"), ("region", "eu")),
+        (("tier", ""), ("region", 'we"st')),
+    ]
+    with pytest.raises(ConfigError) as refused:
+        parse_config(
+            {
+                "tenant_labels": ["tier", "cloud", "9x", "tier"],
+                "tenants": [{**tenant, "labels": {"zone": "a", "tier": 3}}],
+            },
+            environ={},
+        )
+    assert refused.value.problems == [
+        "tenant_labels[1]: 'cloud' is a label entra_tenant_info already has",
+        "tenant_labels[2]: '9x' is not a valid label name",
+        "tenant_labels[3]: 'tier' is declared twice",
+        "tenants[0].labels.zone: not declared in tenant_labels (tier)",
+        "tenants[0].labels.tier: must be a string of at most 256 characters",
+    ]
+
+
+def test_tenant_labels_join_entra_tenant_info() -> None:
+    from exporter.metrics.families import TENANT_INFO
+    from exporter.metrics.rendering import render_tenant_block
+    from exporter.metrics.snapshots import TenantSnapshot
+
+    snapshot = TenantSnapshot("contoso", "t-id", "global", "userRegistrationDetails",
+                              labels=(("tier", "gold"), ("region", 'e"u')))  # fmt: skip
+    assert render_tenant_block(snapshot)[TENANT_INFO] == (
+        'entra_tenant_info{tenant="contoso",tenant_id="t-id",cloud="global",'
+        'source="userRegistrationDetails",tier="gold",region="e\\"u"} 1\n'
+    )

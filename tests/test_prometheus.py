@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import urllib.parse
@@ -241,7 +240,9 @@ def test_dashboard_is_importable_json_with_the_variables() -> None:
     )
     tenant = variables["tenant"]
     assert tenant["multi"] and tenant["includeAll"]
-    assert re.fullmatch(r"label_values\(\w+, tenant\)", tenant["query"]["query"])
+    # The tenants narrowed by the tenant_labels' matchers (a textbox, all tenants by default).
+    assert tenant["query"]["query"] == "label_values(entra_tenant_info{$tenant_labels}, tenant)"
+    assert variables["tenant_labels"]["type"] == "textbox"
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     for panel in dashboard["panels"]:
@@ -252,7 +253,8 @@ def test_dashboard_is_importable_json_with_the_variables() -> None:
 
 def test_tenant_variable_query_returns_the_tenants(stack: tuple[Simulator, Prometheus]) -> None:
     _, prometheus = stack
-    match = urllib.parse.urlencode({"match[]": "entra_tenant_info"})
+    default = json.loads(DASHBOARD.read_text())["templating"]["list"][1]["query"]
+    match = urllib.parse.urlencode({"match[]": f"entra_tenant_info{{{default}}}"})
     status, _, body = http_get(f"{prometheus.url}/api/v1/label/tenant/values?{match}")
     assert status == 200
     tenants = ["newcustomer", "tenant-0000", "tenant-0001", "tenant-0002"]

@@ -166,6 +166,8 @@ def test_no_secret_private_key_or_token_appears_anywhere(
                 not any(sim_env.sim.find(n).faults for n in ("tenant-0000", "certificate-tenant"))
             )
         )  # type: ignore[union-attr]
+    # The exporter holds a token again (revoked above), so there is one to look for below.
+    wait_until(lambda: sim_env.sim.tokens)
     # A reload that fails, and one that succeeds.
     good = sim_env.config_file.read_text()
     sim_env.config_file.write_text(good.replace("tenant_id:", "tenant_idd:", 1))

@@ -29,6 +29,7 @@ from exporter.config.credentials import (
     with_shared_app,
 )
 from exporter.config.environment import expand_env
+from exporter.config.labels import parse_labels, parse_tenant_labels
 from exporter.config.model import (
     CLOUD_NAMES,
     CLOUDS,
@@ -55,10 +56,18 @@ _HTTPS_HOST_RE = re.compile(r"^https://[^/\s]+$")
 SWITCHES = ("policy", "enforcement")
 DEFAULTS_KEYS = ("interval", "timeout", "jitter", "cloud", "source", "stale_after", *SWITCHES)
 _TOP_KEYS = frozenset(
-    {"defaults", "concurrency", "rate_limits", "endpoints", "tls_ca_file", "tenants"}
+    {
+        "defaults",
+        "concurrency",
+        "rate_limits",
+        "endpoints",
+        "tls_ca_file",
+        "tenants",
+        "tenant_labels",
+    }
 )
 _TENANT_KEYS = frozenset(
-    {"name", "tenant_id", "client_id", "segments", *CREDENTIAL_KEYS, *DEFAULTS_KEYS}
+    {"name", "tenant_id", "client_id", "segments", "labels", *CREDENTIAL_KEYS, *DEFAULTS_KEYS}
 )
 _BUILTIN_DEFAULTS: Mapping[str, str | bool | None] = MappingProxyType(
     {
@@ -274,6 +283,7 @@ class _Context:
     # An invalid 'endpoints' was already reported; a custom-cloud tenant does not repeat it.
     endpoints_given: bool
     environ: Mapping[str, str]
+    tenant_labels: tuple[str, ...] = ()
 
 
 def _parse_defaults(
@@ -396,6 +406,7 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         ),
         endpoints_given=endpoints_given,
         environ=environ,
+        tenant_labels=parse_tenant_labels(document.get("tenant_labels"), problems),
     )
     tls_ca_file = _parse_tls_ca_file(document, problems)
     tenants = _parse_tenants(document.get("tenants"), context, problems)
@@ -407,6 +418,7 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         per_app=limits["per_app"],
         tls_ca_file=tls_ca_file,
         warnings=tuple(problems.warnings),
+        tenant_labels=context.tenant_labels,
     )
 
 
@@ -454,6 +466,7 @@ def _parse_tenant(
         settings.source if settings else None,
         problems,
     )
+    labels = parse_labels(node.get("labels"), context.tenant_labels, f"{path}.labels", problems)
     if (
         len(problems.lines) > before
         or tenant_id is None
@@ -473,6 +486,7 @@ def _parse_tenant(
         endpoints=endpoints,
         segments=segments,
         shared_app=shared_app,
+        labels=labels,
         **dataclasses.asdict(settings),
     )
 

@@ -198,6 +198,8 @@ class TenantConfig:
     policy: bool = False
     # Read security defaults and Conditional Access every poll (the ``enforcement`` collector).
     enforcement: bool = False
+    # Values of the config's ``tenant_labels`` on entra_tenant_info, in their order.
+    labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def authority(self) -> str:
@@ -232,6 +234,8 @@ class Config:
     warnings: tuple[str, ...] = field(default=(), compare=False)
     # This replica's part of each app's budgets when replicas share the app (1 / shards).
     app_share: float = 1.0
+    # Extra labels of entra_tenant_info, declared once (values per tenant).
+    tenant_labels: tuple[str, ...] = ()
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in this config, for log redaction."""

@@ -98,7 +98,9 @@ def render_tenant_block(snapshot: TenantSnapshot) -> Lines:
     lines[TENANT_INFO] = (
         f'{TENANT_INFO.name}{{{tenant},tenant_id="{escape_label_value(snapshot.tenant_id)}",'
         f'cloud="{escape_label_value(snapshot.cloud)}",'
-        f'source="{escape_label_value(snapshot.source)}"}} 1\n'
+        f'source="{escape_label_value(snapshot.source)}"'
+        + "".join(f',{name}="{escape_label_value(value)}"' for name, value in snapshot.labels)
+        + "} 1\n"
     )
     lines[TENANT_UP] = f"{TENANT_UP.name}{{{tenant}}} {1 if snapshot.up else 0}\n"
     if snapshot.last_success is not None:

@@ -163,6 +163,8 @@ class TenantSnapshot:
     cloud: str
     source: str
     report: RegistrationReport | None = None
+    # The config's tenant_labels and this tenant's values (entra_tenant_info).
+    labels: tuple[tuple[str, str], ...] = ()
     report_expires_at: float = 0.0
     up: bool = False
     polled: bool = False
@@ -181,11 +183,17 @@ class TenantSnapshot:
     @classmethod
     def for_tenant(cls, tenant: TenantConfig) -> TenantSnapshot:
         """The snapshot of a tenant that has not been polled yet."""
-        return cls(tenant.name, tenant.tenant_id, tenant.cloud, tenant.source)
+        return cls(tenant.name, tenant.tenant_id, tenant.cloud, tenant.source, labels=tenant.labels)
 
     def with_config(self, tenant: TenantConfig) -> TenantSnapshot:
         """The same history under a (possibly changed) configuration."""
-        return replace(self, tenant_id=tenant.tenant_id, cloud=tenant.cloud, source=tenant.source)
+        return replace(
+            self,
+            tenant_id=tenant.tenant_id,
+            cloud=tenant.cloud,
+            source=tenant.source,
+            labels=tenant.labels,
+        )
 
     def fresh_report(self, now: float) -> RegistrationReport | None:
         """The last good report while it is not stale (as ``/metrics`` shows it), else None."""
