@@ -45,7 +45,7 @@ from bench.harness import (
 )
 from entra_simulator import GRAPH_FAULTS
 from entra_simulator.policy import FORBIDDEN
-from exporter.config.loader import parse_duration
+from exporter.config.network import parse_duration
 
 # Every Graph fault the simulator can inject, drawn at random for the faulty half.
 ALL_FAULTS = list(GRAPH_FAULTS)

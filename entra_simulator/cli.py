@@ -13,7 +13,7 @@ from typing import Any
 from entra_simulator.directory import MAX_PAGE, REPORT_SHAPES
 from entra_simulator.limits import PER_APP, PER_APP_PER_TENANT, GraphLimits, Limit, ServiceLimits
 from entra_simulator.simulator import Simulator
-from exporter.config.loader import parse_duration
+from exporter.config.network import parse_duration
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ import pytest
 import trustme
 
 from exporter.cli import describe_config
-from exporter.config.loader import load_config, parse_config, parse_duration, parse_rate_limit
+from exporter.config.loader import load_config, parse_config
 from exporter.config.model import (
     CLOUDS,
     DEFAULT_PRIVILEGED_ROLES,
@@ -21,6 +21,7 @@ from exporter.config.model import (
     WorkloadIdentityCredential,
     format_duration,
 )
+from exporter.config.network import parse_duration, parse_rate_limit
 from exporter.config.problems import ConfigError
 from tests.conftest import run_cli, write_app_certificate
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import bcrypt
 
-from exporter.config.loader import parse_duration
+from exporter.config.network import parse_duration
 from exporter.config.problems import Problems, read_yaml_file
 from exporter.web.tls import TlsSettings, parse_tls
 
