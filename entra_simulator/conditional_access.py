@@ -269,8 +269,12 @@ class ConditionalAccessHandler:
     """The handler's part for ``identitySecurityDefaultsEnforcementPolicy`` and
     ``identity/conditionalAccess/policies`` (mixed into the simulator's request handler)."""
 
-    def _conditional_access(self, path: str, query: str) -> None:
-        if path.endswith("/identitySecurityDefaultsEnforcementPolicy"):
+    def _tenant_policies(self, path: str, query: str) -> None:
+        """Security defaults, Conditional Access, or a partner's customer listing."""
+        if path.startswith("/v1.0/tenantRelationships/"):
+            handler: Any = self
+            handler._partner_listing(path, query)
+        elif path.endswith("/identitySecurityDefaultsEnforcementPolicy"):
             self._security_defaults(query)
         else:
             self._ca_policies(path, query)

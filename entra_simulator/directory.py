@@ -142,6 +142,8 @@ class SimTenant:
     group_size: int | None = None  # two rollout groups of this many users, else the default
     policy_variant: int = 0  # its authentication methods policy (entra_simulator.policy)
     ca_variant: int = 0  # its Conditional Access (entra_simulator.conditional_access)
+    customer_of: str | None = None  # the partner tenant listing it (entra_simulator.partners)
+    display_name: str | None = None  # its name in a partner's listing (default: name)
     external_share: int = 16  # users out of 256 whose userPrincipalName carries #EXT#
 
     def take_fault(self, kinds: tuple[str, ...]) -> str | None:

@@ -39,6 +39,7 @@ from entra_simulator.faults import (
     token_refusal,
 )
 from entra_simulator.limits import directory_cost, retry_after
+from entra_simulator.partners import PARTNER_PATHS, PartnerHandler
 from entra_simulator.paths import (
     CA_POLICIES_PATH,
     DETAILS_PATHS,
@@ -69,7 +70,7 @@ class _SimServer6(_SimServer):
     address_family = socket.AF_INET6
 
 
-class _SimHandler(ConditionalAccessHandler, BaseHTTPRequestHandler):
+class _SimHandler(ConditionalAccessHandler, PartnerHandler, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     sim: Simulator
     custom_answer: tuple[int, bytes, str] = (200, b"{}", "application/json")
@@ -170,8 +171,8 @@ class _SimHandler(ConditionalAccessHandler, BaseHTTPRequestHandler):
             self._directory_objects(path, urllib.parse.urlsplit(self.path).query)
         elif path == POLICY_PATH:
             self._policy(urllib.parse.urlsplit(self.path).query)
-        elif path in (SECURITY_DEFAULTS_PATH, CA_POLICIES_PATH):
-            self._conditional_access(path, urllib.parse.urlsplit(self.path).query)
+        elif path in (SECURITY_DEFAULTS_PATH, CA_POLICIES_PATH, *PARTNER_PATHS):
+            self._tenant_policies(path, urllib.parse.urlsplit(self.path).query)
         elif path.endswith("/v2.0/.well-known/openid-configuration"):
             tenant_key = path.split("/")[1]
             discovered = sim.find(tenant_key)

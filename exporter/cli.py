@@ -57,6 +57,15 @@ def describe_config(config: Config) -> list[str]:
         )
         lines.append(f"    permissions: {', '.join(permissions_needed(tenant))}")
         lines.append(f"    sms/voice retirement readiness: {_describe_readiness(tenant)}")
+    discovery = config.discovery
+    if discovery is not None:
+        lines.append(
+            f"discovery: {discovery.source} in {discovery.partner.tenant_id} (application "
+            f"permission {discovery.permission}, with the defaults' app), every "
+            f"{format_duration(discovery.interval)}, {len(discovery.exclude)} excluded; each "
+            "customer found is polled with the defaults; read when serving or with --once "
+            "(nothing is read now)"
+        )
     shared = [tenant.name for tenant in config.tenants if tenant.shared_app]
     if shared:
         lines.append(f"shared app (defaults) used by {len(shared)} tenant(s): {', '.join(shared)}")

@@ -10,6 +10,7 @@ name tenants and ask :meth:`Runtime.poll`; the store shows what tenants publish.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +23,13 @@ from exporter.graph.transport import Transport, build_ssl_context
 from exporter.logs import SecretRedactor, TenantLogRouter
 from exporter.metrics.snapshots import PollResult
 from exporter.metrics.store import MetricsStore
+from exporter.polling.discovery import Discovery
 from exporter.polling.retries import RetryAfterMemory, retry_delay
 from exporter.polling.scheduler import PollScheduler
 from exporter.polling.tenant import PollingServices, Tenant
 
 log = logging.getLogger("exporter")
+DISCOVERY_JOB = "#discovery"  # the scheduler's job that reads the customer listing
 
 
 class Runtime:
@@ -58,13 +61,19 @@ class Runtime:
         self._log_router = TenantLogRouter(self.tenants.get, self.redactor)
         logging.getLogger().addHandler(self._log_router)
         self.config = config
+        self.discovery: Discovery | None = None
         self._applied = False  # the first apply builds; the later ones are reloads
         self.apply(config)
         self._applied = True
 
     def apply(self, config: Config) -> None:
-        """Make the tenants match ``config``: add, replace (history kept) and remove."""
+        """Make the tenants match ``config`` and the customers discovery found: add, replace
+        (history kept) and remove."""
         self.redactor.set_secrets(config.secrets())
+        self._use_discovery(config)
+        listed = config.tenants
+        found = self.discovery.customers(listed) if self.discovery is not None else ()
+        config = dataclasses.replace(config, tenants=listed + found)
         wanted = {tenant.name: tenant for tenant in config.tenants}
         self._graph.use_rate_limits(
             config.per_app_per_tenant,
@@ -80,7 +89,30 @@ class Runtime:
                 self._add(Tenant(tenant_config, self._services))
             elif old.config != tenant_config:
                 self._replace(old, tenant_config)
-        self.config = config
+        self.config = dataclasses.replace(config, tenants=listed)
+
+    def _use_discovery(self, config: Config) -> None:
+        """Discovery as ``config`` says (the last good listing kept across a reload), read every
+        interval, first at once."""
+        previous = self.discovery
+        if config.discovery is None:
+            self.discovery = None
+            self.scheduler.unschedule_task(DISCOVERY_JOB)
+        elif previous is None or previous.config != config.discovery:
+            self.discovery = Discovery(config.discovery, self._services, previous)
+            self.scheduler.every(DISCOVERY_JOB, config.discovery.interval, self.discover)
+        self.store.expect_discovery(config.discovery is not None)
+
+    async def discover(self) -> None:
+        """Read the customer listing, then add the customers that joined and remove those that
+        left, as a reload would (a failed listing changes nothing)."""
+        discovery = self.discovery
+        if discovery is None:
+            return
+        ok = await discovery.refresh()
+        self.store.record_discovery(ok, discovery.found_count())
+        if ok and discovery is self.discovery:
+            self.apply(self.config)
 
     def _add(self, tenant: Tenant) -> None:
         self.tenants[tenant.name] = tenant
@@ -108,6 +140,11 @@ class Runtime:
         self.store.remove(name)
         self.retry_after.forget(name)
         log.info("tenant removed", extra={"tenant": name})
+
+    @property
+    def services(self) -> PollingServices:
+        """What every tenant (and discovery) of this runtime shares."""
+        return self._services
 
     def tenant(self, name: str) -> Tenant:
         """Tenant ``name`` (KeyError if the config has no such tenant)."""

@@ -237,6 +237,7 @@ async def run_once(
     """Poll every tenant once and print (or write) the exposition; 0 if every poll succeeded."""
     runtime = build_runtime(config, redactor)
     try:
+        await runtime.discover()  # the customer listing first, with discovery
         results = await runtime.poll_all()
     finally:
         await runtime.aclose()

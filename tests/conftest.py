@@ -336,6 +336,7 @@ TIERS = {
     },
     "integration": {
         "test_credentials",
+        "test_discovery",
         "test_enforcement",
         "test_graph",
         "test_hostile",

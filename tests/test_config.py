@@ -686,7 +686,7 @@ def doc(*tenants: dict[str, object], **top: object) -> dict[str, object]:
         pytest.param(
             doc(bogus=1),
             [
-                "bogus: unknown key (expected one of: concurrency, defaults, endpoints, rate_limits, tenant_labels, tenants, tls_ca_file)"
+                "bogus: unknown key (expected one of: concurrency, defaults, discovery, endpoints, rate_limits, tenant_labels, tenants, tls_ca_file)"
             ],
             id="unknown top key",
         ),

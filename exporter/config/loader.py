@@ -27,6 +27,7 @@ from exporter.config.credentials import (
     parse_shared_app,
     with_shared_app,
 )
+from exporter.config.discovery import PARTNER_NAME, DiscoveryConfig, parse_discovery_node
 from exporter.config.environment import expand_env
 from exporter.config.labels import parse_labels, parse_tenant_labels
 from exporter.config.model import (
@@ -62,6 +63,7 @@ _TOP_KEYS = frozenset(
         "tls_ca_file",
         "tenants",
         "tenant_labels",
+        "discovery",
     }
 )
 _TENANT_KEYS = frozenset(
@@ -283,15 +285,19 @@ def _parse_defaults(
     return _RawSettings(values, paths), segments, shared
 
 
-def _parse_tenants(node: Any, context: _Context, problems: Problems) -> list[TenantConfig]:
-    if node is None:
+def _parse_tenants(
+    node: Any, context: _Context, problems: Problems, discovery: bool = False
+) -> list[TenantConfig]:
+    """The listed tenants; with ``discovery`` there may be none."""
+    if node is None and not discovery:
         problems.add("tenants", "is required (a list of tenants to poll)")
         return []
-    if not isinstance(node, list):
+    if not isinstance(node, list | None):
         problems.add("tenants", "must be a list")
         return []
     if not node:
-        problems.add("tenants", "must hold at least one tenant")
+        if not discovery:
+            problems.add("tenants", "must hold at least one tenant")
         return []
     tenants: list[TenantConfig] = []
     seen: dict[str, int] = {}
@@ -343,7 +349,8 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         tenant_labels=parse_tenant_labels(document.get("tenant_labels"), problems),
     )
     tls_ca_file = parse_tls_ca_file(document, problems)
-    tenants = _parse_tenants(document.get("tenants"), context, problems)
+    discovery = _parse_discovery(document.get("discovery"), context, problems)
+    tenants = _parse_tenants(document.get("tenants"), context, problems, "discovery" in document)
     problems.raise_if_any()
     return Config(
         tenants=tuple(tenants),
@@ -353,7 +360,32 @@ def parse_config(document: Any, environ: Mapping[str, str] | None = None) -> Con
         tls_ca_file=tls_ca_file,
         warnings=tuple(problems.warnings),
         tenant_labels=context.tenant_labels,
+        discovery=discovery,
     )
+
+
+def _parse_discovery(node: Any, context: _Context, problems: Problems) -> DiscoveryConfig | None:
+    """``discovery``: its keys, and the partner's tenant built from the defaults' app."""
+    if node is None:
+        return None
+    parsed = parse_discovery_node(node, context.tenant_labels, problems)
+    shared = context.shared_app
+    if not (shared.has_credential() and "client_id" in shared.node):
+        problems.add(
+            "discovery",
+            "needs client_id and a credential under defaults: the one multi-tenant app that "
+            "reads the listing in the partner's tenant and every customer",
+        )
+        return None
+    if parsed is None:
+        return None
+    source, tenant_id, interval, exclude, labels = parsed
+    partner = _parse_tenant(
+        {"name": PARTNER_NAME, "tenant_id": tenant_id}, "discovery", context, problems
+    )
+    if partner is None:
+        return None
+    return DiscoveryConfig(source, partner, interval, exclude, labels)
 
 
 # --------------------------------------------------------------------------- one tenant

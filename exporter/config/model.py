@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 DEFAULT_SOURCE = "credentialUserRegistrationCount"
 DETAILS_SOURCE = "userRegistrationDetails"
@@ -236,6 +237,8 @@ class Config:
     app_share: float = 1.0
     # Extra labels of entra_tenant_info, declared once (values per tenant).
     tenant_labels: tuple[str, ...] = ()
+    # MSPs: customer tenants found from the partner relationship (exporter.config.discovery).
+    discovery: Any = None
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in this config, for log redaction."""

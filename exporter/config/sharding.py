@@ -52,7 +52,12 @@ class Shard:
         if self.split_app_limit:
             per_app = RateLimit(max(1, per_app.requests // self.count), per_app.per_seconds)
             share = 1 / self.count  # the identity and access service's per-app units too
-        return dataclasses.replace(config, tenants=tenants, per_app=per_app, app_share=share)
+        discovery = config.discovery
+        if discovery is not None:  # discovered customers: the same stable hash
+            discovery = dataclasses.replace(discovery, shard=(self.index, self.count))
+        return dataclasses.replace(
+            config, tenants=tenants, per_app=per_app, app_share=share, discovery=discovery
+        )
 
 
 def shard_of(tenant_id: str, count: int) -> int:

@@ -292,6 +292,23 @@ SCHEDULER_EVENTS = Family(
     "max_instances (a poll was still running), error (a job raised).",
 )
 SCHEDULER_EVENT_KINDS = ("missed", "max_instances", "error")
+DISCOVERY_UP = Family(
+    "entra_exporter_discovery_up",
+    "gauge",
+    "1 if the last read of the partner's customer listing (discovery) succeeded, else 0 (the "
+    "last good set of customers is kept).",
+)
+DISCOVERY_TENANTS = Family(
+    "entra_exporter_discovery_tenants",
+    "gauge",
+    "Customer tenants the last good listing found, after exclude (before this replica's shard "
+    "and the listed tenants that win over them).",
+)
+DISCOVERY_LAST_SUCCESS = Family(
+    "entra_exporter_discovery_last_success_timestamp_seconds",
+    "gauge",
+    "Unix time of the last successful read of the customer listing.",
+)
 
 
 def escape_label_value(value: str) -> str:

@@ -36,6 +36,9 @@ from prometheus_client.openmetrics import exposition as om_exposition
 from exporter import __version__
 from exporter.metrics.families import (
     BUILD_INFO,
+    DISCOVERY_LAST_SUCCESS,
+    DISCOVERY_TENANTS,
+    DISCOVERY_UP,
     ENFORCEMENT_FAMILIES,
     PHONE_ONLY,
     POLICY_FAMILIES,
@@ -112,6 +115,9 @@ class MetricsStore:
         self._web_reload_ok = 1
         self._reload_time = time.time()
         self._scheduler_events = dict.fromkeys(SCHEDULER_EVENT_KINDS, 0)
+        # Discovery's health: None without discovery; (up, tenants, last success) once tried.
+        self._discovery: tuple[int, int, float | None] | None = None
+        self._discovery_expected = False
         self._process = _process_registry()
         self._process_cache: dict[bool, _Rendered] = {}
         self._process_lock = threading.Lock()
@@ -149,6 +155,22 @@ class MetricsStore:
             self._web_reload_ok = 1 if ok else 0
             self._generation += 1
 
+    def expect_discovery(self, expected: bool) -> None:
+        """Discovery is configured: ready only once its listing was read (or tried) once."""
+        with self._lock:
+            self._discovery_expected = expected
+            if not expected:
+                self._discovery = None
+            self._generation += 1
+
+    def record_discovery(self, ok: bool, tenants: int) -> None:
+        """The customer listing was read (``ok``) or failed; ``tenants`` found in the last good
+        one."""
+        with self._lock:
+            last = self._discovery[2] if self._discovery else None
+            self._discovery = (1 if ok else 0, tenants, time.time() if ok else last)
+            self._generation += 1
+
     def record_scheduler_event(self, kind: str) -> None:
         """Count a scheduler event (missed, max_instances, error)."""
         with self._lock:
@@ -167,7 +189,10 @@ class MetricsStore:
         return [entry.snapshot for entry in list(self._entries.values())]
 
     def all_polled(self) -> bool:
-        """True once every tenant has been polled at least once."""
+        """True once every tenant has been polled at least once (and, with discovery, its
+        listing read or tried once)."""
+        if self._discovery_expected and self._discovery is None:
+            return False
         return all(entry.snapshot.polled for entry in list(self._entries.values()))
 
     def _render_tenants(self, openmetrics: bool, now: float) -> _Rendered:
@@ -177,6 +202,7 @@ class MetricsStore:
             reload_ok, reload_time = self._reload_ok, self._reload_time
             web_reload_ok = self._web_reload_ok
             events = dict(self._scheduler_events)
+            discovery = self._discovery
         valid_until = float("inf")
         fresh: list[_Entry] = []
         # The tenants whose collector's last good value is not stale, per collector.
@@ -212,6 +238,8 @@ class MetricsStore:
         parts.extend(
             f'{SCHEDULER_EVENTS.name}{{event="{kind}"}} {count}\n' for kind, count in events.items()
         )
+        if discovery is not None:
+            parts.extend(_discovery_lines(discovery, openmetrics))
         text = "".join(parts).encode()
         zipped = gzip.compress(text, compresslevel=1)  # pragma: no mutate (any level reads back)
         return _Rendered(generation, valid_until, text, zipped)
@@ -267,3 +295,17 @@ class MetricsStore:
             rendered = _Rendered(0, now + PROCESS_METRICS_TTL, text, zipped)
             self._process_cache[openmetrics] = rendered
             return rendered
+
+
+def _discovery_lines(discovery: tuple[int, int, float | None], openmetrics: bool) -> list[str]:
+    up, tenants, last = discovery
+    lines = [
+        DISCOVERY_UP.header(openmetrics),
+        f"{DISCOVERY_UP.name} {up}\n",
+        DISCOVERY_TENANTS.header(openmetrics),
+        f"{DISCOVERY_TENANTS.name} {tenants}\n",
+    ]
+    if last is not None:
+        lines += [DISCOVERY_LAST_SUCCESS.header(openmetrics)]
+        lines += [f"{DISCOVERY_LAST_SUCCESS.name} {format_value(last)}\n"]
+    return lines

@@ -138,6 +138,33 @@ class PollScheduler:
             misfire_grace_time=max(1, int(tenant.interval)),
         )
 
+    def every(self, job_id: str, seconds: float, task: Callable[[], Awaitable[object]]) -> None:
+        """Run ``task`` every ``seconds``, first at once (replacing a job of that id)."""
+        self._scheduler.add_job(
+            self._task_job,
+            IntervalTrigger(seconds=seconds, timezone=UTC),
+            args=(task,),
+            id=job_id,
+            name=job_id,
+            next_run_time=datetime.now(UTC),
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(seconds)),
+        )
+
+    def unschedule_task(self, job_id: str) -> None:
+        """Stop the job ``job_id`` (nothing if there is none)."""
+        if self._scheduler.get_job(job_id) is not None:
+            self._scheduler.remove_job(job_id)
+
+    async def _task_job(self, task: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await task()
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+
     def unschedule(self, name: str) -> None:
         """Stop polling tenant ``name`` (its extra polls too)."""
         for job_id in (name, f"{name}{EXTRA_POLL}"):
