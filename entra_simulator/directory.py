@@ -144,6 +144,7 @@ class SimTenant:
     ca_variant: int = 0  # its Conditional Access (entra_simulator.conditional_access)
     customer_of: str | None = None  # the partner tenant listing it (entra_simulator.partners)
     display_name: str | None = None  # its name in a partner's listing (default: name)
+    listed: bool = True  # written into the exporter's config (a partner's customers are found)
     external_share: int = 16  # users out of 256 whose userPrincipalName carries #EXT#
 
     def take_fault(self, kinds: tuple[str, ...]) -> str | None:

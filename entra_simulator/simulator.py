@@ -239,7 +239,7 @@ class Simulator:
                     **({"enforcement": True} if t.name in enforcement else {}),
                 }
                 for t in self.tenants.values()
-                if t.secret
+                if t.secret and t.listed
             ]
         return {
             "defaults": {

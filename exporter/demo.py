@@ -27,6 +27,7 @@ def run_demo(settings: Settings, run: Callable[[Settings], int]) -> int:
 
     simulator = Simulator(tenants=DEMO_TENANTS, seed=20261124)
     flaky, forbidden, retired, report_only = _shape_tenants(simulator)
+    partner = _add_partner(simulator)
     url = simulator.start("127.0.0.1:0")
     with tempfile.TemporaryDirectory(prefix="entra-demo-") as workdir:
         ca_file = str(Path(workdir) / "simulator-ca.pem")
@@ -52,13 +53,15 @@ def run_demo(settings: Settings, run: Callable[[Settings], int]) -> int:
             policies=frozenset({retired.name}),
             enforcement=frozenset({retired.name, report_only.name}),
         )
+        _with_discovery(config_file, partner)
         host, port = parse_listen_address(settings.listen_address)
         log.info(
             f"demo: simulator at {url} with {DEMO_TENANTS} tenants ({flaky.name} fails now and "
             f"then, {forbidden.name} always: a permission missing; {retired.name} reads "
             f"userRegistrationDetails, with segments, phone-only users by SMS/voice retirement "
             f"date, its methods policy and MFA exclusions; {report_only.name} requires MFA "
-            f"of admins, of everyone else report-only); "
+            f"of admins, of everyone else report-only; a customer found from the partner "
+            f"listing, {CUSTOMER}, has not consented to the app yet); "
             f"metrics at http://{host or 'localhost'}:{port}{settings.telemetry_path}",
         )
         demo_settings = dataclasses.replace(settings, config_file=config_file)
@@ -97,3 +100,34 @@ def _shape_tenants(simulator: Any) -> tuple[Any, Any, Any, Any]:
     report_only = tenants[1]
     report_only.ca_variant, report_only.users = ADMINS_REPORT_ONLY, 500
     return flaky, forbidden, retired, report_only
+
+
+CUSTOMER = "Northwind Traders"
+
+
+def _add_partner(simulator: Any) -> Any:
+    """An MSP's partner tenant, whose listing names one customer that has not consented to the
+    app yet (its tokens answer AADSTS65001): the landing page gives its admin-consent URL."""
+    from entra_simulator import SimTenant  # noqa: PLC0415
+
+    app = "00000000-0000-4000-8000-00000000beef"
+    partner = SimTenant("partner", "3c0f1b2e-0000-4000-8000-00000000beef", app,
+                        "demo-partner-secret", listed=False)  # fmt: skip
+    customer = SimTenant("northwind", "3c0f1b2e-0000-4000-8000-00000000cafe", partner.client_id,
+                         partner.secret, listed=False, customer_of=partner.tenant_id,
+                         display_name=CUSTOMER)  # fmt: skip
+    simulator.add_tenant(partner)
+    simulator.add_tenant(customer)
+    simulator.set_fault(customer.name, "no_consent", count=0)
+    return partner
+
+
+def _with_discovery(config_file: str, partner: Any) -> None:
+    """The demo's config with the partner's app under defaults and its discovery."""
+    import yaml  # noqa: PLC0415
+
+    path = Path(config_file)
+    document = yaml.safe_load(path.read_text())
+    document["defaults"].update(client_id=partner.client_id, client_secret=partner.secret)
+    document["discovery"] = {"source": "delegatedAdminCustomers", "tenant_id": partner.tenant_id}
+    path.write_text(yaml.safe_dump(document, sort_keys=False))

@@ -269,5 +269,9 @@ def test_demo_serves_report_gauges_for_every_demo_tenant_within_10_seconds(
         if name == "entra_mfa_enforcement_users" and value
     }
     assert ("tenant-0002", "excluded") in classes and ("tenant-0001", "report_only") in classes
+    # A customer found from the partner listing, not consented yet: its admin-consent URL.
+    wait_until(lambda: "consent_required" in exporter.get("/")[2].decode(), timeout=10)
+    landing = exporter.get("/")[2].decode()
+    assert "Northwind Traders" in landing and "/adminconsent?client_id=" in landing
     assert exporter.stop() == 0
     assert "Traceback" not in exporter.log_text()

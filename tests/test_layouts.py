@@ -18,7 +18,7 @@ from tests.conftest import REPO
 from tests.test_deploy import CRD_KINDS, crd_validator
 
 TOOLS = REPO / ".tools" / "bin"
-LAYOUTS = ["standalone", "sharded", "sidecar", "sidecar-native", "monitoring"]
+LAYOUTS = ["standalone", "sharded", "sidecar", "sidecar-native", "monitoring", "msp"]
 RULES = REPO / "deploy" / "prometheus" / "alerts.yml"
 
 
