@@ -300,18 +300,18 @@ def run_cli(
 
 
 @pytest.fixture
-async def make_pipeline() -> AsyncIterator[Callable[[Config], Runtime]]:
-    """The exporter's pipelines for configs (not scheduled); each is closed after the test."""
-    pipelines: list[Runtime] = []
+async def make_runtime() -> AsyncIterator[Callable[[Config], Runtime]]:
+    """The exporter's runtimes for configs (not scheduled); each is closed after the test."""
+    runtimes: list[Runtime] = []
 
     def make(config: Config) -> Runtime:
-        pipeline = build_runtime(config)
-        pipelines.append(pipeline)
-        return pipeline
+        runtime = build_runtime(config)
+        runtimes.append(runtime)
+        return runtime
 
     yield make
-    for pipeline in pipelines:
-        await pipeline.aclose()
+    for runtime in runtimes:
+        await runtime.aclose()
 
 
 # ----------------------------------------------------------------- tiers

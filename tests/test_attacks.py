@@ -423,13 +423,13 @@ def test_graphs_label_values_are_capped_per_family_counted_and_logged_once(
     ],
 )
 async def test_unusable_tokens_are_named_as_such(
-    sim_env: SimEnv, make_pipeline: Callable, fault: str, words: str
+    sim_env: SimEnv, make_runtime: Callable, fault: str, words: str
 ) -> None:
     from exporter.config.loader import load_config
 
     sim_env.sim.set_fault(FAULTY, fault, count=0)
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    result = await pipeline.poll(FAULTY)
+    runtime = make_runtime(load_config(sim_env.config_file))
+    result = await runtime.poll(FAULTY)
     assert result.result in ("parse_error", "auth_error"), result
     assert result.result != "network_error"
     assert result.failure is not None and words in result.failure.message

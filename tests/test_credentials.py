@@ -30,7 +30,7 @@ def only_tenant(sim_env: SimEnv, **credential: object) -> None:
 )
 async def test_managed_identity_gets_a_graph_token_from_the_identity_endpoint(
     sim_env: SimEnv,
-    make_pipeline: Callable[[Config], Runtime],
+    make_runtime: Callable[[Config], Runtime],
     monkeypatch: pytest.MonkeyPatch,
     identity: object,
 ) -> None:
@@ -44,12 +44,12 @@ async def test_managed_identity_gets_a_graph_token_from_the_identity_endpoint(
     only_tenant(sim_env, managed_identity=identity)
     config = load_config(sim_env.config_file)
     assert config.tenants[0].credential.kind == "managed_identity"
-    pipeline = make_pipeline(config)
+    runtime = make_runtime(config)
     for _ in range(3):
-        result = await pipeline.poll("special")
+        result = await runtime.poll("special")
         assert result.result == "success", result.failure
     assert tenant.token_requests == 1
-    snapshot = pipeline.store.snapshot("special")
+    snapshot = runtime.store.snapshot("special")
     assert snapshot is not None and snapshot.token_requests == 1
 
 
@@ -72,7 +72,7 @@ def test_managed_identity_config() -> None:
 
 
 async def test_subject_name_and_issuer_auth_with_send_x5c(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], tmp_path: Path
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], tmp_path: Path
 ) -> None:
     ca = trustme.CA(key_type=trustme.KeyType.RSA)
     key_file, cert_file, _ = write_app_certificate(tmp_path, ca)
@@ -92,17 +92,17 @@ async def test_subject_name_and_issuer_auth_with_send_x5c(
     }
     only_tenant(sim_env, client_id=CLIENT_ID, certificate=certificate)
     assert (
-        await make_pipeline(load_config(sim_env.config_file)).poll("special")
+        await make_runtime(load_config(sim_env.config_file)).poll("special")
     ).result == "success"
     # Without the chain, subject name + issuer auth cannot work.
     only_tenant(sim_env, client_id=CLIENT_ID, certificate={**certificate, "send_x5c": False})
-    refused = await make_pipeline(load_config(sim_env.config_file)).poll("special")
+    refused = await make_runtime(load_config(sim_env.config_file)).poll("special")
     assert refused.result == "auth_error"
     assert refused.failure is not None and "x5c" in refused.failure.message
 
 
 async def test_a_registered_certificate_works_without_x5c(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], tmp_path: Path
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], tmp_path: Path
 ) -> None:
     key_file, cert_file, cert_pem = write_app_certificate(tmp_path)
     sim_env.sim.add_tenant(
@@ -123,4 +123,4 @@ async def test_a_registered_certificate_works_without_x5c(
     credential = config.tenants[0].credential
     assert isinstance(credential, CertificateCredential) and not credential.send_x5c
     assert set(msal_client_credential(config.tenants[0])) == {"private_key", "thumbprint"}  # type: ignore[arg-type]
-    assert (await make_pipeline(config).poll("special")).result == "success"
+    assert (await make_runtime(config).poll("special")).result == "success"

@@ -76,10 +76,10 @@ def gauge(runtime: Runtime, name: str) -> float | None:
 
 @pytest.mark.parametrize("source", ["delegatedAdminCustomers", "multiTenantOrganization"])
 async def test_customers_are_found_named_labelled_and_polled_with_the_partners_app(
-    partner_sim: Any, tmp_path: Path, make_pipeline: Callable[[Config], Runtime], source: str
+    partner_sim: Any, tmp_path: Path, make_runtime: Callable[[Config], Runtime], source: str
 ) -> None:
     sim, url, tenants = partner_sim
-    runtime = make_pipeline(configure(tmp_path, sim, url, tenants, source=source))
+    runtime = make_runtime(configure(tmp_path, sim, url, tenants, source=source))
     assert not runtime.store.all_polled()  # ready only once the listing was read
     await runtime.discover()
     ids = {t.tenant_id: t for t in tenants}
@@ -107,10 +107,10 @@ async def test_customers_are_found_named_labelled_and_polled_with_the_partners_a
 
 
 async def test_customers_join_and_leave_and_a_failed_listing_keeps_the_last_set(
-    partner_sim: Any, tmp_path: Path, make_pipeline: Callable[[Config], Runtime]
+    partner_sim: Any, tmp_path: Path, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     sim, url, tenants = partner_sim
-    runtime = make_pipeline(configure(tmp_path, sim, url, tenants))
+    runtime = make_runtime(configure(tmp_path, sim, url, tenants))
     await runtime.discover()
     before = set(info(runtime))
     tenants[7].customer_of = tenants[0].tenant_id  # joins
@@ -165,7 +165,7 @@ def test_check_config_says_what_discovery_will_read_without_reading_it(
 
 
 async def test_replicas_split_the_customers_each_polled_once(
-    partner_sim: Any, tmp_path: Path, make_pipeline: Callable[[Config], Runtime]
+    partner_sim: Any, tmp_path: Path, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     import dataclasses
 
@@ -173,7 +173,7 @@ async def test_replicas_split_the_customers_each_polled_once(
 
     sim, url, tenants = partner_sim
     config = configure(tmp_path, sim, url, tenants)
-    runtime = make_pipeline(config)
+    runtime = make_runtime(config)
     await runtime.discover()
     everyone = {t.tenant_id for t in runtime.discovery.customers(config.tenants)}  # type: ignore[union-attr]
     shares = []

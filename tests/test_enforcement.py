@@ -57,19 +57,19 @@ def family(values: Samples, name: str, *keys: str) -> dict[tuple[str, ...], floa
     return found
 
 
-async def poll(pipeline: Runtime) -> Samples:
-    result = await pipeline.poll(TENANT)
+async def poll(runtime: Runtime) -> Samples:
+    result = await runtime.poll(TENANT)
     assert result.result == "success", result.failure
-    return exposition_samples(pipeline.store.render().decode())
+    return exposition_samples(runtime.store.render().decode())
 
 
 @pytest.mark.parametrize(
     "variant", [v if v in FAST else pytest.param(v, marks=pytest.mark.slow) for v in SHAPES]
 )
 async def test_every_class_and_policy_count_equals_the_simulators_truth(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], variant: int
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], variant: int
 ) -> None:
-    values = await poll(make_pipeline(configure(sim_env, variant)))
+    values = await poll(make_runtime(configure(sim_env, variant)))
     sim = sim_env.sim.find(TENANT)
     assert sim is not None
     truth = enforcement_truth(sim, DEFAULT_PRIVILEGED_ROLES)
@@ -107,13 +107,13 @@ def test_the_shapes_cover_every_class_and_both_registration_values(sim_env: SimE
 
 
 async def test_a_403_fails_the_enforcement_collector_alone_naming_policy_read_all(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
-    pipeline = make_pipeline(configure(sim_env, FORBIDDEN))
-    result = await pipeline.poll(TENANT)
+    runtime = make_runtime(configure(sim_env, FORBIDDEN))
+    result = await runtime.poll(TENANT)
     assert result.result == "auth_error" and result.failure is not None
     assert "grant the application permission Policy.Read.All" in result.failure.message
-    values = exposition_samples(pipeline.store.render().decode())
+    values = exposition_samples(runtime.store.render().decode())
     up = family(values, "entra_exporter_collector_up", "collector")
     assert up == {("report",): 1, ("enforcement",): 0}
     assert values[("entra_tenant_users", (("tenant", TENANT),))] == 300  # the report goes on
@@ -122,21 +122,21 @@ async def test_a_403_fails_the_enforcement_collector_alone_naming_policy_read_al
 
 
 async def test_a_group_a_policy_names_that_graph_no_longer_has_is_empty_and_logged_once(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], caplog: pytest.LogCaptureFixture
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], caplog: pytest.LogCaptureFixture
 ) -> None:
-    pipeline = make_pipeline(configure(sim_env, EXCLUSIONS))
+    runtime = make_runtime(configure(sim_env, EXCLUSIONS))
     with caplog.at_level(logging.WARNING):
-        await poll(pipeline)
+        await poll(runtime)
     missing = [r for r in caplog.records if "Graph has no such group (404)" in r.getMessage()]
     assert len(missing) == 1 and "stale group" not in missing[0].getMessage()
 
 
 async def test_a_429_without_retry_after_is_backed_off_and_the_poll_succeeds(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
-    pipeline = make_pipeline(configure(sim_env, PARTIAL))
+    runtime = make_runtime(configure(sim_env, PARTIAL))
     sim_env.sim.set_fault(TENANT, "throttle_bare", count=1)
-    result = await pipeline.poll(TENANT)
+    result = await runtime.poll(TENANT)
     assert result.result == "success", result.failure
     assert result.tally.throttled_responses == 1
 
@@ -152,13 +152,13 @@ def test_enforcement_on_the_seeds_source_is_a_config_error_saying_why(sim_env: S
 
 
 async def test_the_pages_show_the_mfa_required_share_and_the_class_table(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     from exporter.web.pages import render_landing_page, render_tenant_page
 
-    pipeline = make_pipeline(configure(sim_env, EXCLUSIONS))
-    values = await poll(pipeline)
-    snapshot = pipeline.store.snapshot(TENANT)
+    runtime = make_runtime(configure(sim_env, EXCLUSIONS))
+    values = await poll(runtime)
+    snapshot = runtime.store.snapshot(TENANT)
     assert snapshot is not None
     shown = family(
         values, "entra_mfa_enforcement_users", "user_type", "role", "enforcement", "mfa_registered"

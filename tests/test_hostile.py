@@ -26,7 +26,7 @@ from exporter.config.model import Config
 from exporter.graph.failures import RESULTS
 from exporter.graph.transport import Transport
 from exporter.polling import report_collector as successor
-from exporter.polling import tenant as poller_module
+from exporter.polling import tenant as tenant_module
 from tests.conftest import (
     ExporterProcess,
     Runtime,
@@ -60,16 +60,16 @@ def threads_of(pid: int) -> int:
     ],
 )
 async def test_a_hostile_answer_fails_its_own_tenant_only(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], fault: str, problem: str
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], fault: str, problem: str
 ) -> None:
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    assert (await pipeline.poll(FAULTY)).result == "success"
+    runtime = make_runtime(load_config(sim_env.config_file))
+    assert (await runtime.poll(FAULTY)).result == "success"
     sim_env.sim.set_fault(FAULTY, fault, count=0)
-    result = await pipeline.poll(FAULTY)
+    result = await runtime.poll(FAULTY)
     assert result.result == "parse_error" and result.failure is not None
     assert problem in result.failure.message
-    assert (await pipeline.poll(HEALTHY)).result == "success"
-    text = pipeline.store.render()
+    assert (await runtime.poll(HEALTHY)).result == "success"
+    text = runtime.store.render()
     text.decode("utf-8")  # the whole exposition encodes...
     families = list(text_string_to_metric_families(text.decode()))  # ...and parses
     values = exposition_samples(text.decode())
@@ -115,9 +115,9 @@ class Boom(Exception):
 
 LAYERS = {
     "transport": (Transport, "request"),
-    "token": (poller_module.TenantTokenSource, "get_token"),
+    "token": (tenant_module.TenantTokenSource, "get_token"),
     "successor": (successor, "fetch_segment_context"),
-    "seed report": (poller_module.GraphClient, "fetch_registration_report"),
+    "seed report": (tenant_module.GraphClient, "fetch_registration_report"),
 }
 
 
@@ -125,7 +125,7 @@ LAYERS = {
 @pytest.mark.parametrize("error", [Boom("x"), RecursionError(), KeyError("k"), ValueError("²")])
 async def test_any_exception_at_any_layer_is_a_classified_counted_logged_result(
     sim_env: SimEnv,
-    make_pipeline: Callable[[Config], Runtime],
+    make_runtime: Callable[[Config], Runtime],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     layer: str,
@@ -140,11 +140,11 @@ async def test_any_exception_at_any_layer_is_a_classified_counted_logged_result(
         raise error
 
     monkeypatch.setattr(owner, name, explode)
-    pipeline = make_pipeline(load_config(sim_env.config_file))
+    runtime = make_runtime(load_config(sim_env.config_file))
     tenant = HEALTHY if layer == "seed report" else FAULTY
-    result = await pipeline.poll(tenant)  # never raises
+    result = await runtime.poll(tenant)  # never raises
     assert result.result in RESULTS and result.result != "success"
-    values = exposition_samples(pipeline.store.render().decode())
+    values = exposition_samples(runtime.store.render().decode())
     assert values[("entra_exporter_tenant_up", (("tenant", tenant),))] == 0
     counted = [
         v
@@ -152,22 +152,22 @@ async def test_any_exception_at_any_layer_is_a_classified_counted_logged_result(
         if metric == "entra_exporter_polls_total" and ("tenant", tenant) in labels
     ]
     assert sum(counted) == 1
-    snapshot = pipeline.store.snapshot(tenant)
+    snapshot = runtime.store.snapshot(tenant)
     assert snapshot is not None and snapshot.polled  # /readyz counts a failed poll too
     assert any(getattr(r, "tenant", None) == tenant for r in caplog.records)
 
 
 async def test_retry_after_in_superscript_digits_and_a_nextlink_loop_end_as_results(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     document = sim_env.config()
     document["tenants"][1]["source"] = "userRegistrationDetails"
     sim_env.write_config(document)
-    pipeline = make_pipeline(load_config(sim_env.config_file))
+    runtime = make_runtime(load_config(sim_env.config_file))
     sim_env.sim.set_fault(HEALTHY, "throttle_superscript", count=1)
-    assert (await pipeline.poll(HEALTHY)).result == "success"  # retried after a backoff
+    assert (await runtime.poll(HEALTHY)).result == "success"  # retried after a backoff
     sim_env.sim.set_fault(FAULTY, "nextlink_loop", count=0)
-    result = await pipeline.poll(FAULTY)
+    result = await runtime.poll(FAULTY)
     assert result.result == "parse_error" and result.failure is not None
     assert "loops back" in result.failure.message
 

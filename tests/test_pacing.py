@@ -45,40 +45,40 @@ def one_app(tmp_path: Path) -> tuple[Simulator, Config]:
 
 @pytest.mark.slow
 async def test_one_app_with_many_tenants_is_never_refused(
-    one_app: tuple[Simulator, Config], make_pipeline: Callable[[Config], Runtime]
+    one_app: tuple[Simulator, Config], make_runtime: Callable[[Config], Runtime]
 ) -> None:
     sim, config = one_app
-    pipeline = make_pipeline(config)
+    runtime = make_runtime(config)
     for _ in range(2):
-        results = await pipeline.poll_all()
+        results = await runtime.poll_all()
         assert [r.result for r in results if r] == ["success"] * TENANTS
     assert sim.stats()["refused_by_limits"] == 0
     assert sim.stats()["graph_requests"] == 2 * TENANTS
 
 
 async def replicas_round(
-    config: Config, make_pipeline: Callable[[Config], Runtime], split: bool
+    config: Config, make_runtime: Callable[[Config], Runtime], split: bool
 ) -> list[str]:
-    pipelines = [
-        make_pipeline(Shard(index, 3, split_app_limit=split).select(config)) for index in range(3)
+    runtimes = [
+        make_runtime(Shard(index, 3, split_app_limit=split).select(config)) for index in range(3)
     ]
-    rounds = await asyncio.gather(*(p.poll_all() for p in pipelines))
+    rounds = await asyncio.gather(*(p.poll_all() for p in runtimes))
     return [r.result for results in rounds for r in results if r]
 
 
 @pytest.mark.slow
 async def test_sharded_replicas_sharing_the_app_are_never_refused(
-    one_app: tuple[Simulator, Config], make_pipeline: Callable[[Config], Runtime]
+    one_app: tuple[Simulator, Config], make_runtime: Callable[[Config], Runtime]
 ) -> None:
     sim, config = one_app
-    assert set(await replicas_round(config, make_pipeline, split=True)) == {"success"}
+    assert set(await replicas_round(config, make_runtime, split=True)) == {"success"}
     assert sim.stats()["refused_by_limits"] == 0
 
 
 async def test_replicas_that_each_take_the_whole_app_limit_are_refused(
-    one_app: tuple[Simulator, Config], make_pipeline: Callable[[Config], Runtime]
+    one_app: tuple[Simulator, Config], make_runtime: Callable[[Config], Runtime]
 ) -> None:
     # The control: without the split, three replicas send up to three times what the app may.
     sim, config = one_app
-    await replicas_round(config, make_pipeline, split=False)
+    await replicas_round(config, make_runtime, split=False)
     assert sim.stats()["refused_by_limits"] > 0

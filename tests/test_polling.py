@@ -47,21 +47,21 @@ FAULT_RESULTS = [
 @pytest.mark.parametrize(("fault", "expected", "status", "code"), FAULT_RESULTS)
 async def test_each_fault_lands_in_its_result_class_and_the_tenant_recovers(
     sim_env: SimEnv,
-    make_pipeline: Callable[[Config], Runtime],
+    make_runtime: Callable[[Config], Runtime],
     caplog: pytest.LogCaptureFixture,
     fault: str,
     expected: str,
     status: int | None,
     code: str | None,
 ) -> None:
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    assert (await pipeline.poll("tenant-0001")).result == "success"
+    runtime = make_runtime(load_config(sim_env.config_file))
+    assert (await runtime.poll("tenant-0001")).result == "success"
     sim_env.sim.set_fault("tenant-0001", fault, count=0)
     if fault in ("invalid_client", "token_down"):
-        pipeline.tenant("tenant-0001").forget_tokens()  # make the next poll ask for a token
+        runtime.tenant("tenant-0001").forget_tokens()  # make the next poll ask for a token
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="exporter"):
-        result = await pipeline.poll("tenant-0001")
+        result = await runtime.poll("tenant-0001")
     assert result.result == expected, result.failure
     # One clear log line: tenant, result, HTTP status, error code, request or correlation id.
     lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -74,87 +74,87 @@ async def test_each_fault_lands_in_its_result_class_and_the_tenant_recovers(
     if fault != "token_down":  # nobody answered, so no correlation id exists
         assert getattr(line, "request_id", "")
     assert line.exc_info is None
-    other = await pipeline.poll("tenant-0000")
+    other = await runtime.poll("tenant-0000")
     assert other.result == "success"
-    snapshot = pipeline.store.snapshot("tenant-0001")
+    snapshot = runtime.store.snapshot("tenant-0001")
     assert (
         snapshot is not None and not snapshot.up and snapshot.report is not None
     )  # last values kept
     sim_env.sim.set_fault("tenant-0001", None)
-    assert (await pipeline.poll("tenant-0001")).result == "success"
+    assert (await runtime.poll("tenant-0001")).result == "success"
 
 
 async def test_retry_after_is_honoured_within_the_poll(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     document = sim_env.config()
     document["defaults"]["interval"] = "30s"
     sim_env.write_config(document)
-    pipeline = make_pipeline(load_config(sim_env.config_file))
+    runtime = make_runtime(load_config(sim_env.config_file))
     sim_env.sim.set_fault("tenant-0000", "throttle", count=1)
     started = time.monotonic()
-    result = await pipeline.poll("tenant-0000")
+    result = await runtime.poll("tenant-0000")
     assert result.result == "success"
     assert time.monotonic() - started >= 1.0  # Retry-After: 1
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["graph_requests"] == 2
 
 
 async def test_a_retry_after_longer_than_the_poll_is_remembered_for_the_retry(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     document = sim_env.config()
     document["defaults"]["interval"] = "10m"
     sim_env.write_config(document)
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    pipeline.scheduler.start()  # every tenant's first regular poll, now; the next in 10 min
+    runtime = make_runtime(load_config(sim_env.config_file))
+    runtime.scheduler.start()  # every tenant's first regular poll, now; the next in 10 min
     deadline = time.monotonic() + 20
-    while not pipeline.store.all_polled() and time.monotonic() < deadline:
+    while not runtime.store.all_polled() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     sim_env.sim.set_fault("tenant-0000", "throttle_long", count=1)  # Retry-After: 120
     sim_env.sim.set_fault("tenant-0001", "error500", count=0)
     asked = time.time()
-    result = await pipeline.scheduled_poll("tenant-0000")
+    result = await runtime.scheduled_poll("tenant-0000")
     assert result is not None and result.result == "throttled"
     assert result.failure is not None and result.failure.retry_after == 120
     # A tenant that failed otherwise (a 500) is retried within the backoff, jittered.
-    await pipeline.scheduled_poll("tenant-0001")
+    await runtime.scheduled_poll("tenant-0001")
     # Without the Retry-After kept, the first retry would come 15 to 30 s later.
-    retry = pipeline.scheduler.next_extra_poll("tenant-0000")
+    retry = runtime.scheduler.next_extra_poll("tenant-0000")
     assert retry is not None and retry >= asked + 120
-    retry = pipeline.scheduler.next_extra_poll("tenant-0001")
+    retry = runtime.scheduler.next_extra_poll("tenant-0001")
     assert retry is not None and asked + 15 <= retry <= time.time() + 30
 
 
 async def test_token_is_cached_across_polls(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
-    pipeline = make_pipeline(load_config(sim_env.config_file))
+    runtime = make_runtime(load_config(sim_env.config_file))
     for _ in range(3):
-        assert (await pipeline.poll("tenant-0002")).result == "success"
+        assert (await runtime.poll("tenant-0002")).result == "success"
     stats = sim_env.sim.stats()["tenants"]["tenant-0002"]
     assert (stats["token_requests"], stats["graph_requests"]) == (1, 3)
-    snapshot = pipeline.store.snapshot("tenant-0002")
+    snapshot = runtime.store.snapshot("tenant-0002")
     assert snapshot is not None and snapshot.token_requests == 1
 
 
 async def test_a_graph_401_drops_the_token_and_retries_once(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    assert (await pipeline.poll("tenant-0000")).result == "success"
+    runtime = make_runtime(load_config(sim_env.config_file))
+    assert (await runtime.poll("tenant-0000")).result == "success"
     sim_env.sim.tokens.clear()  # the simulator forgets every token it issued
     # Graph refuses the reused token: the poll drops it and succeeds with a new one.
-    assert (await pipeline.poll("tenant-0000")).result == "success"
+    assert (await runtime.poll("tenant-0000")).result == "success"
     stats = sim_env.sim.stats()["tenants"]["tenant-0000"]
     assert (stats["token_requests"], stats["graph_requests"]) == (2, 2)  # a 401 is not counted
     # A token refused twice is an auth_error, not a loop.
     sim_env.sim.set_fault("tenant-0000", "invalid_client", count=0)
     sim_env.sim.tokens.clear()
-    assert (await pipeline.poll("tenant-0000")).result == "auth_error"
+    assert (await runtime.poll("tenant-0000")).result == "auth_error"
 
 
 async def test_certificate_credential_signs_with_the_sha256_thumbprint(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], tmp_path: Path
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], tmp_path: Path
 ) -> None:
     key_file, cert_file, cert_pem = write_app_certificate(tmp_path)
     sim_env.sim.add_tenant(
@@ -175,20 +175,20 @@ async def test_certificate_credential_signs_with_the_sha256_thumbprint(
         }
     ]
     sim_env.write_config(document)
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    result = await pipeline.poll("northwind")
+    runtime = make_runtime(load_config(sim_env.config_file))
+    result = await runtime.poll("northwind")
     assert result.result == "success", result.failure
 
     # A certificate the app registration does not know is refused.
     write_app_certificate(tmp_path)  # from another CA, over the same files
-    pipeline2 = make_pipeline(load_config(sim_env.config_file))
-    refused = await pipeline2.poll("northwind")
+    runtime2 = make_runtime(load_config(sim_env.config_file))
+    refused = await runtime2.poll("northwind")
     assert refused.result == "auth_error"
 
 
 async def test_workload_identity_reads_the_token_file_for_every_request(
     sim_env: SimEnv,
-    make_pipeline: Callable[[Config], Runtime],
+    make_runtime: Callable[[Config], Runtime],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -213,15 +213,15 @@ async def test_workload_identity_reads_the_token_file_for_every_request(
     ]
     sim_env.write_config(document)
     config = load_config(sim_env.config_file)
-    pipeline = make_pipeline(config)
-    assert (await pipeline.poll("tailspin")).result == "success"
+    runtime = make_runtime(config)
+    assert (await runtime.poll("tailspin")).result == "success"
     # Kubernetes rotates the projected token: the next token request must send the new one.
     token_file.write_text("federated-token-2")
     tenant.federated_token = "federated-token-2"
     credential = msal_client_credential(config.tenants[0])
     assert isinstance(credential, dict) and credential["client_assertion"]() == "federated-token-2"
-    pipeline.tenant("tailspin").forget_tokens()
-    assert (await pipeline.poll("tailspin")).result == "success"
+    runtime.tenant("tailspin").forget_tokens()
+    assert (await runtime.poll("tailspin")).result == "success"
 
 
 def test_requests_ca_bundle_in_the_environment_does_not_override_tls_ca_file(
@@ -256,7 +256,7 @@ def test_an_untrusted_simulator_is_a_network_error_not_a_crash(sim_env: SimEnv) 
 
 
 async def test_one_app_shared_by_many_tenants_paces_itself(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     shared_client = "00000000-0000-0000-0000-0000000000aa"
     tenants = []
@@ -281,8 +281,8 @@ async def test_one_app_shared_by_many_tenants_paces_itself(
     document["rate_limits"] = {"per_app_per_tenant": "5/10s", "per_app": "10/1s"}
     document["tenants"] = tenants
     sim_env.write_config(document)
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    results = await pipeline.poll_all()
+    runtime = make_runtime(load_config(sim_env.config_file))
+    results = await runtime.poll_all()
     assert [r.result for r in results if r] == ["success"] * 30
     sent = [
         start
@@ -295,23 +295,23 @@ async def test_one_app_shared_by_many_tenants_paces_itself(
 
 
 async def test_retries_per_poll_are_bounded(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     document = sim_env.config()
     document["defaults"]["interval"] = "1m"
     document["defaults"]["timeout"] = "5s"
     sim_env.write_config(document)
-    pipeline = make_pipeline(load_config(sim_env.config_file))
+    runtime = make_runtime(load_config(sim_env.config_file))
     sim_env.sim.set_fault("tenant-0000", "error500", count=0)
-    assert (await pipeline.poll("tenant-0000")).result == "http_error"
+    assert (await runtime.poll("tenant-0000")).result == "http_error"
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["graph_requests"] == 3
-    snapshot = pipeline.store.snapshot("tenant-0000")
+    snapshot = runtime.store.snapshot("tenant-0000")
     assert snapshot is not None
     assert (snapshot.graph_requests, snapshot.throttled_responses) == (3, 0)
 
 
 async def test_changed_credentials_take_effect_at_reload(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], tmp_path: Path
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], tmp_path: Path
 ) -> None:
     secret_file = tmp_path / "secret"
     tenant = sim_env.sim.find("tenant-0000")
@@ -322,24 +322,24 @@ async def test_changed_credentials_take_effect_at_reload(
     del entry["client_secret"]
     entry["client_secret_file"] = str(secret_file)
     sim_env.write_config(document)
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    assert (await pipeline.poll("tenant-0000")).result == "success"
-    old_tokens = pipeline.tenant("tenant-0000").tokens
+    runtime = make_runtime(load_config(sim_env.config_file))
+    assert (await runtime.poll("tenant-0000")).result == "success"
+    old_tokens = runtime.tenant("tenant-0000").tokens
 
     tenant.secret = "rotated-secret-value"  # the app registration's secret is rotated...
     sim_env.sim.tokens.clear()  # ...and (to prove the new secret is used) old tokens revoked
     secret_file.write_text("rotated-secret-value\n")
-    pipeline.apply(load_config(sim_env.config_file))  # what a reload does
-    assert pipeline.tenant("tenant-0000").tokens is not old_tokens  # old MSAL app dropped
-    assert (await pipeline.poll("tenant-0000")).result == "success"
+    runtime.apply(load_config(sim_env.config_file))  # what a reload does
+    assert runtime.tenant("tenant-0000").tokens is not old_tokens  # old MSAL app dropped
+    assert (await runtime.poll("tenant-0000")).result == "success"
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 2
 
 
 async def test_token_requests_counter_never_goes_backwards_when_a_credential_changes(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], tmp_path: Path
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], tmp_path: Path
 ) -> None:
     def counted() -> float:
-        text = pipeline.store.render().decode()
+        text = runtime.store.render().decode()
         return exposition_samples(text)[
             ("entra_exporter_token_requests_total", (("tenant", "tenant-0000"),))
         ]
@@ -352,30 +352,30 @@ async def test_token_requests_counter_never_goes_backwards_when_a_credential_cha
     del document["tenants"][0]["client_secret"]
     document["tenants"][0]["client_secret_file"] = str(secret_file)
     sim_env.write_config(document)
-    pipeline = make_pipeline(load_config(sim_env.config_file))
+    runtime = make_runtime(load_config(sim_env.config_file))
     for _ in range(3):  # three token requests with the first credential
-        pipeline.tenant("tenant-0000").forget_tokens()
-        assert (await pipeline.poll("tenant-0000")).result == "success"
+        runtime.tenant("tenant-0000").forget_tokens()
+        assert (await runtime.poll("tenant-0000")).result == "success"
     assert counted() == 3
 
     tenant.secret = "rotated-secret-value"
     secret_file.write_text("rotated-secret-value")
-    pipeline.apply(load_config(sim_env.config_file))  # a new MSAL app, its own count from 0
-    result = await pipeline.poll("tenant-0000")
+    runtime.apply(load_config(sim_env.config_file))  # a new MSAL app, its own count from 0
+    result = await runtime.poll("tenant-0000")
     assert (result.result, result.token_requests) == ("success", 1)
     assert counted() == 4  # 3 + 1, not the new app's 1
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 4
 
 
 async def test_short_lived_tokens_are_reused_for_most_of_their_lifetime(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     # MSAL alone treats tokens with under 5 minutes left as expired: a 120 s token would be
     # fetched again for every poll.
     sim_env.sim.token_lifetime = 120
-    pipeline = make_pipeline(load_config(sim_env.config_file))
+    runtime = make_runtime(load_config(sim_env.config_file))
     for _ in range(4):
-        assert (await pipeline.poll("tenant-0000")).result == "success"
+        assert (await runtime.poll("tenant-0000")).result == "success"
     assert sim_env.sim.stats()["tenants"]["tenant-0000"]["token_requests"] == 1
 
 
@@ -387,41 +387,41 @@ def test_reuse_margin() -> None:
 
 
 async def test_a_refused_report_names_the_permission_to_grant(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
-    pipeline = make_pipeline(load_config(sim_env.config_file))
+    runtime = make_runtime(load_config(sim_env.config_file))
     denied = {
         "error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges."}
     }
     sim_env.sim.set_body("tenant-0000", 403, json.dumps(denied).encode(), "application/json")
-    result = await pipeline.poll("tenant-0000")
+    result = await runtime.poll("tenant-0000")
     assert result.failure is not None and result.failure.message.endswith(
         "grant the application permission Reports.Read.All, with admin consent"
     )
     # Graph's own code asks for AuditLog.Read.All (seen on the seed's report too): that one.
     sim_env.sim.set_fault("tenant-0000", "forbidden", count=1)
-    result = await pipeline.poll("tenant-0000")
+    result = await runtime.poll("tenant-0000")
     assert result.failure is not None and result.failure.message.endswith(
         "grant the application permission AuditLog.Read.All, with admin consent"
     )
 
 
 async def test_a_reload_that_changes_the_defaults_spreads_the_re_polls_over_the_jitter(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     document = sim_env.config()
     document["defaults"].update({"interval": "10m", "jitter": "1s"})
     sim_env.write_config(document)
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    pipeline.scheduler.start()  # the first regular polls, within 1 s; the next in 10 min
+    runtime = make_runtime(load_config(sim_env.config_file))
+    runtime.scheduler.start()  # the first regular polls, within 1 s; the next in 10 min
     deadline = time.monotonic() + 20
-    while not pipeline.store.all_polled() and time.monotonic() < deadline:
+    while not runtime.store.all_polled() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     document["defaults"]["timeout"] = "5s"  # every tenant changes
     sim_env.write_config(document)
     asked = time.time()
-    pipeline.apply(load_config(sim_env.config_file))
-    when = [pipeline.scheduler.next_extra_poll(name) for name in pipeline.tenants]
+    runtime.apply(load_config(sim_env.config_file))
+    when = [runtime.scheduler.next_extra_poll(name) for name in runtime.tenants]
     assert all(w is not None and asked <= w <= time.time() + 1 for w in when), when
     spread = [w for w in when if w is not None]
     assert max(spread) - min(spread) > 0.01  # drawn each, not all at once

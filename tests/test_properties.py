@@ -69,7 +69,7 @@ BODIES = st.one_of(
 
 
 class Harness:
-    """One simulator, one pipeline and one event loop for every example."""
+    """One simulator, one runtime and one event loop for every example."""
 
     def __init__(self, workdir: Path) -> None:
         self.sim = Simulator(tenants=1, seed=3)
@@ -79,17 +79,17 @@ class Harness:
         self.sim.write_config(config, str(workdir / "ca.pem"), interval=60.0, jitter=0.0)
         allow_fast_polling(config)
         self.loop = asyncio.new_event_loop()
-        self.pipeline: Runtime = self.loop.run_until_complete(self._build(config))
+        self.runtime: Runtime = self.loop.run_until_complete(self._build(config))
 
     async def _build(self, config: Path) -> Runtime:
         return build_runtime(load_config(config))
 
     def poll_with(self, status: int, body: bytes) -> Any:
         self.sim.set_body(TENANT, status, body, "application/json")
-        return self.loop.run_until_complete(self.pipeline.poll(TENANT))
+        return self.loop.run_until_complete(self.runtime.poll(TENANT))
 
     def close(self) -> None:
-        self.loop.run_until_complete(self.pipeline.aclose())
+        self.loop.run_until_complete(self.runtime.aclose())
         self.loop.close()
         self.sim.stop()
 
@@ -124,7 +124,7 @@ def test_any_answer_is_a_result_and_the_exposition_stays_valid(
 ) -> None:
     result = harness.poll_with(status, body)
     assert result.result in RESULTS
-    text = harness.pipeline.store.render().decode("utf-8")
+    text = harness.runtime.store.render().decode("utf-8")
     families = list(text_string_to_metric_families(text))
     assert any(f.name == "entra_exporter_tenant_up" for f in families)
     if result.result == "success":  # only then does the report part change

@@ -110,20 +110,20 @@ def phone_only(values: Samples, tenant: str = TENANT) -> dict[str, float]:
     }
 
 
-async def poll(pipeline: Runtime, tenant: str = TENANT) -> Samples:
-    result = await pipeline.poll(tenant)
+async def poll(runtime: Runtime, tenant: str = TENANT) -> Samples:
+    result = await runtime.poll(tenant)
     assert result.result == "success", result.failure
-    return exposition_samples(pipeline.store.render().decode())
+    return exposition_samples(runtime.store.render().decode())
 
 
 @pytest.mark.parametrize("include_eligible", [False, True])
 async def test_phone_only_users_per_date_equal_the_truth(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], include_eligible: bool
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], include_eligible: bool
 ) -> None:
     config = configure(
         sim_env, segments={"privileged_roles": True, "include_eligible": include_eligible}
     )
-    values = await poll(make_pipeline(config))
+    values = await poll(make_runtime(config))
     tenant = sim_env.sim.find(TENANT)
     assert tenant is not None
     truth = segments_truth(tenant, DEFAULT_PRIVILEGED_ROLES, include_eligible)
@@ -138,11 +138,11 @@ async def test_phone_only_users_per_date_equal_the_truth(
 
 
 async def test_global_administrators_are_looked_up_when_custom_roles_leave_them_out(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     config = configure(sim_env, segments={"privileged_roles": [HELPDESK_ADMIN]})
-    pipeline = make_pipeline(config)
-    values = await poll(pipeline)
+    runtime = make_runtime(config)
+    values = await poll(runtime)
     tenant = sim_env.sim.find(TENANT)
     assert tenant is not None
     truth = segments_truth(tenant, (HELPDESK_ADMIN,))
@@ -161,10 +161,10 @@ async def test_global_administrators_are_looked_up_when_custom_roles_leave_them_
 
 
 async def test_without_privileged_roles_the_metric_is_absent(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     config = configure(sim_env, segments={"privileged_roles": False})
-    values = await poll(make_pipeline(config))
+    values = await poll(make_runtime(config))
     assert phone_only(values) == {}
     assert not any(name == "entra_sms_voice_retirement_timestamp_seconds" for name, _ in values)
     assert (
@@ -236,13 +236,13 @@ def policy_values(values: Samples, tenant: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("variant", [v for v in range(VARIANTS) if v != FORBIDDEN])
 async def test_every_policy_variant_equals_its_truth(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], variant: int
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], variant: int
 ) -> None:
     tenant = sim_env.sim.find(TENANT)
     assert tenant is not None
     tenant.policy_variant = variant
     config = configure(sim_env, policy=True)
-    values = await poll(make_pipeline(config))
+    values = await poll(make_runtime(config))
     shown = policy_values(values, TENANT)
     assert shown.pop("known_states")
     assert shown == policy_truth(variant)
@@ -252,17 +252,17 @@ async def test_every_policy_variant_equals_its_truth(
 
 
 async def test_a_refused_policy_fails_its_collector_alone_naming_the_permission(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     tenant = sim_env.sim.find(TENANT)
     assert tenant is not None
     tenant.policy_variant = FORBIDDEN
-    pipeline = make_pipeline(configure(sim_env, policy=True))
-    result = await pipeline.poll(TENANT)
+    runtime = make_runtime(configure(sim_env, policy=True))
+    result = await runtime.poll(TENANT)
     assert result.result == "auth_error"
     assert result.failure is not None
     assert "Policy.Read.AuthenticationMethod" in result.failure.message
-    values = exposition_samples(pipeline.store.render().decode())
+    values = exposition_samples(runtime.store.render().decode())
     up = {
         dict(k)["collector"]: v
         for (name, k), v in values.items()
@@ -272,22 +272,22 @@ async def test_a_refused_policy_fails_its_collector_alone_naming_the_permission(
     assert values[("entra_exporter_tenant_up", (("tenant", TENANT),))] == 0
     assert values[("entra_tenant_users", (("tenant", TENANT),))] == 1500  # the report is shown
     assert not any(name == "entra_authentication_method_enabled" for name, _ in values)
-    page = pipeline.store.snapshot(TENANT)
+    page = runtime.store.snapshot(TENANT)
     assert page is not None and "Policy.Read.AuthenticationMethod" in page.recent[-1].reason
 
 
 async def test_the_pages_show_phone_only_users_by_date_and_the_policy(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     from exporter.web.pages import render_landing_page, render_tenant_page
 
     tenant = sim_env.sim.find(TENANT)
     assert tenant is not None
     tenant.policy_variant = 1
-    pipeline = make_pipeline(configure(sim_env, policy=True, segments={"privileged_roles": True}))
-    await poll(pipeline)
+    runtime = make_runtime(configure(sim_env, policy=True, segments={"privileged_roles": True}))
+    await poll(runtime)
     truth = segments_truth(tenant, DEFAULT_PRIVILEGED_ROLES)["phone_only"]
-    landing = render_landing_page(pipeline.store.snapshots(), "/metrics", lambda _: None).decode()
+    landing = render_landing_page(runtime.store.snapshots(), "/metrics", lambda _: None).decode()
     expected = (
         f"phone-only: {truth['2027-02-01']:,} by 2027-02-01, {truth['2027-07-01']:,} by 2027-07-01"
     )
@@ -295,7 +295,7 @@ async def test_the_pages_show_phone_only_users_by_date_and_the_policy(
     assert (
         "policy: Sms on, Voice on, Fido2 on; campaign enabled (microsoftAuthenticator)" in landing
     )
-    snapshot = pipeline.store.snapshot(TENANT)
+    snapshot = runtime.store.snapshot(TENANT)
     assert snapshot is not None
     page = render_tenant_page(snapshot, lambda _: None).decode()
     assert expected in page and "passkey migration opted out" in page

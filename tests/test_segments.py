@@ -94,19 +94,19 @@ def assert_matches_truth(values: Samples, truth: dict[str, Any]) -> None:
     assert values[("entra_registration_data_timestamp_seconds", label())] == pytest.approx(newest)
 
 
-async def poll_and_read(pipeline: Runtime) -> Samples:
-    result = await pipeline.poll(TENANT)
+async def poll_and_read(runtime: Runtime) -> Samples:
+    result = await runtime.poll(TENANT)
     assert result.result == "success", result.failure
-    return exposition_samples(pipeline.store.render().decode())
+    return exposition_samples(runtime.store.render().decode())
 
 
 async def test_every_segment_group_strength_and_freshness_number_equals_the_truth(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     tenant, config = configure(
         sim_env, privileged_roles=True, groups=["finance", "rollout-wave-1", "devices-only"]
     )
-    values = await poll_and_read(make_pipeline(config))
+    values = await poll_and_read(make_runtime(config))
     truth = segments_truth(
         tenant,
         DEFAULT_PRIVILEGED_ROLES,
@@ -133,7 +133,7 @@ async def test_every_segment_group_strength_and_freshness_number_equals_the_trut
 
 
 async def test_privileged_admins_directly_and_through_a_role_assignable_group(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     # The default directory: users 0-2 hold roles directly (user 2 only as PIM-eligible
     # Helpdesk, user 1 also as PIM-eligible Global Administrator), users 3-5 through the
@@ -148,47 +148,47 @@ async def test_privileged_admins_directly_and_through_a_role_assignable_group(
 
     tenant, config = configure(sim_env, privileged_roles=[GLOBAL_ADMIN])
     assert tenant.users == 1200
-    values = await poll_and_read(make_pipeline(config))
+    values = await poll_and_read(make_runtime(config))
     assert privileged(values) == 3  # user 0, and 3-4 by group; the service principal is no user
 
     _, config = configure(sim_env, privileged_roles=[GLOBAL_ADMIN], include_eligible=True)
-    values = await poll_and_read(make_pipeline(config))
+    values = await poll_and_read(make_runtime(config))
     assert privileged(values) == 4  # and user 1, eligible
 
     _, config = configure(sim_env, privileged_roles=[CONDITIONAL_ACCESS_ADMIN])
-    values = await poll_and_read(make_pipeline(config))
+    values = await poll_and_read(make_runtime(config))
     assert privileged(values) == 3  # the group's three members
 
     _, config = configure(sim_env, privileged_roles=[HELPDESK_ADMIN])
-    values = await poll_and_read(make_pipeline(config))
+    values = await poll_and_read(make_runtime(config))
     assert privileged(values) == 0  # only eligible: not counted without include_eligible
 
     _, config = configure(sim_env, privileged_roles=[HELPDESK_ADMIN], include_eligible=True)
-    values = await poll_and_read(make_pipeline(config))
+    values = await poll_and_read(make_runtime(config))
     assert privileged(values) == 1
 
     _, config = configure(sim_env, privileged_roles=True)
-    pipeline = make_pipeline(config)
-    values = await poll_and_read(pipeline)
+    runtime = make_runtime(config)
+    values = await poll_and_read(runtime)
     assert privileged(values) == 5  # not 7: the service principal and the disabled user
 
 
 async def test_nested_group_members_count_once_and_devices_never(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     _, config = configure(sim_env, groups=["finance"])
-    values = await poll_and_read(make_pipeline(config))
+    values = await poll_and_read(make_runtime(config))
     # finance: users 7, 17, 27, ... and through finance-emea users 8, 18, 28, ...
     assert values[("entra_group_users", label(group="finance"))] == 240
 
 
 async def test_users_graph_repeats_across_pages_count_once(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], caplog: pytest.LogCaptureFixture
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], caplog: pytest.LogCaptureFixture
 ) -> None:
     tenant, config = configure(sim_env, privileged_roles=True, groups=["finance"])
     tenant.page_size, tenant.page_overlap = 100, 7  # each page repeats 7 users of the one before
-    pipeline = make_pipeline(config)
-    values = await poll_and_read(pipeline)
+    runtime = make_runtime(config)
+    values = await poll_and_read(runtime)
     truth = segments_truth(
         tenant, DEFAULT_PRIVILEGED_ROLES, groups=dict(config.tenants[1].segments.groups)
     )
@@ -201,10 +201,10 @@ async def test_users_graph_repeats_across_pages_count_once(
 
 
 async def test_null_booleans_count_as_false(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     tenant, config = configure(sim_env)
-    values = await poll_and_read(make_pipeline(config))
+    values = await poll_and_read(make_runtime(config))
     users = [detail_user(tenant, i) for i in range(1200)]
     assert any(u["isMfaCapable"] is None for u in users)  # the simulator sends nulls
     capable = sum(u["isMfaCapable"] is True for u in users)
@@ -218,10 +218,10 @@ async def test_null_booleans_count_as_false(
 
 
 async def test_a_tenant_with_no_users(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     _, config = configure(sim_env, users=0, privileged_roles=True, groups=["finance"])
-    values = await poll_and_read(make_pipeline(config))
+    values = await poll_and_read(make_runtime(config))
     assert values[("entra_tenant_users", label())] == 0
     assert values[("entra_group_users", label(group="finance"))] == 0
     assert not any(
@@ -231,19 +231,19 @@ async def test_a_tenant_with_no_users(
 
 
 async def test_a_failed_group_page_fails_the_poll_and_publishes_nothing_partial(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     tenant, config = configure(sim_env, groups=["finance"])
-    pipeline = make_pipeline(config)
-    before = await poll_and_read(pipeline)
+    runtime = make_runtime(config)
+    before = await poll_and_read(runtime)
     tenant.users = 12_000  # finance spans three pages of 999 members now...
     tenant.directory = None
     directory_of(tenant)
     tenant.fail_group_page = 1  # ...and the second one answers 500, every time
-    result = await pipeline.poll(TENANT)
+    result = await runtime.poll(TENANT)
     assert result.result == "http_error"
     assert result.failure is not None and result.failure.message.startswith("group finance: ")
-    after = exposition_samples(pipeline.store.render().decode())
+    after = exposition_samples(runtime.store.render().decode())
     # The last good report stays, untouched by the failed poll.
     assert (
         after[("entra_group_users", label(group="finance"))]
@@ -253,7 +253,7 @@ async def test_a_failed_group_page_fails_the_poll_and_publishes_nothing_partial(
 
 
 async def test_a_group_that_does_not_exist_fails_the_poll_naming_the_group(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     configure(sim_env)
     document = sim_env.config()
@@ -261,35 +261,35 @@ async def test_a_group_that_does_not_exist_fails_the_poll_naming_the_group(
         "groups": {"gone": "3f1c2b9e-0000-4000-8000-000000000001"}
     }
     sim_env.write_config(document)
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    result = await pipeline.poll(TENANT)
+    runtime = make_runtime(load_config(sim_env.config_file))
+    result = await runtime.poll(TENANT)
     assert (result.result, result.failure and result.failure.http_status) == ("http_error", 404)
     assert result.failure is not None
     assert result.failure.message.startswith("group gone: HTTP 404")
-    assert (await pipeline.poll("tenant-0000")).result == "success"  # other tenants untouched
+    assert (await runtime.poll("tenant-0000")).result == "success"  # other tenants untouched
 
 
 async def test_role_pages_of_nothing_new_under_ever_new_links_are_refused_within_seconds(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     # Each page lists the same one principal and links on to a page never seen before: no
     # link repeats, no page is empty; the walk sees nothing new and refuses it.
     _, config = configure(sim_env, privileged_roles=True)
-    pipeline = make_pipeline(config)
+    runtime = make_runtime(config)
     sim_env.sim.set_fault(TENANT, "repeat_page", count=0)
     started = time.monotonic()
-    result = await pipeline.poll(TENANT)
+    result = await runtime.poll(TENANT)
     assert result.result == "parse_error" and result.failure is not None
     assert "20 pages in a row with nothing new, and still a link" in result.failure.message
     assert "role assignments of" in result.failure.message
     assert time.monotonic() - started < 10  # the budget is 0.9 x the interval
     assert result.tally.graph_requests <= 21
-    snapshot = pipeline.store.snapshot(TENANT)
+    snapshot = runtime.store.snapshot(TENANT)
     assert snapshot is not None and snapshot.polled  # /readyz is not held by the walk
 
 
 async def test_auto_settles_on_the_successor_with_segments(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     tenant, config = configure(sim_env, privileged_roles=True, groups=["finance"])
     tenant.seed_gone = True
@@ -297,9 +297,9 @@ async def test_auto_settles_on_the_successor_with_segments(
     document["tenants"][1]["source"] = "auto"
     sim_env.write_config(document)
     config = load_config(sim_env.config_file)
-    pipeline = make_pipeline(config)
+    runtime = make_runtime(config)
     for _ in range(2):  # the switch, then straight to the successor
-        values = await poll_and_read(pipeline)
+        values = await poll_and_read(runtime)
         truth = segments_truth(
             tenant, DEFAULT_PRIVILEGED_ROLES, groups=dict(config.tenants[1].segments.groups)
         )
@@ -307,17 +307,17 @@ async def test_auto_settles_on_the_successor_with_segments(
 
 
 async def test_every_role_and_group_page_is_a_counted_graph_request(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     _, config = configure(sim_env, privileged_roles=True, groups=["finance"])
     before = sim_env.sim.stats()["tenants"][TENANT]["graph_requests"]
-    pipeline = make_pipeline(config)
-    result = await pipeline.poll(TENANT)
+    runtime = make_runtime(config)
+    result = await runtime.poll(TENANT)
     served = sim_env.sim.stats()["tenants"][TENANT]["graph_requests"] - before
     # 9 roles, the role group's members, the group's members, 2 report pages of 999.
     assert result.tally.graph_requests == served
     assert served >= 9 + 1 + 1 + 2
-    snapshot = pipeline.store.snapshot(TENANT)
+    snapshot = runtime.store.snapshot(TENANT)
     assert snapshot is not None and snapshot.graph_requests == served
 
 

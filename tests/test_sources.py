@@ -34,19 +34,19 @@ def assert_matches_truth(report: object, tenant: SimTenant) -> None:
 
 
 async def test_user_registration_details_are_counted_exactly(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     tenant = sim_env.sim.find("tenant-0000")
     assert tenant is not None
     tenant.users = 2500  # three pages of 999
     set_source(sim_env, "userRegistrationDetails")
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    result = await pipeline.poll("tenant-0000")
+    runtime = make_runtime(load_config(sim_env.config_file))
+    result = await runtime.poll("tenant-0000")
     assert result.result == "success", result.failure
     assert result.source == "userRegistrationDetails"
     assert_matches_truth(result.report, tenant)
     assert tenant.details_pages == 3
-    text = pipeline.store.render().decode()
+    text = runtime.store.render().decode()
     assert (
         'entra_authentication_method_users{tenant="tenant-0000",method="microsoftAuthenticatorPush"}'
         in text
@@ -56,32 +56,32 @@ async def test_user_registration_details_are_counted_exactly(
 
 
 async def test_a_failed_page_fails_the_poll_without_partial_numbers(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     tenant = sim_env.sim.find("tenant-0001")
     assert tenant is not None
     tenant.users = 3000
     tenant.fail_page = 2
     set_source(sim_env, "userRegistrationDetails", interval="1m", timeout="2s")
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    result = await pipeline.poll("tenant-0001")
+    runtime = make_runtime(load_config(sim_env.config_file))
+    result = await runtime.poll("tenant-0001")
     assert result.result == "http_error"
     assert result.report is None
-    assert "entra_tenant_users{" not in pipeline.store.render().decode()
+    assert "entra_tenant_users{" not in runtime.store.render().decode()
 
 
 async def test_auto_switches_once_when_the_seed_report_is_gone(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime], caplog: pytest.LogCaptureFixture
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], caplog: pytest.LogCaptureFixture
 ) -> None:
     gone = sim_env.sim.find("tenant-0000")
     assert gone is not None
     gone.seed_gone = True
     gone.users = 120
     set_source(sim_env, "auto")
-    pipeline = make_pipeline(load_config(sim_env.config_file))
+    runtime = make_runtime(load_config(sim_env.config_file))
     with caplog.at_level(logging.WARNING, logger="exporter"):
-        first = await pipeline.poll("tenant-0000")
-        second = await pipeline.poll("tenant-0000")
+        first = await runtime.poll("tenant-0000")
+        second = await runtime.poll("tenant-0000")
     assert (first.result, first.source) == ("success", "userRegistrationDetails")
     assert (second.result, second.source) == ("success", "userRegistrationDetails")
     assert_matches_truth(second.report, gone)
@@ -92,37 +92,37 @@ async def test_auto_switches_once_when_the_seed_report_is_gone(
     # The first poll asked the seed's report (gone) once; the second went straight to the successor.
     assert gone.graph_requests == 1 + 1 + 1
     # A tenant whose seed report still answers stays with it.
-    other = await pipeline.poll("tenant-0001")
+    other = await runtime.poll("tenant-0001")
     assert (other.result, other.source) == ("success", "credentialUserRegistrationCount")
-    text = pipeline.store.render().decode()
+    text = runtime.store.render().decode()
     assert 'tenant="tenant-0000",tenant_id=' in text and 'source="userRegistrationDetails"' in text
     assert 'source="credentialUserRegistrationCount"' in text
 
 
 async def test_a_gone_seed_report_without_auto_is_an_http_error(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     gone = sim_env.sim.find("tenant-0000")
     assert gone is not None
     gone.seed_gone = True
-    pipeline = make_pipeline(load_config(sim_env.config_file))
-    result = await pipeline.poll("tenant-0000")
+    runtime = make_runtime(load_config(sim_env.config_file))
+    result = await runtime.poll("tenant-0000")
     assert result.result == "http_error"
     assert result.failure is not None and result.failure.error_code == "BadRequest"
 
 
 @pytest.mark.slow
 async def test_paging_a_100000_user_tenant_keeps_memory_flat(
-    sim_env: SimEnv, make_pipeline: Callable[[Config], Runtime]
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
     big = sim_env.sim.find("tenant-0002")
     assert big is not None
     big.users = 100_000
     set_source(sim_env, "userRegistrationDetails", interval="5m", timeout="30s")
-    pipeline = make_pipeline(load_config(sim_env.config_file))
+    runtime = make_runtime(load_config(sim_env.config_file))
     tracemalloc.start()
     try:
-        result = await pipeline.poll("tenant-0002")
+        result = await runtime.poll("tenant-0002")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -72,7 +72,7 @@ def test_tests_use_no_private_attribute_of_another_module(path: Path) -> None:
 
 
 def test_the_private_attribute_check_finds_one() -> None:
-    assert private_attribute_uses(ast.parse("pipeline.scheduler._jobs['x']")) == ["1: ._jobs"]
+    assert private_attribute_uses(ast.parse("runtime.scheduler._jobs['x']")) == ["1: ._jobs"]
 
 
 # ----------------------------------------------------------------- packages and their directions

@@ -23,7 +23,7 @@ from exporter.graph.auth import AccessToken
 from exporter.graph.client import DIRECTORY, GraphClient
 from exporter.reports.directory import DirectoryIdCollector
 
-log = logging.getLogger("exporter.poller")
+log = logging.getLogger("exporter.polling")
 
 ASSIGNMENTS_PATH = "/v1.0/roleManagement/directory/roleAssignments"
 ELIGIBILITIES_PATH = "/v1.0/roleManagement/directory/roleEligibilityScheduleInstances"

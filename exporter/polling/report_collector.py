@@ -33,7 +33,7 @@ from exporter.reports.enforcement import EnforcementContext, EnforcementPolicies
 from exporter.reports.registration import RegistrationReport
 from exporter.reports.strengths import GLOBAL_ADMINISTRATOR
 
-log = logging.getLogger("exporter.poller")
+log = logging.getLogger("exporter.polling")
 
 # One object per user (application permission AuditLog.Read.All); only counted fields selected.
 DETAILS_PATH = "/v1.0/reports/authenticationMethods/userRegistrationDetails"

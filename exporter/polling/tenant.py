@@ -42,7 +42,7 @@ from exporter.metrics.store import MetricsStore
 from exporter.polling.collectors import Collector, CollectorRun, PollExchange, collectors_for
 from exporter.reports.registration import RegistrationReport
 
-log = logging.getLogger("exporter.poller")
+log = logging.getLogger("exporter.polling")
 # No family's capped label values logged yet (shared by every tenant: one object, not one each).
 NOTHING_LOGGED: frozenset[str] = frozenset()
 
