@@ -15,7 +15,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
@@ -48,6 +48,17 @@ from exporter.reports.registration import (
 )
 
 T = TypeVar("T")
+
+
+class GraphRequest(NamedTuple):
+    """What each Graph request of one poll carries: the token, the poll's deadline (a
+    ``time.monotonic()`` value) and the poll's tally of requests."""
+
+    token: AccessToken
+    deadline: float
+    tally: RequestTally
+
+
 # The budgets a request may be paced by: identity and access reports, or the service's.
 # The budget a request is paced by: Graph's identity and access reports limits, the identity
 # and access service's resource units (roles, groups, policies), or the 1 request per second
@@ -130,14 +141,14 @@ class GraphClient:
     ) -> RegistrationReport:
         """GET getCredentialUserRegistrationCount, retrying within ``deadline`` (monotonic)."""
         url = f"{tenant.endpoints.graph_host}{REPORT_PATH}"
-        request = (token, deadline, tally)
+        request = GraphRequest(token, deadline, tally)
         return await self.get_document(tenant, url, request, parse_registration_report, "report")
 
     async def get_document(
         self,
         tenant: TenantConfig,
         url: str,
-        request: tuple[AccessToken, float, RequestTally],
+        request: GraphRequest,
         parse: Callable[[Any], T],
         what: str,
         service: str = REPORTS,
@@ -162,14 +173,14 @@ class GraphClient:
         self,
         tenant: TenantConfig,
         url: str,
-        request: tuple[AccessToken, float, RequestTally],
+        request: GraphRequest,
         add_page: Callable[[bytes], Page],
         what: str,
         service: str = REPORTS,
     ) -> int:
         """GET ``url`` and every ``@odata.nextLink`` after it; ``add_page`` takes each page.
 
-        ``request`` is (token, deadline, tally). Pages are fetched one after the other and
+        ``request`` is the poll's :class:`GraphRequest`. Pages are fetched one after the other and
         handed over as they come, as bytes (the consumer decodes them into the types it
         counts), so memory stays flat whatever the size; each page is a request like any other
         (rate limits, retries, the poll's deadline), and any failed page fails the whole walk.

@@ -18,7 +18,7 @@ from exporter.config.model import TenantConfig
 from exporter.config.sharding import shard_of
 from exporter.graph.answers import GraphError, RequestTally
 from exporter.graph.auth import TenantTokenSource, TokenError
-from exporter.graph.client import DIRECTORY
+from exporter.graph.client import DIRECTORY, GraphRequest
 from exporter.polling.lookups import naming_permission
 from exporter.polling.tenant import PollingServices
 from exporter.reports.customers import CustomerListing, named
@@ -88,7 +88,7 @@ class Discovery:
             token = await self._tokens.get_token()
             with naming_permission(config.permission):
                 await self._services.graph.get_pages(
-                    partner, url, (token, deadline, RequestTally()), listing.add_page,
+                    partner, url, GraphRequest(token, deadline, RequestTally()), listing.add_page,
                     f"{config.source} of {partner.tenant_id}", DIRECTORY,
                 )  # fmt: skip
         except (GraphError, TokenError) as err:

@@ -18,9 +18,8 @@ from types import MappingProxyType
 
 from exporter.config.model import TenantConfig
 from exporter.config.permissions import GROUP_MEMBERS, ROLES
-from exporter.graph.answers import GraphError, RequestTally
-from exporter.graph.auth import AccessToken
-from exporter.graph.client import DIRECTORY, GraphClient
+from exporter.graph.answers import GraphError
+from exporter.graph.client import DIRECTORY, GraphClient, GraphRequest
 from exporter.reports.directory import DirectoryIdCollector
 
 log = logging.getLogger("exporter.polling")
@@ -58,7 +57,7 @@ class DirectoryLookups:
         self,
         graph: GraphClient,
         tenant: TenantConfig,
-        request: tuple[AccessToken, float, RequestTally],
+        request: GraphRequest,
     ) -> None:
         self._graph, self._tenant, self._request = graph, tenant, request
         # (path, role) -> (users, groups) of its assignments; group id -> its users.
