@@ -271,3 +271,35 @@ def test_every_flag_and_metric_family_is_documented_under_docs() -> None:
     assert sorted(f for f in flags if f not in docs) == []
     names = {v.name for v in vars(families).values() if isinstance(v, families.Family)}
     assert sorted(n for n in names if n not in docs) == []
+
+
+ROOTS = ("exporter/", "entra_simulator/", "tests/", "deploy/", "docs/", "bench/", "scripts/")
+
+
+def paths_named_in(text: str) -> set[str]:
+    """Repository paths a document names: in backticks or as link targets."""
+    found = set()
+    for candidate in re.findall(r"`([^`\s]+)`|\]\(([^)\s#]+)", text):
+        path = (candidate[0] or candidate[1]).rstrip(".,:;")
+        path = re.sub(r"^(\.\./)+", "", path)
+        if path.startswith(ROOTS) and "<" not in path and "*" not in path and "{" not in path:
+            found.add(path.split("::")[0].split(":")[0])
+    return found
+
+
+def test_every_path_a_document_names_exists() -> None:
+    documents = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    missing = []
+    for document in documents:
+        base = document.parent
+        for path in sorted(paths_named_in(document.read_text())):
+            if not ((REPO / path).exists() or (base / path).exists()):
+                missing.append(f"{document.name}: {path}")
+    assert missing == []
+
+
+def test_the_path_check_finds_a_missing_one() -> None:
+    assert paths_named_in("see `exporter/nowhere.py` and [x](../deploy/a.yml)") == {
+        "exporter/nowhere.py",
+        "deploy/a.yml",
+    }
