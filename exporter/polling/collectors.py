@@ -2,13 +2,12 @@
 
 A collector is anything with a ``name`` and an async ``collect(run)`` that returns its value
 (wrapped in :class:`Collected`) or raises :class:`~exporter.graph.answers.GraphError`. Adding
-one is a module with its class and one line in :data:`COLLECTORS`.
+one is a module with its class and one line in :mod:`exporter.polling.registry`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,29 +70,3 @@ class Collector(Protocol):
     async def collect(self, run: CollectorRun) -> Collected:
         """Read and return the value; raise GraphError when Graph's answer fails the run."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class CollectorKind:
-    """A collector class and which tenants run it."""
-
-    build: Callable[[], Collector]
-    wanted: Callable[[TenantConfig], bool]
-
-
-def _registered() -> tuple[CollectorKind, ...]:
-    # Imported here: the collectors' modules import this one for CollectorRun and Collected.
-    from exporter.polling.enforcement_collector import EnforcementCollector  # noqa: PLC0415
-    from exporter.polling.policy_collector import PolicyCollector  # noqa: PLC0415
-    from exporter.polling.report_collector import ReportCollector  # noqa: PLC0415
-
-    return (
-        CollectorKind(ReportCollector, lambda _tenant: True),
-        CollectorKind(PolicyCollector, lambda tenant: tenant.policy),
-        CollectorKind(EnforcementCollector, lambda tenant: tenant.enforcement),
-    )
-
-
-def collectors_for(tenant: TenantConfig) -> tuple[Collector, ...]:
-    """The collectors a poll of ``tenant`` runs, in order."""
-    return tuple(kind.build() for kind in _registered() if kind.wanted(tenant))

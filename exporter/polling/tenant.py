@@ -39,7 +39,8 @@ from exporter.metrics.snapshots import (
     TenantSnapshot,
 )
 from exporter.metrics.store import MetricsStore
-from exporter.polling.collectors import Collector, CollectorRun, PollExchange, collectors_for
+from exporter.polling.collectors import Collector, CollectorRun, PollExchange
+from exporter.polling.registry import collectors_for
 from exporter.reports.registration import RegistrationReport
 
 log = logging.getLogger("exporter.polling")
