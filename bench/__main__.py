@@ -57,6 +57,7 @@ def _waiting(workdir: Path, sizes: Sizes, report: Report, only: set[str]) -> Non
             lambda: limits.directory_budget(workdir, sizes, report),
             lambda: limits.policy_round(workdir, sizes, report),
             lambda: limits.enforcement_round(workdir, sizes, report),
+            lambda: limits.discovery_round(workdir, sizes, report, 5 * sizes.tenants),
         ]
     if not jobs:
         return

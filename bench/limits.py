@@ -213,6 +213,28 @@ def enforcement_round(workdir: Path, sizes: Sizes, report: Report) -> None:
     _add(report, f"round_seconds_enforcement@{tenants}", span(calls), minimum, refused, 1.05)
 
 
+def discovery_round(workdir: Path, sizes: Sizes, report: Report, customers: int = 5000) -> None:
+    """An MSP: ``customers`` tenants found from the partner's listing, none listed, all on one
+    app; their first polls spread over the jitter and the app's reports budget, so the round is
+    bound as the one-app round is (the listing's own pages spend the service budget)."""
+    sim = _limited_simulator(
+        workdir / "pacing-discovery", customers + 1, sizes, "--one-app", "--partner"
+    )
+    exporter = ExporterProcess(sim.config_file, sim.config_file.parent / "exporter.log")
+    try:
+        calls = wait_for_events(sim, "report", customers, 3600, "discovery round")[:customers]
+        stats = sim.stats()
+        refused = int(stats["refused_by_limits"]) + int(stats["refused_by_service_limits"])
+        rss = exporter.sample().rss_bytes
+    finally:
+        exporter.stop()
+        sim.stop()
+    minimum = _minimum(customers, sizes.graph_limits[1])
+    _add(report, f"round_seconds_discovery@{customers}", span(calls), minimum, refused, 1.05)
+    per_tenant = rss / customers / 1024
+    report.add(Figure("pacing", f"rss_kb_per_discovered_tenant@{customers}", per_tenant, "KB"))
+
+
 def _paced_round(
     sim: SimulatorProcess,
     exporters: list[ExporterProcess],

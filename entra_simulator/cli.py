@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from entra_simulator.directory import MAX_PAGE, REPORT_SHAPES
 from entra_simulator.limits import PER_APP, PER_APP_PER_TENANT, GraphLimits, Limit, ServiceLimits
 from entra_simulator.simulator import Simulator
@@ -97,6 +99,12 @@ def _add_directory_flags(parser: argparse.ArgumentParser) -> None:
         help="every tenant's Conditional Access variant (entra_simulator.conditional_access); "
         "--config-out then turns enforcement on for every tenant",
     )
+    parser.add_argument(
+        "--partner",
+        action="store_true",
+        help="the first tenant is an MSP's partner and every other one its customer, all on "
+        "its app; --config-out then lists no tenant and discovers them (delegatedAdminCustomers)",
+    )
     parser.add_argument("--config-out", help="write a ready exporter config here")
     parser.add_argument("--ca-out", help="write the CA bundle here (default: next to --config-out)")
 
@@ -168,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if ca_out:
         sim.write_ca(ca_out)
+    if args.partner:
+        _make_partner(sim)
     if args.config_out:
         sim.write_config(args.config_out, ca_out or "", **durations, **_segments(sim, args))
+        if args.partner:
+            _discovery_config(sim, args.config_out)
     print(f"simulator listening on {url}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -211,3 +223,22 @@ def _limits(args: argparse.Namespace) -> GraphLimits | None:
 def first_client_id(sim: Simulator) -> str:
     """The client_id of the first tenant: the one app every tenant uses with --one-app."""
     return next(iter(sim.tenants.values())).client_id
+
+
+def _make_partner(sim: Simulator) -> None:
+    """The first tenant a partner, the others its customers on its app (--partner)."""
+    partner, *customers = sim.tenants.values()
+    partner.listed = False
+    for tenant in customers:
+        tenant.customer_of, tenant.listed = partner.tenant_id, False
+        tenant.client_id, tenant.secret = partner.client_id, partner.secret
+
+
+def _discovery_config(sim: Simulator, path: str) -> None:
+    """The written config: the partner's app under defaults, and discovery of its customers."""
+    partner = next(iter(sim.tenants.values()))
+    document = yaml.safe_load(Path(path).read_text())
+    document["defaults"].update(client_id=partner.client_id, client_secret=partner.secret)
+    document["discovery"] = {"source": "delegatedAdminCustomers", "tenant_id": partner.tenant_id}
+    document.pop("tenants", None)
+    Path(path).write_text(yaml.safe_dump(document, sort_keys=False))

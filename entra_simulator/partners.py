@@ -15,6 +15,7 @@ DELEGATED_ADMIN_CUSTOMERS = "/v1.0/tenantRelationships/delegatedAdminCustomers"
 MTO_TENANTS = "/v1.0/tenantRelationships/multiTenantOrganization/tenants"
 PARTNER_PATHS = (DELEGATED_ADMIN_CUSTOMERS, MTO_TENANTS)
 PAGE_SIZE = 2
+LARGE_PAGE_SIZE = 300
 
 
 def customer_rows(partner: SimTenant, tenants: list[SimTenant], path: str) -> list[dict[str, Any]]:
@@ -47,6 +48,7 @@ class PartnerHandler:
             tenants = list(handler.sim.tenants.values())
         rows = customer_rows(partner, tenants, path)
         offset = int(params.get("$skiptoken", "0"))
-        following = offset + PAGE_SIZE
+        # Small listings in small pages (the walk is exercised); large ones as Graph pages them.
+        following = offset + (PAGE_SIZE if len(rows) <= 10 else LARGE_PAGE_SIZE)
         handler._send_page(path, params, rows[offset:following],
                            following if following < len(rows) else None)  # fmt: skip

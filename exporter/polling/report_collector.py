@@ -119,9 +119,10 @@ async def fetch_registration_details(run: CollectorRun) -> RegistrationReport:
     policies = await run.exchange.policies() if run.exchange is not None else None
     if policies is not None:
         context = replace(context, enforcement=await enforcement_context(lookups, policies))
-    # The context's ID sets are not kept beside the counter's own index of them.
+    # The context's ID sets (and the look-ups' copies of them) are not kept beside the
+    # counter's own index of them while the pages are counted.
     counter = RegistrationDetailsCounter(context)
-    del context
+    del context, lookups
     with_upn = counter.readiness or policies is not None  # #EXT# marks external users
     url = graph_url(tenant, DETAILS_PATH, READINESS_QUERY if with_upn else DETAILS_QUERY)
     with naming_permission(lambda code: report_permission(DETAILS_SOURCE, code)):

@@ -16,17 +16,6 @@ Membership = tuple[bool, tuple[int, ...], bool, tuple[int, ...]]
 NOT_LISTED: Membership = (False, (), False, ())
 
 
-def _with(membership: Membership, kind: str, index: int) -> Membership:
-    privileged, groups, late, sets = membership
-    if kind == "group":
-        return privileged, (*groups, index), late, sets
-    if kind == "privileged":
-        return True, groups, late, sets
-    if kind == "global_admin":
-        return privileged, groups, True, sets
-    return privileged, groups, late, (*sets, index)
-
-
 def listed_ids(
     privileged: Iterable[int],
     groups: Iterable[Iterable[int]],
@@ -37,20 +26,27 @@ def listed_ids(
     memberships = [NOT_LISTED]
     numbers = {NOT_LISTED: 0}
     listed: dict[int, int] = {}
+    get = listed.get
 
-    def mark(ids: Iterable[int], kind: str, index: int = 0) -> None:
-        for user_id in ids:
-            membership = _with(memberships[listed.get(user_id, 0)], kind, index)
-            number = numbers.get(membership)
-            if number is None:
-                number = numbers[membership] = len(memberships)
-                memberships.append(membership)
-            listed[user_id] = number
+    def number_of(membership: Membership) -> int:
+        number = numbers.get(membership)
+        if number is None:
+            number = numbers[membership] = len(memberships)
+            memberships.append(membership)
+        return number
 
     for group, members in enumerate(groups):
-        mark(members, "group", group)
-    mark(privileged, "privileged")
-    mark(global_admins, "global_admin")
+        for user_id in members:
+            privileged_, groups_, late, sets = memberships[get(user_id, 0)]
+            listed[user_id] = number_of((privileged_, (*groups_, group), late, sets))
+    for user_id in privileged:
+        _, groups_, late, sets = memberships[get(user_id, 0)]
+        listed[user_id] = number_of((True, groups_, late, sets))
+    for user_id in global_admins:
+        privileged_, groups_, _, sets = memberships[get(user_id, 0)]
+        listed[user_id] = number_of((privileged_, groups_, True, sets))
     for index, ids in enumerate(policy_sets):
-        mark(ids, "policy", index)
+        for user_id in ids:
+            privileged_, groups_, late, sets = memberships[get(user_id, 0)]
+            listed[user_id] = number_of((privileged_, groups_, late, (*sets, index)))
     return listed, memberships
