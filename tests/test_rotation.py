@@ -22,6 +22,19 @@ from tests.conftest import (
 ROTATED = "tenant-0000"
 
 
+def serving(
+    start_exporter: Callable[..., ExporterProcess], folder: Path, document: dict[str, object]
+) -> ExporterProcess:
+    """An exporter on ``document``, ready, with the rotated tenant up."""
+    config = folder / "live.yaml"
+    config.write_text(yaml.safe_dump(document))
+    config.chmod(0o600)
+    exporter = start_exporter(f"--config.file={config}")
+    exporter.wait_ready()
+    wait_until(lambda: tenant_up(exporter, ROTATED) == 1)
+    return exporter
+
+
 def tenant_up(exporter: ExporterProcess, name: str) -> float | None:
     samples = exposition_samples(exporter.metrics())
     return samples.get(("entra_exporter_tenant_up", (("tenant", name),)))
@@ -40,12 +53,7 @@ def test_a_secret_file_rotated_in_its_volume_is_used_without_a_restart(
     assert entry["name"] == ROTATED
     del entry["client_secret"]
     entry["client_secret_file"] = str(volume / "contoso")
-    config = tmp_path / "live.yaml"
-    config.write_text(yaml.safe_dump(document))
-    config.chmod(0o600)
-    exporter = start_exporter(f"--config.file={config}")
-    exporter.wait_ready()
-    wait_until(lambda: tenant_up(exporter, ROTATED) == 1)
+    exporter = serving(start_exporter, tmp_path, document)
 
     # The old secret is revoked, with the tokens it got: the tenant fails until the file moves.
     new_secret = "rotated-secret-value-0123456789"
@@ -88,12 +96,7 @@ def test_a_half_written_certificate_pair_keeps_the_last_good_one(
         "private_key_file": str(volume / "app.key"),
         "certificate_file": str(volume / "app.crt"),
     }
-    config = tmp_path / "live.yaml"
-    config.write_text(yaml.safe_dump(document))
-    config.chmod(0o600)
-    exporter = start_exporter(f"--config.file={config}")
-    exporter.wait_ready()
-    wait_until(lambda: tenant_up(exporter, ROTATED) == 1)
+    exporter = serving(start_exporter, tmp_path, document)
 
     # A key without its certificate: refused with a warning, the running credential kept.
     secret_volume(
