@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jitter", default="1s", help="jitter written into --config-out")
     parser.add_argument("--timeout", default="10s", help="timeout written into --config-out")
     _add_directory_flags(parser)
+    _add_identity_flags(parser)
     _add_limit_flags(parser)
     return parser
 
@@ -91,6 +92,12 @@ def _add_directory_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="two groups, rollout-wave-1 and -2, of this many users each",
     )
+    parser.add_argument("--config-out", help="write a ready exporter config here")
+    parser.add_argument("--ca-out", help="write the CA bundle here (default: next to --config-out)")
+
+
+def _add_identity_flags(parser: argparse.ArgumentParser) -> None:
+    """Conditional Access and the MSP's partner listing."""
     parser.add_argument(
         "--conditional-access",
         type=int,
@@ -105,8 +112,6 @@ def _add_directory_flags(parser: argparse.ArgumentParser) -> None:
         help="the first tenant is an MSP's partner and every other one its customer, all on "
         "its app; --config-out then lists no tenant and discovers them (delegatedAdminCustomers)",
     )
-    parser.add_argument("--config-out", help="write a ready exporter config here")
-    parser.add_argument("--ca-out", help="write the CA bundle here (default: next to --config-out)")
 
 
 def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
