@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 from exporter.config.model import RateLimit
 
@@ -96,6 +96,13 @@ class SlidingWindow:
     def idle(self) -> bool:
         """True when nothing is in flight or waiting (the window may be dropped)."""
         return not self._in_flight and not self._waiters
+
+
+def drop_idle(windows: dict[Any, Any], kept: set[Any]) -> None:
+    """Drop the idle windows whose key is not in ``kept`` (busy ones go at a later call)."""
+    for key, window in list(windows.items()):
+        if key not in kept and window.idle:
+            del windows[key]
 
 
 class Window(Protocol):
@@ -182,13 +189,8 @@ class GraphRateLimiter:
     def forget(self, keep: set[tuple[str, str]]) -> None:
         """Drop idle windows of (client_id, tenant_id) pairs no longer configured."""
         keep_lower = {(c.lower(), t.lower()) for c, t in keep}
-        for key, window in list(self._tenant_windows.items()):
-            if key not in keep_lower and window.idle:
-                del self._tenant_windows[key]
-        apps = {c for c, _ in keep_lower}
-        for app, window in list(self._app_windows.items()):
-            if app not in apps and window.idle:
-                del self._app_windows[app]
+        drop_idle(self._tenant_windows, keep_lower)
+        drop_idle(self._app_windows, {c for c, _ in keep_lower})
 
 
 # Graph's "identity protection and conditional access" limit: 1 request per second per tenant,
@@ -231,7 +233,4 @@ class TenantLimiter:
 
     def forget(self, keep: set[str]) -> None:
         """Drop idle windows of tenants no longer configured."""
-        kept = {tenant.lower() for tenant in keep}
-        for key, window in list(self._windows.items()):
-            if key not in kept and window.idle:
-                del self._windows[key]
+        drop_idle(self._windows, {tenant.lower() for tenant in keep})

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import MappingProxyType
 
-from exporter.graph.pacing import hold
+from exporter.graph.pacing import drop_idle, hold
 
 WINDOW_SECONDS = 10.0
 # (most users, resource units per 10 s) per app and tenant, by tenant size.
@@ -162,13 +162,8 @@ class ServiceBudget:
         nothing behind."""
         kept = {(client.lower(), tenant.lower()) for client, tenant in keep}
         self._sizes = {key: size for key, size in self._sizes.items() if key in kept}
-        for key, window in list(self._tenants.items()):
-            if key not in kept and window.idle:
-                del self._tenants[key]
-        apps = {client for client, _ in kept}
-        for app, window in list(self._apps.items()):
-            if app not in apps and window.idle:
-                del self._apps[app]
+        drop_idle(self._tenants, kept)
+        drop_idle(self._apps, {client for client, _ in kept})
         if share != self.share:
             self.share = share
             for window in self._apps.values():
