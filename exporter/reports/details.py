@@ -23,7 +23,7 @@ import msgspec
 
 from exporter.reports.directory import Page, decode_page, first_bad_id, object_id_keys
 from exporter.reports.enforcement import EnforcementContext, EnforcementTally, is_guest
-from exporter.reports.memberships import NOT_LISTED, listed_ids
+from exporter.reports.memberships import listed_ids
 from exporter.reports.registration import (
     CoverageCounts,
     RegistrationReport,
@@ -198,15 +198,17 @@ class RegistrationDetailsCounter:
         self._group_names = tuple(name for name, _ in context.groups)
         self._segments: dict[tuple[str, str], list[int]] = {}
         self._groups = [[0] * _ROW for _ in context.groups]
+        self._tally = None if context.enforcement is None else EnforcementTally(context.enforcement)
         self._listed, self._memberships = listed_ids(
             context.privileged,
             (members for _, members in context.groups),
             context.global_admins or (),
             context.enforcement.id_sets if context.enforcement is not None else (),
+            # Each membership carries its classes, not its sets: fewer distinct row shapes.
+            None if self._tally is None else self._tally.classes_of,
         )
         # Guests and #EXT# accounts are told apart for readiness and for enforcement.
         self._upns = self.readiness or context.enforcement is not None
-        self._tally = None if context.enforcement is None else EnforcementTally(context.enforcement)
         self._by_method: dict[str, int] = {}
         self._preferred: dict[str, int] = {}
         self._ranks: dict[str, int] = {}  # every method kept as a label, with its strength
@@ -385,7 +387,7 @@ class RegistrationDetailsCounter:
         """Add the counted shapes, method lists and preferred lists to the counts."""
         for (shape, strength, *listed), users in self._shapes.items():
             *flags, user_type, is_admin = shape
-            privileged, groups, late, sets = self._memberships[listed[0]] if listed else NOT_LISTED
+            privileged, groups, late, classes = self._memberships[listed[0] if listed else 0]
             external = len(listed) > 1 and listed[1]
             if strength == PHONE:  # Global Administrators and external users: later
                 self._phone_only[1 if late or external else 0] += users
@@ -402,7 +404,7 @@ class RegistrationDetailsCounter:
             _add(row, truths, strength, users)
             if self._tally is not None:
                 guest = is_guest(shape[-2], external)
-                self._tally.add(key, sets, guest, truths[_MFA_REGISTERED], users)
+                self._tally.add(key, classes, guest, truths[_MFA_REGISTERED], users)
             for group in groups:
                 _add(self._groups[group], truths, strength, users)
         self._fold_labels()

@@ -344,13 +344,18 @@ class EnforcementTally:
         self.classifier = Classifier(context)
         self._counts: dict[tuple[str, str], list[int]] = {}
 
+    def classes_of(self, in_sets: tuple[int, ...]) -> tuple[int, ...]:
+        """(class of a member, class of a guest or external user) in ``in_sets``."""
+        return self.classifier.class_of(in_sets, False), self.classifier.class_of(in_sets, True)
+
     def add(
-        self, segment: tuple[str, str], in_sets: tuple[int, ...], guest: bool, mfa: bool, users: int
+        self, segment: tuple[str, str], classes: tuple[int, ...], guest: bool, mfa: bool, users: int
     ) -> None:
+        """``users`` of ``segment`` whose :meth:`classes_of` are ``classes``."""
         row = self._counts.get(segment)
         if row is None:
             row = self._counts[segment] = [0] * (2 * len(CLASSES))
-        row[2 * self.classifier.class_of(in_sets, guest) + (1 if mfa else 0)] += users
+        row[2 * classes[1 if guest else 0] + (1 if mfa else 0)] += users
 
     def report(
         self, shown: Iterable[tuple[str, str]]
