@@ -59,16 +59,14 @@ class SecretRedactor(logging.Filter):
         proxy might echo it in: URL-encoded, base64 (at any offset in a longer text), and
         JSON-escaped.
         """
-        variants = {v for s in secrets if len(s) >= 4 for v in encodings_of(s)}
+        variants = redacted_variants(secrets)
         with self._lock:
-            self._secrets = tuple(sorted(variants, key=len, reverse=True))
+            self._secrets = variants
 
     def hold(self, owner: object, values: tuple[str, ...]) -> None:
         """Redact ``values`` (each in every encoding, as secrets are) until ``owner`` holds
         others or is gone."""
-        variants = tuple(
-            sorted({v for s in values if len(s) >= 4 for v in encodings_of(s)}, key=len)[::-1]
-        )
+        variants = redacted_variants(values)
         key = id(owner)
         with self._lock:
             if key not in self._held:
@@ -108,6 +106,13 @@ class SecretRedactor(logging.Filter):
             if key not in _STANDARD_ATTRS and isinstance(value, str):
                 setattr(record, key, self.redact(value))
         return True
+
+
+def redacted_variants(values: Iterable[str]) -> tuple[str, ...]:
+    """Every encoding of each value of 4 characters or more, longest first (so a value is
+    replaced whole before any shorter value inside it)."""
+    variants = {v for s in values if len(s) >= 4 for v in encodings_of(s)}
+    return tuple(sorted(variants, key=len, reverse=True))
 
 
 def with_stack(record: logging.LogRecord) -> None:
