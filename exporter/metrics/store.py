@@ -208,10 +208,9 @@ class MetricsStore:
         # The tenants whose collector's last good value is not stale, per collector.
         fresh_of: dict[str, list[_Entry]] = {name: [] for name in COLLECTOR_FAMILIES}
         for entry in entries:
-            expires = entry.snapshot.report_expires_at
-            if entry.snapshot.report is not None and expires > now:
+            if entry.snapshot.fresh_report(now) is not None:
                 fresh.append(entry)
-                valid_until = min(valid_until, expires)
+                valid_until = min(valid_until, entry.snapshot.report_expires_at)
             for name, kept in fresh_of.items():
                 collector = entry.snapshot.collector(name)
                 if collector is not None and collector.fresh_value(now) is not None:

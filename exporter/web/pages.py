@@ -282,6 +282,7 @@ def render_landing_page(
     rows = []
     for snap in shown:
         last = snap.recent[-1] if snap.recent else None
+        report = snap.fresh_report(now)
         rows.append(
             "<tr>"
             f"<td><a href='{_e(tenant_link(snap.name))}'>{_e(snap.name)}</a></td>"
@@ -290,8 +291,8 @@ def render_landing_page(
             f"<div class='hint'>{_e(hint(last))}</div></td>"
             f"<td>{age(snap.last_success, now)}</td><td>{_next(next_poll(snap.name), now)}</td>"
             f"<td>{_e(report_summary(snap, now))}{_stale(snap, now)}"
-            f"<div>{_e(enforcement_summary(snap.fresh_report(now)))}</div></td>"
-            f"<td>{_e(segments_summary(snap.fresh_report(now)))}</td>"
+            f"<div>{_e(enforcement_summary(report))}</div></td>"
+            f"<td>{_e(segments_summary(report))}</td>"
             f"<td>{_e(retirement_summary(snap, now))}</td></tr>"
         )
     path = _e(telemetry_path)
@@ -383,6 +384,7 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
     ]
     log = "".join(f"{_e(line)}\n" for line in snap.last_failure_log)
     retirement = retirement_summary(snap, now)
+    report = snap.fresh_report(now)
     return _page(
         f"{snap.name} · Entra registration exporter",
         [
@@ -391,7 +393,7 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
             f"source {_e(snap.source)} · last success {age(snap.last_success, now)} · "
             f"next poll {_next(next_poll(snap.name), now)}</p>",
             f"<p>{_e(report_summary(snap, now))}{_stale(snap, now)}</p>",
-            f"<p>{_e(enforcement_summary(snap.fresh_report(now)))}</p>",
+            f"<p>{_e(enforcement_summary(report))}</p>",
             _what_to_do(snap),
             f"<p>{_e(retirement)}</p>" if retirement else "",
             _collectors(snap),
@@ -400,8 +402,8 @@ def render_tenant_page(snap: TenantSnapshot, next_poll: NextPoll) -> bytes:
             "<th>Graph requests</th><th>source</th><th>reason</th></tr>",
             *polls,
             "</table></div>",
-            *_segment_rows(snap.fresh_report(now)),
-            *_enforcement_rows(snap.fresh_report(now)),
+            *_segment_rows(report),
+            *_enforcement_rows(report),
             "<h2>Log of the last failed poll</h2>",
             f"<pre>{log}</pre>" if log else "<p>No failed poll so far.</p>",
         ],
