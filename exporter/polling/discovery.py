@@ -27,6 +27,11 @@ log = logging.getLogger("exporter.discovery")
 TIMEOUTS_PER_LISTING = 10  # a listing of thousands of customers is many pages
 
 
+def _listing(config: DiscoveryConfig) -> tuple[str, str]:
+    """What a listing read is: its source and the partner tenant it is read in."""
+    return config.source, config.partner.tenant_id
+
+
 class Discovery:
     """One partner's listing and the customers last read from it."""
 
@@ -44,14 +49,7 @@ class Discovery:
         # The last good listing: tenant id -> display name (None: never read).
         self._customers: dict[str, str] | None = None
         self.tried = False
-        same = previous is not None and (
-            previous.config.source,
-            previous.config.partner.tenant_id,
-        ) == (
-            config.source,
-            partner.tenant_id,
-        )
-        if previous is not None and same:
+        if previous is not None and _listing(previous.config) == _listing(config):
             self._customers, self.tried = previous.found(), previous.tried
 
     def found(self) -> dict[str, str] | None:
