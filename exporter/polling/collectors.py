@@ -14,7 +14,7 @@ from typing import Protocol
 from exporter.config.model import TenantConfig
 from exporter.graph.answers import RequestTally
 from exporter.graph.auth import AccessToken
-from exporter.graph.client import GraphClient
+from exporter.graph.client import GraphClient, GraphRequest
 from exporter.reports.enforcement import EnforcementPolicies
 
 
@@ -52,6 +52,11 @@ class CollectorRun:
     # The report source to read: the configured one, or where ``auto`` settled.
     source: str
     exchange: PollExchange | None = None
+
+    @property
+    def request(self) -> GraphRequest:
+        """What each of the run's Graph requests carries: its token, deadline and tally."""
+        return GraphRequest(self.token, self.deadline, self.tally)
 
 
 @dataclass(frozen=True, slots=True)

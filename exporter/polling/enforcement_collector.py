@@ -13,7 +13,7 @@ exchange (it classifies each user in its one pass), and are this collector's val
 from __future__ import annotations
 
 from exporter.config.permissions import POLICIES
-from exporter.graph.client import CONDITIONAL_ACCESS, DIRECTORY, GraphRequest
+from exporter.graph.client import CONDITIONAL_ACCESS, DIRECTORY
 from exporter.metrics.snapshots import ENFORCEMENT_COLLECTOR
 from exporter.polling.collectors import Collected, CollectorRun
 from exporter.polling.lookups import naming_permission
@@ -29,10 +29,7 @@ CA_POLICIES_PATH = "/v1.0/identity/conditionalAccess/policies"
 
 async def read_enforcement(run: CollectorRun) -> EnforcementPolicies:
     """Security defaults, then every Conditional Access policy."""
-    host, request = (
-        run.tenant.endpoints.graph_host,
-        GraphRequest(run.token, run.deadline, run.tally),
-    )
+    host, request = run.tenant.endpoints.graph_host, run.request
     with naming_permission(POLICIES):
         defaults = await run.graph.get_document(
             run.tenant,

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from exporter.config.permissions import METHODS_POLICY
 from exporter.graph.answers import GraphError
-from exporter.graph.client import DIRECTORY, GraphRequest
+from exporter.graph.client import DIRECTORY
 from exporter.metrics.snapshots import POLICY_COLLECTOR
 from exporter.polling.collectors import Collected, CollectorRun
 from exporter.reports.policy import parse_methods_policy
@@ -33,7 +33,7 @@ class PolicyCollector:
             policy = await run.graph.get_document(
                 run.tenant,
                 url,
-                GraphRequest(run.token, run.deadline, run.tally),
+                run.request,
                 parse_methods_policy,
                 "authentication methods policy",
                 DIRECTORY,

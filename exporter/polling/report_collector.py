@@ -19,7 +19,6 @@ from types import MappingProxyType
 from exporter.config.model import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
 from exporter.config.permissions import report_permission
 from exporter.graph.answers import GraphError
-from exporter.graph.client import GraphRequest
 from exporter.graph.failures import PollFailure
 from exporter.metrics.snapshots import REPORT_COLLECTOR
 from exporter.polling.collectors import Collected, CollectorRun
@@ -111,7 +110,7 @@ async def fetch_registration_details(run: CollectorRun) -> RegistrationReport:
     """Count users over every page of userRegistrationDetails, with the tenant's segments and,
     when this poll read them, its MFA policies (each user classified in the same pass)."""
     graph, tenant = run.graph, run.tenant
-    request = GraphRequest(run.token, run.deadline, run.tally)
+    request = run.request
     lookups = DirectoryLookups(graph, tenant, request)
     # The segments' look-ups go on while the enforcement collector reads the policies (1 page
     # a second); then the groups and roles the policies name, sharing what was looked up.
