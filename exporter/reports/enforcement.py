@@ -16,6 +16,7 @@ No I/O: everything raises :class:`~exporter.reports.registration.ReportParseErro
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,8 @@ EXTERNAL_MARK = "#EXT#"
 MAX_POLICIES = 5_000  # Graph allows 195 per tenant; past this, a listing is refused
 MAX_NAMED = 2_000  # groups plus roles the MFA policies name, looked up each poll
 STATE_SERIES = 8  # states Microsoft may add, shown per tenant (past this: counted, not shown)
+# A segment's counts: each class, not registered then registered.
+SEGMENT_COUNTS = 2 * len(CLASSES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +110,7 @@ class EnforcementPolicies:
     def counts(self) -> tuple[tuple[str, str, int], ...]:
         """(state, kind, policies): the known states x kinds, zeros included, then states
         Microsoft adds (at most :data:`STATE_SERIES` of them)."""
-        found: dict[tuple[str, str], int] = {}
-        for policy in self.policies:
-            found[(policy.state, policy.kind)] = found.get((policy.state, policy.kind), 0) + 1
+        found = Counter((policy.state, policy.kind) for policy in self.policies)
         extra = sorted({state for state, _ in found if state not in STATES})[:STATE_SERIES]
         return tuple(
             (state, kind, found.get((state, kind), 0))
@@ -354,7 +355,7 @@ class EnforcementTally:
         """``users`` of ``segment`` whose :meth:`classes_of` are ``classes``."""
         row = self._counts.get(segment)
         if row is None:
-            row = self._counts[segment] = [0] * (2 * len(CLASSES))
+            row = self._counts[segment] = [0] * SEGMENT_COUNTS
         row[2 * classes[1 if guest else 0] + (1 if mfa else 0)] += users
 
     def report(
@@ -363,6 +364,6 @@ class EnforcementTally:
         """(user_type, role, counts) for the segments ``shown``: counts are (class, not
         registered), (class, registered) in :data:`CLASSES` order."""
         return tuple(
-            (user_type, role, tuple(self._counts.get((user_type, role), [0] * 12)))
+            (user_type, role, tuple(self._counts.get((user_type, role), [0] * SEGMENT_COUNTS)))
             for user_type, role in shown
         )
