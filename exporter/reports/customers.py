@@ -8,11 +8,10 @@ id when there is none); two customers with one name each get their tenant id in 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-import msgspec
-
-from exporter.reports.directory import Page, parse_object_id
+from exporter.reports.directory import Page, decode_listing, parse_object_id
 from exporter.reports.registration import ReportParseError
 
 MAX_CUSTOMERS = 50_000
@@ -35,14 +34,7 @@ class CustomerListing:
 
     def add_page(self, page: Any) -> Page:
         """One page (its JSON bytes, or the decoded document)."""
-        if isinstance(page, bytes | bytearray | memoryview):
-            try:
-                page = msgspec.json.decode(page)
-            except (msgspec.DecodeError, RecursionError):
-                raise ReportParseError("the page is not JSON") from None
-        rows = page.get("value") if isinstance(page, dict) else None
-        if not isinstance(rows, list):
-            raise ReportParseError("the page has no list of customers (value)")
+        rows, link = decode_listing(page, "customers")
         known = len(self.found)
         for row in rows:
             tenant_id = row.get("tenantId") if isinstance(row, dict) else None
@@ -55,18 +47,13 @@ class CustomerListing:
             self.found.setdefault(key, _name(row.get("displayName"), key))
         if len(self.found) > MAX_CUSTOMERS:
             raise ReportParseError(f"more than {MAX_CUSTOMERS} customers")
-        link = page.get("@odata.nextLink")
-        if link is not None and not isinstance(link, str):
-            raise ReportParseError("@odata.nextLink is not a string")
         return Page(link, len(rows), len(self.found) - known)
 
 
 def named(customers: dict[str, str], taken: set[str]) -> list[tuple[str, str]]:
     """(tenant label, tenant id) of each customer: its display name, with its tenant id in
     parentheses when another customer (or a listed tenant, in ``taken``) has the same."""
-    counts: dict[str, int] = {}
-    for name in customers.values():
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(customers.values())
     return [
         (f"{name} ({tenant_id})" if counts[name] > 1 or name in taken else name, tenant_id)
         for tenant_id, name in sorted(customers.items(), key=lambda item: (item[1], item[0]))

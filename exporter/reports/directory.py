@@ -52,6 +52,24 @@ def decode_page(page: Any, decoder: msgspec.json.Decoder[_Page], kind: type[_Pag
         raise ReportParseError("the page is not JSON") from None
 
 
+def decode_listing(page: Any, what: str) -> tuple[list[Any], str | None]:
+    """A listing page's rows (``value``) and ``@odata.nextLink``, from its bytes (or the decoded
+    document), rows left as JSON for the caller to check; ``what`` names the rows in the
+    refusal."""
+    if isinstance(page, bytes | bytearray | memoryview):
+        try:
+            page = msgspec.json.decode(page)
+        except (msgspec.DecodeError, RecursionError):
+            raise ReportParseError("the page is not JSON") from None
+    rows = page.get("value") if isinstance(page, dict) else None
+    if not isinstance(rows, list):
+        raise ReportParseError(f"the page has no list of {what} (value)")
+    link = page.get("@odata.nextLink")
+    if link is not None and not isinstance(link, str):
+        raise ReportParseError("@odata.nextLink is not a string")
+    return rows, link
+
+
 def _where_first(message: str) -> str:
     """msgspec's ``Expected X, got Y - at `$.value[3].isAdmin``` as ``value[3].isAdmin:
     expected X, got Y``."""

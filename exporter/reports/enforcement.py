@@ -21,9 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
-from exporter.reports.directory import Page, parse_object_id
+from exporter.reports.directory import Page, decode_listing, parse_object_id
 from exporter.reports.registration import ReportParseError, usable_label
 
 CLASSES = (
@@ -241,23 +239,14 @@ class PolicyListing:
     def add_page(self, document: Any) -> Page:
         """One page (its JSON bytes, or in tests the decoded document); the walk's guard sees
         how many policies were new."""
-        if isinstance(document, bytes | bytearray | memoryview):
-            try:
-                document = msgspec.json.decode(document)
-            except (msgspec.DecodeError, RecursionError):
-                raise ReportParseError("the page is not JSON") from None
-        if not isinstance(document, dict) or not isinstance(document.get("value"), list):
-            raise ReportParseError("the page has no list of policies (value)")
+        rows, link = decode_listing(document, "policies")
         known = len(self._policies)
-        for index, item in enumerate(document["value"]):
+        for index, item in enumerate(rows):
             policy = parse_policy(item, index)
             self._policies.setdefault(policy.id, policy)
         if len(self._policies) > MAX_POLICIES:
             raise ReportParseError(f"more than {MAX_POLICIES} Conditional Access policies")
-        link = document.get("@odata.nextLink")
-        if link is not None and not isinstance(link, str):
-            raise ReportParseError("@odata.nextLink is not a string")
-        return Page(link, len(document["value"]), len(self._policies) - known)
+        return Page(link, len(rows), len(self._policies) - known)
 
     def policies(self) -> tuple[CaPolicy, ...]:
         return tuple(self._policies.values())
