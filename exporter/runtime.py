@@ -25,7 +25,7 @@ from exporter.metrics.snapshots import PollResult
 from exporter.metrics.store import MetricsStore
 from exporter.polling.discovery import Discovery
 from exporter.polling.retries import RetryAfterMemory, retry_delay
-from exporter.polling.scheduler import PollScheduler
+from exporter.polling.scheduler import PollScheduler, first_poll_delays
 from exporter.polling.tenant import PollingServices, Tenant
 
 log = logging.getLogger("exporter")
@@ -83,10 +83,12 @@ class Runtime:
         )
         for name in list(self.tenants.keys() - wanted.keys()):
             self._remove(name)
+        added = [tenant for name, tenant in wanted.items() if name not in self.tenants]
+        delays = first_poll_delays(added, config.per_app, config.app_share)
         for name, tenant_config in wanted.items():
             old = self.tenants.get(name)
             if old is None:
-                self._add(Tenant(tenant_config, self._services))
+                self._add(Tenant(tenant_config, self._services), delays[name])
             elif old.config != tenant_config:
                 self._replace(old, tenant_config)
         self.config = dataclasses.replace(config, tenants=listed)
@@ -114,12 +116,12 @@ class Runtime:
         if ok and discovery is self.discovery:
             self.apply(self.config)
 
-    def _add(self, tenant: Tenant) -> None:
+    def _add(self, tenant: Tenant, first_in: float) -> None:
+        """Start polling ``tenant``: first in ``first_in`` seconds (its jitter, and a batch of
+        one app's new tenants spread over its reports budget), then every interval."""
         self.tenants[tenant.name] = tenant
         tenant.publish()
-        self.scheduler.schedule(tenant.config)
-        if self._applied:  # added by a reload: polled within its jitter, not all at once
-            self.scheduler.poll_soon(tenant.name, random.uniform(0, tenant.config.jitter))
+        self.scheduler.schedule(tenant.config, first_in)
 
     def _replace(self, old: Tenant, config: TenantConfig) -> None:
         new = Tenant(config, self._services, previous=old)

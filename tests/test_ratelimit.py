@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
 
 import pytest
 
-from exporter.config.model import RateLimit
+from exporter.config.model import RateLimit, TenantConfig
 from exporter.graph.pacing import GraphRateLimiter, RateLimitedError, SlidingWindow
 from exporter.polling.retries import RetryAfterMemory, retry_delay
-from tests.conftest import max_in_window
+from exporter.polling.scheduler import first_poll_delays
+from tests.conftest import max_in_window, tenant_config
 
 
 async def send(
@@ -221,3 +223,40 @@ def test_retry_after_is_kept_per_tenant_and_per_app_when_tenants_of_one_app_are_
     assert memory.wait("northwind", "app-1") == 0
     memory.forget("contoso")
     assert memory.wait("contoso", "app-1") == 0
+
+
+def _app_tenants(count: int, client_id: str, jitter: float = 30.0) -> list[TenantConfig]:
+    return [
+        dataclasses.replace(
+            tenant_config(f"{client_id[-1]}-{n:05}"),
+            client_id=client_id,
+            jitter=jitter,
+            interval=3600.0,
+        )
+        for n in range(count)
+    ]
+
+
+def test_a_batch_of_one_apps_new_tenants_starts_no_faster_than_its_budget_allows() -> None:
+    # 5,000 customers a listing brought, on one app at 122 reports per 10 s: their first polls
+    # (and tokens) are spread over the time the budget needs, a little ahead of it.
+    tenants = _app_tenants(5000, "00000000-0000-0000-0000-00000000000a", jitter=0.0)
+    delays = first_poll_delays(tenants, RateLimit(122, 10.0))
+    assert sorted(delays) == sorted(t.name for t in tenants)
+    assert max_in_window(list(delays.values()), 10.0) <= 122 * 1.25 + 1
+    assert 5000 / 12.2 / 1.25 - 1 <= max(delays.values()) <= 5000 / 12.2
+    # A shard's share of the app's budget spreads them further.
+    halved = first_poll_delays(tenants, RateLimit(122, 10.0), app_share=0.5)
+    assert max(halved.values()) == pytest.approx(2 * max(delays.values()))
+
+
+def test_a_few_new_tenants_start_within_their_jitter_and_apps_spread_apart() -> None:
+    few = _app_tenants(3, "00000000-0000-0000-0000-00000000000a")
+    other = _app_tenants(3, "00000000-0000-0000-0000-00000000000b")
+    delays = first_poll_delays(few + other, RateLimit(122, 10.0))
+    assert all(0 <= d <= 30.0 + 2 / 12.2 for d in delays.values()), delays
+    assert len(set(delays.values())) == 6  # drawn each, not all at once
+    # More tenants than the budget can poll in an interval: spread over the interval, no more.
+    crowd = _app_tenants(5000, "00000000-0000-0000-0000-00000000000c", jitter=0.0)
+    crowd = [dataclasses.replace(t, interval=60.0) for t in crowd]
+    assert max(first_poll_delays(crowd, RateLimit(122, 10.0)).values()) < 60.0

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
@@ -28,7 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from exporter.config.model import TenantConfig
+from exporter.config.model import RateLimit, TenantConfig
 from exporter.metrics.store import MetricsStore
 
 log = logging.getLogger("exporter.scheduler")
@@ -45,6 +45,35 @@ _EVENT_NAMES = MappingProxyType(
         EVENT_JOB_ERROR: "error",
     }
 )
+
+
+# New tenants of one app are started this much faster than the app's reports budget lets their
+# reports go, so the budget, not the spreading, sets the pace.
+START_AHEAD_OF_BUDGET = 1.25
+
+
+def first_poll_delays(
+    tenants: Sequence[TenantConfig], per_app: RateLimit, app_share: float = 1.0
+) -> dict[str, float]:
+    """Seconds from now to each new tenant's first poll, which is also its phase.
+
+    Each gets a random phase within its jitter. Many tenants of one app (a start, or a listing
+    that brings thousands of customers) are also spread over the time the app's reports budget
+    needs for one request each: otherwise thousands of tokens would be fetched at once, and
+    their reports would wait in line for the budget on a machine busy with the tokens. The spread
+    never passes the interval.
+    """
+    by_app: dict[str, list[TenantConfig]] = {}
+    for tenant in tenants:
+        by_app.setdefault(tenant.client_id, []).append(tenant)
+    per_second = per_app.requests * app_share / per_app.per_seconds * START_AHEAD_OF_BUDGET
+    delays: dict[str, float] = {}
+    for group in by_app.values():
+        order = random.sample(group, len(group))
+        for place, tenant in enumerate(order):
+            spacing = min(1 / per_second, tenant.interval / len(group))
+            delays[tenant.name] = place * spacing + random.uniform(0, tenant.jitter)
+    return delays
 
 
 class PollScheduler:
@@ -121,9 +150,12 @@ class PollScheduler:
 
     # ------------------------------------------------------------------ jobs
 
-    def schedule(self, tenant: TenantConfig) -> None:
-        """Poll ``tenant`` every interval from a random phase in ``[0, jitter]`` (replacing)."""
-        first_run = datetime.now(UTC) + timedelta(seconds=random.uniform(0, tenant.jitter))
+    def schedule(self, tenant: TenantConfig, first_in: float | None = None) -> None:
+        """Poll ``tenant`` every interval from ``first_in`` seconds from now (replacing); by
+        default a random phase in ``[0, jitter]``."""
+        if first_in is None:
+            first_in = random.uniform(0, tenant.jitter)
+        first_run = datetime.now(UTC) + timedelta(seconds=first_in)
         self._scheduler.add_job(
             self._poll_job,
             IntervalTrigger(seconds=tenant.interval, start_date=first_run, timezone=UTC),
