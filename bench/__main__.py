@@ -79,6 +79,8 @@ def _cpu_bound(workdir: Path, sizes: Sizes, report: Report, only: set[str]) -> N
         counting.segments_at_scale(workdir, sizes, report)
         counting.big_tenant(workdir, sizes, report)
         counting.decoders(sizes, report)
+    if "pacing" in only:
+        limits.discovered_against_listed(workdir, sizes, report, sizes.tenants)
     if "scale" in only:
         scale.at_scale(workdir, sizes, report, with_segments=False)
         scale.at_scale(workdir, sizes, report, with_segments=True)

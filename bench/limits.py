@@ -31,6 +31,7 @@ import math
 from pathlib import Path
 
 from bench.figures import (
+    FAST_LIMITS,
     Figure,
     Report,
     Sizes,
@@ -233,6 +234,45 @@ def discovery_round(workdir: Path, sizes: Sizes, report: Report, customers: int 
     _add(report, f"round_seconds_discovery@{customers}", span(calls), minimum, refused, 1.05)
     per_tenant = rss / customers / 1024
     report.add(Figure("pacing", f"rss_kb_per_discovered_tenant@{customers}", per_tenant, "KB"))
+
+
+def discovered_against_listed(
+    workdir: Path, sizes: Sizes, report: Report, customers: int = 1000
+) -> None:
+    """The same ``customers`` (one simulator seed, one app) found by discovery and listed,
+    each polled once by its own exporter at no limit: RSS per tenant, discovered against
+    listed, in the same run (the round above is paced and its machine busier)."""
+    rss = {}
+    for label, extra in (("discovered", ()), ("listed", ("--partner-listed",))):
+        folder = workdir / f"rss-{label}"
+        folder.mkdir()
+        sim = SimulatorProcess(
+            folder,
+            customers + 1,
+            interval="1h",
+            config_overrides={"concurrency": sizes.concurrency, "rate_limits": FAST_LIMITS},
+            extra_args=("--one-app", "--partner", *extra),
+        )
+        exporter = ExporterProcess(sim.config_file, folder / "exporter.log")
+        try:
+            wait_for_events(sim, "report", customers, 600, f"{label} customers polled")
+            exporter.wait_ready(timeout=120)
+            rss[label] = exporter.sample().rss_bytes / customers / 1024
+        finally:
+            exporter.stop()
+            sim.stop()
+        report.add(Figure("pacing", f"rss_kb_per_{label}_tenant@{customers}", rss[label], "KB"))
+    report.add(
+        Figure(
+            "pacing",
+            f"rss_discovered_against_listed@{customers}",
+            rss["discovered"] / rss["listed"],
+            "x",
+            rss["discovered"] / rss["listed"],
+            "RSS per discovered tenant / per listed tenant, the same customers",
+            1.0,
+        )
+    )
 
 
 def _paced_round(

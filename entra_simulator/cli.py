@@ -112,6 +112,12 @@ def _add_identity_flags(parser: argparse.ArgumentParser) -> None:
         help="the first tenant is an MSP's partner and every other one its customer, all on "
         "its app; --config-out then lists no tenant and discovers them (delegatedAdminCustomers)",
     )
+    parser.add_argument(
+        "--partner-listed",
+        action="store_true",
+        help="with --partner: --config-out lists the customers instead of discovering them "
+        "(the same tenants both ways, to compare)",
+    )
 
 
 def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
@@ -182,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     if ca_out:
         sim.write_ca(ca_out)
     if args.partner:
-        _make_partner(sim)
+        _make_partner(sim, listed=args.partner_listed)
     if args.config_out:
         sim.write_config(args.config_out, ca_out or "", **durations, **_segments(sim, args))
-        if args.partner:
+        if args.partner and not args.partner_listed:
             _discovery_config(sim, args.config_out)
     print(f"simulator listening on {url}", flush=True)
     stop = threading.Event()
@@ -230,12 +236,13 @@ def first_client_id(sim: Simulator) -> str:
     return next(iter(sim.tenants.values())).client_id
 
 
-def _make_partner(sim: Simulator) -> None:
-    """The first tenant a partner, the others its customers on its app (--partner)."""
+def _make_partner(sim: Simulator, listed: bool = False) -> None:
+    """The first tenant a partner, the others its customers on its app (--partner); the
+    customers ``listed`` in the written config, or left for discovery to find."""
     partner, *customers = sim.tenants.values()
     partner.listed = False
     for tenant in customers:
-        tenant.customer_of, tenant.listed = partner.tenant_id, False
+        tenant.customer_of, tenant.listed = partner.tenant_id, listed
         tenant.client_id, tenant.secret = partner.client_id, partner.secret
 
 

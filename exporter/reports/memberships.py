@@ -8,7 +8,8 @@ no set), so a row's key holds one small int, quicker to hash than the tuple.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
+from itertools import repeat
 
 # A user's membership: (privileged admin, configured groups, Global Administrator, enforcement
 # ID sets as indices, or once reduced their classes: member's, guest's).
@@ -32,32 +33,40 @@ def listed_ids(
     memberships = [NOT_LISTED]
     numbers = {NOT_LISTED: 0}
     listed: dict[int, int] = {}
-    get = listed.get
 
-    def number_of(membership: Membership) -> int:
-        number = numbers.get(membership)
-        if number is None:
-            number = numbers[membership] = len(memberships)
-            memberships.append(membership)
-        return number
+    def mark(ids: Iterable[int], change: Callable[[Membership], Membership]) -> None:
+        """Move every ID of ``ids`` to its membership changed by ``change``: the IDs' look-ups
+        and stores in C, ``change`` once per membership they were in (sets run to 100,000s of
+        IDs, their memberships to dozens)."""
+        ids = ids if isinstance(ids, Collection) else list(ids)
+        olds = list(map(listed.get, ids, repeat(0)))
+        moves = {}
+        for old in set(olds):
+            membership = change(memberships[old])
+            number = numbers.get(membership)
+            if number is None:
+                number = numbers[membership] = len(memberships)
+                memberships.append(membership)
+            moves[old] = number
+        listed.update(zip(ids, map(moves.__getitem__, olds), strict=True))
 
     for group, members in enumerate(groups):
-        for user_id in members:
-            privileged_, groups_, late, sets = memberships[get(user_id, 0)]
-            listed[user_id] = number_of((privileged_, (*groups_, group), late, sets))
-    for user_id in privileged:
-        _, groups_, late, sets = memberships[get(user_id, 0)]
-        listed[user_id] = number_of((True, groups_, late, sets))
-    for user_id in global_admins:
-        privileged_, groups_, _, sets = memberships[get(user_id, 0)]
-        listed[user_id] = number_of((privileged_, groups_, True, sets))
+        mark(members, _in_group(group))
+    mark(privileged, lambda m: (True, m[1], m[2], m[3]))
+    mark(global_admins, lambda m: (m[0], m[1], True, m[3]))
     for index, ids in enumerate(policy_sets):
-        for user_id in ids:
-            privileged_, groups_, late, sets = memberships[get(user_id, 0)]
-            listed[user_id] = number_of((privileged_, groups_, late, (*sets, index)))
+        mark(ids, _in_policy_set(index))
     if reduce is None:
         return listed, memberships
     return _reduced(listed, memberships, reduce)
+
+
+def _in_group(group: int) -> Callable[[Membership], Membership]:
+    return lambda m: (m[0], (*m[1], group), m[2], m[3])
+
+
+def _in_policy_set(index: int) -> Callable[[Membership], Membership]:
+    return lambda m: (m[0], m[1], m[2], (*m[3], index))
 
 
 def _reduced(
