@@ -68,7 +68,7 @@ class Service:
 
     def is_alive(self) -> bool:
         """True while the scheduler's heartbeat job keeps running."""
-        return time.monotonic() - self.runtime.scheduler.heartbeat < HEARTBEAT_MAX_AGE_SECONDS
+        return time.monotonic() - self.runtime.scheduler.clock.heartbeat < HEARTBEAT_MAX_AGE_SECONDS
 
     async def reload(self) -> tuple[bool, str]:
         """Re-read the config file and its secret files; keep the running config if invalid.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -30,14 +29,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.config.model import RateLimit, TenantConfig
 from exporter.metrics.store import MetricsStore
+from exporter.polling.clock import ClockWatch
 
 log = logging.getLogger("exporter.scheduler")
 
-HEARTBEAT_SECONDS = 5.0
 # The job id suffix of a tenant's extra poll (a retry, or a poll right after a reload).
 EXTRA_POLL = "#extra"
-# Wall time moving this far apart from monotonic time between two heartbeats is a step.
-CLOCK_STEP_SECONDS = 2.0
 _EVENT_NAMES = MappingProxyType(
     {
         EVENT_JOB_MISSED: "missed",
@@ -90,46 +87,25 @@ class PollScheduler:
         self._scheduler.add_listener(
             self._on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR
         )
-        self.heartbeat = time.monotonic()
+        self.clock = ClockWatch(self._reschedule_all)
         self._stopping = False
-        self._watch: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         """Start the scheduler and its watch; call inside the running event loop."""
         self._scheduler.start()
-        self._watch = asyncio.get_running_loop().create_task(self._watch_clock())
+        self.clock.start()
 
     def shutdown(self) -> None:
         """Stop scheduling; polls in flight are cancelled with the event loop's tasks."""
         self._stopping = True
-        if self._watch is not None:
-            self._watch.cancel()
+        self.clock.stop()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
-    async def _watch_clock(self) -> None:
-        """The heartbeat, on the loop's monotonic clock; and the wall clock's steps.
-
-        APScheduler's triggers run on wall time: stepped back an hour, every job would wait an
-        hour. A step (wall time moving apart from monotonic time) reschedules every job from
-        now, each keeping its interval.
-        """
-        offset = time.time() - time.monotonic()
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            self.heartbeat = time.monotonic()
-            now_offset = time.time() - time.monotonic()
-            if abs(now_offset - offset) > CLOCK_STEP_SECONDS:
-                log.warning(
-                    "the wall clock stepped: every tenant's polls are rescheduled from now",
-                    extra={"step_seconds": round(now_offset - offset, 1)},
-                )
-                self._reschedule_all()
-            offset = now_offset
-
     def _reschedule_all(self) -> None:
+        """Every job from now, each keeping its interval (the wall clock stepped)."""
         now = datetime.now(UTC)
         for job in self._scheduler.get_jobs():
             interval = getattr(job.trigger, "interval", None)

@@ -9,7 +9,6 @@ A changed file that no longer loads keeps the last good settings, says so in the
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import ssl
@@ -19,7 +18,8 @@ from collections.abc import Callable
 
 from exporter.config.problems import ConfigError
 from exporter.graph.failures import describe_error
-from exporter.web.config import RateLimitSettings, WebConfig, load_web_config
+from exporter.web.config import WebConfig, load_web_config
+from exporter.web.rate_limit import RequestBucket
 
 log = logging.getLogger("exporter.web")
 CHECK_EVERY_SECONDS = 1.0
@@ -35,44 +35,6 @@ def _stamp(files: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
         else:
             stamps.append((file, info.st_mtime_ns, info.st_size))
     return tuple(stamps)
-
-
-class RequestBucket:
-    """The web config's ``rate_limit``, per client: each client address has a token bucket of
-    ``burst`` tokens, one more per ``interval``; a request without a token is answered 429
-    (probes are never limited). One client spending its bucket never touches another's; a
-    request that fails authentication gives its token back (:meth:`refund`)."""
-
-    MAX_CLIENTS = 4096  # the least recently seen client's bucket goes first
-
-    def __init__(self, settings: RateLimitSettings | None) -> None:
-        self._settings = settings
-        self._buckets: collections.OrderedDict[str, tuple[float, float]] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def take(self, client: str = "") -> bool:
-        """Spend one of ``client``'s tokens; False when it has none."""
-        settings = self._settings
-        if settings is None:
-            return True
-        with self._lock:
-            now = time.monotonic()
-            tokens, at = self._buckets.pop(client, (float(settings.burst), now))
-            tokens = min(float(settings.burst), tokens + (now - at) / settings.interval)
-            allowed = tokens >= 1.0
-            self._buckets[client] = (tokens - 1.0 if allowed else tokens, now)
-            while len(self._buckets) > self.MAX_CLIENTS:
-                self._buckets.popitem(last=False)
-            return allowed
-
-    def refund(self, client: str = "") -> None:
-        """Give ``client`` back the token its refused request took."""
-        settings = self._settings
-        if settings is None:
-            return
-        with self._lock:
-            tokens, at = self._buckets.get(client, (float(settings.burst), time.monotonic()))
-            self._buckets[client] = (min(float(settings.burst), tokens + 1.0), at)
 
 
 class LiveWebConfig:
