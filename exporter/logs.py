@@ -3,7 +3,7 @@
 Structured fields travel in ``extra={...}``; every line about a tenant carries ``tenant=``. An
 exception logged with ``exc_info`` becomes the fields ``error`` (its type) and ``stack`` (the
 whole trace, redacted like everything else). Nothing here is a module-level instance: the
-command line builds the :class:`SecretRedactor`, the runtime its :class:`TenantLogRouter`.
+command line builds the :class:`SecretRedactor`, each tenant its :class:`TenantLogger`.
 Third-party loggers (MSAL, httpx, APScheduler) stay at WARNING whatever ``--log.level`` says:
 their debug output may quote request bodies.
 """
@@ -22,7 +22,7 @@ import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable
 from types import MappingProxyType
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("logfmt", "json")
@@ -218,30 +218,45 @@ def encodings_of(secret: str) -> set[str]:
     return texts | {core for text in texts for core in _base64_cores(text.encode())}
 
 
-class TenantLog(Protocol):
-    """Where a tenant's log lines are kept (its :class:`~exporter.polling.tenant.Tenant`)."""
+class TenantLogger(logging.LoggerAdapter[logging.Logger]):
+    """The logger a tenant is given (and hands to what works for it: its token source, its
+    collectors, the Graph requests of its polls).
 
-    def log_line(self, created: float, line: str) -> None: ...
-
-
-class TenantLogRouter(logging.Handler):
-    """Hands each line logged about a tenant (``tenant=`` in the record) to that tenant.
-
-    ``find`` is the runtime's registry lookup: lines about a tenant not in it are dropped, so
-    the tails are bounded by the tenants configured and each tenant's own tail.
+    Every line names the tenant (``tenant=``) and goes where every line goes; the same line,
+    as logfmt with secrets redacted, is also handed to ``keep`` (the tenant's own tail, which
+    its page shows for a failed poll). Nothing on the root logger routes lines to tenants.
     """
 
-    def __init__(self, find: Callable[[str], TenantLog | None], redactor: SecretRedactor) -> None:
-        super().__init__()
-        self.setFormatter(StructuredFormatter(render_logfmt))
-        self.addFilter(redactor)
-        self._find = find
+    def __init__(
+        self,
+        logger: logging.Logger,
+        tenant: str,
+        keep: Callable[[float, str], None],
+        redactor: logging.Filter,
+    ) -> None:
+        super().__init__(logger, {"tenant": tenant})
+        self._keep = keep
+        self._redactor = redactor
 
-    def emit(self, record: logging.LogRecord) -> None:
-        name = getattr(record, "tenant", None)
-        tenant = self._find(name) if isinstance(name, str) else None
-        if tenant is not None:
-            tenant.log_line(record.created, self.format(record))
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**kwargs.get("extra", {}), **(self.extra or {})}
+        return msg, kwargs
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        msg, kwargs = self.process(msg, kwargs)
+        self.logger.log(level, msg, *args, **kwargs)
+        exc_info = kwargs.get("exc_info")
+        if isinstance(exc_info, BaseException):
+            exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+        elif exc_info and not isinstance(exc_info, tuple):
+            exc_info = sys.exc_info()
+        record = self.logger.makeRecord(
+            self.logger.name, level, "", 0, msg, args, exc_info or None, extra=kwargs["extra"]
+        )
+        self._redactor.filter(record)
+        self._keep(record.created, StructuredFormatter(render_logfmt).format(record))
 
 
 def configure_logging(
@@ -258,8 +273,7 @@ def configure_logging(
     handler.addFilter(redactor)
     root = logging.getLogger()
     for old in list(root.handlers):
-        if not isinstance(old, TenantLogRouter):
-            root.removeHandler(old)
+        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
     for name in _QUIET_LOGGERS:

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import random
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from exporter.config.model import Config, TenantConfig
@@ -20,7 +21,7 @@ from exporter.graph.client import GraphClient
 from exporter.graph.failures import SUCCESS
 from exporter.graph.pacing import GraphRateLimiter
 from exporter.graph.transport import Transport, build_ssl_context
-from exporter.logs import SecretRedactor, TenantLogRouter
+from exporter.logs import SecretRedactor, TenantLogger
 from exporter.metrics.snapshots import PollResult
 from exporter.metrics.store import MetricsStore
 from exporter.polling.discovery import Discovery
@@ -54,12 +55,11 @@ class Runtime:
             self.store,
             self.redactor.redact,
             self.redactor.hold,
+            self._tenant_logger,
         )
-        self.scheduler = PollScheduler(self.store, self.scheduled_poll)
+        self.scheduler = PollScheduler(self.store, self.scheduled_poll, self._log_of)
         self.tenants: dict[str, Tenant] = {}
         self.retry_after = RetryAfterMemory()
-        self._log_router = TenantLogRouter(self.tenants.get, self.redactor)
-        logging.getLogger().addHandler(self._log_router)
         self.config = config
         self.discovery: Discovery | None = None
         self._applied = False  # the first apply builds; the later ones are reloads
@@ -133,7 +133,7 @@ class Runtime:
         # What changed shows within the jitter window (an edit of the defaults changes every
         # tenant: their polls are spread, not all at once).
         self.scheduler.poll_soon(new.name, random.uniform(0, config.jitter))
-        log.info("tenant configuration changed", extra={"tenant": new.name})
+        new.log.info("tenant configuration changed")
 
     def _remove(self, name: str) -> None:
         tenant = self.tenants.pop(name)
@@ -141,7 +141,19 @@ class Runtime:
         self.scheduler.unschedule(name)
         self.store.remove(name)
         self.retry_after.forget(name)
-        log.info("tenant removed", extra={"tenant": name})
+        tenant.log.info("tenant removed")
+
+    def _tenant_logger(
+        self, name: str, keep: Callable[[float, str], None]
+    ) -> logging.LoggerAdapter[logging.Logger]:
+        """The logger tenant ``name`` is given: its lines go to stderr and to ``keep``."""
+        return TenantLogger(logging.getLogger("exporter.polling"), name, keep, self.redactor)
+
+    def _log_of(self, name: str) -> logging.LoggerAdapter[logging.Logger]:
+        """Tenant ``name``'s logger (the scheduler's lines about its job are the tenant's); a
+        tenant already gone gets this module's, naming it."""
+        tenant = self.tenants.get(name)
+        return tenant.log if tenant is not None else logging.LoggerAdapter(log, {"tenant": name})
 
     @property
     def services(self) -> PollingServices:
@@ -187,7 +199,6 @@ class Runtime:
     async def aclose(self) -> None:
         """Stop the scheduler, cancel token requests that have not started, close connections."""
         self.scheduler.shutdown()
-        logging.getLogger().removeHandler(self._log_router)
         self._executor.shutdown(wait=False, cancel_futures=True)
         await self.transport.aclose()
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.graph.answers import RequestTally
 from exporter.graph.failures import PollFailure
-from exporter.logs import SecretRedactor, TenantLogRouter
+from exporter.logs import SecretRedactor, TenantLogger
 from exporter.metrics.families import (
     DATA_TIMESTAMP,
     LAST_SUCCESS,
@@ -499,14 +499,17 @@ def test_a_failed_poll_keeps_the_log_lines_logged_about_its_tenant() -> None:
     redactor = SecretRedactor()
     redactor.set_secrets(["hunter2-secret"])
     logger = logging.getLogger("exporter.test.tail")
-    router = TenantLogRouter({"logged": Tail()}.get, redactor)  # as the runtime builds it
-    logger.addHandler(router)
+    # As a tenant builds its own: lines through it are the tenant's, others are not.
+    tenant_log = TenantLogger(logger, "logged", Tail().log_line, redactor)
+    tenant_log.warning("Graph said no to hunter2-secret", extra={"status": 403})
+    logger.warning("about someone else", extra={"tenant": "other"})
     try:
-        logger.warning("Graph said no to hunter2-secret", extra={"tenant": "logged"})
-        logger.warning("about someone else", extra={"tenant": "other"})
-    finally:
-        logger.removeHandler(router)
-    assert len(kept) == 1 and "Graph said no to [REDACTED]" in kept[0]
+        int("hunter2-secret")
+    except ValueError:
+        tenant_log.error("an error with its stack", exc_info=True)
+    assert len(kept) == 2 and "Graph said no to [REDACTED]" in kept[0]
+    assert "tenant=logged" in kept[0] and "status=403" in kept[0]
+    assert "stack=" in kept[1] and "hunter2-secret" not in kept[1]
     failed = PollResult("http_error", None, PollFailure("http_error", "no"), 0.0, started)
     snapshot = record_poll(store, config, failed, tuple(kept))
     assert snapshot is not None

@@ -425,3 +425,24 @@ async def test_a_reload_that_changes_the_defaults_spreads_the_re_polls_over_the_
     assert all(w is not None and asked <= w <= time.time() + 1 for w in when), when
     spread = [w for w in when if w is not None]
     assert max(spread) - min(spread) > 0.01  # drawn each, not all at once
+
+
+async def test_a_failed_poll_keeps_the_lines_its_tenant_logged_and_no_other_tenants(
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
+) -> None:
+    runtime = make_runtime(load_config(sim_env.config_file))
+    sim_env.sim.set_fault("tenant-0000", "error500", count=99)
+    sim_env.sim.set_fault("tenant-0001", "forbidden", count=99)
+    results = await asyncio.gather(runtime.poll("tenant-0000"), runtime.poll("tenant-0001"))
+    assert [r.result for r in results] == ["http_error", "auth_error"]
+    for name, other in (("tenant-0000", "tenant-0001"), ("tenant-0001", "tenant-0000")):
+        snapshot = runtime.store.snapshot(name)
+        assert snapshot is not None
+        lines = snapshot.last_failure_log
+        assert any("poll failed:" in line for line in lines), lines
+        assert all(f"tenant={name}" in line for line in lines), lines
+        assert not any(other in line for line in lines), lines
+    secret = sim_env.config()["tenants"][0]["client_secret"]
+    assert not any(
+        secret in line for line in runtime.store.snapshot("tenant-0000").last_failure_log
+    )

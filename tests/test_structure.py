@@ -303,3 +303,21 @@ def test_the_path_check_finds_a_missing_one() -> None:
         "exporter/nowhere.py",
         "deploy/a.yml",
     }
+
+
+def test_no_logging_handler_carries_data_to_tenants() -> None:
+    # A tenant's tail is fed by the logger it is given, not by a handler on the root logger
+    # that looks tenants up: no class of the exporter is a logging.Handler.
+    handlers = []
+    for info in pkgutil.walk_packages([str(REPO / "exporter")], "exporter."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        handlers += [
+            f"{info.name}.{name}"
+            for name, value in vars(module).items()
+            if isinstance(value, type)
+            and issubclass(value, logging.Handler)
+            and value.__module__ == info.name
+        ]
+    assert handlers == []

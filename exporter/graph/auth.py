@@ -123,9 +123,11 @@ class RotatingCredential:
     (a key without its certificate, an empty secret) are logged and the last good one kept.
     """
 
-    def __init__(self, credential: Credential, tenant: str) -> None:
+    def __init__(
+        self, credential: Credential, tenant_log: logging.LoggerAdapter[logging.Logger]
+    ) -> None:
         self.credential = credential
-        self._tenant = tenant
+        self._log = tenant_log
         self._files = credential_files(credential)
         self._stamps = self._stamp()
 
@@ -143,17 +145,17 @@ class RotatingCredential:
         try:
             fresh = reread_credential(self.credential)
         except ConfigError as err:
-            log.warning(
+            self._log.warning(
                 "credential files changed but cannot be used: the last good credential is kept",
-                extra={"tenant": self._tenant, "problems": "; ".join(err.problems)},
+                extra={"problems": "; ".join(err.problems)},
             )
             return False
         if fresh == self.credential:
             return False
         self.credential = fresh
-        log.info(
+        self._log.info(
             "credential files changed: the new credential is used from this token request on",
-            extra={"tenant": self._tenant, "files": ",".join(self._files)},
+            extra={"files": ",".join(self._files)},
         )
         return True
 
@@ -220,12 +222,18 @@ class TenantTokenSource:
         transport: Transport,
         executor: Executor,
         hold: Callable[[object, tuple[str, ...]], None] = _no_hold,
+        tenant_log: logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
+        """``tenant_log``: where lines about the tenant go (its own logger; by default this
+        module's, the tenant named in each line)."""
         self.tenant = tenant
         self._executor = executor
         # Told every value this source holds (tokens, a re-read secret), to redact them all.
         self._hold = hold
-        self._credential = RotatingCredential(tenant.credential, tenant.name)
+        self._credential = RotatingCredential(
+            tenant.credential,
+            tenant_log or logging.LoggerAdapter(log, {"tenant": tenant.name}),
+        )
         self._http = MsalHttpAdapter(
             transport,
             timeout=tenant.timeout,

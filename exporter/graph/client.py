@@ -52,11 +52,13 @@ T = TypeVar("T")
 
 class GraphRequest(NamedTuple):
     """What each Graph request of one poll carries: the token, the poll's deadline (a
-    ``time.monotonic()`` value) and the poll's tally of requests."""
+    ``time.monotonic()`` value), the poll's tally of requests, and the tenant's logger (None:
+    this module's, for a request of no tenant's poll)."""
 
     token: AccessToken
     deadline: float
     tally: RequestTally
+    log: logging.LoggerAdapter[logging.Logger] | None = None
 
 
 # The budgets a request may be paced by: identity and access reports, or the service's.
@@ -64,6 +66,11 @@ class GraphRequest(NamedTuple):
 # and access service's resource units (roles, groups, policies), or the 1 request per second
 # per tenant of Conditional Access.
 REPORTS, DIRECTORY, CONDITIONAL_ACCESS = "reports", "directory", "conditional_access"
+
+
+def _named(tenant: TenantConfig) -> logging.LoggerAdapter[logging.Logger]:
+    """This module's logger, naming ``tenant`` in each line (a request of no tenant's poll)."""
+    return logging.LoggerAdapter(log, {"tenant": tenant.name})
 
 
 def requested_top(url: str) -> int | None:
@@ -158,10 +165,7 @@ class GraphClient:
         ``service``: :data:`REPORTS`, :data:`DIRECTORY` or :data:`CONDITIONAL_ACCESS`, the
         budget the request is paced by.
         """
-        token, deadline, tally = request
-        response, client_request_id = await self._get_ok(
-            tenant, url, token, deadline, tally, service
-        )
+        response, client_request_id = await self._get_ok(tenant, url, request, service)
         document, request_id = decode_json(response, client_request_id)
         try:
             return parse(document)
@@ -186,14 +190,11 @@ class GraphClient:
         (rate limits, retries, the poll's deadline), and any failed page fails the whole walk.
         Returns the number of pages.
         """
-        token, deadline, tally = request
         walk = PageWalk(tenant.endpoints.graph_host, what, requested_top(url))
         next_url: str | None = url
         while next_url is not None:
             walk.check(next_url)
-            response, client_request_id = await self._get_ok(
-                tenant, next_url, token, deadline, tally, service
-            )
+            response, client_request_id = await self._get_ok(tenant, next_url, request, service)
             request_id = request_id_of(response, client_request_id)
             try:
                 page = add_page(response.body)
@@ -208,19 +209,16 @@ class GraphClient:
         self,
         tenant: TenantConfig,
         url: str,
-        token: AccessToken,
-        deadline: float,
-        tally: RequestTally,
+        request: GraphRequest,
         service: str = REPORTS,
     ) -> tuple[HttpResponse, str]:
         """GET ``url`` until a 200, with retries; return (response, our client-request-id)."""
+        deadline, tally = request.deadline, request.tally
         attempts = Attempts()
         while True:
             client_request_id = str(uuid.uuid4())
             try:
-                response = await self._send(
-                    tenant, url, token, (client_request_id, deadline, tally), service
-                )
+                response = await self._send(tenant, url, request, client_request_id, service)
             except RateLimitedError as err:
                 raise GraphError(attempts.retried or PollFailure(THROTTLED, str(err))) from None
             except GraphError:
@@ -243,7 +241,7 @@ class GraphClient:
                 if response.status_code == 200:
                     return response, client_request_id
                 delay, failure = attempts.after_answer(response, client_request_id, tally)
-            await self._wait(delay, deadline, failure, tenant.name)
+            await self._wait(delay, deadline, failure, request.log or _named(tenant))
             attempts.retried = failure
 
     def _slot(
@@ -261,12 +259,12 @@ class GraphClient:
         self,
         tenant: TenantConfig,
         url: str,
-        token: AccessToken,
-        request: tuple[str, float, RequestTally],
+        request: GraphRequest,
+        client_request_id: str,
         service: str,
     ) -> HttpResponse:
         """One GET inside a pacing slot, bounded by the request timeout and the deadline."""
-        client_request_id, deadline, tally = request
+        token, deadline, tally = request.token, request.deadline, request.tally
         async with self._slot(tenant, url, deadline, service) as waited:
             tally.paced_seconds += waited
             remaining = deadline - time.monotonic()
@@ -286,7 +284,13 @@ class GraphClient:
             self.service.note_load(tenant.client_id, tenant.tenant_id, load)
         return response
 
-    async def _wait(self, delay: float, deadline: float, failure: PollFailure, tenant: str) -> None:
+    async def _wait(
+        self,
+        delay: float,
+        deadline: float,
+        failure: PollFailure,
+        tenant_log: logging.LoggerAdapter[logging.Logger],
+    ) -> None:
         """Sleep before a retry, or give up with ``failure`` if the deadline comes first.
 
         A retry needs some time of its own after the delay: one that could only start at the
@@ -294,8 +298,8 @@ class GraphClient:
         """
         if time.monotonic() + delay + MIN_RETRY_SECONDS >= deadline:
             raise GraphError(failure)
-        log.debug(
+        tenant_log.debug(
             "retrying Graph request",
-            extra={"tenant": tenant, "delay_seconds": round(delay, 3), **failure.log_fields()},
+            extra={"delay_seconds": round(delay, 3), **failure.log_fields()},
         )
         await self._sleep(delay)

@@ -8,6 +8,7 @@ one is a module with its class and one line in :mod:`exporter.polling.registry`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,12 +52,14 @@ class CollectorRun:
     tally: RequestTally
     # The report source to read: the configured one, or where ``auto`` settled.
     source: str
+    # The tenant's logger: what the run logs is the tenant's (its page keeps the lines).
+    log: logging.LoggerAdapter[logging.Logger]
     exchange: PollExchange | None = None
 
     @property
     def request(self) -> GraphRequest:
-        """What each of the run's Graph requests carries: its token, deadline and tally."""
-        return GraphRequest(self.token, self.deadline, self.tally)
+        """What each of the run's Graph requests carries: its token, deadline, tally, log."""
+        return GraphRequest(self.token, self.deadline, self.tally, self.log)
 
 
 @dataclass(frozen=True, slots=True)

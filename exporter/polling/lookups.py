@@ -123,7 +123,7 @@ class DirectoryLookups:
             failure = err.failure
             if not (missing_ok and failure.http_status == 404):
                 raise GraphError(replace(failure, message=f"{what}: {failure.message}")) from None
-            log.warning(
+            (self._request.log or log).warning(
                 f"{what}: Graph has no such group (404): counted as empty",
                 extra={"tenant": self._tenant.name, "group_id": group_id},
             )

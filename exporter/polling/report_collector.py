@@ -12,7 +12,6 @@ published. Permissions (:mod:`exporter.config.permissions`): a 403 names the one
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -32,8 +31,6 @@ from exporter.reports.details import (
 from exporter.reports.enforcement import EnforcementContext, EnforcementPolicies
 from exporter.reports.registration import RegistrationReport
 from exporter.reports.strengths import GLOBAL_ADMINISTRATOR
-
-log = logging.getLogger("exporter.polling")
 
 # One object per user (application permission AuditLog.Read.All); only counted fields selected.
 DETAILS_PATH = "/v1.0/reports/authenticationMethods/userRegistrationDetails"
@@ -127,17 +124,17 @@ async def fetch_registration_details(run: CollectorRun) -> RegistrationReport:
     with naming_permission(lambda code: report_permission(DETAILS_SOURCE, code)):
         await graph.get_pages(tenant, url, request, counter.add_page, "userRegistrationDetails")
     if counter.repeated:
-        log.warning(
+        run.log.warning(
             f"Graph sent {counter.repeated} rows of userRegistrationDetails for users it had "
             "already sent in this poll: each user is counted once",
-            extra={"tenant": tenant.name, "repeated_rows": counter.repeated},
+            extra={"repeated_rows": counter.repeated},
         )
     if counter.unheld:
-        log.warning(
+        run.log.warning(
             f"userRegistrationDetails sent over {IDS_HELD:,} users in this poll: the "
             f"{counter.unheld:,} past that were counted without remembering their IDs "
             "(a repeat of one of them would count twice)",
-            extra={"tenant": tenant.name, "unheld_users": counter.unheld},
+            extra={"unheld_users": counter.unheld},
         )
     return counter.report()
 

@@ -77,9 +77,17 @@ class PollScheduler:
     """Runs each tenant's poll on its interval; ``poll(name)`` is the runtime's (it looks the
     tenant up in its registry, so a job never holds a tenant of its own)."""
 
-    def __init__(self, store: MetricsStore, poll: Callable[[str, bool], Awaitable[object]]) -> None:
+    def __init__(
+        self,
+        store: MetricsStore,
+        poll: Callable[[str, bool], Awaitable[object]],
+        log_of: Callable[[str], logging.LoggerAdapter[logging.Logger]] | None = None,
+    ) -> None:
+        """``poll(name, retry)`` polls a tenant; ``log_of(name)`` is its logger (what the
+        scheduler says about a tenant's job is the tenant's)."""
         self._store = store
         self._poll = poll
+        self._log_of = log_of or (lambda name: logging.LoggerAdapter(log, {"tenant": name}))
         self._scheduler = AsyncIOScheduler(
             executors={"default": AsyncIOExecutor()},
             timezone=UTC,
@@ -120,9 +128,9 @@ class PollScheduler:
         tenant = event.job_id.removesuffix(EXTRA_POLL)
         if event.code == EVENT_JOB_ERROR:
             exception = getattr(event, "exception", None)
-            log.error("poll job raised", exc_info=exception, extra={"tenant": tenant})
+            self._log_of(tenant).error("poll job raised", exc_info=exception)
         else:
-            log.warning(f"poll skipped by the scheduler ({kind})", extra={"tenant": tenant})
+            self._log_of(tenant).warning(f"poll skipped by the scheduler ({kind})")
 
     # ------------------------------------------------------------------ jobs
 

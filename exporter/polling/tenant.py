@@ -89,6 +89,11 @@ class PollingServices:
     redact: Callable[[str], str] = str
     # Values a token source comes to hold (tokens, a rotated secret), to be redacted too.
     hold: Callable[[object, tuple[str, ...]], None] = lambda _owner, _values: None
+    # A tenant's logger, given its name and where to keep its lines (the tail its page shows):
+    # the runtime's redacts and formats them as stderr does. By default lines are not kept.
+    tenant_log: Callable[
+        [str, Callable[[float, str], None]], logging.LoggerAdapter[logging.Logger]
+    ] = lambda name, _keep: logging.LoggerAdapter(log, {"tenant": name})
 
 
 class Tenant:
@@ -112,9 +117,11 @@ class Tenant:
         self._inflight: asyncio.Task[PollResult] | None = None
         # Families whose capped label values were logged (once each, until they fit again).
         self.dropped_labels_logged = NOTHING_LOGGED
+        # Every line about this tenant goes through its logger, which keeps it in the tail too.
+        self.log = services.tenant_log(config.name, self.log_line)
         if previous is None:
             self.tokens = TenantTokenSource(
-                config, services.transport, services.executor, services.hold
+                config, services.transport, services.executor, services.hold, self.log
             )
             self.snapshot = TenantSnapshot.for_tenant(config)
         else:
@@ -123,7 +130,9 @@ class Tenant:
             self.tokens = (
                 previous.tokens
                 if same_app
-                else TenantTokenSource(config, services.transport, services.executor, services.hold)
+                else TenantTokenSource(
+                    config, services.transport, services.executor, services.hold, self.log
+                )
             )
             if old.source == config.source:
                 self.settled_source = previous.settled_source
@@ -187,7 +196,12 @@ class Tenant:
         config, tokens = self.config, self.tokens
         collectors = tuple(c for c in self.collectors if only is None or c.name in only)
         result = await run_poll(
-            config, tokens, self._services.graph, collectors or self.collectors, self.settled_source
+            config,
+            tokens,
+            self._services.graph,
+            collectors or self.collectors,
+            self.log,
+            self.settled_source,
         )
         result = self._redacted(replace(result, token_requests=tokens.take_token_requests()))
         self._settle(result)
@@ -205,11 +219,11 @@ class Tenant:
         """Log once per family that Graph sent more label values than its cap."""
         dropped = dict(dropped_label_values(self.snapshot))
         for family in sorted(dropped.keys() - self.dropped_labels_logged):
-            log.warning(
+            self.log.warning(
                 f"Graph sent more distinct label values for {family} than the exporter shows "
                 f"per tenant: {dropped[family]} are counted in the totals, with no series of "
                 "their own (entra_exporter_label_values_dropped)",
-                extra={"tenant": self.name, "family": family, "dropped_values": dropped[family]},
+                extra={"family": family, "dropped_values": dropped[family]},
             )
         if dropped.keys() != self.dropped_labels_logged:  # most polls: nothing, as before
             self.dropped_labels_logged = frozenset(dropped) if dropped else NOTHING_LOGGED
@@ -235,20 +249,19 @@ class Tenant:
         if self.config.source != AUTO_SOURCE or result.source != DETAILS_SOURCE:
             return
         if self.settled_source != DETAILS_SOURCE:
-            log.warning(
+            self.log.warning(
                 "Graph no longer serves getCredentialUserRegistrationCount for this tenant: "
-                "switching to userRegistrationDetails (needs AuditLog.Read.All)",
-                extra={"tenant": self.name},
+                "switching to userRegistrationDetails (needs AuditLog.Read.All)"
             )
         self.settled_source = DETAILS_SOURCE
 
     def _log(self, result: PollResult) -> None:
-        fields = {"tenant": self.name, "duration_seconds": round(result.duration, 3)}
+        fields = {"duration_seconds": round(result.duration, 3)}
         if result.result == SUCCESS:
             if self._last_result not in (None, SUCCESS):
-                log.info("poll recovered", extra=fields)
+                self.log.info("poll recovered", extra=fields)
             else:
-                log.debug("poll succeeded", extra=fields)
+                self.log.debug("poll succeeded", extra=fields)
             return
         for run in result.collector_results():
             if run.failure is None:
@@ -256,7 +269,7 @@ class Tenant:
             # Values are kept while the collector's last good ones are not yet stale.
             kept = self.snapshot.collector(run.name)
             kept_values = kept is not None and kept.fresh_value(time.time()) is not None
-            log.warning(
+            self.log.warning(
                 f"poll failed: {run.failure.message}",
                 extra={
                     **fields,
@@ -296,10 +309,10 @@ async def _guarded(
         return CollectorResult(collector.name, err.failure.result, None, err.failure), None
     except Exception as err:
         failure = unexpected_failure(err)
-        log.error(
+        run.log.error(
             "collector failed unexpectedly",
             exc_info=err,
-            extra={"tenant": run.tenant.name, "collector": collector.name, **failure.log_fields()},
+            extra={"collector": collector.name, **failure.log_fields()},
         )
         return CollectorResult(collector.name, failure.result, None, failure), None
 
@@ -337,6 +350,7 @@ async def run_poll(
     tokens: TenantTokenSource,
     graph: GraphClient,
     collectors: tuple[Collector, ...],
+    tenant_log: logging.LoggerAdapter[logging.Logger],
     source: str | None = None,
 ) -> PollResult:
     """Acquire a token and run ``collectors`` within :func:`poll_budget`.
@@ -355,19 +369,26 @@ async def run_poll(
             token: AccessToken = await tokens.get_token()
             enforcement = any(c.name == ENFORCEMENT_COLLECTOR for c in collectors)
             run = CollectorRun(
-                graph, tenant, token, started + budget, tally, source, PollExchange(enforcement)
+                graph,
+                tenant,
+                token,
+                started + budget,
+                tally,
+                source,
+                tenant_log,
+                PollExchange(enforcement),
             )
             used = await _collect_all(run, collectors, tokens, done)
     except TokenError as err:
         common = err.failure
     except TimeoutError:
         common = PollFailure(TIMEOUT, f"poll did not finish within {budget:.1f}s")
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - logged with its stack, through the tenant's logger
         common = unexpected_failure(err)
-        log.error(
+        tenant_log.error(
             "poll failed unexpectedly",
             exc_info=err,
-            extra={"tenant": tenant.name, "result": common.result, "error": describe_error(err)},
+            extra={"result": common.result, "error": describe_error(err)},
         )
     finished = [r.name for r in done]
     if common is not None:
