@@ -84,7 +84,7 @@ class Runtime:
         for name in list(self.tenants.keys() - wanted.keys()):
             self._remove(name)
         added = [tenant for name, tenant in wanted.items() if name not in self.tenants]
-        delays = first_poll_delays(added, config.per_app, config.app_share)
+        delays = first_poll_delays(added, config.per_app)
         for name, tenant_config in wanted.items():
             old = self.tenants.get(name)
             if old is None:

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from exporter.config.model import RateLimit, TenantConfig
+from exporter.config.model import Config, RateLimit, TenantConfig
+from exporter.config.sharding import Shard
 from exporter.graph.pacing import GraphRateLimiter, RateLimitedError, SlidingWindow
 from exporter.polling.retries import RetryAfterMemory, retry_delay
 from exporter.polling.scheduler import first_poll_delays
@@ -243,11 +244,16 @@ def test_a_batch_of_one_apps_new_tenants_starts_no_faster_than_its_budget_allows
     tenants = _app_tenants(5000, "00000000-0000-0000-0000-00000000000a", jitter=0.0)
     delays = first_poll_delays(tenants, RateLimit(122, 10.0))
     assert sorted(delays) == sorted(t.name for t in tenants)
-    assert max_in_window(list(delays.values()), 10.0) <= 122 * 1.25 + 1
-    assert 5000 / 12.2 / 1.25 - 1 <= max(delays.values()) <= 5000 / 12.2
-    # A shard's share of the app's budget spreads them further.
-    halved = first_poll_delays(tenants, RateLimit(122, 10.0), app_share=0.5)
-    assert max(halved.values()) == pytest.approx(2 * max(delays.values()))
+    # The first window's worth at once, then no faster than 1.25 x the budget.
+    assert sorted(delays.values())[121] == 0.0
+    later = [d for d in delays.values() if d > 0]
+    assert max_in_window(later, 10.0) <= 122 * 1.25 + 1
+    assert (5000 - 122) / 12.2 / 1.25 - 1 <= max(delays.values()) <= 5000 / 12.2
+    # A replica's share of the app's budget (as the shard sets per_app) spreads them further.
+    shard = Shard(0, 2).select(Config(tenants=tuple(tenants)))
+    assert shard.per_app == RateLimit(61, 10.0)
+    halved = first_poll_delays(tenants, shard.per_app)
+    assert max(halved.values()) == pytest.approx((5000 - 1 - 61) / (6.1 * 1.25))
 
 
 def test_a_few_new_tenants_start_within_their_jitter_and_apps_spread_apart() -> None:

@@ -49,27 +49,30 @@ _EVENT_NAMES = MappingProxyType(
 START_AHEAD_OF_BUDGET = 1.25
 
 
-def first_poll_delays(
-    tenants: Sequence[TenantConfig], per_app: RateLimit, app_share: float = 1.0
-) -> dict[str, float]:
+def first_poll_delays(tenants: Sequence[TenantConfig], per_app: RateLimit) -> dict[str, float]:
     """Seconds from now to each new tenant's first poll, which is also its phase.
 
     Each gets a random phase within its jitter. Many tenants of one app (a start, or a listing
     that brings thousands of customers) are also spread over the time the app's reports budget
-    needs for one request each: otherwise thousands of tokens would be fetched at once, and
-    their reports would wait in line for the budget on a machine busy with the tokens. The spread
-    never passes the interval.
+    needs for one request each (``per_app``: a replica's share of it when replicas share the
+    app, as :meth:`~exporter.config.sharding.Shard.select` sets it); otherwise thousands of
+    tokens would be fetched at once, and their reports would wait in line for the budget on a
+    machine busy with the tokens. The first window's worth starts at once, the rest at 1.25 x
+    the budget's pace behind them; the spread never passes the interval.
     """
     by_app: dict[str, list[TenantConfig]] = {}
     for tenant in tenants:
         by_app.setdefault(tenant.client_id, []).append(tenant)
-    per_second = per_app.requests * app_share / per_app.per_seconds * START_AHEAD_OF_BUDGET
+    per_second = per_app.requests / per_app.per_seconds * START_AHEAD_OF_BUDGET
     delays: dict[str, float] = {}
     for group in by_app.values():
         order = random.sample(group, len(group))
         for place, tenant in enumerate(order):
+            # The first window's worth at once (the budget lets them all through), the rest
+            # spread behind them.
             spacing = min(1 / per_second, tenant.interval / len(group))
-            delays[tenant.name] = place * spacing + random.uniform(0, tenant.jitter)
+            behind = max(0, place - per_app.requests)
+            delays[tenant.name] = behind * spacing + random.uniform(0, tenant.jitter)
     return delays
 
 
