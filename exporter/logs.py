@@ -46,10 +46,14 @@ class SecretRedactor(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self._secrets: tuple[str, ...] = ()
-        # Values the exporter came to hold after the config was read (access tokens, whatever
-        # their shape; a secret re-read from a rotated file), by the id of their holder; an
-        # entry leaves with its holder.
-        self._held: dict[int, tuple[str, ...]] = {}
+        # Values the exporter came to hold after the config was read (a secret re-read from a
+        # rotated file; access tokens, whatever their shape), by the id of their holder: its
+        # secrets (a key of ``_shared``) and its tokens' variants. An entry leaves with its
+        # holder.
+        self._held: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        # Secrets held → (their variants, how many holders): the many tenants of one app
+        # share one copy of its secret's variants, not one each.
+        self._shared: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
         self._lock = threading.Lock()
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
@@ -63,19 +67,38 @@ class SecretRedactor(logging.Filter):
         with self._lock:
             self._secrets = variants
 
-    def hold(self, owner: object, values: tuple[str, ...]) -> None:
-        """Redact ``values`` (each in every encoding, as secrets are) until ``owner`` holds
+    def hold(self, owner: object, secrets: tuple[str, ...], tokens: tuple[str, ...] = ()) -> None:
+        """Redact ``secrets`` (each in every encoding, as configured secrets are) and
+        ``tokens`` (as written, URL-encoded and JSON-escaped: an access token is sent and echoed
+        as itself, and its base64 forms would be some 12 KB a tenant) until ``owner`` holds
         others or is gone."""
-        variants = redacted_variants(values)
         key = id(owner)
+        token_variants = token_encodings(tokens)
         with self._lock:
-            if key not in self._held:
+            old = self._held.get(key)
+            if old is None:
                 weakref.finalize(owner, self._release, key)
-            self._held[key] = variants
+            elif old[0] != secrets:
+                self._unshare(old[0])
+            if old is None or old[0] != secrets:
+                variants, holders = self._shared.get(secrets, ((), 0))
+                if not holders:
+                    variants = redacted_variants(secrets)
+                self._shared[secrets] = (variants, holders + 1)
+            self._held[key] = (secrets, token_variants)
 
     def _release(self, key: int) -> None:
         with self._lock:
-            self._held.pop(key, None)
+            old = self._held.pop(key, None)
+            if old is not None:
+                self._unshare(old[0])
+
+    def _unshare(self, secrets: tuple[str, ...]) -> None:
+        variants, holders = self._shared[secrets]
+        if holders <= 1:
+            del self._shared[secrets]
+        else:
+            self._shared[secrets] = (variants, holders - 1)
 
     def redact(self, text: str) -> str:
         """``text`` with every known secret, and anything shaped like a token, replaced.
@@ -87,7 +110,9 @@ class SecretRedactor(logging.Filter):
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        for values in list(self._held.values()):
+        held = [variants for variants, _ in list(self._shared.values())]
+        held += [tokens for _, tokens in list(self._held.values())]
+        for values in held:
             for value in values:
                 if value in text:
                     text = text.replace(value, REDACTED)
@@ -202,6 +227,18 @@ def _base64_cores(secret: bytes) -> set[str]:
         if len(core) >= 4:
             cores |= {core, core.replace("+", "-").replace("/", "_")}
     return cores
+
+
+def token_encodings(tokens: Iterable[str]) -> tuple[str, ...]:
+    """Each token of 4 characters or more as written, URL-encoded and JSON-escaped, longest
+    first."""
+    variants = {
+        text
+        for token in tokens
+        if len(token) >= 4
+        for text in (token, urllib.parse.quote(token, safe=""), json.dumps(token)[1:-1])
+    }
+    return tuple(sorted(variants, key=len, reverse=True))
 
 
 def encodings_of(secret: str) -> set[str]:

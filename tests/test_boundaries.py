@@ -4,7 +4,9 @@ changed (an operator flipped, a branch dropped, a constant moved)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import gc
 import time
 
 import httpx
@@ -31,6 +33,7 @@ from exporter.graph.failures import (
 )
 from exporter.graph.pacing import GraphRateLimiter, RateLimitedError
 from exporter.graph.transport import HttpResponse
+from exporter.logs import SecretRedactor
 from exporter.metrics.snapshots import PollResult
 from exporter.metrics.store import MetricsStore
 from exporter.reports.registration import RegistrationReport
@@ -336,3 +339,32 @@ def test_a_failure_bounds_what_graph_or_the_identity_provider_sent() -> None:
     assert failure.error_code == "c" * 99 + "…" and failure.request_id == "r" * 99 + "…"
     short = PollFailure("http_error", "no", 500, None, "id-1")
     assert (short.message, short.error_code, short.request_id) == ("no", None, "id-1")
+
+
+def test_held_secrets_are_shared_between_holders_and_leave_with_the_last() -> None:
+    redactor = SecretRedactor()
+
+    class Holder:
+        pass
+
+    first, second = Holder(), Holder()
+    secret = "rotated-app-secret-value"
+    redactor.hold(first, (secret,), ("token-of-first-1234",))
+    redactor.hold(second, (secret,), ("token-of-second-5678",))
+    encoded = base64.b64encode(f"client_secret={secret}".encode()).decode()
+    line = f"{secret} {encoded} token-of-first-1234 token-of-second-5678"
+    words = redactor.redact(line).split()
+    assert words[0] == words[2] == words[3] == "[REDACTED]"
+    assert "[REDACTED]" in words[1] and encoded not in words[1]  # the secret's base64 bits
+    # A token is redacted as sent (URL-encoded and JSON-escaped too), not in base64.
+    assert redactor.redact("a%2Bb%2F-token") == "a%2Bb%2F-token"
+    redactor.hold(first, (), ("a+b/-token",))
+    assert redactor.redact("x=a%2Bb%2F-token") == "x=[REDACTED]"
+    del first
+    gc.collect()
+    assert redactor.redact(secret) == "[REDACTED]"  # the second still holds it
+    del second
+    gc.collect()
+    assert redactor.redact(f"{secret} token-of-second-5678") == (
+        f"{secret} token-of-second-5678"
+    )

@@ -12,10 +12,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import msal
 from cryptography import x509
@@ -111,7 +110,16 @@ def reuse_margin(expires_in: float) -> float:
     return min(300.0, expires_in * 0.05)
 
 
-def _no_hold(_owner: object, _values: tuple[str, ...]) -> None:
+class Hold(Protocol):
+    """Where a token source's values go to be redacted (the runtime's SecretRedactor.hold):
+    its secrets in every encoding, its tokens as sent."""
+
+    def __call__(
+        self, owner: object, secrets: tuple[str, ...], tokens: tuple[str, ...] = (), /
+    ) -> None: ...
+
+
+def _no_hold(_owner: object, _secrets: tuple[str, ...], _tokens: tuple[str, ...] = ()) -> None:
     """Where held values go when nobody redacts (tests of this module alone)."""
 
 
@@ -221,7 +229,7 @@ class TenantTokenSource:
         tenant: TenantConfig,
         transport: Transport,
         executor: Executor,
-        hold: Callable[[object, tuple[str, ...]], None] = _no_hold,
+        hold: Hold = _no_hold,
         tenant_log: logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         """``tenant_log``: where lines about the tenant go (its own logger; by default this
@@ -374,10 +382,15 @@ class TenantTokenSource:
         if "access_token" in result:
             token = AccessToken(usable_token(result["access_token"]))
             # Opaque to us (not always a JWT): redacted as the exact value, wherever it shows.
-            self._hold(self, (token.value, *self._credential.secrets()))
+            self._hold(self, self._credential.secrets(), (token.value,))
             expires_in = result.get("expires_in")
             if isinstance(expires_in, int | float) and expires_in > 0:
                 self._reusable = (token, asked_at + expires_in - reuse_margin(expires_in))
+                # The token is reused from here, not from MSAL's cache: the app (its caches,
+                # its authority's discovery, its closures: some 12 KB a tenant) is built again
+                # for the next token, in an hour, rather than held for nothing until then.
+                with self._build_lock:
+                    self._app = None
             return token
         error = result.get("error")
         text = str(result.get("error_description") or "")

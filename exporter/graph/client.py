@@ -66,6 +66,9 @@ class GraphRequest(NamedTuple):
 # and access service's resource units (roles, groups, policies), or the 1 request per second
 # per tenant of Conditional Access.
 REPORTS, DIRECTORY, CONDITIONAL_ACCESS = "reports", "directory", "conditional_access"
+# At most this often, the pacing windows as good as new are dropped (a tenant's are, between
+# its polls: some 3 KB a tenant).
+SWEEP_SECONDS = 30.0
 
 
 def _named(tenant: TenantConfig) -> logging.LoggerAdapter[logging.Logger]:
@@ -113,6 +116,7 @@ class GraphClient:
         # Directory requests (roles, groups, policies) are paced by the service's own budget.
         self.service = service or ServiceBudget()
         self.conditional_access = TenantLimiter()
+        self._next_sweep = 0.0
 
     def note_tenant_size(self, tenant: TenantConfig, users: int) -> None:
         """The tenant's size, learnt from its report: it sets its directory budget."""
@@ -248,6 +252,12 @@ class GraphClient:
         self, tenant: TenantConfig, url: str, deadline: float, service: str
     ) -> AbstractAsyncContextManager[float]:
         """A slot in the budget of the request's service."""
+        now = time.monotonic()
+        if now >= self._next_sweep:  # windows as good as new go: bytes, not state
+            self._next_sweep = now + SWEEP_SECONDS
+            self._limiter.sweep()
+            self.service.sweep()
+            self.conditional_access.sweep()
         if service == CONDITIONAL_ACCESS:
             return self.conditional_access.slot(tenant.tenant_id, deadline)
         if service == DIRECTORY:

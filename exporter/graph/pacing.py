@@ -97,11 +97,25 @@ class SlidingWindow:
         """True when nothing is in flight or waiting (the window may be dropped)."""
         return not self._in_flight and not self._waiters
 
+    def spent(self, now: float) -> bool:
+        """True when the window is as a new one would be: nothing in flight or waiting, and
+        no request completed within its last ``window`` seconds."""
+        return self.idle and self._timer is None and self._used(now) == 0
+
 
 def drop_idle(windows: dict[Any, Any], kept: set[Any]) -> None:
     """Drop the idle windows whose key is not in ``kept`` (busy ones go at a later call)."""
     for key, window in list(windows.items()):
         if key not in kept and window.idle:
+            del windows[key]
+
+
+def drop_spent(windows: dict[Any, Any], now: float) -> None:
+    """Drop the windows that are as good as new (:meth:`SlidingWindow.spent`): the next
+    request makes the same one again. Between polls that is nearly every tenant's, and a
+    window's queues are most of its bytes."""
+    for key, window in list(windows.items()):
+        if window.spent(now):
             del windows[key]
 
 
@@ -192,6 +206,16 @@ class GraphRateLimiter:
         drop_idle(self._tenant_windows, keep_lower)
         drop_idle(self._app_windows, {c for c, _ in keep_lower})
 
+    def sweep(self) -> None:
+        """Drop the windows as good as new (:func:`drop_spent`)."""
+        now = self._clock()
+        drop_spent(self._tenant_windows, now)
+        drop_spent(self._app_windows, now)
+
+    def tracked(self) -> int:
+        """How many windows are held."""
+        return len(self._tenant_windows) + len(self._app_windows)
+
 
 # Graph's "identity protection and conditional access" limit: 1 request per second per tenant,
 # for all apps together (its 429 carries no Retry-After: the client backs off on its own).
@@ -234,3 +258,7 @@ class TenantLimiter:
     def forget(self, keep: set[str]) -> None:
         """Drop idle windows of tenants no longer configured."""
         drop_idle(self._windows, {tenant.lower() for tenant in keep})
+
+    def sweep(self) -> None:
+        """Drop the windows as good as new (:func:`drop_spent`)."""
+        drop_spent(self._windows, self._clock())

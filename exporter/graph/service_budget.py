@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import MappingProxyType
 
-from exporter.graph.pacing import drop_idle, hold
+from exporter.graph.pacing import drop_idle, drop_spent, hold
 
 WINDOW_SECONDS = 10.0
 # (most users, resource units per 10 s) per app and tenant, by tenant size.
@@ -136,6 +136,17 @@ class UnitWindow:
         waiting = any(not waiter.done() for waiter, _ in self._waiters)
         return not waiting and self._used == sum(units for _, units in self._completed)
 
+    def spent(self, now: float) -> bool:
+        """True when the window is as a new one of its limit would be: nothing waits or is
+        in flight, nothing completed within its window, and it is not slowed down."""
+        self._room(now)  # forgets what left the window
+        return (
+            not self._waiters
+            and self._timer is None
+            and self._used == 0
+            and now >= self._slow_until
+        )
+
     def leave(self, units: int = 1, sent: bool = True) -> None:
         """Give the units back; a request that was sent keeps them for ``window`` seconds."""
         if sent:
@@ -168,6 +179,13 @@ class ServiceBudget:
             self.share = share
             for window in self._apps.values():
                 window.limit = APP_BUDGET * share
+
+    def sweep(self) -> None:
+        """Drop the windows as good as new (their limit follows from the tenant's size and
+        the share, both kept here, so a new one is the same)."""
+        now = self._clock()
+        drop_spent(self._tenants, now)
+        drop_spent(self._apps, now)
 
     def tracked(self) -> tuple[int, int]:
         """How many (app, tenant) windows and app windows are held."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from exporter.config.model import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
 from exporter.graph.answers import GraphError, RequestTally
-from exporter.graph.auth import AccessToken, TenantTokenSource, TokenError
+from exporter.graph.auth import AccessToken, Hold, TenantTokenSource, TokenError
 from exporter.graph.client import GraphClient
 from exporter.graph.failures import (
     AUTH_ERROR,
@@ -88,7 +88,7 @@ class PollingServices:
     # Secrets and tokens out of what a failure quotes, before pages and HTTP answers show it.
     redact: Callable[[str], str] = str
     # Values a token source comes to hold (tokens, a rotated secret), to be redacted too.
-    hold: Callable[[object, tuple[str, ...]], None] = lambda _owner, _values: None
+    hold: Hold = lambda _owner, _secrets, _tokens=(): None
     # A tenant's logger, given its name and where to keep its lines (the tail its page shows):
     # the runtime's redacts and formats them as stderr does. By default lines are not kept.
     tenant_log: Callable[
@@ -108,9 +108,9 @@ class Tenant:
         self.config = config
         self._services = services
         self.collectors: tuple[Collector, ...] = collectors_for(config)
-        self.log_tail: collections.deque[tuple[float, str]] = collections.deque(
-            maxlen=LOG_TAIL_LINES
-        )
+        # The tail of lines logged about the tenant, made at its first line (most tenants
+        # log none between failures; an empty deque is some 600 bytes).
+        self.log_tail: collections.deque[tuple[float, str]] | None = None
         self.settled_source: str | None = None
         self._last_result: str | None = None
         self.failures = 0  # failed polls in a row (a retry backs off with them)
@@ -136,7 +136,7 @@ class Tenant:
             )
             if old.source == config.source:
                 self.settled_source = previous.settled_source
-            self.log_tail.extend(previous.log_tail)
+            self.log_tail = previous.log_tail
             self._last_result = previous.last_result
             self.dropped_labels_logged = previous.dropped_labels_logged
             self.snapshot = previous.snapshot.with_config(config)
@@ -167,11 +167,14 @@ class Tenant:
 
     def log_line(self, created: float, line: str) -> None:
         """Keep a line logged about this tenant (already redacted and formatted), bounded."""
+        if self.log_tail is None:
+            self.log_tail = collections.deque(maxlen=LOG_TAIL_LINES)
         self.log_tail.append((created, line[:MAX_LOG_LINE]))
 
     def lines_since(self, started: float) -> tuple[str, ...]:
         """The tenant's log lines logged at or after ``started`` (Unix time)."""
-        return tuple(line for created, line in list(self.log_tail) if created >= started - 0.001)
+        tail = list(self.log_tail or ())
+        return tuple(line for created, line in tail if created >= started - 0.001)
 
     def failed_collectors(self) -> frozenset[str]:
         """The collectors whose last run failed (a retry re-reads only these)."""
