@@ -84,6 +84,11 @@ def _cpu_bound(workdir: Path, sizes: Sizes, report: Report, only: set[str]) -> N
     if "scale" in only:
         scale.at_scale(workdir, sizes, report, with_segments=False)
         scale.at_scale(workdir, sizes, report, with_segments=True)
+        # Every family of the contract, the enforcement collector's included (issue 28).
+        scale.at_scale(workdir, sizes, report, with_segments=False, with_enforcement=True)
+        for tenants in sorted({min(1000, sizes.scale_tenants)}):
+            scale.at_scale(workdir, sizes, report, False, tenants=tenants)
+            scale.at_scale(workdir, sizes, report, False, with_enforcement=True, tenants=tenants)
 
 
 def _sizes(args: argparse.Namespace) -> Sizes:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.figures import Figure, Report, Sizes, Stack, span, start_stack, wait_for_events
 from bench.scrapes import generate_latest_median, timed_gets
+from entra_simulator.conditional_access import EXCLUSIONS
 
 RSS_TARGET_MB = 450.0
 SCRAPE_TARGET = 0.05  # x generate_latest over the same series
@@ -29,15 +30,30 @@ def _interval(sizes: Sizes, tenants: int) -> float:
     return max(3.0, 3 * ideal, 0.015 * tenants)
 
 
-def at_scale(workdir: Path, sizes: Sizes, report: Report, with_segments: bool) -> None:
-    """Scenario: N tenants in one exporter."""
-    tenants = sizes.scale_tenants
-    label = "segments" if with_segments else "plain"
-    folder = workdir / f"scale-{label}"
+def at_scale(
+    workdir: Path,
+    sizes: Sizes,
+    report: Report,
+    with_segments: bool,
+    with_enforcement: bool = False,
+    tenants: int | None = None,
+) -> None:
+    """Scenario: N tenants in one exporter (``tenants``, by default the sizes' N); with
+    segments, or with ``enforcement: true`` (20 users each on userRegistrationDetails, five
+    Conditional Access policies with a break-glass exclusion group), measured once every
+    tenant was polled."""
+    tenants = tenants or sizes.scale_tenants
+    label = "enforcement" if with_enforcement else "segments" if with_segments else "plain"
+    folder = workdir / f"scale-{label}-{tenants}"
     folder.mkdir()
-    latency = 0.0 if with_segments else sizes.latency
-    interval = 3600.0 if with_segments else _interval(sizes, tenants)
-    extra = ("--users=20", "--segments") if with_segments else ()
+    waits = with_segments or with_enforcement
+    latency = 0.0 if waits else sizes.latency
+    interval = 3600.0 if waits else _interval(sizes, tenants)
+    extra: tuple[str, ...] = ()
+    if with_segments:
+        extra = ("--users=20", "--segments")
+    elif with_enforcement:
+        extra = ("--users=20", f"--conditional-access={EXCLUSIONS}")
     started = time.time()
     stack = start_stack(
         folder,
@@ -51,7 +67,7 @@ def at_scale(workdir: Path, sizes: Sizes, report: Report, with_segments: bool) -
         exporter_started = stack.exporter.started_at
         stack.exporter.wait_ready(timeout=1800)
         ready = time.time() - exporter_started
-        if not with_segments:
+        if not waits:
             _rounds(stack, sizes, report, tenants, interval)
         rss = stack.exporter.sample().rss_bytes
         _scrape(stack, sizes, report, f"{label}@{tenants}")
@@ -68,7 +84,7 @@ def at_scale(workdir: Path, sizes: Sizes, report: Report, with_segments: bool) -
             f"rss_mb_{name}",
             rss / 2**20,
             "MB",
-            target=RSS_TARGET_MB if not with_segments else None,
+            target=RSS_TARGET_MB if not waits and tenants == sizes.scale_tenants else None,
         )
     )
 
