@@ -120,16 +120,12 @@ class Runtime:
         """Start polling ``tenant``: first in ``first_in`` seconds (its jitter, and a batch of
         one app's new tenants spread over its reports budget), then every interval."""
         self.tenants[tenant.name] = tenant
-        tenant.publish()
-        self.scheduler.schedule(tenant.config, first_in)
+        tenant.start(self.scheduler, first_in)
 
     def _replace(self, old: Tenant, config: TenantConfig) -> None:
         new = Tenant(config, self._services, previous=old)
-        old.retire()  # a poll of the old one still in flight publishes nothing
         self.tenants[new.name] = new
-        new.publish()
-        if (old.config.interval, old.config.jitter) != (config.interval, config.jitter):
-            self.scheduler.schedule(config)
+        new.take_over(old, self.scheduler)
         # What changed shows within the jitter window (an edit of the defaults changes every
         # tenant: their polls are spread, not all at once).
         self.scheduler.poll_soon(new.name, random.uniform(0, config.jitter))
@@ -137,9 +133,7 @@ class Runtime:
 
     def _remove(self, name: str) -> None:
         tenant = self.tenants.pop(name)
-        tenant.retire()
-        self.scheduler.unschedule(name)
-        self.store.remove(name)
+        tenant.stop(self.scheduler)
         self.retry_after.forget(name)
         tenant.log.info("tenant removed")
 

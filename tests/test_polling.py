@@ -446,3 +446,31 @@ async def test_a_failed_poll_keeps_the_lines_its_tenant_logged_and_no_other_tena
     assert not any(
         secret in line for line in runtime.store.snapshot("tenant-0000").last_failure_log
     )
+
+
+async def test_a_reload_stops_a_removed_tenant_and_a_changed_one_keeps_or_moves_its_job(
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
+) -> None:
+    document = sim_env.config()
+    document["defaults"].update({"interval": "10m", "jitter": "1m"})
+    sim_env.write_config(document)
+    runtime = make_runtime(load_config(sim_env.config_file))
+    runtime.scheduler.start()
+    names = sorted(runtime.tenants)
+    before = {name: runtime.scheduler.next_poll(name) for name in names}
+    assert all(when is not None for when in before.values())
+    removed, retimed, edited = names[0], names[1], names[2]
+    document["tenants"] = [t for t in document["tenants"] if t["name"] != removed]
+    for entry in document["tenants"]:
+        if entry["name"] == retimed:
+            entry["interval"] = "20m"
+        if entry["name"] == edited:
+            entry["timeout"] = "5s"
+    sim_env.write_config(document)
+    runtime.apply(load_config(sim_env.config_file))
+    assert runtime.scheduler.next_poll(removed) is None
+    assert runtime.store.snapshot(removed) is None
+    assert runtime.scheduler.next_poll(edited) == before[edited]  # the same job, kept
+    assert runtime.tenant(edited).job is not None
+    assert runtime.scheduler.next_poll(retimed) is not None
+    assert runtime.tenant(retimed).job is not None

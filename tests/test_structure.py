@@ -321,3 +321,15 @@ def test_no_logging_handler_carries_data_to_tenants() -> None:
             and value.__module__ == info.name
         ]
     assert handlers == []
+
+
+def test_only_a_tenant_writes_its_entry_in_the_store() -> None:
+    # A tenant's series are published and removed by its Tenant alone (start, poll, stop);
+    # the runtime only starts, replaces and stops tenants.
+    writers = sorted(
+        str(path.relative_to(REPO))
+        for path in (REPO / "exporter").rglob("*.py")
+        if path.name != "store.py"
+        and re.search(r"store\.(publish|remove)\(", path.read_text())
+    )
+    assert writers == ["exporter/polling/tenant.py"]

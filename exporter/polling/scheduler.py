@@ -23,6 +23,7 @@ from apscheduler.events import (
     JobEvent,
 )
 from apscheduler.executors.asyncio import AsyncIOExecutor
+from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -137,13 +138,13 @@ class PollScheduler:
 
     # ------------------------------------------------------------------ jobs
 
-    def schedule(self, tenant: TenantConfig, first_in: float | None = None) -> None:
+    def schedule(self, tenant: TenantConfig, first_in: float | None = None) -> Job:
         """Poll ``tenant`` every interval from ``first_in`` seconds from now (replacing); by
-        default a random phase in ``[0, jitter]``."""
+        default a random phase in ``[0, jitter]``. The job is its tenant's to hold and stop."""
         if first_in is None:
             first_in = random.uniform(0, tenant.jitter)
         first_run = datetime.now(UTC) + timedelta(seconds=first_in)
-        self._scheduler.add_job(
+        return self._scheduler.add_job(
             self._poll_job,
             IntervalTrigger(seconds=tenant.interval, start_date=first_run, timezone=UTC),
             args=(tenant.name, False),
@@ -184,11 +185,13 @@ class PollScheduler:
             if not self._stopping:
                 raise
 
-    def unschedule(self, name: str) -> None:
-        """Stop polling tenant ``name`` (its extra polls too)."""
-        for job_id in (name, f"{name}{EXTRA_POLL}"):
-            if self._scheduler.get_job(job_id) is not None:
-                self._scheduler.remove_job(job_id)
+    def unschedule(self, job: Job) -> None:
+        """Stop a tenant's job (from :meth:`schedule`) and its extra poll, if one is due."""
+        if self._scheduler.get_job(job.id) is not None:  # not already gone
+            job.remove()
+        extra = f"{job.id}{EXTRA_POLL}"
+        if self._scheduler.get_job(extra) is not None:
+            self._scheduler.remove_job(extra)
 
     def poll_soon(self, name: str, delay: float, retry: bool = False) -> None:
         """One extra poll of tenant ``name`` in ``delay`` seconds (replacing an earlier extra

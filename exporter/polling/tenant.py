@@ -16,6 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
+from apscheduler.job import Job
+
 from exporter.config.model import AUTO_SOURCE, DEFAULT_SOURCE, DETAILS_SOURCE, TenantConfig
 from exporter.graph.answers import GraphError, RequestTally
 from exporter.graph.auth import AccessToken, Hold, TenantTokenSource, TokenError
@@ -41,6 +43,7 @@ from exporter.metrics.snapshots import (
 from exporter.metrics.store import MetricsStore
 from exporter.polling.collectors import Collector, CollectorRun, PollExchange
 from exporter.polling.registry import collectors_for
+from exporter.polling.scheduler import PollScheduler
 from exporter.reports.registration import RegistrationReport
 
 log = logging.getLogger("exporter.polling")
@@ -141,6 +144,7 @@ class Tenant:
             self.dropped_labels_logged = previous.dropped_labels_logged
             self.snapshot = previous.snapshot.with_config(config)
         self.current = True  # False once removed or replaced: its polls publish nothing
+        self.job: Job | None = None  # its scheduled polls, once started
 
     @property
     def name(self) -> str:
@@ -156,6 +160,30 @@ class Tenant:
         """Show the tenant's snapshot from the next scrape on."""
         if self.current:
             self._services.store.publish(self.snapshot)
+
+    def start(self, scheduler: PollScheduler, first_in: float) -> None:
+        """Show the tenant and poll it: first in ``first_in`` seconds, then every interval
+        (the scheduler's job is this tenant's, held until :meth:`stop`)."""
+        self.publish()
+        self.job = scheduler.schedule(self.config, first_in)
+
+    def take_over(self, old: Tenant, scheduler: PollScheduler) -> None:
+        """Replace ``old`` (a reload changed the config): it publishes nothing more; this one
+        shows from now and keeps its job, rescheduled when the interval or jitter changed."""
+        old.retire()  # a poll of the old one still in flight publishes nothing
+        self.publish()
+        self.job = old.job
+        timing = (old.config.interval, old.config.jitter)
+        if self.job is None or timing != (self.config.interval, self.config.jitter):
+            self.job = scheduler.schedule(self.config)
+
+    def stop(self, scheduler: PollScheduler) -> None:
+        """The tenant left the config: its polls stop, its series go."""
+        self.retire()
+        if self.job is not None:
+            scheduler.unschedule(self.job)
+            self.job = None
+        self._services.store.remove(self.name)
 
     def retire(self) -> None:
         """The tenant left the config, or another replaced it: publish nothing more."""
