@@ -365,6 +365,4 @@ def test_held_secrets_are_shared_between_holders_and_leave_with_the_last() -> No
     assert redactor.redact(secret) == "[REDACTED]"  # the second still holds it
     del second
     gc.collect()
-    assert redactor.redact(f"{secret} token-of-second-5678") == (
-        f"{secret} token-of-second-5678"
-    )
+    assert redactor.redact(f"{secret} token-of-second-5678") == (f"{secret} token-of-second-5678")

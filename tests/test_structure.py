@@ -329,7 +329,6 @@ def test_only_a_tenant_writes_its_entry_in_the_store() -> None:
     writers = sorted(
         str(path.relative_to(REPO))
         for path in (REPO / "exporter").rglob("*.py")
-        if path.name != "store.py"
-        and re.search(r"store\.(publish|remove)\(", path.read_text())
+        if path.name != "store.py" and re.search(r"store\.(publish|remove)\(", path.read_text())
     )
     assert writers == ["exporter/polling/tenant.py"]
