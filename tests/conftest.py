@@ -379,5 +379,8 @@ def tier_of(module: str) -> str | None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = tier_of(item.path.stem)
-        if tier is not None:
+        # A test marked with a tier of its own (one that starts a process, in a module of
+        # pure tests) keeps it.
+        own = any(item.get_closest_marker(name) for name in ("unit", "integration", "system"))
+        if tier is not None and not own:
             item.add_marker(getattr(pytest.mark, tier))

@@ -58,6 +58,7 @@ def test_bad_config_is_refused_with_each_problem_and_its_path(path: Path) -> Non
     assert len(problems) == len(expected), problems
 
 
+@pytest.mark.system  # starts the CLI as a process
 @pytest.mark.parametrize(
     "path",
     [
@@ -74,6 +75,7 @@ def test_cli_exits_2_with_one_line_per_problem_and_no_traceback(path: Path) -> N
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.system  # starts the CLI as a process
 def test_missing_config_file_exits_2() -> None:
     result = run_cli("--config.file=/nonexistent/config.yaml", "--check-config")
     assert result.returncode == 2

@@ -13,6 +13,7 @@ import pytest
 from exporter.config.model import Config, RateLimit, TenantConfig
 from exporter.config.sharding import Shard
 from exporter.graph.pacing import GraphRateLimiter, RateLimitedError, SlidingWindow
+from exporter.graph.service_budget import ServiceBudget
 from exporter.polling.retries import RetryAfterMemory, retry_delay
 from exporter.polling.scheduler import first_poll_delays
 from tests.conftest import max_in_window, tenant_config
@@ -121,8 +122,11 @@ async def test_a_request_completed_exactly_one_window_ago_no_longer_counts() -> 
     window = SlidingWindow(RateLimit(1, 10.0), clock)
     await window.enter()
     window.leave()
+    assert not window.spent(clock.now)  # the request still counts
     clock.now += 10.0
-    await asyncio.wait_for(window.enter(), 5)
+    assert window.spent(clock.now)  # as a new window: the sweep may drop it
+    await asyncio.wait_for(window.enter(), 5)  # at once: a waiter would never be woken here
+    assert not window.idle and not window.spent(clock.now)
 
 
 async def test_a_waiter_is_woken_when_the_oldest_request_leaves_the_window() -> None:
@@ -266,3 +270,26 @@ def test_a_few_new_tenants_start_within_their_jitter_and_apps_spread_apart() -> 
     crowd = _app_tenants(5000, "00000000-0000-0000-0000-00000000000c", jitter=0.0)
     crowd = [dataclasses.replace(t, interval=60.0) for t in crowd]
     assert max(first_poll_delays(crowd, RateLimit(122, 10.0)).values()) < 60.0
+
+
+async def test_the_sweep_drops_windows_as_good_as_new_and_keeps_the_others() -> None:
+    clock = Clock()
+    limiter = GraphRateLimiter(RateLimit(5, 10.0), RateLimit(122, 10.0), clock)
+    budget = ServiceBudget(clock=clock)
+    async with limiter.slot("app", "old"):
+        pass
+    async with budget.slot("app", "old", 5):
+        pass
+    clock.now += 6.0
+    async with limiter.slot("app", "recent"):
+        pass
+    clock.now += 5.0  # "old" completed 11 s ago, "recent" 5 s ago
+    limiter.sweep()
+    budget.sweep()
+    assert limiter.tracked() == 2  # recent's window and the app's (recent still counts)
+    assert budget.tracked() == (0, 1)  # its request left the tenant's 10 s, not the app's 20 s
+    clock.now += 10.0
+    limiter.sweep()
+    budget.sweep()
+    assert limiter.tracked() == 0
+    assert budget.tracked() == (0, 0)

@@ -61,6 +61,7 @@ def test_bad_shards_are_refused() -> None:
     assert shard_from(3, None, {"EXPORTER_SHARD_INDEX": "entra-exporter-2"}) == Shard(2, 3)
 
 
+@pytest.mark.system  # starts the CLI as a process
 def test_cli_polls_only_its_shard(sim_env: SimEnv) -> None:
     document = sim_env.config()
     ids = [t["tenant_id"] for t in document["tenants"]]
@@ -129,6 +130,7 @@ async def test_service_budget_windows_leave_with_their_tenant_and_replicas_split
     assert budget.tracked() == (0, 0)
 
 
+@pytest.mark.system  # starts the CLI as a process
 def test_check_config_says_the_share(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(

@@ -43,6 +43,7 @@ def test_modules_and_functions_stay_small(path: Path) -> None:
             assert length <= MAX_FUNCTION_LINES, f"{path.name}:{node.lineno} {node.name}"
 
 
+@pytest.mark.system  # starts the CLI as a process
 def test_the_exporter_does_not_import_the_simulator() -> None:
     # --demo imports it when asked; serving, --once and --check-config never load it.
     code = "import sys, exporter.cli; print(sorted(m for m in sys.modules if 'simulator' in m))"
@@ -332,3 +333,28 @@ def test_only_a_tenant_writes_its_entry_in_the_store() -> None:
         if path.name != "store.py" and re.search(r"store\.(publish|remove)\(", path.read_text())
     )
     assert writers == ["exporter/polling/tenant.py"]
+
+
+PROCESS_NAMES = frozenset({"run_cli", "subprocess", "sim_env", "SimulatorProcess", "Popen"})
+
+
+def test_tests_that_start_processes_or_servers_are_not_in_the_unit_tier() -> None:
+    from tests.conftest import TIERS
+
+    found = []
+    for module in sorted(TIERS["unit"]):
+        tree = ast.parse((REPO / "tests" / f"{module}.py").read_text())
+        for node in tree.body:
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if not node.name.startswith("test_"):
+                continue
+            names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            names |= {a.arg for a in node.args.args}
+            marks = {ast.unparse(d) for d in node.decorator_list}
+            tiered = any(
+                m.startswith(("pytest.mark.system", "pytest.mark.integration")) for m in marks
+            )
+            if names & PROCESS_NAMES and not tiered:
+                found.append(f"{module}.{node.name}")
+    assert found == []
