@@ -62,9 +62,7 @@ class Runtime:
         self.retry_after = RetryAfterMemory()
         self.config = config
         self.discovery: Discovery | None = None
-        self._applied = False  # the first apply builds; the later ones are reloads
         self.apply(config)
-        self._applied = True
 
     def apply(self, config: Config) -> None:
         """Make the tenants match ``config`` and the customers discovery found: add, replace

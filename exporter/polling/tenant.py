@@ -139,6 +139,10 @@ class Tenant:
             )
             if old.source == config.source:
                 self.settled_source = previous.settled_source
+            # One tail for both: what the old one's token source (kept when the credential
+            # did not change) or a poll of it still in flight logs is this tenant's too.
+            if previous.log_tail is None:
+                previous.log_tail = collections.deque(maxlen=LOG_TAIL_LINES)
             self.log_tail = previous.log_tail
             self._last_result = previous.last_result
             self.dropped_labels_logged = previous.dropped_labels_logged
