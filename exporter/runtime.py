@@ -31,6 +31,8 @@ from exporter.polling.tenant import PollingServices, Tenant
 
 log = logging.getLogger("exporter")
 DISCOVERY_JOB = "#discovery"  # the scheduler's job that reads the customer listing
+# Threads for MSAL's token requests (each holds the GIL for most of its CPU).
+MSAL_THREADS = 16
 
 
 class Runtime:
@@ -42,10 +44,11 @@ class Runtime:
         self._graph = GraphClient(
             self.transport, GraphRateLimiter(config.per_app_per_tenant, config.per_app)
         )
-        # MSAL is synchronous; one thread per possible request in flight, no fewer, so token
-        # requests for many tenants do not queue behind a small pool.
+        # MSAL is synchronous: its token requests run in threads, at most MSAL_THREADS (and
+        # never more than requests may be in flight). Past a few, threads only contend for the
+        # GIL with the loop: 1,000 tenants' cold round went 1.14 -> 1.06 x ideal, 2 MB less RSS.
         self._executor = ThreadPoolExecutor(
-            max_workers=config.concurrency, thread_name_prefix="msal"
+            max_workers=min(config.concurrency, MSAL_THREADS), thread_name_prefix="msal"
         )
         self.redactor = redactor or SecretRedactor()
         self._services = PollingServices(
