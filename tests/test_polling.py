@@ -474,3 +474,19 @@ async def test_a_reload_stops_a_removed_tenant_and_a_changed_one_keeps_or_moves_
     assert runtime.tenant(edited).job is not None
     assert runtime.scheduler.next_poll(retimed) is not None
     assert runtime.tenant(retimed).job is not None
+
+
+async def test_a_new_token_does_not_ask_the_tenants_openid_discovery_again(
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
+) -> None:
+    # The MSAL app is let go once its token is held and built again for the next one; the
+    # tenant's OpenID discovery stays in MSAL's http_cache, kept by the token source.
+    runtime = make_runtime(load_config(sim_env.config_file))
+    for _ in range(3):
+        runtime.tenant("tenant-0000").forget_tokens()
+        assert (await runtime.poll("tenant-0000")).result == "success"
+    counts = sim_env.sim.stats()["tenants"]["tenant-0000"]
+    assert counts["token_requests"] == 3
+    tenant_id = sim_env.sim.find("tenant-0000").tenant_id
+    asked = [e for e in list(sim_env.sim.events) if e[0] == "discovery" and e[2] == tenant_id]
+    assert len(asked) == 1, asked

@@ -250,6 +250,10 @@ class TenantTokenSource:
             else "POST",
         )
         self._app: msal.ConfidentialClientApplication | None = None
+        # MSAL's http_cache (its public parameter), kept across the apps built for each token:
+        # the tenant's OpenID discovery is not asked again for every token, and MSAL's memory
+        # of a throttled or failing token endpoint outlives the app as it did when the app did.
+        self._http_cache: dict[Any, Any] = {}
         self._managed: Any = None
         self._build_lock = threading.Lock()
         # The last token and the monotonic time until which it is reused without asking MSAL.
@@ -287,6 +291,7 @@ class TenantTokenSource:
                     ),
                     authority=self.tenant.authority,
                     http_client=self._http,
+                    http_cache=self._http_cache,
                     # Known clouds need no instance discovery; a custom host cannot have it.
                     instance_discovery=False if self.tenant.cloud == "custom" else None,
                 )
