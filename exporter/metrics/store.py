@@ -91,7 +91,10 @@ class _Entry:
 
     def lines(self, family: Family) -> str:
         """The tenant's lines of ``family`` (empty if it has none)."""
-        place = _FAMILY_PLACES[family]
+        return self.part(_FAMILY_PLACES[family])
+
+    def part(self, place: int) -> str:
+        """The tenant's lines of the family at ``place`` in TENANT_FAMILIES."""
         return self.text[self.ends[place - 1] if place else 0 : self.ends[place]]
 
 
@@ -240,10 +243,10 @@ class MetricsStore:
                     valid_until = min(valid_until, collector.expires_at)
         source_of = {f: fresh_of[n] for n, families in COLLECTOR_FAMILIES.items() for f in families}
         parts: list[str] = []
-        for family in TENANT_FAMILIES:
+        for place, family in enumerate(TENANT_FAMILIES):
             source = fresh if family in REPORT_FAMILIES else source_of.get(family, entries)
             parts.append(family.header(openmetrics))
-            parts.extend(entry.lines(family) for entry in source)
+            parts.extend(entry.part(place) for entry in source)
         if any(entry.lines(PHONE_ONLY) for entry in fresh):
             parts.append(RETIREMENT_TIMESTAMP.header(openmetrics))
             parts.append(render_retirement_dates())
