@@ -257,17 +257,18 @@ class _SimHandler(ConditionalAccessHandler, PartnerHandler, BaseHTTPRequestHandl
         if form.get("grant_type") != "client_credentials":
             self._json(400, {"error": "unsupported_grant_type", "correlation_id": correlation})
             return
-        reason = token_refusal(fault, form) or sim.check_client(
-            tenant, form, f"{sim.base_url}{path}"
-        )
-        if reason is None and fault in SHAPED_TOKENS:
-            self._json(200, {**sim.issue_token(tenant), **SHAPED_TOKENS[fault]})
+        reason = token_refusal(fault, form)
+        answer = None
+        if reason is None:
+            reason, answer = sim.authenticate_and_issue(tenant, form, f"{sim.base_url}{path}")
+        if answer is None:
+            self._json(401, invalid_client_body(reason or "AADSTS7000215", correlation))
             return
-        if reason is not None:
-            self._json(401, invalid_client_body(reason, correlation))
+        if fault in SHAPED_TOKENS:
+            self._json(200, {**answer, **SHAPED_TOKENS[fault]})
             return
         self._record("token", tenant)
-        self._json(200, sim.issue_token(tenant))
+        self._json(200, answer)
 
     def _graph_tenant(self) -> SimTenant | None:
         """The tenant of the bearer token; answers 401 itself when there is none."""

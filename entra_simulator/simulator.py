@@ -264,14 +264,27 @@ class Simulator:
     # ---------------------------------------------------------------- request logic
 
     def issue_token(self, tenant: SimTenant) -> dict[str, Any]:
+        with self.lock:
+            return self._issue_token_locked(tenant)
+
+    def authenticate_and_issue(
+        self, tenant: SimTenant, form: dict[str, str], token_url: str
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """The client's check and its token under one lock: a test that changes a tenant's
+        credential and revokes its tokens (under the lock) never sees a token issued for the
+        old credential after the revocation. (The refusal reason, or the token's answer.)"""
+        with self.lock:
+            reason = self.check_client(tenant, form, token_url)
+            return reason, None if reason is not None else self._issue_token_locked(tenant)
+
+    def _issue_token_locked(self, tenant: SimTenant) -> dict[str, Any]:
         # Access tokens are opaque to clients: Microsoft may change their shape at any time.
         token = (
             f"opaque~{secrets.token_urlsafe(48)}"
             if self.opaque_tokens
             else jwt_shaped(tenant.tenant_id, self.token_lifetime)
         )
-        with self.lock:
-            self.tokens[token] = (tenant.tenant_id, time.time() + self.token_lifetime)
+        self.tokens[token] = (tenant.tenant_id, time.time() + self.token_lifetime)
         return {
             "token_type": "Bearer",
             "expires_in": self.token_lifetime,
