@@ -43,7 +43,7 @@ from bench.harness import (
     connections_to,
     secret_volume,
 )
-from entra_simulator import GRAPH_FAULTS
+from entra_simulator.directory import GRAPH_FAULTS
 from entra_simulator.policy import FORBIDDEN
 from exporter.config.network import parse_duration
 

@@ -18,27 +18,9 @@ by it except lazily for ``--demo``. It serves:
   secret, a certificate or a federated token).
 
 Modules: ``tls`` (certificates and assertion checks), ``directory`` (tenants, users, report
-documents), ``handlers`` (HTTP routes and faults), ``simulator`` (state and server), ``cli``.
+documents), ``handlers`` (HTTP routes and faults), ``state`` (tenants, tokens, limits, the
+request log), ``simulator`` (the state served over HTTPS: ``Simulator``), ``cli``. This package
+imports none of them: import what you use from its module.
 Faults: see :data:`GRAPH_FAULTS` and :data:`TOKEN_FAULTS`; ``--fault-rate`` injects a random
 Graph fault into that share of report requests.
 """
-
-from entra_simulator.directory import (
-    GRAPH_FAULTS,
-    TOKEN_FAULTS,
-    SimTenant,
-    details_page,
-    details_truth,
-    parse_filter,
-)
-from entra_simulator.simulator import Simulator
-
-__all__ = [
-    "GRAPH_FAULTS",
-    "TOKEN_FAULTS",
-    "SimTenant",
-    "Simulator",
-    "details_page",
-    "details_truth",
-    "parse_filter",
-]

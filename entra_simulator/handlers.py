@@ -54,7 +54,7 @@ from entra_simulator.policy import FORBIDDEN, FORBIDDEN_BODY, policy_document
 from entra_simulator.segments import directory_of, members_page, role_page
 
 if TYPE_CHECKING:
-    from entra_simulator.simulator import Simulator
+    from entra_simulator.state import SimulatorState
 
 
 class _SimServer(ThreadingHTTPServer):
@@ -72,7 +72,7 @@ class _SimServer6(_SimServer):
 
 class _SimHandler(ConditionalAccessHandler, PartnerHandler, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    sim: Simulator
+    sim: SimulatorState
     custom_answer: tuple[int, bytes, str] = (200, b"{}", "application/json")
     load = 0.0  # the share of the service budget in use, after the last directory call
     timeout = 120
@@ -490,7 +490,7 @@ class _SimHandler(ConditionalAccessHandler, PartnerHandler, BaseHTTPRequestHandl
             self._raw(200, body, content_type)
 
 
-def make_server(sim: Simulator, host: str, port: int) -> ThreadingHTTPServer:
+def make_server(sim: SimulatorState, host: str, port: int) -> ThreadingHTTPServer:
     """Bind the simulator's (not yet TLS-wrapped, not yet serving) server."""
     handler = type("BoundSimHandler", (_SimHandler,), {"sim": sim})
     server_class = _SimServer6 if ":" in host else _SimServer

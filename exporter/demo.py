@@ -23,7 +23,7 @@ CONDITIONAL_ACCESS_ADMINISTRATOR = "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9"
 def run_demo(settings: Settings, run: Callable[[Settings], int]) -> int:
     """Start the embedded simulator with a few tenants and run the exporter against it."""
     # Imported here: the simulator is never part of a serving exporter's import graph.
-    from entra_simulator import Simulator  # noqa: PLC0415
+    from entra_simulator.simulator import Simulator  # noqa: PLC0415
 
     simulator = Simulator(tenants=DEMO_TENANTS, seed=20261124)
     flaky, forbidden, retired, report_only = _shape_tenants(simulator)
@@ -108,7 +108,7 @@ CUSTOMER = "Northwind Traders"
 def _add_partner(simulator: Any) -> Any:
     """An MSP's partner tenant, whose listing names one customer that has not consented to the
     app yet (its tokens answer AADSTS65001): the landing page gives its admin-consent URL."""
-    from entra_simulator import SimTenant  # noqa: PLC0415
+    from entra_simulator.directory import SimTenant  # noqa: PLC0415
 
     app = "00000000-0000-4000-8000-00000000beef"
     partner = SimTenant("partner", "3c0f1b2e-0000-4000-8000-00000000beef", app,

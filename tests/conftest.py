@@ -21,7 +21,7 @@ import trustme
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from entra_simulator import Simulator
+from entra_simulator.simulator import Simulator
 from exporter.config.model import CLOUDS, ClientSecretCredential, Config, Secret, TenantConfig
 from exporter.metrics.snapshots import PollResult, TenantSnapshot
 from exporter.metrics.store import MetricsStore

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from entra_simulator import Simulator
 from entra_simulator.segments import directory_of
+from entra_simulator.simulator import Simulator
 from tests.conftest import ExporterProcess, SimEnv, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from entra_simulator import SimTenant
+from entra_simulator.directory import SimTenant
 from exporter.config.loader import load_config, parse_config
 from exporter.config.model import CertificateCredential, Config, ManagedIdentityCredential
 from exporter.config.problems import ConfigError

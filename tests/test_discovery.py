@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from entra_simulator import Simulator
+from entra_simulator.simulator import Simulator
 from exporter.config.loader import load_config
 from exporter.config.model import Config
 from exporter.config.problems import ConfigError

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from entra_simulator import Simulator
 from entra_simulator.limits import GraphLimits, Limit
+from entra_simulator.simulator import Simulator
 from exporter.config.loader import load_config
 from exporter.config.model import Config
 from exporter.config.sharding import Shard

@@ -13,7 +13,7 @@ import pytest
 import trustme
 import yaml
 
-from entra_simulator import SimTenant
+from entra_simulator.directory import SimTenant
 from exporter.config.loader import load_config
 from exporter.config.model import Config
 from exporter.graph.auth import msal_client_credential

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from entra_simulator import SimTenant, Simulator, details_truth
 from entra_simulator.conditional_access import EXCLUSIONS
+from entra_simulator.directory import SimTenant, details_truth
 from entra_simulator.segments import directory_of
+from entra_simulator.simulator import Simulator
 from tests.conftest import (
     REPO,
     ExporterProcess,

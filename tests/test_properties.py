@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from entra_simulator import Simulator
+from entra_simulator.simulator import Simulator
 from exporter.config.loader import load_config
 from exporter.graph.failures import RESULTS
 from exporter.runtime import Runtime, build_runtime

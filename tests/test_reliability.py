@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from entra_simulator import GRAPH_FAULTS, SimTenant
+from entra_simulator.directory import GRAPH_FAULTS, SimTenant
 from tests.conftest import ExporterProcess, SimEnv, run_cli, wait_until, write_app_certificate
 from tests.conftest import exposition_samples as samples
 

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from entra_simulator import SimTenant
-from entra_simulator.directory import detail_user
+from entra_simulator.directory import SimTenant, detail_user
 from entra_simulator.segments import (
     CONDITIONAL_ACCESS_ADMIN,
     GLOBAL_ADMIN,

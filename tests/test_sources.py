@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from entra_simulator import SimTenant, details_page, details_truth, parse_filter
+from entra_simulator.directory import SimTenant, details_page, details_truth, parse_filter
 from exporter.config.loader import load_config
 from exporter.config.model import Config
 from exporter.reports.details import DETAIL_FLAGS, RegistrationDetailsCounter

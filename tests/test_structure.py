@@ -358,3 +358,85 @@ def test_tests_that_start_processes_or_servers_are_not_in_the_unit_tier() -> Non
             if names & PROCESS_NAMES and not tiered:
                 found.append(f"{module}.{node.name}")
     assert found == []
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
+    """The product modules ``path`` imports: every import statement, at the top, in a function
+    or under ``TYPE_CHECKING``, and the packages each one runs first (their ``__init__``)."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package[: len(package) - node.level + 1]
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        for target in targets:
+            parts = target.split(".")
+            found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & known
+    return found - {name}
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        while work:
+            node, edges = work[-1]
+            step = next(edges, None)
+            if step is not None:
+                if step not in index:
+                    index[step] = low[step] = len(index)
+                    stack.append(step)
+                    work.append((step, iter(sorted(graph[step]))))
+                elif step in stack:
+                    low[node] = min(low[node], index[step])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = stack[stack.index(node) :]
+                del stack[stack.index(node) :]
+                if len(group) > 1:
+                    circles.append(sorted(group))
+    return circles
+
+
+def product_import_graph() -> dict[str, set[str]]:
+    modules = {module_name(path): path for path in PRODUCT}
+    known = set(modules)
+    return {name: imported_modules(name, path, known) for name, path in modules.items()}
+
+
+def test_no_module_imports_itself_in_a_circle() -> None:
+    # Deferred imports (in a function) and TYPE_CHECKING ones count: a circle hidden in a
+    # function is still a circle, and the next refactor turns it into an import error.
+    assert import_circles(product_import_graph()) == []
+
+
+def test_the_circle_check_finds_one_through_a_deferred_import(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("from pkg.b import run\n")
+    (tmp_path / "b.py").write_text("def run():\n    from . import a\n    return a\n")
+    (tmp_path / "c.py").write_text("from pkg import b\n")
+    known = {"pkg.a", "pkg.b", "pkg.c"}
+    graph = {name: imported_modules(name, tmp_path / f"{name[4:]}.py", known) for name in known}
+    assert graph == {"pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a"}, "pkg.c": {"pkg.b"}}
+    assert import_circles(graph) == [["pkg.a", "pkg.b"]]
