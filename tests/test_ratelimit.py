@@ -12,6 +12,7 @@ import pytest
 
 from exporter.config.model import Config, RateLimit, TenantConfig
 from exporter.config.sharding import Shard
+from exporter.graph.admission import Admission
 from exporter.graph.pacing import GraphRateLimiter, RateLimitedError, SlidingWindow
 from exporter.graph.service_budget import ServiceBudget
 from exporter.polling.retries import RetryAfterMemory, retry_delay
@@ -293,3 +294,61 @@ async def test_the_sweep_drops_windows_as_good_as_new_and_keeps_the_others() -> 
     budget.sweep()
     assert limiter.tracked() == 0
     assert budget.tracked() == (0, 0)
+
+
+async def settle() -> None:
+    """Let every woken waiter run (admission wakes the next one a step later)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_polls_past_the_transports_room_wait_first_come_first_served() -> None:
+    admission = Admission(2)
+    started: list[int] = []
+    spend: dict[int, asyncio.Event] = {n: asyncio.Event() for n in range(5)}
+
+    async def poll(n: int) -> None:
+        async with admission.ticket() as ticket:
+            started.append(n)
+            await spend[n].wait()
+            ticket.spend()  # its first request is on its way: no longer counted
+            await asyncio.sleep(3600)
+
+    polls = [asyncio.create_task(poll(n)) for n in range(5)]
+    await settle()
+    assert started == [0, 1]
+    spend[1].set()
+    await settle()
+    assert started == [0, 1, 2]
+    admission.queued += 1  # a request waits for a connection: it takes the room
+    spend[0].set()
+    await settle()
+    assert started == [0, 1, 2]
+    admission.dequeued()
+    await settle()
+    assert started == [0, 1, 2, 3]
+    for task in polls:
+        task.cancel()
+    await asyncio.gather(*polls, return_exceptions=True)
+    assert (admission.admitted, admission.queued) == (0, 0)
+
+
+async def test_a_poll_that_ends_or_gives_up_waiting_frees_its_place() -> None:
+    admission = Admission(1)
+
+    async def wait_for_room() -> None:
+        async with admission.ticket():
+            pass
+
+    async with admission.ticket():
+        waiting = asyncio.create_task(wait_for_room())
+        await settle()
+        assert not waiting.done()
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+    async with admission.ticket() as ticket:
+        assert admission.admitted == 1
+        ticket.spend()
+        ticket.spend()  # once only
+        assert admission.admitted == 0
+    assert admission.admitted == 0

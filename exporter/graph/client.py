@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, TypeVar
 import httpx
 
 from exporter.config.model import RateLimit, TenantConfig
+from exporter.graph.admission import Ticket
 from exporter.graph.answers import (
     MIN_RETRY_SECONDS,
     Attempts,
@@ -59,6 +60,8 @@ class GraphRequest(NamedTuple):
     deadline: float
     tally: RequestTally
     log: logging.LoggerAdapter[logging.Logger] | None = None
+    # The poll's admission ticket, spent by its first request (None: a request of no poll).
+    ticket: Ticket | None = None
 
 
 # The budgets a request may be paced by: identity and access reports, or the service's.
@@ -117,6 +120,10 @@ class GraphClient:
         self.service = service or ServiceBudget()
         self.conditional_access = TenantLimiter()
         self._next_sweep = 0.0
+
+    def admitted(self) -> AbstractAsyncContextManager[Ticket]:
+        """Wait until a poll may start (:mod:`exporter.graph.admission`); its ticket."""
+        return self._transport.admission.ticket()
 
     def note_tenant_size(self, tenant: TenantConfig, users: int) -> None:
         """The tenant's size, learnt from its report: it sets its directory budget."""
@@ -275,6 +282,8 @@ class GraphClient:
     ) -> HttpResponse:
         """One GET inside a pacing slot, bounded by the request timeout and the deadline."""
         token, deadline, tally = request.token, request.deadline, request.tally
+        if request.ticket is not None:
+            request.ticket.spend()  # this poll is paced or queued from here: not admitted
         async with self._slot(tenant, url, deadline, service) as waited:
             tally.paced_seconds += waited
             remaining = deadline - time.monotonic()

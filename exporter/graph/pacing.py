@@ -40,15 +40,17 @@ class SlidingWindow:
         self.limit = limit.requests
         self.window = limit.per_seconds
         self._clock = clock
-        self._completed: deque[float] = deque()
+        self._completed: list[float] = []
         self._in_flight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # Made at the first wait, dropped when empty: most windows never wait, and an empty
+        # deque is some 600 bytes (a window per tenant and app).
+        self._waiters: deque[asyncio.Future[None]] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     def _used(self, now: float) -> int:
         horizon = now - self.window
         while self._completed and self._completed[0] <= horizon:
-            self._completed.popleft()
+            self._completed.pop(0)
         return len(self._completed) + self._in_flight
 
     def _dispatch(self) -> None:
@@ -61,6 +63,8 @@ class SlidingWindow:
                 waiter.set_result(None)
         while self._waiters and self._waiters[0].done():
             self._waiters.popleft()  # cancelled waiters
+        if not self._waiters:
+            self._waiters = None
         if self._waiters and self._completed and self._timer is None:
             delay = max(0.0, self._completed[0] + self.window - now)
             loop = asyncio.get_running_loop()
@@ -76,6 +80,8 @@ class SlidingWindow:
             self._in_flight += 1
             return
         waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = deque()
         self._waiters.append(waiter)
         self._dispatch()
         try:

@@ -80,9 +80,11 @@ class UnitWindow:
         self.limit = limit
         self.window = window
         self._clock = clock
-        self._completed: deque[tuple[float, int]] = deque()
+        self._completed: list[tuple[float, int]] = []
         self._used = 0
-        self._waiters: deque[tuple[asyncio.Future[None], int]] = deque()
+        # Made at the first wait, dropped when empty: most windows never wait, and an empty
+        # deque is some 600 bytes (a window per tenant and app).
+        self._waiters: deque[tuple[asyncio.Future[None], int]] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._slow_until = 0.0
 
@@ -93,7 +95,7 @@ class UnitWindow:
     def _room(self, now: float) -> float:
         horizon = now - self.window
         while self._completed and self._completed[0][0] <= horizon:
-            self._used -= self._completed.popleft()[1]
+            self._used -= self._completed.pop(0)[1]
         limit = self.limit * (SLOW_DOWN_FACTOR if now < self._slow_until else 1.0)
         return limit - self._used
 
@@ -106,7 +108,9 @@ class UnitWindow:
             if not waiter.done():
                 self._used += units
                 waiter.set_result(None)
-        if self._waiters and self._timer is None:
+        if not self._waiters:
+            self._waiters = None
+        elif self._timer is None:
             oldest = self._completed[0][0] if self._completed else now
             delay = max(0.01, oldest + self.window - now, self._slow_until - now)
             self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
@@ -121,6 +125,8 @@ class UnitWindow:
             self._used += units
             return
         waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = deque()
         self._waiters.append((waiter, units))
         self._dispatch()
         try:
@@ -133,7 +139,7 @@ class UnitWindow:
     @property
     def idle(self) -> bool:
         """True when nothing waits and nothing is in flight (the window may be dropped)."""
-        waiting = any(not waiter.done() for waiter, _ in self._waiters)
+        waiting = any(not waiter.done() for waiter, _ in self._waiters or ())
         return not waiting and self._used == sum(units for _, units in self._completed)
 
     def spent(self, now: float) -> bool:

@@ -60,7 +60,7 @@ from exporter.metrics.snapshots import (
     TenantSnapshot,
 )
 from exporter.reports.details import SEGMENT_STATUSES
-from exporter.reports.enforcement import CLASSES, EnforcementPolicies
+from exporter.reports.enforcement import CLASSES, PolicyCounts
 from exporter.reports.policy import CAMPAIGN_STATES, MIGRATION_STATES, MethodsPolicy
 from exporter.reports.registration import CoverageCounts, RegistrationReport, SegmentReport
 from exporter.reports.strengths import RETIREMENTS, STRENGTHS
@@ -125,12 +125,12 @@ def render_tenant_block(snapshot: TenantSnapshot) -> Lines:
     if policy is not None and isinstance(policy.value, MethodsPolicy):
         lines.update(render_policy(tenant, policy.value))
     enforcement = snapshot.collector(ENFORCEMENT_COLLECTOR)
-    if enforcement is not None and isinstance(enforcement.value, EnforcementPolicies):
+    if enforcement is not None and isinstance(enforcement.value, PolicyCounts):
         lines.update(render_enforcement(tenant, enforcement.value))
     return lines
 
 
-def render_enforcement(tenant: str, policies: EnforcementPolicies) -> Lines:
+def render_enforcement(tenant: str, policies: PolicyCounts) -> Lines:
     """Security defaults and the Conditional Access policies by state and kind."""
     defaults = 1 if policies.security_defaults else 0
     return {
@@ -138,7 +138,7 @@ def render_enforcement(tenant: str, policies: EnforcementPolicies) -> Lines:
         CA_POLICIES: "".join(
             f'{CA_POLICIES.name}{{{tenant},state="{escape_label_value(state)}",kind="{kind}"}} '
             f"{count}\n"
-            for state, kind, count in policies.counts()
+            for state, kind, count in policies.counts
         ),
     }
 

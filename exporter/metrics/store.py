@@ -27,6 +27,7 @@ import platform
 import threading
 import time
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import accumulate
 from types import MappingProxyType
@@ -73,21 +74,39 @@ COLLECTOR_FAMILIES = MappingProxyType(
 # Where each family's lines sit in a tenant's text (its position in TENANT_FAMILIES).
 _FAMILY_PLACES = MappingProxyType({family: place for place, family in enumerate(TENANT_FAMILIES)})
 
+# A tenant's lines of one family from this many characters on are held as a gzip member, not
+# as text: the enforcement classes (some 17 KB a tenant) keep under 1 KB. Below it a member's
+# own 20 bytes and a small text's poor compression would cost more than they save.
+PACK_FROM = 1024
+# The level a family's member is packed at (once a poll; 17 KB take some 130 µs at 6).
+PACK_LEVEL = 6
+# A scrape's answer is built in pieces of about this many characters: never the whole text at
+# once, and never a piece per tenant.
+PIECE_CHARS = 1 << 18
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     """A tenant's snapshot and its sample lines: one string, every family's lines in the
     order of TENANT_FAMILIES, and where each family's end (a mapping of some 25 strings was
-    some 2 KB a tenant more)."""
+    some 2 KB a tenant more); a family's lines of :data:`PACK_FROM` characters or more are a
+    gzip member in ``packed`` instead (empty in ``text``)."""
 
     snapshot: TenantSnapshot
     text: str
     ends: array[int]
+    packed: Mapping[int, bytes] | None = None
 
     @classmethod
     def of(cls, snapshot: TenantSnapshot, lines: Lines) -> _Entry:
         parts = [lines.get(family, "") for family in TENANT_FAMILIES]
-        return cls(snapshot, "".join(parts), array("I", accumulate(map(len, parts))))
+        packed = {}
+        for place, part in enumerate(parts):
+            if len(part) >= PACK_FROM:
+                packed[place] = gzip.compress(part.encode(), PACK_LEVEL, mtime=0)
+                parts[place] = ""
+        ends = array("I", accumulate(map(len, parts)))
+        return cls(snapshot, "".join(parts), ends, packed or None)
 
     def lines(self, family: Family) -> str:
         """The tenant's lines of ``family`` (empty if it has none)."""
@@ -95,15 +114,78 @@ class _Entry:
 
     def part(self, place: int) -> str:
         """The tenant's lines of the family at ``place`` in TENANT_FAMILIES."""
+        member = self.member(place)
+        if member is not None:
+            return gzip.decompress(member).decode()
         return self.text[self.ends[place - 1] if place else 0 : self.ends[place]]
+
+    def member(self, place: int) -> bytes | None:
+        """The gzip member the family at ``place`` is held as, if it is packed."""
+        return self.packed.get(place) if self.packed is not None else None
+
+
+class _Body:
+    """A scrape's answer built piece by piece: text gathered until :data:`PIECE_CHARS`, then
+    encoded (or gzip-compressed: a gzip stream may hold many members, and every reader joins
+    them); a packed family's member goes into a gzip answer as it is."""
+
+    def __init__(self, gzipped: bool) -> None:
+        self.gzipped = gzipped
+        self.pieces: list[bytes] = []
+        self._texts: list[str] = []
+        self._chars = 0
+
+    def add(self, text: str) -> None:
+        if text:
+            self._texts.append(text)
+            self._chars += len(text)
+            if self._chars >= PIECE_CHARS:
+                self.flush()
+
+    def add_family(self, place: int, entries: list[_Entry]) -> None:
+        """The lines of the family at ``place`` of each of ``entries``, in order (one loop:
+        it runs once per tenant per family)."""
+        texts = self._texts
+        pieces = self.pieces
+        for entry in entries:
+            packed = entry.packed
+            if packed is not None and place in packed:
+                if self.gzipped:
+                    self.flush()
+                    pieces.append(packed[place])
+                else:
+                    self.add(gzip.decompress(packed[place]).decode())
+                continue
+            ends = entry.ends
+            text = entry.text[ends[place - 1] if place else 0 : ends[place]]
+            if text:
+                texts.append(text)
+                self._chars += len(text)
+                if self._chars >= PIECE_CHARS:
+                    self.flush()
+
+    def flush(self) -> None:
+        if not self._texts:
+            return
+        data = "".join(self._texts).encode()
+        self._texts.clear()
+        self._chars = 0
+        if self.gzipped:
+            data = gzip.compress(data, 1, mtime=0)  # pragma: no mutate (any level reads back)
+        self.pieces.append(data)
+
+    def done(self) -> tuple[bytes, ...]:
+        """The pieces; a gzip answer's as one (it is small), a text answer's as they are (one
+        copy of the text, never a second joined)."""
+        self.flush()
+        return (b"".join(self.pieces),) if self.gzipped else tuple(self.pieces)
 
 
 @dataclass(frozen=True, slots=True)
 class _Rendered:
     generation: int
     valid_until: float
-    text: bytes
-    gzipped: bytes
+    body: tuple[bytes, ...]
 
 
 def _encodable(lines: Lines) -> Lines:
@@ -135,7 +217,8 @@ class MetricsStore:
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._generation = 0
-        self._cache: dict[bool, _Rendered] = {}
+        # The tenants' part by (OpenMetrics, gzip), each for the generation it was built at.
+        self._cache: dict[tuple[bool, bool], _Rendered] = {}
         self._reload_ok = 1
         self._web_reload_ok = 1
         self._reload_time = time.time()
@@ -153,18 +236,24 @@ class MetricsStore:
 
     # ------------------------------------------------------------------ writers
 
+    def _changed(self) -> None:
+        """A change (under the lock): the next scrape renders again, and what was rendered
+        for the last one goes now rather than at the next scrape."""
+        self._generation += 1
+        self._cache.clear()
+
     def publish(self, snapshot: TenantSnapshot) -> None:
         """Show ``snapshot`` for its tenant from the next scrape on (replacing the last one)."""
         entry = _Entry.of(snapshot, _encodable(render_tenant_block(snapshot)))
         with self._lock:
             self._entries[snapshot.name] = entry
-            self._generation += 1
+            self._changed()
 
     def remove(self, name: str) -> None:
         """Stop showing tenant ``name`` (removed from the config): all its series go."""
         with self._lock:
             if self._entries.pop(name, None) is not None:
-                self._generation += 1
+                self._changed()
 
     def record_reload(self, ok: bool) -> None:
         """Set the config-reload gauges."""
@@ -172,13 +261,13 @@ class MetricsStore:
             self._reload_ok = 1 if ok else 0
             if ok:
                 self._reload_time = time.time()
-            self._generation += 1
+            self._changed()
 
     def record_web_reload(self, ok: bool) -> None:
         """Set the web-config reload gauge (certificates rotated, web config changed)."""
         with self._lock:
             self._web_reload_ok = 1 if ok else 0
-            self._generation += 1
+            self._changed()
 
     def expect_discovery(self, expected: bool) -> None:
         """Discovery is configured: ready only once its listing was read (or tried) once."""
@@ -186,7 +275,7 @@ class MetricsStore:
             self._discovery_expected = expected
             if not expected:
                 self._discovery = None
-            self._generation += 1
+            self._changed()
 
     def record_discovery(self, ok: bool, tenants: int) -> None:
         """The customer listing was read (``ok``) or failed; ``tenants`` found in the last good
@@ -194,13 +283,13 @@ class MetricsStore:
         with self._lock:
             last = self._discovery[2] if self._discovery else None
             self._discovery = (1 if ok else 0, tenants, time.time() if ok else last)
-            self._generation += 1
+            self._changed()
 
     def record_scheduler_event(self, kind: str) -> None:
         """Count a scheduler event (missed, max_instances, error)."""
         with self._lock:
             self._scheduler_events[kind] += 1
-            self._generation += 1
+            self._changed()
 
     # ------------------------------------------------------------------ readers
 
@@ -220,7 +309,7 @@ class MetricsStore:
             return False
         return all(entry.snapshot.polled for entry in list(self._entries.values()))
 
-    def _render_tenants(self, openmetrics: bool, now: float) -> _Rendered:
+    def _render_tenants(self, openmetrics: bool, gzipped: bool, now: float) -> _Rendered:
         with self._lock:
             generation = self._generation
             entries = list(self._entries.values())
@@ -242,56 +331,58 @@ class MetricsStore:
                     kept.append(entry)
                     valid_until = min(valid_until, collector.expires_at)
         source_of = {f: fresh_of[n] for n, families in COLLECTOR_FAMILIES.items() for f in families}
-        parts: list[str] = []
+        body = _Body(gzipped)
         for place, family in enumerate(TENANT_FAMILIES):
             source = fresh if family in REPORT_FAMILIES else source_of.get(family, entries)
-            parts.append(family.header(openmetrics))
-            parts.extend(entry.part(place) for entry in source)
+            body.add(family.header(openmetrics))
+            body.add_family(place, source)
         if any(entry.lines(PHONE_ONLY) for entry in fresh):
-            parts.append(RETIREMENT_TIMESTAMP.header(openmetrics))
-            parts.append(render_retirement_dates())
-        parts.append(RELOAD_OK.header(openmetrics))
-        parts.append(f"{RELOAD_OK.name} {reload_ok}\n")
-        parts.append(WEB_RELOAD_OK.header(openmetrics))
-        parts.append(f"{WEB_RELOAD_OK.name} {web_reload_ok}\n")
-        parts.append(RELOAD_TIME.header(openmetrics))
-        parts.append(f"{RELOAD_TIME.name} {format_value(reload_time)}\n")
-        parts.append(BUILD_INFO.header(openmetrics))
-        parts.append(self._build_info)
-        parts.append(SCHEDULER_EVENTS.header(openmetrics))
-        parts.extend(
-            f'{SCHEDULER_EVENTS.name}{{event="{kind}"}} {count}\n' for kind, count in events.items()
-        )
+            body.add(RETIREMENT_TIMESTAMP.header(openmetrics))
+            body.add(render_retirement_dates())
+        body.add(RELOAD_OK.header(openmetrics))
+        body.add(f"{RELOAD_OK.name} {reload_ok}\n")
+        body.add(WEB_RELOAD_OK.header(openmetrics))
+        body.add(f"{WEB_RELOAD_OK.name} {web_reload_ok}\n")
+        body.add(RELOAD_TIME.header(openmetrics))
+        body.add(f"{RELOAD_TIME.name} {format_value(reload_time)}\n")
+        body.add(BUILD_INFO.header(openmetrics))
+        body.add(self._build_info)
+        body.add(SCHEDULER_EVENTS.header(openmetrics))
+        for kind, count in events.items():
+            body.add(f'{SCHEDULER_EVENTS.name}{{event="{kind}"}} {count}\n')
         if discovery is not None:
-            parts.extend(_discovery_lines(discovery, openmetrics))
-        text = "".join(parts).encode()
-        zipped = gzip.compress(text, compresslevel=1)  # pragma: no mutate (any level reads back)
-        return _Rendered(generation, valid_until, text, zipped)
+            for line in _discovery_lines(discovery, openmetrics):
+                body.add(line)
+        return _Rendered(generation, valid_until, body.done())
 
-    def _tenant_part(self, openmetrics: bool) -> _Rendered:
+    def _tenant_part(self, openmetrics: bool, gzipped: bool) -> _Rendered:
+        """The tenants' part in one format and encoding, built when first asked for after a
+        change and kept until the next (Prometheus asks one of the four: one copy is held)."""
         now = time.time()
-        cached = self._cache.get(openmetrics)
+        key = (openmetrics, gzipped)
+        cached = self._cache.get(key)
         if (
             cached is not None
             and cached.generation == self._generation
             and now < cached.valid_until
         ):
             return cached
-        rendered = self._render_tenants(openmetrics, now)
-        self._cache[openmetrics] = rendered
+        rendered = self._render_tenants(openmetrics, gzipped, now)
+        with self._lock:
+            if rendered.generation == self._generation:
+                self._cache[key] = rendered
         return rendered
 
-    def render_parts(self, openmetrics: bool = False, gzipped: bool = False) -> tuple[bytes, bytes]:
-        """The exposition as two parts to send one after the other (no copy of the big one).
+    def render_parts(self, openmetrics: bool = False, gzipped: bool = False) -> tuple[bytes, ...]:
+        """The exposition as parts to send one after the other (no copy of the big one): the
+        tenants' part in pieces, then the process part (always last).
 
-        A gzip answer is two gzip members, the cached tenant part and the small process part;
+        A gzip answer is gzip members, the cached tenant part's and the small process part's;
         a gzip stream may hold several members, and every gzip reader joins them.
         """
-        tenants = self._tenant_part(openmetrics)
+        tenants = self._tenant_part(openmetrics, gzipped)
         process = self._process_part(openmetrics)
-        if not gzipped:
-            return tenants.text, process.text
-        return tenants.gzipped, process.gzipped
+        return (*tenants.body, process.body[1 if gzipped else 0])
 
     def render(self, openmetrics: bool = False, gzipped: bool = False) -> bytes:
         """The whole exposition (OpenMetrics or text format), optionally gzip-compressed."""
@@ -316,7 +407,7 @@ class MetricsStore:
             else:
                 text = text_exposition.generate_latest(self._process)
             zipped = gzip.compress(text, 1)  # pragma: no mutate (any level reads back)
-            rendered = _Rendered(0, now + PROCESS_METRICS_TTL, text, zipped)
+            rendered = _Rendered(0, now + PROCESS_METRICS_TTL, (text, zipped))
             self._process_cache[openmetrics] = rendered
             return rendered
 

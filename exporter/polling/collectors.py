@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from exporter.config.model import TenantConfig
+from exporter.graph.admission import Ticket
 from exporter.graph.answers import RequestTally
 from exporter.graph.auth import AccessToken
 from exporter.graph.client import GraphClient, GraphRequest
@@ -55,11 +56,14 @@ class CollectorRun:
     # The tenant's logger: what the run logs is the tenant's (its page keeps the lines).
     log: logging.LoggerAdapter[logging.Logger]
     exchange: PollExchange | None = None
+    # The poll's admission ticket (exporter.graph.admission), spent by its first request.
+    ticket: Ticket | None = None
 
     @property
     def request(self) -> GraphRequest:
-        """What each of the run's Graph requests carries: its token, deadline, tally, log."""
-        return GraphRequest(self.token, self.deadline, self.tally, self.log)
+        """What each of the run's Graph requests carries: its token, deadline, tally, log,
+        and the poll's admission ticket."""
+        return GraphRequest(self.token, self.deadline, self.tally, self.log, self.ticket)
 
 
 @dataclass(frozen=True, slots=True)

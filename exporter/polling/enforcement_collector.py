@@ -57,11 +57,12 @@ class EnforcementCollector:
     name = ENFORCEMENT_COLLECTOR
 
     async def collect(self, run: CollectorRun) -> Collected:
-        """The policies; whatever happens, the report collector is told (None: not read)."""
+        """The policies by state and kind; whatever happens, the report collector is told every
+        policy (None: not read)."""
         policies = None
         try:
             policies = await read_enforcement(run)
         finally:
             if run.exchange is not None:
                 run.exchange.offer_policies(policies)
-        return Collected(policies)
+        return Collected(policies.summary())

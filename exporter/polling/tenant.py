@@ -400,7 +400,10 @@ async def run_poll(
     used: str | None = None
     common: PollFailure | None = None  # what failed every collector not yet done
     try:
-        async with asyncio.timeout(budget + OUTER_GRACE_SECONDS):
+        async with (
+            asyncio.timeout(budget + OUTER_GRACE_SECONDS),
+            graph.admitted() as ticket,  # waiting for room counts as waiting for Graph did
+        ):
             token: AccessToken = await tokens.get_token()
             enforcement = any(c.name == ENFORCEMENT_COLLECTOR for c in collectors)
             run = CollectorRun(
@@ -412,6 +415,7 @@ async def run_poll(
                 source,
                 tenant_log,
                 PollExchange(enforcement),
+                ticket,
             )
             used = await _collect_all(run, collectors, tokens, done)
     except TokenError as err:

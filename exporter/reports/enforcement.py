@@ -85,6 +85,16 @@ class CaPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyCounts:
+    """Security defaults and the Conditional Access policies by state and kind: the
+    enforcement collector's value, kept until the next poll in place of every policy read
+    (each policy's ID sets were some 8 KB a tenant)."""
+
+    security_defaults: bool
+    counts: tuple[tuple[str, str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class EnforcementPolicies:
     """What the ``enforcement`` collector read: security defaults and every CA policy."""
 
@@ -104,6 +114,10 @@ class EnforcementPolicies:
         """The role templates MFA policies name, each once, sorted."""
         named = {r for p in self.mfa_policies for r in (*p.include.roles, *p.exclude.roles)}
         return tuple(sorted(named))
+
+    def summary(self) -> PolicyCounts:
+        """What the exposition shows of these policies (all a tenant keeps between polls)."""
+        return PolicyCounts(self.security_defaults, self.counts())
 
     def counts(self) -> tuple[tuple[str, str, int], ...]:
         """(state, kind, policies): the known states x kinds, zeros included, then states
