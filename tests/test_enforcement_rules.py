@@ -80,9 +80,14 @@ def test_a_disabled_mfa_policy_is_disabled_mfa_all_and_a_new_state_is_no_mfa_pol
     assert (disabled.state, disabled.kind, disabled.mfa) == ("disabled", "mfa_all", False)
     future = parse_policy(policy("f", "enabledForRehearsal"), 0)
     assert (future.kind, future.mfa) == ("mfa_all", False)
-    counts = EnforcementPolicies(False, (disabled, future)).counts()
+    policies = EnforcementPolicies(False, (disabled, future))
+    counts = policies.counts()
     assert ("disabled", "mfa_all", 1) in counts and ("enabledForRehearsal", "mfa_all", 1) in counts
     assert len(counts) == 16  # 3 known states and the new one, x 4 kinds
+    # What a tenant keeps between polls says the same counts.
+    assert policies.summary().counts == counts
+    known = EnforcementPolicies(True, (disabled,))
+    assert known.summary().counts == known.counts() and known.summary().security_defaults
 
 
 def classes_of(documents: list[dict[str, Any]], users: dict[str, tuple[set[str], bool]],

@@ -17,6 +17,7 @@ from entra_simulator.directory import SimTenant
 from exporter.config.loader import load_config
 from exporter.config.model import Config
 from exporter.graph.auth import msal_client_credential
+from exporter.polling.tenant import LOG_TAIL_LINES
 from tests.conftest import (
     Runtime,
     SimEnv,
@@ -446,6 +447,19 @@ async def test_a_failed_poll_keeps_the_lines_its_tenant_logged_and_no_other_tena
     assert not any(
         secret in line for line in runtime.store.snapshot("tenant-0000").last_failure_log
     )
+
+
+async def test_a_tenants_log_tail_keeps_its_last_lines_only(
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
+) -> None:
+    runtime = make_runtime(load_config(sim_env.config_file))
+    tenant = runtime.tenants["tenant-0000"]
+    for n in range(LOG_TAIL_LINES + 7):
+        tenant.log.warning(f"line {n}")
+    kept = tenant.lines_since(0.0)
+    assert len(kept) == LOG_TAIL_LINES
+    assert "line 7" in kept[0] and f"line {LOG_TAIL_LINES + 6}" in kept[-1]
+    assert runtime.tenants["tenant-0001"].lines_since(0.0) == ()
 
 
 async def test_a_reload_stops_a_removed_tenant_and_a_changed_one_keeps_or_moves_its_job(

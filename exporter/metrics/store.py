@@ -4,9 +4,12 @@ Each poll builds a new immutable :class:`~exporter.metrics.snapshots.TenantSnaps
 tenant publishes here; the store renders the tenant's sample lines once, per metric family
 (:mod:`exporter.metrics.rendering`), and the pair replaces the tenant's old entry in one
 assignment, so a scrape
-sees a tenant either before or after a poll, never half of one. A scrape joins the pre-rendered
-lines under each family's HELP/TYPE header, and the joined text (plain and gzip) is cached
-until a tenant changes or a report turns stale. Example output::
+sees a tenant either before or after a poll, never half of one. A family's lines of 1 KB or
+more (the enforcement classes) are held as a gzip member. A scrape joins the pre-rendered lines
+under each family's HELP/TYPE header, in pieces: a gzip answer carries the held members as they
+are (a gzip stream may hold many), a text answer unpacks them. The answer of the format and
+encoding asked for is kept until a tenant changes or a report turns stale, and dropped at the
+change: one copy, of what Prometheus asks for. Example output::
 
     # HELP entra_credential_registration_users Users per credential registration status, ...
     # TYPE entra_credential_registration_users gauge

@@ -9,7 +9,6 @@ snapshot; it returns a :class:`~exporter.metrics.snapshots.PollResult`, never an
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from collections.abc import Callable
@@ -112,8 +111,9 @@ class Tenant:
         self._services = services
         self.collectors: tuple[Collector, ...] = collectors_for(config)
         # The tail of lines logged about the tenant, made at its first line (most tenants
-        # log none between failures; an empty deque is some 600 bytes).
-        self.log_tail: collections.deque[tuple[float, str]] | None = None
+        # log none between failures): a list cut back to its last lines, not a deque (some
+        # 600 bytes however few lines it holds).
+        self.log_tail: list[tuple[float, str]] | None = None
         self.settled_source: str | None = None
         self._last_result: str | None = None
         self.failures = 0  # failed polls in a row (a retry backs off with them)
@@ -142,7 +142,7 @@ class Tenant:
             # One tail for both: what the old one's token source (kept when the credential
             # did not change) or a poll of it still in flight logs is this tenant's too.
             if previous.log_tail is None:
-                previous.log_tail = collections.deque(maxlen=LOG_TAIL_LINES)
+                previous.log_tail = []
             self.log_tail = previous.log_tail
             self._last_result = previous.last_result
             self.dropped_labels_logged = previous.dropped_labels_logged
@@ -199,9 +199,12 @@ class Tenant:
 
     def log_line(self, created: float, line: str) -> None:
         """Keep a line logged about this tenant (already redacted and formatted), bounded."""
-        if self.log_tail is None:
-            self.log_tail = collections.deque(maxlen=LOG_TAIL_LINES)
-        self.log_tail.append((created, line[:MAX_LOG_LINE]))
+        tail = self.log_tail
+        if tail is None:
+            tail = self.log_tail = []
+        tail.append((created, line[:MAX_LOG_LINE]))  # lines come from MSAL's threads too:
+        if len(tail) > LOG_TAIL_LINES:  # each step is atomic, and at worst one more is cut
+            del tail[: len(tail) - LOG_TAIL_LINES]
 
     def lines_since(self, started: float) -> tuple[str, ...]:
         """The tenant's log lines logged at or after ``started`` (Unix time)."""
