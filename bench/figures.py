@@ -119,6 +119,8 @@ class Sizes:
     floor_rounds: int = 3
     # Privileged admins of the directory-budget tenant (pacing).
     paced_admins: int = 500
+    # Turns of the discovered-against-listed RSS reading, each side's median reported.
+    rss_turns: int = 3
 
 
 GRAPH_LIMITS = ((5, 10.0), (122, 10.0))
@@ -132,7 +134,7 @@ QUICK = Sizes(
 )  # fmt: skip
 SMOKE = Sizes(
     4_000, 20, 0.02, 5, (1, 20), 20, 5, 12.0, 4, 1,
-    60, 3_000, 400, ((5, 0.5), (12, 0.5)), 1, 1, 30,
+    60, 3_000, 400, ((5, 0.5), (12, 0.5)), 1, 1, 30, 1,
 )  # fmt: skip
 
 
