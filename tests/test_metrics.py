@@ -224,6 +224,20 @@ def test_a_family_of_many_lines_reads_the_same_in_gzip_and_in_text(openmetrics: 
     assert gzip.decompress(zipped) == text
 
 
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_an_answer_is_kept_until_the_next_change_and_no_longer(gzipped: bool) -> None:
+    store = golden_store()
+    first = store.render_parts(gzipped=gzipped)[0]
+    assert store.render_parts(gzipped=gzipped)[0] is first  # kept: not built again
+    assert store.render_parts(openmetrics=True, gzipped=gzipped)[0] is not first
+    store.record_reload(ok=True)
+    again = store.render_parts(gzipped=gzipped)[0]
+    assert again is not first
+    assert b"entra_exporter_config_last_reload_successful 1" in (
+        gzip.decompress(again) if gzipped else again
+    )
+
+
 def test_a_large_text_answer_comes_in_pieces_never_joined_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -105,28 +105,26 @@ class _Entry:
     @classmethod
     def of(cls, snapshot: TenantSnapshot, lines: Lines) -> _Entry:
         parts = [lines.get(family, "") for family in TENANT_FAMILIES]
-        packed = {}
-        for place, part in enumerate(parts):
-            if len(part) >= PACK_FROM:
-                packed[place] = gzip.compress(part.encode(), PACK_LEVEL, mtime=0)
-                parts[place] = ""
-        ends = array("I", accumulate(map(len, parts)))
-        return cls(snapshot, "".join(parts), ends, packed or None)
+        packed = {
+            place: gzip.compress(part.encode(), PACK_LEVEL, mtime=0)  # pragma: no mutate
+            for place, part in enumerate(parts)
+            if len(part) >= PACK_FROM
+        }
+        kept = ["" if place in packed else part for place, part in enumerate(parts)]
+        ends = array("I", accumulate(map(len, kept)))
+        return cls(snapshot, "".join(kept), ends, packed or None)
 
     def lines(self, family: Family) -> str:
-        """The tenant's lines of ``family`` (empty if it has none)."""
-        return self.part(_FAMILY_PLACES[family])
+        """The tenant's lines of ``family`` (empty if it has none), unpacked."""
+        place = _FAMILY_PLACES[family]
+        if self.packed is not None and place in self.packed:
+            return gzip.decompress(self.packed[place]).decode()
+        return self.text_part(place)
 
-    def part(self, place: int) -> str:
-        """The tenant's lines of the family at ``place`` in TENANT_FAMILIES."""
-        member = self.member(place)
-        if member is not None:
-            return gzip.decompress(member).decode()
+    def text_part(self, place: int) -> str:
+        """The lines of the family at ``place`` in TENANT_FAMILIES held as text (empty when
+        the family is packed, or absent)."""
         return self.text[self.ends[place - 1] if place else 0 : self.ends[place]]
-
-    def member(self, place: int) -> bytes | None:
-        """The gzip member the family at ``place`` is held as, if it is packed."""
-        return self.packed.get(place) if self.packed is not None else None
 
 
 class _Body:
@@ -161,8 +159,7 @@ class _Body:
                 else:
                     self.add(gzip.decompress(packed[place]).decode())
                 continue
-            ends = entry.ends
-            text = entry.text[ends[place - 1] if place else 0 : ends[place]]
+            text = entry.text_part(place)
             if text:
                 texts.append(text)
                 self._chars += len(text)
