@@ -320,7 +320,7 @@ async def test_polls_past_the_transports_room_wait_first_come_first_served() -> 
     spend[1].set()
     await settle()
     assert started == [0, 1, 2]
-    admission.queued += 1  # a request waits for a connection: it takes the room
+    admission.enqueued()  # a request waits for a connection: it takes the room
     spend[0].set()
     await settle()
     assert started == [0, 1, 2]

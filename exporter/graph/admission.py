@@ -69,11 +69,15 @@ class Admission:
             ticket.spend()
 
     def release(self) -> None:
-        """A ticket was spent (or a queued request got its connection): room for the next
-        poll, once the step that made the room is over (a poll spends its ticket on the way
-        to the transport's queue, which counts it again in the same step)."""
+        """A ticket was spent: room for the next poll, once the step that made the room is
+        over (a poll spends its ticket on the way to the transport's queue, which counts it
+        again in the same step)."""
         self.admitted -= 1
         self._wake_soon()
+
+    def enqueued(self) -> None:
+        """A request waits for a connection."""
+        self.queued += 1
 
     def dequeued(self) -> None:
         """A request queued for a connection got it (or gave up)."""

@@ -127,7 +127,7 @@ class Transport:
             content=content or b"",
             extensions={"timeout": httpx.Timeout(timeout).as_dict()},
         )
-        self.admission.queued += 1
+        self.admission.enqueued()
         try:
             await self._in_flight.acquire()
         finally:

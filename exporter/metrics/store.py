@@ -148,23 +148,15 @@ class _Body:
     def add_family(self, place: int, entries: list[_Entry]) -> None:
         """The lines of the family at ``place`` of each of ``entries``, in order (one loop:
         it runs once per tenant per family)."""
-        texts = self._texts
-        pieces = self.pieces
         for entry in entries:
             packed = entry.packed
-            if packed is not None and place in packed:
-                if self.gzipped:
-                    self.flush()
-                    pieces.append(packed[place])
-                else:
-                    self.add(gzip.decompress(packed[place]).decode())
-                continue
-            text = entry.text_part(place)
-            if text:
-                texts.append(text)
-                self._chars += len(text)
-                if self._chars >= PIECE_CHARS:
-                    self.flush()
+            if packed is None or place not in packed:
+                self.add(entry.text_part(place))
+            elif self.gzipped:
+                self.flush()
+                self.pieces.append(packed[place])
+            else:
+                self.add(gzip.decompress(packed[place]).decode())
 
     def flush(self) -> None:
         if not self._texts:
