@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -407,14 +408,24 @@ async def test_a_refused_report_names_the_permission_to_grant(
     )
 
 
+def scheduled_runtime(
+    sim_env: SimEnv, make_runtime: Callable[[Config], Runtime], jitter: str
+) -> tuple[Runtime, dict[str, Any]]:
+    """A runtime on the simulator's tenants, polled every 10 min with ``jitter``, scheduled;
+    and the config document it was loaded from (for a reload to change)."""
+    document = sim_env.config()
+    document["defaults"].update({"interval": "10m", "jitter": jitter})
+    sim_env.write_config(document)
+    runtime = make_runtime(load_config(sim_env.config_file))
+    runtime.scheduler.start()
+    return runtime, document
+
+
 async def test_a_reload_that_changes_the_defaults_spreads_the_re_polls_over_the_jitter(
     sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
-    document = sim_env.config()
-    document["defaults"].update({"interval": "10m", "jitter": "1s"})
-    sim_env.write_config(document)
-    runtime = make_runtime(load_config(sim_env.config_file))
-    runtime.scheduler.start()  # the first regular polls, within 1 s; the next in 10 min
+    # The first regular polls within 1 s; the next in 10 min.
+    runtime, document = scheduled_runtime(sim_env, make_runtime, jitter="1s")
     deadline = time.monotonic() + 20
     while not runtime.store.all_polled() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -465,11 +476,7 @@ async def test_a_tenants_log_tail_keeps_its_last_lines_only(
 async def test_a_reload_stops_a_removed_tenant_and_a_changed_one_keeps_or_moves_its_job(
     sim_env: SimEnv, make_runtime: Callable[[Config], Runtime]
 ) -> None:
-    document = sim_env.config()
-    document["defaults"].update({"interval": "10m", "jitter": "1m"})
-    sim_env.write_config(document)
-    runtime = make_runtime(load_config(sim_env.config_file))
-    runtime.scheduler.start()
+    runtime, document = scheduled_runtime(sim_env, make_runtime, jitter="1m")
     names = sorted(runtime.tenants)
     before = {name: runtime.scheduler.next_poll(name) for name in names}
     assert all(when is not None for when in before.values())
