@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import email.utils
 import gzip
@@ -13,6 +15,7 @@ import pytest
 import respx
 
 from exporter.config.model import CloudEndpoints, RateLimit
+from exporter.graph.admission import Admission
 from exporter.graph.answers import (
     BACKOFF_BASE_SECONDS,
     MAX_THROTTLED_ATTEMPTS,
@@ -25,7 +28,7 @@ from exporter.graph.answers import (
     parse_retry_after,
 )
 from exporter.graph.auth import AccessToken
-from exporter.graph.client import REPORT_PATH, GraphClient
+from exporter.graph.client import CONDITIONAL_ACCESS, REPORT_PATH, GraphClient, GraphRequest
 from exporter.graph.failures import (
     AUTH_ERROR,
     HTTP_ERROR,
@@ -432,3 +435,75 @@ def test_a_connection_error_names_itself_and_a_timeout_near_the_deadline_reports
     with pytest.raises(GraphError) as caught:
         attempts.after_transport_error(TimeoutError(), "c-3", near_deadline=True)
     assert caught.value.failure is failure
+
+
+def _identity(document: object) -> object:
+    return document
+
+
+async def _admitted_while(admission: Admission, waiting: asyncio.Task[object]) -> bool:
+    """Whether another poll got in while ``waiting`` was under way (it is then cancelled)."""
+    async with asyncio.timeout(30):
+        async with admission.ticket():
+            other = not waiting.done()
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    return other
+
+
+@respx.mock
+async def test_a_poll_lets_its_admission_go_while_it_waits_to_retry_or_on_a_budget() -> None:
+    respx.get(URL).mock(
+        side_effect=[graph_error(503, "ServiceUnavailable", {"Retry-After": "3"})]
+        + [httpx.Response(200, json=REPORT)] * 3
+    )
+    admission = Admission(1)
+    seen: list[int] = []
+
+    async def sleep(delay: float) -> None:
+        seen.append(admission.admitted)
+
+    transport = Transport(build_ssl_context(None), concurrency=4)
+    two_a_minute = GraphRateLimiter(RateLimit(2, 60.0), RateLimit(10_000, 1.0))
+    client = GraphClient(transport, two_a_minute, sleep=sleep, admission=admission)
+    try:
+        async with client.admitted() as ticket:
+            request = GraphRequest(TOKEN, time.monotonic() + 600, RequestTally(), None, ticket)
+            await client.get_document(TENANT, URL, request, _identity, "report")
+            assert seen == [0]  # the retry's delay: not under way
+            assert admission.admitted == 1  # under way again
+            # The next request waits most of a minute on the tenant's reports window (the
+            # request and its retry took both places): another poll may start meanwhile.
+            paced = asyncio.create_task(
+                client.get_document(TENANT, URL, request, _identity, "report")
+            )
+            assert await _admitted_while(admission, paced)
+    finally:
+        await transport.aclose()
+
+
+@respx.mock
+async def test_a_poll_keeps_its_admission_while_conditional_access_paces_it() -> None:
+    url = f"{HOST}/v1.0/identity/conditionalAccess/policies"
+    respx.get(url).mock(return_value=httpx.Response(200, json={"value": []}))
+    admission = Admission(1)
+    transport = Transport(build_ssl_context(None), concurrency=4)
+    client = GraphClient(transport, UNLIMITED, admission=admission)
+    try:
+        async with client.admitted() as ticket:
+            request = GraphRequest(TOKEN, time.monotonic() + 600, RequestTally(), None, ticket)
+            read = client.get_document(
+                TENANT, url, request, _identity, "policies", CONDITIONAL_ACCESS
+            )
+            await read
+            again = asyncio.create_task(  # 1 per second per tenant: it waits for a second
+                client.get_document(TENANT, url, request, _identity, "policies", CONDITIONAL_ACCESS)
+            )
+            other = asyncio.create_task(_admitted_while(admission, again))
+            await again  # done, paced by its second, while the other poll still waited
+            assert request.tally.paced_seconds > 0.5
+            assert not other.done()
+        assert not await other  # it got in only when this poll ended
+    finally:
+        await transport.aclose()

@@ -302,35 +302,43 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_polls_past_the_transports_room_wait_first_come_first_served() -> None:
+async def test_polls_past_the_room_wait_first_come_first_served_and_paced_ones_do_not_count() -> (
+    None
+):
     admission = Admission(2)
     started: list[int] = []
-    spend: dict[int, asyncio.Event] = {n: asyncio.Event() for n in range(5)}
+    pace = {n: asyncio.Event() for n in range(5)}  # the poll goes to wait on pacing
+    paced = {n: asyncio.Event() for n in range(5)}  # its pacing slot came
+    end = {n: asyncio.Event() for n in range(5)}
 
     async def poll(n: int) -> None:
         async with admission.ticket() as ticket:
             started.append(n)
-            await spend[n].wait()
-            ticket.spend()  # its first request is on its way: no longer counted
-            await asyncio.sleep(3600)
+            await pace[n].wait()
+            with ticket.away():
+                await paced[n].wait()
+            await end[n].wait()
 
     polls = [asyncio.create_task(poll(n)) for n in range(5)]
     await settle()
     assert started == [0, 1]
-    spend[1].set()
+    pace[1].set()  # waiting on pacing, poll 1 is not under way: the next may start
     await settle()
     assert started == [0, 1, 2]
-    admission.enqueued()  # a request waits for a connection: it takes the room
-    spend[0].set()
+    paced[1].set()  # back from pacing without waiting for room: three under way
+    await settle()
+    assert admission.admitted == 3
+    for event in (pace[0], paced[0], end[0]):  # poll 0 ends; two still under way: full
+        event.set()
     await settle()
     assert started == [0, 1, 2]
-    admission.dequeued()
+    end[1].set()
     await settle()
     assert started == [0, 1, 2, 3]
     for task in polls:
         task.cancel()
     await asyncio.gather(*polls, return_exceptions=True)
-    assert (admission.admitted, admission.queued) == (0, 0)
+    assert admission.admitted == 0
 
 
 async def test_a_poll_that_ends_or_gives_up_waiting_frees_its_place() -> None:
@@ -348,7 +356,22 @@ async def test_a_poll_that_ends_or_gives_up_waiting_frees_its_place() -> None:
         await asyncio.gather(waiting, return_exceptions=True)
     async with admission.ticket() as ticket:
         assert admission.admitted == 1
-        ticket.spend()
-        ticket.spend()  # once only
+        with ticket.away():  # two collectors of the poll wait on pacing at once
+            with ticket.away():
+                assert admission.admitted == 0
+            assert admission.admitted == 0
+        assert admission.admitted == 1
+        ticket.close()
+        ticket.close()  # once only
         assert admission.admitted == 0
+    assert admission.admitted == 0
+
+
+async def test_a_poll_that_ends_while_one_of_its_collectors_waits_counts_once() -> None:
+    admission = Admission(1)
+    async with admission.ticket() as ticket:
+        with ticket.away():
+            ticket.close()
+        assert admission.admitted == 0
+    assert admission.admitted == 0
     assert admission.admitted == 0

@@ -1,16 +1,18 @@
-"""When a poll may start: while the transport has room for its requests.
+"""When a poll may start: while fewer than ``room`` polls are under way.
 
-A poll that starts holds some 16 KB until it ends (its tasks, frames, requests being built).
-When many polls are due at once (jobs without jitter, a start, a reload) and the transport is
-what they wait for, they would all start and queue at its semaphore, each holding its bytes:
-1,000 tenants polled together left some 13 MB more behind them than 50 at a time did, and
-the pages freed by such a wave are not given back. So a poll waits here, holding almost
-nothing, while the requests queued for a connection and the polls admitted but not yet at
-their first request are ``room`` or more together.
+A poll that has started holds some 16 KB, an enforcement poll some 35 KB (its tasks, frames,
+the pages being read, the look-ups being resolved) until it ends. When many polls are due at
+once (jobs without jitter, a start, a reload) they would all start and interleave, each holding
+its bytes, and the pages such a wave touched are not given back: 1,000 tenants polled together
+left some 13 MB more behind them than 50 at a time did. So a poll waits here, holding some
+5 KB, while ``room`` polls are under way (the runtime gives room for what can be busy at once:
+``concurrency`` requests at Graph and a thread per token being fetched).
 
-Polls waiting on Graph's pacing (their tenant's or app's budget) do not count: a poll's
-ticket is spent when its first request goes to be paced, so one app's paced tenants never
-keep another app's tenants from starting. Admission is first come, first served.
+A poll waiting on the reports' or the directory's budget (which the app's other tenants may
+hold) or sleeping before a retry is not under way: its ticket is away meanwhile
+(:meth:`Ticket.away`) and taken up again, without waiting for room, when it goes on. So one
+app's paced tenants never keep another app's tenants from starting, and a poll once started is
+never held back by admission. Admission is first come, first served.
 """
 
 from __future__ import annotations
@@ -18,39 +20,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 
 class Ticket:
-    """One admitted poll's claim on the room, given back when its first request is on its
-    way (:meth:`spend`, once; later calls do nothing) or when the poll ends."""
+    """One admitted poll's place in the room, held until the poll ends except while it is
+    :meth:`away` (waiting on pacing or before a retry).
+
+    The collectors of a poll run side by side and share its ticket: it is away while any of
+    them waits, which lets a poll count for nothing while one collector waits on pacing and
+    another reads (lenient, never a poll held back).
+    """
 
     def __init__(self, admission: Admission) -> None:
         self._admission: Admission | None = admission
+        self._away = 0  # how many of the poll's waits are under way
 
-    def spend(self) -> None:
+    @contextlib.contextmanager
+    def away(self) -> Iterator[None]:
+        """The poll waits on something other than room (pacing, a retry's delay)."""
+        admission = self._admission
+        if admission is None:
+            yield
+            return
+        if self._away == 0:
+            admission.release()
+        self._away += 1
+        try:
+            yield
+        finally:
+            self._away -= 1
+            if self._away == 0 and self._admission is not None:
+                admission.readmit()
+
+    def close(self) -> None:
+        """The poll ended: its place goes to the next (once; later calls do nothing)."""
         admission, self._admission = self._admission, None
-        if admission is not None:
+        if admission is not None and self._away == 0:
             admission.release()
 
 
 class Admission:
-    """At most ``room`` requests queued for a connection and polls admitted but not yet
-    at their first request, together; polls past that wait, first come, first served."""
+    """At most ``room`` polls under way together (None: any number); polls past that wait,
+    first come, first served."""
 
-    def __init__(self, room: int) -> None:
-        self.room = max(1, room)
-        self.admitted = 0  # polls admitted whose ticket is not spent
-        self.queued = 0  # requests waiting for a connection
+    def __init__(self, room: int | None) -> None:
+        self.room = None if room is None else max(1, room)
+        self.admitted = 0  # polls under way (their ticket held, not away)
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._wake_due = False
 
-    def _full(self) -> bool:
-        return self.admitted + self.queued >= self.room
-
     @contextlib.asynccontextmanager
     async def ticket(self) -> AsyncIterator[Ticket]:
-        """Wait for room; the ticket is spent by the poll's first request, or at the end."""
+        """Wait for room; the ticket is held until the poll ends."""
         if self._waiters or self._full():
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -66,28 +88,22 @@ class Admission:
         try:
             yield ticket
         finally:
-            ticket.spend()
+            ticket.close()
 
     def release(self) -> None:
-        """A ticket was spent: room for the next poll, once the step that made the room is
-        over (a poll spends its ticket on the way to the transport's queue, which counts it
-        again in the same step)."""
+        """A poll ended or went away: room for the next, once the step that made the room is
+        over (a poll away for a pacing slot that is free at once is back in the same step)."""
         self.admitted -= 1
-        self._wake_soon()
-
-    def enqueued(self) -> None:
-        """A request waits for a connection."""
-        self.queued += 1
-
-    def dequeued(self) -> None:
-        """A request queued for a connection got it (or gave up)."""
-        self.queued -= 1
-        self._wake_soon()
-
-    def _wake_soon(self) -> None:
         if self._waiters and not self._wake_due:
             self._wake_due = True
             asyncio.get_running_loop().call_soon(self._wake)
+
+    def _full(self) -> bool:
+        return self.room is not None and self.admitted >= self.room
+
+    def readmit(self) -> None:
+        """A poll that was away goes on: it counts again, without waiting for room."""
+        self.admitted += 1
 
     def _wake(self) -> None:
         self._wake_due = False

@@ -9,18 +9,19 @@ report becomes a :class:`~exporter.graph.failures.PollFailure`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
 from exporter.config.model import RateLimit, TenantConfig
-from exporter.graph.admission import Ticket
+from exporter.graph.admission import Admission, Ticket
 from exporter.graph.answers import (
     MIN_RETRY_SECONDS,
     Attempts,
@@ -60,11 +61,10 @@ class GraphRequest(NamedTuple):
     deadline: float
     tally: RequestTally
     log: logging.LoggerAdapter[logging.Logger] | None = None
-    # The poll's admission ticket, spent by its first request (None: a request of no poll).
+    # The poll's admission ticket, away while it waits on pacing (None: a request of no poll).
     ticket: Ticket | None = None
 
 
-# The budgets a request may be paced by: identity and access reports, or the service's.
 # The budget a request is paced by: Graph's identity and access reports limits, the identity
 # and access service's resource units (roles, groups, policies), or the 1 request per second
 # per tenant of Conditional Access.
@@ -77,6 +77,11 @@ SWEEP_SECONDS = 30.0
 def _named(tenant: TenantConfig) -> logging.LoggerAdapter[logging.Logger]:
     """This module's logger, naming ``tenant`` in each line (a request of no tenant's poll)."""
     return logging.LoggerAdapter(log, {"tenant": tenant.name})
+
+
+def _away(request: GraphRequest) -> AbstractContextManager[None]:
+    """While the request's poll waits (pacing, a retry's delay): its admission ticket away."""
+    return request.ticket.away() if request.ticket is not None else contextlib.nullcontext()
 
 
 def requested_top(url: str) -> int | None:
@@ -112,8 +117,11 @@ class GraphClient:
         limiter: GraphRateLimiter,
         sleep: Callable[[float], Any] = asyncio.sleep,
         service: ServiceBudget | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._transport = transport
+        # When a poll may start (exporter.graph.admission); any time unless given one.
+        self._admission = admission or Admission(None)
         self._limiter = limiter
         self._sleep = sleep
         # Directory requests (roles, groups, policies) are paced by the service's own budget.
@@ -123,7 +131,7 @@ class GraphClient:
 
     def admitted(self) -> AbstractAsyncContextManager[Ticket]:
         """Wait until a poll may start (:mod:`exporter.graph.admission`); its ticket."""
-        return self._transport.admission.ticket()
+        return self._admission.ticket()
 
     def note_tenant_size(self, tenant: TenantConfig, users: int) -> None:
         """The tenant's size, learnt from its report: it sets its directory budget."""
@@ -252,7 +260,7 @@ class GraphClient:
                 if response.status_code == 200:
                     return response, client_request_id
                 delay, failure = attempts.after_answer(response, client_request_id, tally)
-            await self._wait(delay, deadline, failure, request.log or _named(tenant))
+            await self._wait(delay, request, failure, request.log or _named(tenant))
             attempts.retried = failure
 
     def _slot(
@@ -282,9 +290,13 @@ class GraphClient:
     ) -> HttpResponse:
         """One GET inside a pacing slot, bounded by the request timeout and the deadline."""
         token, deadline, tally = request.token, request.deadline, request.tally
-        if request.ticket is not None:
-            request.ticket.spend()  # this poll is paced or queued from here: not admitted
-        async with self._slot(tenant, url, deadline, service) as waited:
+        async with contextlib.AsyncExitStack() as slot:
+            # Waiting on the reports' or the directory's budget (which the app's other tenants
+            # may hold), the poll lets its place in the admission go. Conditional Access is
+            # paced per tenant, at most a second, by this tenant's own reads: the poll keeps it
+            # (letting go, every poll due would start within that second and hold its bytes).
+            with _away(request) if service != CONDITIONAL_ACCESS else contextlib.nullcontext():
+                waited = await slot.enter_async_context(self._slot(tenant, url, deadline, service))
             tally.paced_seconds += waited
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -306,19 +318,21 @@ class GraphClient:
     async def _wait(
         self,
         delay: float,
-        deadline: float,
+        request: GraphRequest,
         failure: PollFailure,
         tenant_log: logging.LoggerAdapter[logging.Logger],
     ) -> None:
-        """Sleep before a retry, or give up with ``failure`` if the deadline comes first.
+        """Sleep before a retry (the poll not under way meanwhile), or give up with
+        ``failure`` if the request's deadline comes first.
 
         A retry needs some time of its own after the delay: one that could only start at the
         deadline would end as a timeout and hide the real failure.
         """
-        if time.monotonic() + delay + MIN_RETRY_SECONDS >= deadline:
+        if time.monotonic() + delay + MIN_RETRY_SECONDS >= request.deadline:
             raise GraphError(failure)
         tenant_log.debug(
             "retrying Graph request",
             extra={"delay_seconds": round(delay, 3), **failure.log_fields()},
         )
-        await self._sleep(delay)
+        with _away(request):
+            await self._sleep(delay)

@@ -27,14 +27,11 @@ import httpcore
 import httpx
 
 from exporter import __version__
-from exporter.graph.admission import Admission
 from exporter.graph.netbackend import AsyncioBackend
 
 MAX_BODY_BYTES = 1024 * 1024
 # Connections per httpx pool (see Transport).
 POOL_SIZE = 4
-# Polls on their way to their first request and requests waiting for a slot, per slot.
-ADMISSION_ROOM = 2
 # Idle connections are kept this long for the next poll.
 KEEPALIVE_SECONDS = 60.0
 USER_AGENT = f"entra-registration-exporter/{__version__}"
@@ -92,10 +89,6 @@ class Transport:
         self._pools = [_pool(ssl_context, per_pool, self.backend) for _ in range(pools)]
         self._busy = [0] * pools
         self._in_flight = asyncio.Semaphore(concurrency)
-        # When a poll may start: while fewer than twice ``concurrency`` requests wait for a
-        # slot or polls are on their way to their first request (a poll getting its token
-        # is one: with room for only ``concurrency`` of them, the cold round stalled on tokens).
-        self.admission = Admission(ADMISSION_ROOM * concurrency)
         self._max_body_bytes = max_body_bytes
         self.loop = asyncio.get_running_loop()
 
@@ -127,11 +120,7 @@ class Transport:
             content=content or b"",
             extensions={"timeout": httpx.Timeout(timeout).as_dict()},
         )
-        self.admission.enqueued()
-        try:
-            await self._in_flight.acquire()
-        finally:
-            self.admission.dequeued()
+        await self._in_flight.acquire()
         try:
             index = self._busy.index(min(self._busy))
             self._busy[index] += 1

@@ -56,7 +56,7 @@ class CollectorRun:
     # The tenant's logger: what the run logs is the tenant's (its page keeps the lines).
     log: logging.LoggerAdapter[logging.Logger]
     exchange: PollExchange | None = None
-    # The poll's admission ticket (exporter.graph.admission), spent by its first request.
+    # The poll's admission ticket (exporter.graph.admission), held until the poll ends.
     ticket: Ticket | None = None
 
     @property
