@@ -33,8 +33,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
         ["tests/test_report.py", "tests/test_boundaries.py"],
     ),
     "ratelimit": (
-        ["exporter/graph/pacing.py"],
-        ["tests/test_ratelimit.py", "tests/test_boundaries.py"],
+        ["exporter/graph/pacing.py", "exporter/graph/admission.py"],
+        ["tests/test_ratelimit.py", "tests/test_boundaries.py", "tests/test_graph.py"],
     ),
     "failures": (
         ["exporter/graph/failures.py"],
