@@ -348,8 +348,12 @@ async def test_a_poll_that_ends_or_gives_up_waiting_frees_its_place() -> None:
         async with admission.ticket():
             pass
 
-    async with admission.ticket():
+    async with admission.ticket() as ticket:
         waiting = asyncio.create_task(wait_for_room())
+        await settle()
+        assert not waiting.done()
+        with ticket.away():  # away for a pacing slot free at once: back in the same step
+            pass
         await settle()
         assert not waiting.done()
         waiting.cancel()

@@ -68,7 +68,6 @@ class Admission:
         self.room = None if room is None else max(1, room)
         self.admitted = 0  # polls under way (their ticket held, not away)
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._wake_due = False
 
     @contextlib.asynccontextmanager
     async def ticket(self) -> AsyncIterator[Ticket]:
@@ -94,8 +93,7 @@ class Admission:
         """A poll ended or went away: room for the next, once the step that made the room is
         over (a poll away for a pacing slot that is free at once is back in the same step)."""
         self.admitted -= 1
-        if self._waiters and not self._wake_due:
-            self._wake_due = True
+        if self._waiters:
             asyncio.get_running_loop().call_soon(self._wake)
 
     def _full(self) -> bool:
@@ -106,7 +104,6 @@ class Admission:
         self.admitted += 1
 
     def _wake(self) -> None:
-        self._wake_due = False
         while self._waiters and not self._full():
             waiter = self._waiters.popleft()
             if not waiter.done():
