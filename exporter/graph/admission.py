@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 
 class Ticket:
     """One admitted poll's place in the room, held until the poll ends except while it is
-    :meth:`away` (waiting on pacing or before a retry).
+    :meth:`away` (waiting on the reports' or the directory's budget, or before a retry).
 
     The collectors of a poll run side by side and share its ticket: it is away while any of
     them waits, which lets a poll count for nothing while one collector waits on pacing and
@@ -38,7 +38,8 @@ class Ticket:
 
     @contextlib.contextmanager
     def away(self) -> Iterator[None]:
-        """The poll waits on something other than room (pacing, a retry's delay)."""
+        """The poll waits on what may be other tenants' (a shared budget) or on time (a retry's
+        delay): not under way meanwhile."""
         admission = self._admission
         if admission is None:
             yield

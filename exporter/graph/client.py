@@ -61,7 +61,8 @@ class GraphRequest(NamedTuple):
     deadline: float
     tally: RequestTally
     log: logging.LoggerAdapter[logging.Logger] | None = None
-    # The poll's admission ticket, away while it waits on pacing (None: a request of no poll).
+    # The poll's admission ticket, away while it waits on a shared budget or before a retry
+    # (None: a request of no poll).
     ticket: Ticket | None = None
 
 
@@ -80,7 +81,7 @@ def _named(tenant: TenantConfig) -> logging.LoggerAdapter[logging.Logger]:
 
 
 def _away(request: GraphRequest) -> AbstractContextManager[None]:
-    """While the request's poll waits (pacing, a retry's delay): its admission ticket away."""
+    """While the request's poll waits (a shared budget, a retry's delay): its ticket away."""
     return request.ticket.away() if request.ticket is not None else contextlib.nullcontext()
 
 
