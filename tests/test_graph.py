@@ -41,7 +41,7 @@ from exporter.graph.failures import (
     classify_oauth_error,
     classify_transport_error,
 )
-from exporter.graph.pacing import GraphRateLimiter
+from exporter.graph.pacing import GraphRateLimiter, TenantLimiter
 from exporter.graph.transport import HttpResponse, Transport, build_ssl_context
 from tests.conftest import tenant_config as metrics_tenant
 
@@ -489,17 +489,18 @@ async def test_a_poll_keeps_its_admission_while_conditional_access_paces_it() ->
     respx.get(url).mock(return_value=httpx.Response(200, json={"value": []}))
     admission = Admission(1)
     transport = Transport(build_ssl_context(None), concurrency=4)
-    client = GraphClient(transport, UNLIMITED, admission=admission)
+    one_a_tenth = TenantLimiter(RateLimit(1, 0.1))  # the wait's length does not matter here
+    client = GraphClient(transport, UNLIMITED, admission=admission, conditional_access=one_a_tenth)
     try:
         async with client.admitted() as ticket:
             request = GraphRequest(TOKEN, time.monotonic() + 600, RequestTally(), None, ticket)
             await client.get_document(TENANT, url, request, _identity, "x", CONDITIONAL_ACCESS)
-            again = asyncio.create_task(  # 1 per second per tenant: it waits for a second
+            again = asyncio.create_task(  # 1 per window per tenant: it waits for the window
                 client.get_document(TENANT, url, request, _identity, "x", CONDITIONAL_ACCESS)
             )
             other = asyncio.create_task(_admitted_while(admission, again))
-            await again  # done, paced by its second, while the other poll still waited
-            assert request.tally.paced_seconds > 0  # it did wait on the tenant's second
+            await again  # done, paced by the window, while the other poll still waited
+            assert request.tally.paced_seconds > 0  # it did wait on the tenant's window
             assert not other.done()
         assert not await other  # it got in only when this poll ended
     finally:

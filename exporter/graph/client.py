@@ -119,6 +119,7 @@ class GraphClient:
         sleep: Callable[[float], Any] = asyncio.sleep,
         service: ServiceBudget | None = None,
         admission: Admission | None = None,
+        conditional_access: TenantLimiter | None = None,
     ) -> None:
         self._transport = transport
         # When a poll may start (exporter.graph.admission); any time unless given one.
@@ -127,7 +128,8 @@ class GraphClient:
         self._sleep = sleep
         # Directory requests (roles, groups, policies) are paced by the service's own budget.
         self.service = service or ServiceBudget()
-        self.conditional_access = TenantLimiter()
+        # Conditional Access reads: Graph's 1 request per second per tenant, whatever the app.
+        self.conditional_access = conditional_access or TenantLimiter()
         self._next_sweep = 0.0
 
     def admitted(self) -> AbstractAsyncContextManager[Ticket]:
