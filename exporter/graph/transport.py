@@ -120,8 +120,7 @@ class Transport:
             content=content or b"",
             extensions={"timeout": httpx.Timeout(timeout).as_dict()},
         )
-        await self._in_flight.acquire()
-        try:
+        async with self._in_flight:
             index = self._busy.index(min(self._busy))
             self._busy[index] += 1
             try:
@@ -129,8 +128,6 @@ class Transport:
                     headers, status, body = await self._exchange(index, outgoing, timeout)
             finally:
                 self._busy[index] -= 1
-        finally:
-            self._in_flight.release()
         encoding = headers.get("content-encoding", "").lower()
         if encoding and encoding != "identity":
             body = _decode_body(body, encoding, self._max_body_bytes)
